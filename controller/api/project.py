@@ -1,0 +1,180 @@
+"""The Project resource: an idea for a short video, owned by the user."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from controller.api.common import (
+    ApiModel,
+    AspectRatio,
+    Condition,
+    ErrorInfo,
+    PlannerProviderName,
+    VideoConfig,
+)
+
+MAX_SCENES = 50
+MAX_PROMPT = 5000
+
+
+class Mode(StrEnum):
+    MUSIC_VIDEO = "MusicVideo"
+    AD_CREATIVE = "AdCreative"
+
+
+# The old app's defaults per mode: (scene count, seconds per scene).
+MODE_DEFAULTS: dict[Mode, tuple[int, int]] = {
+    Mode.MUSIC_VIDEO: (1, 4),
+    Mode.AD_CREATIVE: (3, 8),
+}
+
+
+class MissingClipPolicy(StrEnum):
+    REGENERATE = "Regenerate"
+    FAIL = "Fail"
+    IGNORE = "Ignore"
+
+
+class DeletionPolicy(StrEnum):
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
+class ProjectPhase(StrEnum):
+    PENDING = "Pending"
+    GENERATING_SCENES = "GeneratingScenes"
+    SCENES_READY = "ScenesReady"
+    PROCESSING = "Processing"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+class SceneDefaults(ApiModel):
+    """What the planner must produce."""
+
+    count: int | None = Field(default=None, ge=1, le=MAX_SCENES)
+    """Number of scenes; default 1 for MusicVideo, 3 for AdCreative."""
+    duration_seconds: int | None = Field(default=None, ge=1, le=60)
+    """Seconds per clip; default 4 for MusicVideo, 8 for AdCreative."""
+    aspect_ratio: AspectRatio = AspectRatio.LANDSCAPE
+    """16:9, 9:16 or 1:1."""
+
+
+class PlannerConfig(ApiModel):
+    """Which planner writes the scene plan."""
+
+    provider: PlannerProviderName | None = None
+    """gemini or local; empty means the operator's default."""
+    model: str | None = Field(default=None, max_length=200)
+    """Planner model, e.g. gemini-2.5-pro."""
+
+
+class Backoff(ApiModel):
+    """Exponential backoff between attempts (with jitter)."""
+
+    initial_seconds: int = Field(default=10, ge=0, le=3600)
+    factor: float = Field(default=2.0, ge=1.0, le=10.0)
+    max_seconds: int = Field(default=600, ge=0, le=86400)
+
+
+class RetryPolicy(ApiModel):
+    """Per-scene retry policy for retryable failures."""
+
+    limit: int = Field(default=3, ge=1, le=20)
+    """Attempts allowed per scene (including the first)."""
+    backoff: Backoff = Field(default_factory=Backoff)
+
+
+class RepairPolicy(ApiModel):
+    """What to do when S3 and status disagree."""
+
+    missing_clip: MissingClipPolicy = MissingClipPolicy.REGENERATE
+    """Regenerate (new take), Fail the scene, or Ignore."""
+    interval_seconds: int = Field(default=300, ge=1, le=86400)
+    """How often the project's S3 prefix is compared with its scenes."""
+
+
+class Budget(ApiModel):
+    """Hard caps on paid work."""
+
+    max_generations: int | None = Field(default=None, ge=0)
+    """Generation attempts allowed for the whole project; empty means unlimited."""
+
+
+class StorageConfig(ApiModel):
+    """Where clips go; empty fields use the operator's defaults."""
+
+    bucket: str | None = Field(default=None, min_length=3, max_length=63)
+    prefix: str | None = Field(default=None, max_length=512)
+
+
+class ProjectSpec(ApiModel):
+    """The desired video: written by the user, never by the operator."""
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
+    """The concept of the video."""
+    mode: Mode = Mode.MUSIC_VIDEO
+    """MusicVideo or AdCreative (their default scene count and duration differ)."""
+    character_description: str | None = Field(default=None, max_length=2000)
+    product_description: str | None = Field(default=None, max_length=2000)
+    style: str | None = Field(default=None, max_length=1000)
+    scenes: SceneDefaults = Field(default_factory=SceneDefaults)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    video: VideoConfig = Field(default_factory=VideoConfig)
+    generate_videos: bool = False
+    """The "Generate videos" switch: false plans scenes only."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    repair: RepairPolicy = Field(default_factory=RepairPolicy)
+    budget: Budget = Field(default_factory=Budget)
+    paused: bool = False
+    """Stop starting new work; observation continues."""
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
+    """Retain keeps clips in S3 when the Project is deleted; Delete removes them first."""
+
+    def scene_count(self) -> int:
+        return self.scenes.count or MODE_DEFAULTS[self.mode][0]
+
+    def duration_seconds(self) -> int:
+        return self.scenes.duration_seconds or MODE_DEFAULTS[self.mode][1]
+
+
+class PlannedSceneRecord(ApiModel):
+    prompt: str = Field(max_length=MAX_PROMPT)
+    negative_prompt: str | None = Field(default=None, max_length=1000)
+
+
+class PlanInfo(ApiModel):
+    """The scene plan, recorded before Scenes are created so a restart can finish it."""
+
+    provider: str
+    model: str
+    planned_at: str
+    spec_hash: str
+    scenes: list[PlannedSceneRecord] = Field(default_factory=list)
+
+
+class Usage(ApiModel):
+    """Paid work done for this project (recounted from its Scenes)."""
+
+    generations_started: int = Field(default=0, ge=0)
+    seconds_of_video: int = Field(default=0, ge=0)
+    estimated_cost_usd: float = Field(default=0.0, ge=0)
+
+
+class ProjectStatus(ApiModel):
+    """Observed state; every counter is a recount of the project's Scenes."""
+
+    phase: ProjectPhase | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+    scene_count: int = 0
+    pending_scenes: int = 0
+    processing_scenes: int = 0
+    completed_scenes: int = 0
+    failed_scenes: int = 0
+    usage: Usage | None = None
+    plan: PlanInfo | None = None
+    last_error: ErrorInfo | None = None

@@ -1,0 +1,223 @@
+"""A small async Kubernetes API client for the operator's own reads and writes.
+
+kopf watches and delivers events; this client does the writes (status merge patches with
+optimistic concurrency, Scene creation, Events, finalizers). It reuses the kubernetes
+package only to load the kubeconfig or in-cluster credentials, and counts every request
+so the cost of control can be measured (metrics, benchmark).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import ssl
+import uuid
+from typing import Any
+
+import httpx
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from controller import vocabulary as v
+
+MERGE = "application/merge-patch+json"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+
+def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuration:
+    cfg = k8s_client.Configuration()
+    try:
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    except k8s_config.ConfigException:
+        k8s_config.load_incluster_config(client_configuration=cfg)
+    return cfg
+
+
+def cr_path(plural: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+    path = f"/apis/{v.GROUP}/{v.VERSION}/namespaces/{namespace}/{plural}"
+    if name:
+        path += f"/{name}"
+    if sub:
+        path += f"/{sub}"
+    return path
+
+
+class KubeApi:
+    def __init__(self, cfg: k8s_client.Configuration, *, max_connections: int = 64) -> None:
+        self._cfg = cfg
+        verify: ssl.SSLContext | bool = False
+        if cfg.verify_ssl:
+            ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+            if cfg.cert_file:
+                ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+            verify = ctx
+        elif cfg.cert_file:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+            verify = ctx
+        self._http = httpx.AsyncClient(
+            base_url=cfg.host,
+            verify=verify,
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            limits=httpx.Limits(max_connections=max_connections),
+        )
+        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    @classmethod
+    def from_environment(cls, kubeconfig: str | None = None) -> KubeApi:
+        return cls(load_configuration(kubeconfig))
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        # get_api_key_with_prefix runs the refresh hook: in-cluster tokens rotate.
+        token = self._cfg.get_api_key_with_prefix("authorization") or self._cfg.get_api_key_with_prefix(
+            "BearerToken"
+        )
+        if token:
+            headers["Authorization"] = token
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        content_type: str | None = None,
+        kind: str = "",
+    ) -> dict[str, Any]:
+        self.requests[(method, kind or _kind_of(path))] += 1
+        response = await self._http.request(
+            method,
+            path,
+            json=json,
+            params=params,
+            headers=self._headers(content_type or ("application/json" if json is not None else None)),
+        )
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                raise ApiError(response.status_code, body.get("message", ""), body.get("reason", ""))
+            except ValueError:
+                raise ApiError(response.status_code, response.text[:500]) from None
+        return response.json() if response.content else {}
+
+    # ------------------------------------------------------------------ custom resources
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", cr_path(plural, namespace, name))
+        except ApiError as e:
+            if e.not_found:
+                return None
+            raise
+
+    async def list(
+        self, plural: str, namespace: str, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        body = await self.request("GET", cr_path(plural, namespace), params=params)
+        return list(body.get("items", []))
+
+    async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", cr_path(plural, namespace), json=body)
+
+    async def patch_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """JSON merge patch of status; with resource_version, a stale read fails with 409."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self.request(
+            "PATCH", cr_path(plural, namespace, name, "status"), json=body, content_type=MERGE
+        )
+
+    async def patch_metadata(
+        self, plural: str, namespace: str, name: str, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self.request(
+            "PATCH",
+            cr_path(plural, namespace, name),
+            json={"metadata": metadata},
+            content_type=MERGE,
+        )
+
+    # ------------------------------------------------------------------ events
+    async def post_event(
+        self,
+        obj: dict[str, Any],
+        *,
+        reason: str,
+        message: str,
+        type_: str = "Normal",
+        component: str = v.MANAGER,
+    ) -> None:
+        meta = obj.get("metadata", {})
+        namespace = meta.get("namespace", "default")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta.get('name', 'x')[:200]}.{uuid.uuid4().hex[:12]}",
+                "namespace": namespace,
+            },
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", v.API_VERSION),
+                "kind": obj.get("kind", ""),
+                "name": meta.get("name", ""),
+                "namespace": namespace,
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": component},
+            "reportingComponent": component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self.request(
+            "POST", f"/api/v1/namespaces/{namespace}/events", json=event, kind="events"
+        )
+
+
+def _kind_of(path: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    if "namespaces" in parts:
+        i = parts.index("namespaces")
+        rest = parts[i + 2 :]
+        if rest:
+            return rest[0] + ("/status" if rest[-1] == "status" else "")
+    return parts[-1] if parts else ""

@@ -1,0 +1,130 @@
+"""Provider contracts: one small interface per kind of external system.
+
+The reconcile code talks to every planner and video generator through these, so a
+provider can be swapped without touching it (Crossplane's Observe/Create idea).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class ProviderError(Exception):
+    """A classified provider failure.
+
+    `retryable` is decided once, where the error is raised (see `errors.classify_status`):
+    429, 5xx, timeouts and connection errors are retryable; other 4xx, safety blocks and
+    invalid input are permanent. `message` keeps the provider's own words (no secrets).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        retryable: bool,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class JobLostError(ProviderError):
+    """The provider does not know the recorded job any more (expired, deleted, restarted)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("JobLost", message, retryable=True, status_code=404)
+
+
+# ----------------------------------------------------------------------------- video
+
+
+class JobStatus(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """What one clip should be; built from the Scene spec and the effective video config."""
+
+    prompt: str
+    duration_seconds: int
+    aspect_ratio: str  # "16:9" | "9:16" | "1:1"
+    negative_prompt: str | None = None
+    model: str | None = None  # None: the provider's default model
+    params: dict[str, Any] = field(default_factory=dict)  # extra provider inputs
+    sequence: int = 1  # shown by the local renderer so clips can be told apart
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class JobState:
+    status: JobStatus
+    output_url: str | None = None  # where the finished video can be downloaded
+    output_bytes: bytes | None = None  # or the video itself (Veo bytesBase64Encoded)
+    error: ProviderError | None = None  # set when status is FAILED
+
+
+class VideoProvider(Protocol):
+    """Start a job (returns its id at once), poll it, fetch its output. All async."""
+
+    name: str
+    default_model: str
+
+    async def start(self, request: VideoRequest) -> str:
+        """Create one generation job and return its external id. Never retried blindly:
+        a failure raises ProviderError and the caller decides."""
+        ...
+
+    async def poll(self, job_id: str, request: VideoRequest) -> JobState:
+        """Observe a job without changing it. Raises JobLostError if the provider no
+        longer knows it, ProviderError for transport/API failures."""
+        ...
+
+    async def fetch(
+        self, job_id: str, state: JobState, request: VideoRequest, dest: Path
+    ) -> None:
+        """Write the finished video to `dest` (a local file)."""
+        ...
+
+
+# ----------------------------------------------------------------------------- planner
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    prompt: str
+    mode: str  # "MusicVideo" | "AdCreative"
+    count: int
+    duration_seconds: int
+    aspect_ratio: str
+    style: str | None = None
+    character_description: str | None = None
+    product_description: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedScene:
+    prompt: str
+    negative_prompt: str
+
+
+class Planner(Protocol):
+    name: str
+    default_model: str
+
+    async def plan(self, request: PlanRequest) -> list[PlannedScene]:
+        """Return at most `request.count` scenes (never more), at least one.
+        Raises ProviderError (reason e.g. PromptBlocked, InvalidPlan, RateLimited)."""
+        ...

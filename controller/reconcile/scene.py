@@ -1,0 +1,589 @@
+"""The Scene state machine, as a pure function: observation -> decision.
+
+No I/O here. The runtime gathers an observation, calls `decide`, carries out the one
+effect the decision asks for (a status write, a look at S3, a poll, a job start, an
+upload), folds what it learned back into the observation and calls `decide` again.
+Each rule is a small named step; the reason of the rule that fired is returned with the
+decision so logs, metrics and tests can name it (cert-manager's policy-chain idea).
+
+Invariants (property-tested):
+- phase Completed is only ever produced together with a clip that came from a verified
+  S3 object (`o.finished` or `o.expected`), never from a promise;
+- START is never returned while a job is recorded in status.generation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from controller.api.common import ErrorInfo
+from controller.api.project import Backoff, MissingClipPolicy
+from controller.api.scene import ClipInfo, GenerationInfo, ScenePhase, SceneStatus
+from controller.reconcile.backoff import backoff_seconds
+from controller.reconcile.conditions import set_condition
+from controller.reconcile.timeutil import parse_rfc3339, rfc3339
+from controller.vocabulary import Cond, Reason
+
+CAPACITY_RECHECK_SECONDS = 3.0
+
+
+class Effect(StrEnum):
+    NONE = "None"  # nothing to do now (maybe requeue later)
+    WRITE = "Write"  # write `status`, then decide again
+    LOOK_EXPECTED = "LookExpected"  # HEAD the key of the desired clip, then decide again
+    VERIFY_CLIP = "VerifyClip"  # HEAD the key status points at, then decide again
+    POLL = "Poll"  # poll the recorded job, then decide again
+    START = "Start"  # write `status` (the pending marker), then create the job
+    FINISH = "Finish"  # download the output, upload, verify, then decide again
+
+
+class JobPhase(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    LOST = "Lost"  # the provider no longer knows the job
+    UNREACHABLE = "Unreachable"  # the poll itself failed; try again later
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    etag: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectSeen:
+    """A look at one S3 key: `obj` is None when nothing is there."""
+
+    key: str
+    obj: StoredObject | None
+
+
+@dataclass(frozen=True)
+class JobSeen:
+    job_id: str
+    phase: JobPhase
+    error: ErrorInfo | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the clip must be, from the Scene spec and its Project."""
+
+    spec_hash: str
+    provider: str
+    model: str
+    duration_seconds: int
+    bucket: str
+    key_prefix: str  # the scene's folder: "<prefix>/<ns>/<project uid>/scenes/<seq>/"
+
+    def key(self, take: int) -> str:
+        return f"{self.key_prefix}{self.spec_hash}-t{take}.mp4"
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Project-level switches and policies that bear on this scene."""
+
+    generate_videos: bool = False
+    paused: bool = False
+    retry_limit: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    missing_clip: MissingClipPolicy = MissingClipPolicy.REGENERATE
+    budget_left: int | None = None  # None: no cap
+    regenerate_token: str | None = None  # the Project's annotation
+    retry_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+@dataclass(frozen=True)
+class Observation:
+    now: dt.datetime
+    generation: int  # metadata.generation
+    status: SceneStatus
+    desired: Desired | None = None
+    blocked: ErrorInfo | None = None  # project missing, invalid spec: nothing can proceed
+    controls: Controls = field(default_factory=Controls)
+    regenerate_token: str | None = None  # the Scene's annotations
+    retry_token: str | None = None
+    expected: ObjectSeen | None = None  # None: not looked yet
+    clip_check: ObjectSeen | None = None  # set when drift polling asked for a check
+    job: JobSeen | None = None
+    finished: ObjectSeen | None = None  # the verified upload of a succeeded job
+    capacity: bool = True  # a job slot is free for this provider and project
+    poll_delay: float = 5.0
+    jitter: float = 0.5  # a random draw in [0, 1) for backoff
+
+
+@dataclass(frozen=True)
+class Decision:
+    effect: Effect
+    status: SceneStatus
+    rule: str
+    events: tuple[Event, ...] = ()
+    requeue_after: float | None = None
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _now(o: Observation) -> str:
+    return rfc3339(o.now)
+
+
+def _error(o: Observation, reason: str, message: str, retryable: bool) -> ErrorInfo:
+    return ErrorInfo(reason=reason, message=message[:4096], retryable=retryable, at=_now(o))
+
+
+def _conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) -> SceneStatus:
+    """Derive Ready / Generating / Failed from the status itself, so they cannot disagree."""
+    now, gen = _now(o), o.generation
+    conds = list(s.conditions)
+    if s.phase == ScenePhase.COMPLETED and s.clip is not None:
+        ready = ("True", Reason.COMPLETED, f"clip verified at s3://{s.clip.bucket}/{s.clip.key}")
+    elif s.phase == ScenePhase.FAILED:
+        err = s.last_error
+        ready = (
+            "False",
+            err.reason if err else Reason.GENERATION_FAILED,
+            err.message if err else "",
+        )
+    elif s.generation is not None:
+        ready = ("False", Reason.IN_PROGRESS, "a generation job is in flight")
+    else:
+        ready = ("False", waiting[0], waiting[1])
+    conds = set_condition(conds, Cond.READY, ready[0], ready[1], ready[2], generation=gen, now=now)  # type: ignore[arg-type]
+    g = s.generation
+    if g is not None:
+        job = g.job_id or "(starting)"
+        generating = (
+            "True",
+            Reason.GENERATION_STARTED,
+            f"{g.provider} job {job}, attempt {g.attempt}",
+        )
+    elif s.next_retry_at:
+        generating = ("False", Reason.RETRY_SCHEDULED, f"next attempt at {s.next_retry_at}")
+    else:
+        generating = ("False", ready[1], "")
+    conds = set_condition(
+        conds,
+        Cond.GENERATING,
+        generating[0],
+        generating[1],
+        generating[2],
+        generation=gen,
+        now=now,  # type: ignore[arg-type]
+    )
+    if s.phase == ScenePhase.FAILED:
+        failed = ("True", ready[1], ready[2])
+    else:
+        failed = ("False", "NotFailed", "")
+    conds = set_condition(
+        conds, Cond.FAILED, failed[0], failed[1], failed[2], generation=gen, now=now
+    )  # type: ignore[arg-type]
+    return s.model_copy(update={"conditions": conds, "observed_generation": gen})
+
+
+def _settle(
+    o: Observation,
+    s: SceneStatus,
+    rule: str,
+    waiting: tuple[str, str] = (Reason.IN_PROGRESS, ""),
+    events: tuple[Event, ...] = (),
+    requeue_after: float | None = None,
+    effect: Effect = Effect.WRITE,
+) -> Decision:
+    """Finish a status: derive conditions; WRITE only if something differs."""
+    if s.phase is None:
+        s = s.model_copy(update={"phase": ScenePhase.PENDING})
+    s = _conditions(o, s, waiting)
+    if effect == Effect.WRITE and s.wire() == o.status.wire():
+        return Decision(Effect.NONE, s, rule, (), requeue_after)
+    return Decision(effect, s, rule, events, requeue_after)
+
+
+def _completed(o: Observation, seen: ObjectSeen, job_id: str | None) -> SceneStatus:
+    d, s = o.desired, o.status
+    assert d is not None and seen.obj is not None
+    clip = ClipInfo(
+        bucket=d.bucket,
+        key=seen.key,
+        size=seen.obj.size,
+        etag=seen.obj.etag,
+        sha256=seen.obj.sha256,
+        spec_hash=d.spec_hash,
+        take=s.take,
+        provider=d.provider,
+        job_id=job_id,
+        verified_at=_now(o),
+    )
+    return s.model_copy(
+        update={
+            "phase": ScenePhase.COMPLETED,
+            "clip": clip,
+            "original_video_clip_s3_key": seen.key,
+            "working_video_clip_s3_key": seen.key,
+            "generation": None,
+            "last_error": None,
+            "next_retry_at": None,
+            "spec_hash": d.spec_hash,
+        }
+    )
+
+
+def _clip_gone(s: SceneStatus, **update: object) -> SceneStatus:
+    """Status must not point at an object that is not there."""
+    return s.model_copy(
+        update={
+            "clip": None,
+            "original_video_clip_s3_key": None,
+            "working_video_clip_s3_key": None,
+            **update,
+        }
+    )
+
+
+def retry_or_fail(o: Observation, s: SceneStatus, err: ErrorInfo, rule: str) -> Decision:
+    """A failed attempt (already counted): back off and retry, or fail for good."""
+    c = o.controls
+    base = s.model_copy(update={"generation": None, "last_error": err})
+    if err.retryable and s.attempts < c.retry_limit:
+        delay = backoff_seconds(s.attempts, c.backoff, o.jitter)
+        at = rfc3339(o.now + dt.timedelta(seconds=delay))
+        nxt = base.model_copy(update={"phase": ScenePhase.PROCESSING, "next_retry_at": at})
+        msg = f"attempt {s.attempts}/{c.retry_limit} failed ({err.reason}: {err.message}); retry at {at}"
+        return _settle(
+            o,
+            nxt,
+            rule,
+            (Reason.RETRY_SCHEDULED, ""),
+            (Event(Reason.RETRY_SCHEDULED, msg, "Warning"),),
+        )
+    reason = err.reason if not err.retryable else Reason.RETRIES_EXHAUSTED
+    final_err = (
+        err
+        if not err.retryable
+        else err.model_copy(
+            update={
+                "reason": Reason.RETRIES_EXHAUSTED,
+                "message": f"{s.attempts} attempts failed; last: {err.reason}: {err.message}",
+            }
+        )
+    )
+    failed = base.model_copy(
+        update={"phase": ScenePhase.FAILED, "next_retry_at": None, "last_error": final_err}
+    )
+    return _settle(
+        o,
+        failed,
+        rule,
+        events=(Event(Reason.GENERATION_FAILED, f"{reason}: {final_err.message}", "Warning"),),
+    )
+
+
+def after_start_error(
+    o: Observation, marker: SceneStatus, err: ErrorInfo, ambiguous: bool
+) -> Decision:
+    """The provider call after the pending marker failed.
+
+    An HTTP answer means no job was created: the attempt is given back (nothing was paid)
+    and the scene backs off. No answer (timeout, reset) is ambiguous: a job may exist, so
+    the attempt stays counted and the normal retry path applies.
+    """
+    if ambiguous:
+        return retry_or_fail(o, marker, err, "start-ambiguous")
+    before = o.status
+    restored = marker.model_copy(
+        update={"attempts": before.attempts, "generations_started": before.generations_started}
+    )
+    if not err.retryable:
+        return retry_or_fail(o, restored, err, "start-rejected")
+    delay = backoff_seconds(max(before.attempts, 1), o.controls.backoff, o.jitter)
+    at = rfc3339(o.now + dt.timedelta(seconds=delay))
+    nxt = restored.model_copy(update={"generation": None, "last_error": err, "next_retry_at": at})
+    msg = f"provider refused to start a job ({err.reason}: {err.message}); retry at {at}"
+    return _settle(
+        o,
+        nxt,
+        "start-refused",
+        (Reason.RETRY_SCHEDULED, ""),
+        (Event(Reason.RETRY_SCHEDULED, msg, "Warning"),),
+    )
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def _tokens(o: Observation) -> Decision | None:
+    s, c = o.status, o.controls
+    if o.retry_token and o.retry_token != s.handled_retry_token:
+        return _retry(o, {"handled_retry_token": o.retry_token}, "retry-token")
+    if c.retry_token and c.retry_token != s.handled_project_retry_token:
+        return _retry(o, {"handled_project_retry_token": c.retry_token}, "project-retry-token")
+    if o.regenerate_token and o.regenerate_token != s.handled_regenerate_token:
+        return _regenerate(o, {"handled_regenerate_token": o.regenerate_token}, "regenerate-token")
+    if c.regenerate_token and c.regenerate_token != s.handled_project_regenerate_token:
+        return _regenerate(
+            o, {"handled_project_regenerate_token": c.regenerate_token}, "project-regenerate-token"
+        )
+    return None
+
+
+def _retry(o: Observation, handled: dict[str, object], rule: str) -> Decision:
+    s = o.status
+    update = dict(handled)
+    events: tuple[Event, ...] = ()
+    if s.phase == ScenePhase.FAILED:
+        update.update(phase=ScenePhase.PENDING, attempts=0, last_error=None, next_retry_at=None)
+        events = (Event(Reason.RETRY_REQUESTED, "retry requested: attempts reset"),)
+    return Decision(
+        Effect.WRITE,
+        _conditions(o, s.model_copy(update=update), (Reason.RETRY_REQUESTED, "")),
+        rule,
+        events,
+    )
+
+
+def _regenerate(o: Observation, handled: dict[str, object], rule: str) -> Decision:
+    s = o.status
+    update = dict(handled)
+    update.update(take=s.take + 1, attempts=0, generation=None, last_error=None, next_retry_at=None)
+    if s.phase != ScenePhase.COMPLETED or s.clip is None:
+        update["phase"] = ScenePhase.PENDING
+    else:
+        # The old clip stays in status (and Ready) until the new take is verified.
+        update["phase"] = ScenePhase.PROCESSING
+    msg = f"regenerate requested: new take {s.take + 1}"
+    nxt = s.model_copy(update=update)
+    return Decision(
+        Effect.WRITE,
+        _conditions(o, nxt, (Reason.REGENERATE_REQUESTED, "")),
+        rule,
+        (Event(Reason.REGENERATE_REQUESTED, msg),),
+    )
+
+
+def _in_flight(o: Observation) -> Decision | None:
+    s, d = o.status, o.desired
+    g = s.generation
+    if g is None or d is None:
+        return None
+    if g.spec_hash != d.spec_hash or g.take != s.take:
+        nxt = s.model_copy(update={"generation": None})
+        msg = f"spec or take changed while job {g.job_id} ran; its output will not be used"
+        return _settle(o, nxt, "abandon-stale-job", events=(Event(Reason.SPEC_CHANGED, msg),))
+    if g.job_id is None:
+        err = _error(
+            o,
+            Reason.JOB_MAY_BE_ORPHANED,
+            "the operator stopped between starting a job and recording its id",
+            True,
+        )
+        d_ = retry_or_fail(o, s, err, "orphan-window")
+        return replace(
+            d_, events=(Event(Reason.JOB_MAY_BE_ORPHANED, err.message, "Warning"), *d_.events)
+        )
+    job = o.job
+    if job is None or job.job_id != g.job_id:
+        return Decision(Effect.POLL, s, "poll-job")
+    if job.phase == JobPhase.RUNNING:
+        return _settle(o, s, "job-running", requeue_after=o.poll_delay)
+    if job.phase == JobPhase.UNREACHABLE:
+        return _settle(o, s, "poll-failed", requeue_after=max(o.poll_delay, job.retry_after or 0.0))
+    if job.phase == JobPhase.SUCCEEDED:
+        key = d.key(s.take)
+        if o.finished is None or o.finished.key != key or o.finished.obj is None:
+            return Decision(Effect.FINISH, s, "finish-job")
+        done = _completed(o, o.finished, g.job_id)
+        msg = f"clip uploaded and verified: s3://{d.bucket}/{key} ({o.finished.obj.size} bytes)"
+        return _settle(o, done, "clip-uploaded", events=(Event(Reason.CLIP_UPLOADED, msg),))
+    err = job.error or _error(o, Reason.GENERATION_FAILED, "the job failed", False)
+    if job.phase == JobPhase.LOST:
+        err = _error(
+            o,
+            Reason.JOB_LOST,
+            (job.error.message if job.error else "job unknown to the provider"),
+            True,
+        )
+    return retry_or_fail(o, s, err, "job-failed" if job.phase == JobPhase.FAILED else "job-lost")
+
+
+def _completed_checks(o: Observation) -> Decision | None:
+    s, d, c = o.status, o.desired, o.controls
+    if s.phase != ScenePhase.COMPLETED or d is None:
+        return None
+    clip = s.clip
+    if clip is None:
+        nxt = _clip_gone(s, phase=ScenePhase.PENDING)
+        msg = "status said Completed but recorded no clip; generating it"
+        return _settle(
+            o, nxt, "completed-without-clip", events=(Event(Reason.CLIP_MISSING, msg, "Warning"),)
+        )
+    if clip.spec_hash != d.spec_hash or clip.take != s.take:
+        nxt = s.model_copy(
+            update={
+                "phase": ScenePhase.PROCESSING,
+                "attempts": 0,
+                "last_error": None,
+                "next_retry_at": None,
+            }
+        )
+        msg = f"spec changed (clip {clip.spec_hash}, spec {d.spec_hash}): regenerating; the old clip stays until the new one is verified"
+        return _settle(o, nxt, "spec-changed", events=(Event(Reason.SPEC_CHANGED, msg),))
+    check = o.clip_check
+    if check is not None and check.key == clip.key:
+        obj = check.obj
+        intact = (
+            obj is not None
+            and obj.size == clip.size
+            and obj.etag == clip.etag
+            and (clip.sha256 is None or obj.sha256 is None or obj.sha256 == clip.sha256)
+        )
+        if not intact:
+            what = "missing" if obj is None else "changed (size or checksum differs)"
+            msg = f"clip s3://{clip.bucket}/{clip.key} is {what}"
+            if c.missing_clip == MissingClipPolicy.IGNORE:
+                return Decision(Effect.NONE, s, "clip-missing-ignored")
+            if c.missing_clip == MissingClipPolicy.FAIL:
+                err = _error(o, Reason.CLIP_MISSING, msg, False)
+                nxt = _clip_gone(s, phase=ScenePhase.FAILED, last_error=err)
+                return _settle(
+                    o,
+                    nxt,
+                    "clip-missing-fail",
+                    events=(Event(Reason.CLIP_MISSING, msg, "Warning"),),
+                )
+            nxt = _clip_gone(
+                s, phase=ScenePhase.PENDING, take=s.take + 1, attempts=0, last_error=None
+            )
+            return _settle(
+                o,
+                nxt,
+                "clip-missing-regenerate",
+                events=(Event(Reason.CLIP_MISSING, msg + "; regenerating", "Warning"),),
+            )
+    return _settle(o, s, "completed")
+
+
+def _failed_checks(o: Observation) -> Decision | None:
+    s, d = o.status, o.desired
+    if s.phase != ScenePhase.FAILED or d is None:
+        return None
+    if s.spec_hash is not None and s.spec_hash != d.spec_hash:
+        nxt = s.model_copy(
+            update={
+                "phase": ScenePhase.PENDING,
+                "attempts": 0,
+                "last_error": None,
+                "next_retry_at": None,
+            }
+        )
+        return _settle(
+            o,
+            nxt,
+            "failed-spec-changed",
+            events=(Event(Reason.SPEC_CHANGED, "spec changed: trying again"),),
+        )
+    return _settle(o, s, "failed")
+
+
+def _generate(o: Observation) -> Decision:
+    s, d, c = o.status, o.desired, o.controls
+    assert d is not None
+    if not c.generate_videos:
+        return _settle(
+            o, s, "videos-not-requested", (Reason.NOT_REQUESTED, "spec.generateVideos is false")
+        )
+    if s.next_retry_at:
+        at = parse_rfc3339(s.next_retry_at)
+        if at is not None and at > o.now:
+            return _settle(
+                o,
+                s,
+                "backing-off",
+                (Reason.RETRY_SCHEDULED, ""),
+                requeue_after=(at - o.now).total_seconds(),
+            )
+    key = d.key(s.take)
+    if o.expected is None or o.expected.key != key:
+        return Decision(Effect.LOOK_EXPECTED, s, "look-expected")
+    if o.expected.obj is not None:
+        done = _completed(o, o.expected, s.clip.job_id if s.clip and s.clip.key == key else None)
+        msg = f"adopted existing clip s3://{d.bucket}/{key}: no new job"
+        return _settle(o, done, "adopt", events=(Event(Reason.CLIP_ADOPTED, msg),))
+    if c.paused:
+        return _settle(o, s, "paused", (Reason.PAUSED, "spec.paused is true: no new jobs"))
+    if s.attempts >= c.retry_limit:
+        err = s.last_error or _error(
+            o, Reason.RETRIES_EXHAUSTED, f"{s.attempts} attempts used", False
+        )
+        failed = s.model_copy(
+            update={"phase": ScenePhase.FAILED, "last_error": err, "next_retry_at": None}
+        )
+        return _settle(
+            o,
+            failed,
+            "attempts-exhausted",
+            events=(Event(Reason.RETRIES_EXHAUSTED, err.message, "Warning"),),
+        )
+    if c.budget_left is not None and c.budget_left <= 0:
+        return _settle(
+            o,
+            s,
+            "budget-exhausted",
+            (Reason.BUDGET_EXHAUSTED, "spec.budget.maxGenerations reached"),
+        )
+    if not o.capacity:
+        return _settle(
+            o, s, "waiting-capacity", (Reason.WAITING, ""), requeue_after=CAPACITY_RECHECK_SECONDS
+        )
+    attempt = s.attempts + 1
+    marker = s.model_copy(
+        update={
+            "phase": ScenePhase.PROCESSING,
+            "generation": GenerationInfo(
+                provider=d.provider,
+                model=d.model,
+                job_id=None,
+                started_at=_now(o),
+                attempt=attempt,
+                spec_hash=d.spec_hash,
+                take=s.take,
+            ),
+            "attempts": attempt,
+            "generations_started": s.generations_started + 1,
+            "next_retry_at": None,
+            "spec_hash": d.spec_hash,
+        }
+    )
+    return _settle(o, marker, "start-job", effect=Effect.START)
+
+
+def decide(o: Observation) -> Decision:
+    if o.blocked is not None or o.desired is None:
+        err = o.blocked or ErrorInfo(reason=Reason.INVALID_SPEC, message="no desired state")
+        return _settle(o, o.status, "blocked", (err.reason, err.message))
+    for rule in (_tokens, _in_flight, _completed_checks, _failed_checks):
+        decision = rule(o)
+        if decision is not None:
+            return decision
+    return _generate(o)
+
+
+def with_job_id(marker: SceneStatus, job_id: str) -> SceneStatus:
+    """The write right after the provider returned: the job id, before any waiting."""
+    assert marker.generation is not None
+    return marker.model_copy(
+        update={"generation": marker.generation.model_copy(update={"job_id": job_id})}
+    )

@@ -1,0 +1,74 @@
+"""Every name the operator shows to users, in one place so `grep` finds each producer.
+
+Condition types, reasons and Event reasons are CamelCase, as the Kubernetes API
+conventions ask; the README lists what each one means.
+"""
+
+from __future__ import annotations
+
+GROUP = "video.scene-operator.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "video"
+
+PROJECT_KIND, PROJECT_PLURAL, PROJECT_SINGULAR, PROJECT_SHORT = (
+    "Project", "projects", "project", "vproj",
+)
+SCENE_KIND, SCENE_PLURAL, SCENE_SINGULAR, SCENE_SHORT = "Scene", "scenes", "scene", "scn"
+
+# Labels and annotations (the operator writes labels only on Scenes it creates).
+LABEL_PROJECT = f"{GROUP}/project"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "scene-operator"
+ANNOTATION_REGENERATE = f"{GROUP}/regenerate"
+ANNOTATION_RETRY = f"{GROUP}/retry"
+FINALIZER_CLIPS = f"{GROUP}/delete-clips"
+
+
+class Cond:
+    """Condition types."""
+
+    READY = "Ready"
+    SCENES_PLANNED = "ScenesPlanned"
+    VIDEOS_READY = "VideosReady"
+    GENERATING = "Generating"
+    FAILED = "Failed"
+    PAUSED = "Paused"
+    BUDGET_EXHAUSTED = "BudgetExhausted"
+
+
+class Reason:
+    """Condition reasons and Event reasons."""
+
+    # planning
+    PLANNING = "Planning"
+    SCENES_PLANNED = "ScenesPlanned"
+    PLANNING_FAILED = "PlanningFailed"
+    SCENES_DECLARED = "ScenesDeclared"
+    INVALID_SPEC = "InvalidSpec"
+    # generation
+    NOT_REQUESTED = "VideosNotRequested"
+    WAITING = "WaitingForCapacity"
+    GENERATION_STARTED = "GenerationStarted"
+    GENERATION_FAILED = "GenerationFailed"
+    RETRY_SCHEDULED = "RetryScheduled"
+    CLIP_UPLOADED = "ClipUploaded"
+    CLIP_ADOPTED = "ClipAdopted"
+    UPLOAD_FAILED = "UploadFailed"
+    JOB_LOST = "JobLost"
+    JOB_MAY_BE_ORPHANED = "JobMayBeOrphaned"
+    RETRIES_EXHAUSTED = "RetriesExhausted"
+    # drift and controls
+    CLIP_MISSING = "ClipMissing"
+    CLIP_CHANGED = "ClipChanged"
+    SPEC_CHANGED = "SpecChanged"
+    REGENERATE_REQUESTED = "RegenerateRequested"
+    RETRY_REQUESTED = "RetryRequested"
+    PAUSED = "Paused"
+    BUDGET_EXHAUSTED = "BudgetExhausted"
+    CLIPS_DELETED = "ClipsDeleted"
+    # readiness
+    COMPLETED = "Completed"
+    IN_PROGRESS = "InProgress"
+    SCENES_FAILED = "ScenesFailed"
+    PROJECT_NOT_FOUND = "ProjectNotFound"

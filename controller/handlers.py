@@ -1,0 +1,73 @@
+"""kopf wiring, and the only module that imports kopf.
+
+Only event-watching handlers are used: kopf then keeps no progress annotations and adds
+no finalizers of its own, so GitOps tools see no drift and the operator writes nothing
+but status, its own Scenes, Events and (for deletionPolicy Delete) one finalizer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from controller import vocabulary as v
+from controller.runtime import Runtime
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.posting.enabled = False  # our Events are specific, not log echoes
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=v.GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=v.GROUP, key="last-handled-configuration"
+        )
+        settings.watching.server_timeout = 270
+        settings.watching.client_timeout = 300
+        settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+
+    @kopf.on.event(v.GROUP, v.VERSION, v.PROJECT_PLURAL, registry=registry)
+    async def project_event(event: dict[str, Any], **_: Any) -> None:
+        runtime.on_project_event(event.get("type"), event["object"])
+
+    @kopf.on.event(v.GROUP, v.VERSION, v.SCENE_PLURAL, registry=registry)
+    async def scene_event(event: dict[str, Any], **_: Any) -> None:
+        runtime.on_scene_event(event.get("type"), event["object"])
+
+
+async def run(
+    runtime: Runtime,
+    *,
+    namespaces: list[str],
+    clusterwide: bool,
+    standalone: bool,
+    peering_name: str | None,
+    liveness_endpoint: str | None,
+) -> None:
+    registry = kopf.OperatorRegistry()
+    register(registry, runtime)
+    stop = asyncio.Event()
+    operator = asyncio.create_task(
+        kopf.operator(
+            registry=registry,
+            standalone=standalone,
+            peering_name=peering_name,
+            namespaces=namespaces,
+            clusterwide=clusterwide,
+            liveness_endpoint=liveness_endpoint,
+            stop_flag=stop,
+        )
+    )
+    workers = asyncio.create_task(runtime.run())
+    done, _ = await asyncio.wait({operator, workers}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (operator, workers):
+        if task not in done:
+            stop.set()
+            task.cancel()
+    for task in done:
+        if task.exception():
+            logging.getLogger("scene_operator").error("stopped: %s", task.exception())
+            raise task.exception()  # type: ignore[misc]

@@ -1,0 +1,61 @@
+"""Prometheus metrics. No per-Scene labels: cardinality stays flat at 10,000 scenes."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+RECONCILES = Counter(
+    "scene_operator_reconciles_total", "Reconcile passes by kind and result", ["kind", "result"]
+)
+RECONCILE_SECONDS = Histogram(
+    "scene_operator_reconcile_duration_seconds",
+    "Time spent in one reconcile pass",
+    ["kind"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+)
+DECISIONS = Counter(
+    "scene_operator_scene_decisions_total", "Scene state-machine rules that fired", ["rule"]
+)
+JOBS = Counter(
+    "scene_operator_provider_jobs_total",
+    "Provider jobs by provider and outcome (started, succeeded, failed, lost)",
+    ["provider", "outcome", "reason"],
+)
+PROVIDER_SECONDS = Histogram(
+    "scene_operator_provider_request_duration_seconds",
+    "Latency of provider API calls",
+    ["provider", "operation"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 120),
+)
+JOB_SECONDS = Histogram(
+    "scene_operator_job_duration_seconds",
+    "From job start to verified clip",
+    ["provider"],
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+IN_FLIGHT = Gauge("scene_operator_generations_in_flight", "Jobs recorded in status", ["provider"])
+DRIFT_REPAIRS = Counter(
+    "scene_operator_drift_repairs_total", "Repairs of status/S3 disagreements", ["reason"]
+)
+S3_OPS = Counter("scene_operator_s3_operations_total", "S3 calls", ["operation", "result"])
+API_REQUESTS = Counter(
+    "scene_operator_api_requests_total",
+    "Kubernetes API requests made by the operator's client",
+    ["verb", "resource"],
+)
+DUPLICATE_GUARD = Counter(
+    "scene_operator_duplicate_job_guard_total",
+    "Times a second job was not started because one was recorded or being recorded",
+    ["kind"],
+)
+ORPHAN_WINDOW = Counter(
+    "scene_operator_orphan_window_total",
+    "Restarts that found a job started but its id unrecorded (the only pay-twice window)",
+)
+QUEUE_DEPTH = Gauge("scene_operator_workqueue_depth", "Keys waiting in the work queue")
+EVENTS = Counter("scene_operator_events_total", "Kubernetes Events posted", ["reason"])
+
+
+def serve(port: int) -> None:
+    if port:
+        start_http_server(port, addr="0.0.0.0")

@@ -65,6 +65,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from controller.demo import main as demo
+
+    return demo(Path(args.output), timeout=args.timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m controller", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     crds = sub.add_parser("crds", help="write crds/*.yaml from the pydantic models")
     crds.add_argument("--output", default=str(REPO / "crds"))
     crds.set_defaults(func=cmd_crds)
+
+    demo = sub.add_parser("demo", help="local control plane + S3 + operator + an example Project")
+    demo.add_argument("--output", default="demo-output", help="folder for the clips (MP4)")
+    demo.add_argument("--timeout", type=float, default=600.0)
+    demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -29,6 +29,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         settings.watching.client_timeout = 300
         settings.networking.error_backoffs = [1, 2, 5, 10, 20]
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # The same credentials as our own client: KUBECONFIG, else in-cluster.
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.event(v.GROUP, v.VERSION, v.PROJECT_PLURAL, registry=registry)
     async def project_event(event: dict[str, Any], **_: Any) -> None:
         runtime.on_project_event(event.get("type"), event["object"])
@@ -68,6 +73,6 @@ async def run(
             stop.set()
             task.cancel()
     for task in done:
-        if task.exception():
+        if not task.cancelled() and task.exception():
             logging.getLogger("scene_operator").error("stopped: %s", task.exception())
             raise task.exception()  # type: ignore[misc]

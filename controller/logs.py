@@ -1,15 +1,30 @@
-"""JSON logs with namespace/name/reason fields; secret values never reach a line."""
+"""JSON logs with namespace/object/reason fields; secret values never reach a line."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
 import re
 
-from pythonjsonlogger.json import JsonFormatter
-
-# Environment variables whose values are secrets (and anything that looks like one).
+# Environment variables whose values are secrets.
 SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
+# Structured fields copied from `extra=` into the JSON line (kopf adds its own objects
+# to records; only plain fields are taken, so nothing is deep-copied or leaked).
+FIELDS = (
+    "namespace",
+    "object",
+    "kind",
+    "reason",
+    "rule",
+    "error",
+    "provider",
+    "job_id",
+    "bucket",
+    "prefix",
+    "namespaces",
+)
 
 
 def secret_values() -> list[str]:
@@ -27,38 +42,56 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-class RedactingFilter(logging.Filter):
-    """Last line of defence: scrub known secret values from every record."""
-
-    def __init__(self) -> None:
+class JsonLineFormatter(logging.Formatter):
+    def __init__(self, secrets: list[str] | None = None) -> None:
         super().__init__()
+        self.secrets = secrets if secrets is not None else secret_values()
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in FIELDS:
+            value = record.__dict__.get(name)
+            if isinstance(value, str | int | float | bool | list):
+                line[name] = value
+        k8s_ref = record.__dict__.get("k8s_ref")
+        if isinstance(k8s_ref, dict):  # kopf's per-object loggers
+            line.setdefault("namespace", str(k8s_ref.get("namespace", "")))
+            line.setdefault("object", str(k8s_ref.get("name", "")))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(line, default=str), self.secrets)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
         self.secrets = secret_values()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg = redact(record.getMessage(), self.secrets)
-            record.args = None
-            for attr in ("message", "exc_text"):
-                val = getattr(record, attr, None)
-                if isinstance(val, str):
-                    setattr(record, attr, redact(val, self.secrets))
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.secrets)
 
 
 def setup(fmt: str = "json", level: str = "INFO") -> None:
     handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(
-            JsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"levelname": "level", "asctime": "time"},
-            )
-        )
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonLineFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "botocore", "urllib3", "aiohttp.access", "google_genai"):
+    # kopf logs every handled watch event at INFO: the operator logs what matters itself.
+    for noisy in (
+        "kopf",
+        "httpx",
+        "httpcore",
+        "botocore",
+        "urllib3",
+        "aiohttp.access",
+        "google_genai",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

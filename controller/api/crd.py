@@ -43,7 +43,8 @@ def _structural(node: Schema, *, in_spec: bool) -> Schema:
     for key, val in node.items():
         if key in ("title", "$defs"):
             continue
-        if key == "default" and val is None:
+        # Status needs no defaults; and the 1.20 API server rejects an empty-string default.
+        if key == "default" and (val is None or val == "" or not in_spec):
             continue
         out[key] = val
     if out.get("type") == "object" and out.get("additionalProperties") is True:
@@ -147,8 +148,13 @@ def project_crd() -> dict[str, Any]:
         AGE,
     ]
     return _crd(
-        v.PROJECT_KIND, v.PROJECT_PLURAL, v.PROJECT_SINGULAR, v.PROJECT_SHORT,
-        ProjectSpec, ProjectStatus, columns,
+        v.PROJECT_KIND,
+        v.PROJECT_PLURAL,
+        v.PROJECT_SINGULAR,
+        v.PROJECT_SHORT,
+        ProjectSpec,
+        ProjectStatus,
+        columns,
         "An idea for a short video, planned into Scenes with one generated clip each.",
     )
 
@@ -163,8 +169,13 @@ def scene_crd() -> dict[str, Any]:
         AGE,
     ]
     return _crd(
-        v.SCENE_KIND, v.SCENE_PLURAL, v.SCENE_SINGULAR, v.SCENE_SHORT,
-        SceneSpec, SceneStatus, columns,
+        v.SCENE_KIND,
+        v.SCENE_PLURAL,
+        v.SCENE_SINGULAR,
+        v.SCENE_SHORT,
+        SceneSpec,
+        SceneStatus,
+        columns,
         "One planned shot of a Project and its clip in S3.",
     )
 

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: set up what is missing, lint, then run every test (unit, integration
+# against a real kube-apiserver + etcd, S3 server, provider protocol servers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check controller tests
+.venv/bin/python -m controller crds --output "$(mktemp -d)" >/dev/null
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,128 @@
+"""Shared fixtures: a real control plane (or an existing cluster), kubectl, CRDs, S3."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.testing.controlplane import (
+    EXISTING_KUBECONFIG_ENV,
+    REPO_ROOT,
+    ControlPlane,
+    ExistingCluster,
+    Kubectl,
+    from_env,
+    install_crds,
+)
+from controller.testing.s3server import S3Server
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+TEST_BUCKET = "scene-operator-test"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kubeconfig",
+        default=None,
+        metavar="PATH",
+        help=f"run integration tests against this cluster (or set {EXISTING_KUBECONFIG_ENV}) "
+        "instead of starting a local control plane",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION_DIR):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane | ExistingCluster]:
+    """A started local control plane, or the cluster given by --kubeconfig / the env."""
+    cluster = from_env(request.config.getoption("--kubeconfig"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane | ExistingCluster) -> str:
+    return control_plane.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def kubectl(kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    """``kubectl(*args, input=None, check=True) -> CompletedProcess``; ``kubectl.json(*args)``."""
+    return Kubectl(kubeconfig, cache_dir=tmp_path_factory.mktemp("kubectl-cache"))
+
+
+@pytest.fixture(scope="session")
+def crds_installed(kubeconfig: str, kubectl: Kubectl) -> list[str]:
+    """Every crds/*.yaml applied, Established and served; returns the CRD names."""
+    paths = sorted((REPO_ROOT / "crds").glob("*.yaml"))
+    if not paths:
+        pytest.fail(f"no CRD files under {REPO_ROOT / 'crds'}")
+    return install_crds(kubeconfig, paths, kubectl=kubectl)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, kubectl: Kubectl) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards without waiting."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"t-{slug}-{secrets.token_hex(3)}"
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        # The label lets someone sweep leftovers on a shared cluster.
+        "metadata": {"name": name, "labels": {"scene-operator.io/test": "true"}},
+    }
+    kubectl("create", "-f", "-", input=json.dumps(manifest))
+    try:
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@dataclass
+class S3Fixture:
+    server: S3Server
+    bucket: str
+    client: Any  # botocore S3 client
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.server.endpoint_url
+
+    def env(self) -> dict[str, str]:
+        """AWS_* variables that point boto3 (in this process or a subprocess) at the server."""
+        return self.server.env()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Fixture]:
+    """A moto S3 server on loopback with the bucket "scene-operator-test"."""
+    import boto3
+
+    server = S3Server().start()
+    try:
+        env = server.env()
+        client = boto3.client(
+            "s3",
+            endpoint_url=server.endpoint_url,
+            region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        client.create_bucket(Bucket=TEST_BUCKET)
+        yield S3Fixture(server=server, bucket=TEST_BUCKET, client=client)
+    finally:
+        server.stop()

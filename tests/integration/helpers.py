@@ -1,0 +1,98 @@
+"""Small helpers for end-to-end tests: reading resources and waiting on conditions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import client as k8s
+
+from controller import vocabulary as v
+
+T = TypeVar("T")
+
+
+def wait_until(
+    fn: Callable[[], T], timeout: float = 60.0, interval: float = 0.5, what: str = ""
+) -> T:
+    """Poll `fn` until it returns something truthy; fail with the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or fn}: last={last!r}")
+
+
+class Cluster:
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self.custom = k8s.CustomObjectsApi(api_client)
+        self.core = k8s.CoreV1Api(api_client)
+
+    def project(self, ns: str, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(
+            v.GROUP, v.VERSION, ns, v.PROJECT_PLURAL, name
+        )
+
+    def scenes(self, ns: str, project: str | None = None) -> list[dict[str, Any]]:
+        items = self.custom.list_namespaced_custom_object(v.GROUP, v.VERSION, ns, v.SCENE_PLURAL)[
+            "items"
+        ]
+        if project is not None:
+            items = [s for s in items if s["spec"]["projectRef"]["name"] == project]
+        return sorted(items, key=lambda s: s["spec"]["sequence"])
+
+    def create_project(
+        self, ns: str, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        body = {
+            "apiVersion": v.API_VERSION,
+            "kind": v.PROJECT_KIND,
+            "metadata": {"name": name, "annotations": annotations or {}},
+            "spec": spec,
+        }
+        return self.custom.create_namespaced_custom_object(
+            v.GROUP, v.VERSION, ns, v.PROJECT_PLURAL, body
+        )
+
+    def patch_project(self, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object(
+            v.GROUP, v.VERSION, ns, v.PROJECT_PLURAL, name, patch
+        )
+
+    def patch_scene(self, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object(
+            v.GROUP, v.VERSION, ns, v.SCENE_PLURAL, name, patch
+        )
+
+    def patch_scene_status(self, ns: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object_status(
+            v.GROUP, v.VERSION, ns, v.SCENE_PLURAL, name, {"status": status}
+        )
+
+    def events(self, ns: str, name: str | None = None) -> list[Any]:
+        items = self.core.list_namespaced_event(ns).items
+        return [e for e in items if name is None or e.involved_object.name == name]
+
+    def event_reasons(self, ns: str, name: str | None = None) -> list[str]:
+        return [
+            e.reason
+            for e in sorted(
+                self.events(ns, name), key=lambda e: (e.first_timestamp or 0, e.metadata.name)
+            )
+        ]
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return c
+    return None
+
+
+def is_true(obj: dict[str, Any], type_: str) -> bool:
+    c = condition(obj, type_)
+    return bool(c and c["status"] == "True")

@@ -10,17 +10,13 @@ from controller.providers.base import VideoRequest
 from controller.reconcile.hashing import spec_hash
 from controller.reconcile.scene import Desired
 from controller.settings import Settings
+from controller.storage.clips import project_prefix
 
 DEFAULT_MODELS = {
     "replicate": "google/veo-3.1",
     "veo": "veo-3.1-generate-001",
     "local": "local-renderer-v1",
 }
-
-
-def project_prefix(prefix: str, namespace: str, project_uid: str) -> str:
-    parts = [p.strip("/") for p in (prefix, namespace, project_uid) if p and p.strip("/")]
-    return "/".join(parts) + "/"
 
 
 def effective_video(

@@ -25,7 +25,7 @@ from controller import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.api.project import PlanInfo, PlannedSceneRecord, ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase, SceneSpec, SceneStatus
-from controller.desired import desired_for, project_prefix
+from controller.desired import desired_for
 from controller.kube import ApiError, KubeApi
 from controller.providers.base import (
     JobLostError,
@@ -43,6 +43,7 @@ from controller.reconcile.patching import merge_patch
 from controller.reconcile.project import ProjectObservation, SceneView, project_status
 from controller.reconcile.timeutil import rfc3339, utcnow
 from controller.settings import Settings
+from controller.storage.clips import project_prefix
 from controller.store import Body, Key, Store, is_owned_by, key_of, project_of_scene
 
 log = logging.getLogger("scene_operator")
@@ -122,6 +123,8 @@ class Runtime:
 
     # ------------------------------------------------------------------ workers
     async def run(self) -> None:
+        # asyncio.to_thread (used by the local renderer) shares the same bounded pool.
+        asyncio.get_running_loop().set_default_executor(self.pool)
         workers = [asyncio.create_task(self._worker(i)) for i in range(self.settings.workers)]
         timer = asyncio.create_task(self.queue.run_timer())
         try:
@@ -150,7 +153,7 @@ class Runtime:
                 result = "error"
                 log.exception(
                     "reconcile failed",
-                    extra={"kind": kind, "namespace": ns, "name": name, "error": str(e)},
+                    extra={"kind": kind, "namespace": ns, "object": name, "error": str(e)},
                 )
                 self.queue.add_after(item, 5.0 + random.random() * 5)
             finally:
@@ -325,7 +328,7 @@ class Runtime:
                     facts["job"] = seen
                 else:
                     facts["finished"] = seen
-        log.warning("scene reconcile did not settle", extra={"namespace": key[0], "name": key[1]})
+        log.warning("scene reconcile did not settle", extra={"namespace": key[0], "object": key[1]})
         self.queue.add_after((SCENE, *key), 1.0)
 
     async def _write_scene(

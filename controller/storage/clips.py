@@ -1,0 +1,407 @@
+"""The S3 clip store: deterministic keys, verified uploads, prefix listing.
+
+Synchronous boto3 on purpose: the operator runs these calls in its bounded thread pool.
+What is in S3 is the truth, so every upload is checked with a HEAD (size and the sha256
+we stored in the object's metadata) before anyone may call the clip Completed.
+
+Endpoint, credentials and region come from boto3's own environment variables
+(AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, or
+any other source of boto3's chain), never from here; no message carries them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+import botocore.exceptions as bce
+from boto3.exceptions import RetriesExceededError
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+MiB = 1024 * 1024
+DEFAULT_MULTIPART_THRESHOLD = 16 * MiB
+CONTENT_TYPE = "video/mp4"
+SHA256_META = "sha256"
+_DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys per call
+_MAX_MESSAGE = 500
+
+# Codes worth another try (throttling, transient server trouble, bytes damaged in
+# transit); everything else from S3, e.g. AccessDenied or NoSuchBucket, is permanent.
+_RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+        "BadDigest",
+        "IncompleteBody",
+        "XAmzContentSHA256Mismatch",
+    }
+)
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_META_KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def _part(value: str, what: str) -> str:
+    part = value.strip("/")
+    if not part:
+        raise ValueError(f"{what} must not be empty")
+    return part
+
+
+def project_prefix(prefix: str, namespace: str, project_uid: str) -> str:
+    """`{prefix}/{namespace}/{project_uid}/`; an empty prefix gives no leading slash."""
+    parts = [prefix.strip("/"), _part(namespace, "namespace"), _part(project_uid, "project_uid")]
+    return "/".join(p for p in parts if p) + "/"
+
+
+def clip_key(
+    prefix: str, namespace: str, project_uid: str, sequence: int, spec_hash: str, take: int
+) -> str:
+    """The one key a clip can have: retries overwrite it, takes never collide."""
+    if sequence < 0 or take < 0:
+        raise ValueError("sequence and take must not be negative")
+    spec = _part(spec_hash, "spec_hash")
+    if "/" in spec:
+        raise ValueError("spec_hash must not contain '/'")
+    base = project_prefix(prefix, namespace, project_uid)
+    return f"{base}scenes/{sequence:03d}/{spec}-t{take}.mp4"
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class StorageError(Exception):
+    """A classified S3 failure; `retryable` is decided once, here."""
+
+    def __init__(self, retryable: bool, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.message = message
+        self.code = code
+
+
+class ClipVerificationError(StorageError):
+    """The object read back does not match what was uploaded; uploading again may fix it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(True, message, code="ClipVerificationFailed")
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """boto3's transfer layer rewraps ClientErrors (S3UploadFailedError, RetriesExceeded)."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, bce.ClientError | bce.BotoCoreError):
+            return exc
+        if isinstance(exc, RetriesExceededError) and exc.last_exception is not None:
+            nxt: BaseException | None = exc.last_exception
+        else:
+            nxt = exc.__cause__ or exc.__context__
+        if nxt is None:
+            break
+        exc = nxt
+    return exc
+
+
+def classify(exc: BaseException, action: str) -> StorageError:
+    """Turn any boto3/botocore failure into a StorageError (message free of credentials)."""
+    cause = _root_cause(exc)
+    if isinstance(cause, bce.ClientError):
+        err = cause.response.get("Error", {})
+        code = str(err.get("Code") or "Unknown")
+        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        retryable = code in _RETRYABLE_CODES or (
+            status is not None and (status >= 500 or status == 429)
+        )
+        detail = f"{code} (HTTP {status}): {err.get('Message') or 'no message'}"
+    elif isinstance(
+        cause,
+        bce.ConnectionError  # refused, DNS, connect timeout, TLS, proxy
+        | bce.HTTPClientError  # read timeout, connection closed, broken stream
+        | bce.ChecksumError
+        | bce.FlexibleChecksumError
+        | bce.IncompleteReadError
+        | bce.CredentialRetrievalError,  # the credential endpoint was briefly unavailable
+    ):
+        code, retryable, detail = type(cause).__name__, True, str(cause)
+    elif isinstance(cause, bce.BotoCoreError):  # no credentials, invalid parameters, ...
+        code, retryable, detail = type(cause).__name__, False, str(cause)
+    elif isinstance(cause, OSError):  # the local file side
+        code, retryable, detail = type(cause).__name__, True, str(cause)
+    else:
+        code, retryable, detail = type(cause).__name__, False, str(cause)
+    return StorageError(retryable, f"{action}: {detail}"[:_MAX_MESSAGE], code=code)
+
+
+def _code(exc: bce.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _is_not_found(exc: bce.ClientError) -> bool:
+    code = _code(exc)
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket")
+
+
+# ----------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True)
+class ObjectFact:
+    """What S3 says about one object."""
+
+    key: str
+    size: int
+    etag: str  # without the quotes S3 puts around it
+    sha256: str | None  # from our metadata; None when unknown (listings, foreign objects)
+    metadata: dict[str, str]
+
+
+def _etag(raw: str | None) -> str:
+    return (raw or "").strip('"')
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    """(hex sha256, size) of a local file, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(MiB):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _clean_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """S3 user metadata travels in HTTP headers: lower-case keys, ASCII values."""
+    clean: dict[str, str] = {}
+    for key, value in metadata.items():
+        k = key.lower()
+        if not _META_KEY.match(k):
+            raise ValueError(f"metadata key {key!r} must be letters, digits and '-'")
+        v = str(value)
+        clean[k] = v if v.isascii() and v.isprintable() else quote(v, safe=" /:=,.-_@")
+    return clean
+
+
+# ----------------------------------------------------------------------------- store
+
+
+class ClipStore:
+    """Clips in S3, through one thread-safe boto3 client."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+        multipart_chunksize: int | None = None,
+        max_concurrency: int = 4,
+    ) -> None:
+        self.client = client
+        # S3 refuses parts under 5 MiB (except the last), whatever the threshold.
+        chunk = multipart_chunksize or max(5 * MiB, multipart_threshold)
+        self.transfer_config = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=chunk,
+            max_concurrency=max_concurrency,
+            preferred_transfer_client="classic",
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        max_pool_connections: int = 32,
+        *,
+        max_attempts: int = 5,
+        addressing_style: str | None = None,
+        **store_options: Any,
+    ) -> ClipStore:
+        """A store whose endpoint, credentials and region come from boto3's own chain.
+
+        `addressing_style="path"` helps S3-compatible stores reached by a plain host name
+        (e.g. MinIO in-cluster); AWS and IP endpoints work with the default.
+        """
+        config = Config(
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            max_pool_connections=max_pool_connections,
+            s3={"addressing_style": addressing_style} if addressing_style else None,
+        )
+        # A fresh session: boto3's default session is shared global state, not thread-safe.
+        client = boto3.session.Session().client("s3", config=config)
+        return cls(client, **store_options)
+
+    # ------------------------------------------------------------------------- buckets
+
+    def ensure_bucket(self, bucket: str) -> None:
+        """Create `bucket` if it does not exist (demo and tests; production pre-creates)."""
+        try:
+            self.client.head_bucket(Bucket=bucket)
+            return
+        except bce.ClientError as exc:
+            if not _is_not_found(exc) and _code(exc) != "NoSuchBucket":
+                raise classify(exc, f"head bucket {bucket}") from exc
+        except Exception as exc:
+            raise classify(exc, f"head bucket {bucket}") from exc
+        args: dict[str, Any] = {"Bucket": bucket}
+        region = self.client.meta.region_name
+        if region and region != "us-east-1":  # us-east-1 rejects an explicit constraint
+            args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            self.client.create_bucket(**args)
+        except bce.ClientError as exc:
+            if _code(exc) != "BucketAlreadyOwnedByYou":  # lost a race with ourselves: fine
+                raise classify(exc, f"create bucket {bucket}") from exc
+        except Exception as exc:
+            raise classify(exc, f"create bucket {bucket}") from exc
+
+    # ------------------------------------------------------------------------- objects
+
+    def put_clip(
+        self, bucket: str, key: str, path: Path, *, metadata: dict[str, str]
+    ) -> ObjectFact:
+        """Upload `path` to `key` and return the object only once S3 shows the same bytes.
+
+        Raises ClipVerificationError (retryable) if the object read back differs in size
+        or checksum, StorageError for transport/permission failures.
+        """
+        sha256, size = file_sha256(Path(path))
+        meta = {**_clean_metadata(metadata), SHA256_META: sha256}
+        target = f"s3://{bucket}/{key}"
+        try:
+            # Managed transfer: streams from disk, multipart above the threshold.
+            self.client.upload_file(
+                str(path),
+                bucket,
+                key,
+                ExtraArgs={"ContentType": CONTENT_TYPE, "Metadata": meta},
+                Config=self.transfer_config,
+            )
+        except Exception as exc:
+            raise classify(exc, f"upload {target}") from exc
+
+        fact = self.head(bucket, key)
+        if fact is None:
+            raise ClipVerificationError(f"verify {target}: object missing right after upload")
+        if fact.size != size:
+            raise ClipVerificationError(f"verify {target}: size {fact.size} in S3, {size} uploaded")
+        if fact.sha256 != sha256:
+            raise ClipVerificationError(
+                f"verify {target}: sha256 {fact.sha256} in S3, {sha256} uploaded"
+            )
+        return fact
+
+    def head(self, bucket: str, key: str) -> ObjectFact | None:
+        """The object at `key`, or None if there is none."""
+        try:
+            resp = self.client.head_object(Bucket=bucket, Key=key)
+        except bce.ClientError as exc:
+            # HEAD has no body: a missing bucket also reads as a plain 404 here; the
+            # drift listing (list_prefix) reports NoSuchBucket properly.
+            if _is_not_found(exc):
+                return None
+            raise classify(exc, f"head s3://{bucket}/{key}") from exc
+        except Exception as exc:
+            raise classify(exc, f"head s3://{bucket}/{key}") from exc
+        metadata = dict(resp.get("Metadata") or {})
+        return ObjectFact(
+            key=key,
+            size=int(resp["ContentLength"]),
+            etag=_etag(resp.get("ETag")),
+            sha256=metadata.get(SHA256_META),
+            metadata=metadata,
+        )
+
+    def verify(
+        self, bucket: str, key: str, *, size: int, sha256: str | None, etag: str | None
+    ) -> ObjectFact | None:
+        """The object if it is still the one recorded; None if missing or different.
+
+        A given `sha256` must match the object's recorded checksum (an object without one
+        cannot be vouched for); a given `etag` must match exactly.
+        """
+        fact = self.head(bucket, key)
+        if fact is None or fact.size != size:
+            return None
+        if sha256 is not None and fact.sha256 != sha256:
+            return None
+        if etag is not None and fact.etag != _etag(etag):
+            return None
+        return fact
+
+    def list_prefix(self, bucket: str, prefix: str) -> dict[str, ObjectFact]:
+        """Every object under `prefix`, by key: one ListObjectsV2 call per 1000 keys."""
+        facts: dict[str, ObjectFact] = {}
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1000}
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    facts[obj["Key"]] = ObjectFact(
+                        key=obj["Key"],
+                        size=int(obj["Size"]),
+                        etag=_etag(obj.get("ETag")),
+                        sha256=None,  # listings carry no user metadata
+                        metadata={},
+                    )
+        except Exception as exc:
+            raise classify(exc, f"list s3://{bucket}/{prefix}") from exc
+        return facts
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object under `prefix`; returns how many were deleted."""
+        if not prefix.strip("/"):
+            raise ValueError("refusing to delete with an empty prefix (the whole bucket)")
+        target = f"s3://{bucket}/{prefix}"
+        deleted = 0
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": _DELETE_BATCH}
+            )
+            for page in pages:
+                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", ())]
+                if not keys:
+                    continue
+                resp = self.client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": keys, "Quiet": True}
+                )
+                errors = resp.get("Errors") or []
+                deleted += len(keys) - len(errors)
+                if errors:
+                    first = errors[0]
+                    code = str(first.get("Code") or "Unknown")
+                    raise StorageError(
+                        code in _RETRYABLE_CODES,
+                        f"delete {target}: {len(errors)} of {len(keys)} keys failed, "
+                        f"first {first.get('Key')}: {code}: {first.get('Message')}"[:_MAX_MESSAGE],
+                        code=code,
+                    )
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise classify(exc, f"delete {target}") from exc
+        return deleted
+
+    def download(self, bucket: str, key: str, dest: Path) -> None:
+        """Copy an object to a local file (written aside and renamed by boto3)."""
+        try:
+            self.client.download_file(bucket, key, str(dest), Config=self.transfer_config)
+        except Exception as exc:
+            raise classify(exc, f"download s3://{bucket}/{key}") from exc

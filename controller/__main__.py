@@ -71,6 +71,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo(Path(args.output), timeout=args.timeout)
 
 
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from controller.cli import annotate
+
+    print(annotate(args.ref, args.namespace, args.command))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from controller.cli import status_table
+
+    print(status_table(args.ref, args.namespace))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m controller", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--output", default="demo-output", help="folder for the clips (MP4)")
     demo.add_argument("--timeout", type=float, default=600.0)
     demo.set_defaults(func=cmd_demo)
+
+    for name, text in (
+        ("regenerate", "new take for scene/NAME, or for every scene of project/NAME"),
+        ("retry", "retry failed scene/NAME, or every failed scene of project/NAME"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("ref", metavar="KIND/NAME")
+        p.add_argument("--namespace", "-n", default="default")
+        p.set_defaults(func=cmd_annotate)
+    status = sub.add_parser("status", help="per-scene table of project/NAME")
+    status.add_argument("ref", metavar="project/NAME")
+    status.add_argument("--namespace", "-n", default="default")
+    status.set_defaults(func=cmd_status)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

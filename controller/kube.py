@@ -19,6 +19,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from controller import vocabulary as v
+from controller.metrics import API_REQUESTS
 
 MERGE = "application/merge-patch+json"
 
@@ -90,9 +91,9 @@ class KubeApi:
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         # get_api_key_with_prefix runs the refresh hook: in-cluster tokens rotate.
-        token = self._cfg.get_api_key_with_prefix("authorization") or self._cfg.get_api_key_with_prefix(
-            "BearerToken"
-        )
+        token = self._cfg.get_api_key_with_prefix(
+            "authorization"
+        ) or self._cfg.get_api_key_with_prefix("BearerToken")
         if token:
             headers["Authorization"] = token
         if content_type:
@@ -109,18 +110,24 @@ class KubeApi:
         content_type: str | None = None,
         kind: str = "",
     ) -> dict[str, Any]:
-        self.requests[(method, kind or _kind_of(path))] += 1
+        resource = kind or _kind_of(path)
+        self.requests[(method, resource)] += 1
+        API_REQUESTS.labels(method, resource).inc()
         response = await self._http.request(
             method,
             path,
             json=json,
             params=params,
-            headers=self._headers(content_type or ("application/json" if json is not None else None)),
+            headers=self._headers(
+                content_type or ("application/json" if json is not None else None)
+            ),
         )
         if response.status_code >= 400:
             try:
                 body = response.json()
-                raise ApiError(response.status_code, body.get("message", ""), body.get("reason", ""))
+                raise ApiError(
+                    response.status_code, body.get("message", ""), body.get("reason", "")
+                )
             except ValueError:
                 raise ApiError(response.status_code, response.text[:500]) from None
         return response.json() if response.content else {}

@@ -96,3 +96,37 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
 def is_true(obj: dict[str, Any], type_: str) -> bool:
     c = condition(obj, type_)
     return bool(c and c["status"] == "True")
+
+
+def wait_project(
+    cluster: Cluster, ns: str, name: str, cond: str = "Ready", timeout: float = 90.0
+) -> dict[str, Any]:
+    """Wait until the Project's condition `cond` is True; return the Project."""
+
+    def check() -> dict[str, Any] | None:
+        p = cluster.project(ns, name)
+        return p if is_true(p, cond) else None
+
+    return wait_until(check, timeout=timeout, what=f"project {ns}/{name} {cond}=True")
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` (a Prometheus text exposition) matching `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(
+                sample.labels.get(k) == val for k, val in labels.items()
+            ):
+                total += sample.value
+    return total
+
+
+def api_writes(metrics_text: str) -> float:
+    """Kubernetes API writes made by the operator's client (not kopf's watch streams)."""
+    name = "scene_operator_api_requests_total"
+    return sum(
+        metric_sum(metrics_text, name, verb=verb) for verb in ("POST", "PATCH", "PUT", "DELETE")
+    )

@@ -1,0 +1,259 @@
+"""Drift repair and controls against the real API server, S3 server and Replicate protocol."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from controller.testing.replicate_server import ReplicateServer
+from tests.integration.clips import replicate_video
+from tests.integration.helpers import (
+    Cluster,
+    api_writes,
+    condition,
+    is_true,
+    metric_sum,
+    wait_project,
+    wait_until,
+)
+
+INTERVAL = 2
+
+
+@pytest.fixture
+def replicate() -> Iterator[ReplicateServer]:
+    with ReplicateServer(latency_seconds=0.3, video_bytes=replicate_video) as server:
+        yield server
+
+
+def spec(count: int = 1, **extra: object) -> dict[str, object]:
+    s: dict[str, object] = {
+        "prompt": "Fireflies over a quiet lake",
+        "scenes": {"count": count, "durationSeconds": 1},
+        "planner": {"provider": "local"},
+        "video": {"provider": "replicate"},
+        "generateVideos": True,
+        "repair": {"intervalSeconds": INTERVAL},
+        "retry": {"limit": 2, "backoff": {"initialSeconds": 1, "factor": 1, "maxSeconds": 1}},
+    }
+    s.update(extra)
+    return s
+
+
+def completed_scene(
+    cluster: Cluster, ns: str, project: str, *, take: int | None = None, timeout: float = 60
+) -> dict:
+    def check() -> dict | None:
+        scenes = cluster.scenes(ns, project)
+        s = scenes[0] if scenes else None
+        st = (s or {}).get("status") or {}
+        if (
+            st.get("phase") == "Completed"
+            and st.get("clip")
+            and (take is None or st["clip"]["take"] == take)
+        ):
+            return s
+        return None
+
+    return wait_until(check, timeout=timeout, what=f"scene of {project} Completed (take {take})")
+
+
+@pytest.mark.parametrize("how", ["deleted", "corrupted"])
+def test_missing_or_changed_clip_is_regenerated(
+    how, cluster, namespace, run_operator, s3, replicate
+) -> None:
+    run_operator(namespace, env=replicate.env())
+    cluster.create_project(namespace, "lake", spec())
+    wait_project(cluster, namespace, "lake")
+    before = completed_scene(cluster, namespace, "lake")
+    key = before["status"]["clip"]["key"]
+    if how == "deleted":
+        s3.client.delete_object(Bucket=s3.bucket, Key=key)
+    else:
+        s3.client.put_object(Bucket=s3.bucket, Key=key, Body=b"not a video at all")
+    after = completed_scene(cluster, namespace, "lake", take=1, timeout=INTERVAL * 3 + 30)
+    assert after["status"]["clip"]["key"] != key
+    head = s3.client.head_object(Bucket=s3.bucket, Key=after["status"]["clip"]["key"])
+    assert head["ContentLength"] == after["status"]["clip"]["size"]
+    reasons = cluster.event_reasons(namespace, after["metadata"]["name"])
+    assert "ClipMissing" in reasons
+    assert reasons.index("ClipMissing") < len(reasons) - 1 - reasons[::-1].index("ClipUploaded")
+    assert len(replicate.created) == 2
+    wait_project(cluster, namespace, "lake")
+
+
+def test_missing_clip_with_fail_policy_fails_the_scene(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    run_operator(namespace, env=replicate.env())
+    cluster.create_project(
+        namespace, "strict", spec(repair={"intervalSeconds": INTERVAL, "missingClip": "Fail"})
+    )
+    scene = completed_scene(cluster, namespace, "strict")
+    s3.client.delete_object(Bucket=s3.bucket, Key=scene["status"]["clip"]["key"])
+
+    def failed() -> dict | None:
+        p = cluster.project(namespace, "strict")
+        return p if (p.get("status") or {}).get("failedScenes") == 1 else None
+
+    wait_until(failed, timeout=INTERVAL * 3 + 20, what="scene failed")
+    s = cluster.scenes(namespace, "strict")[0]
+    assert s["status"]["phase"] == "Failed" and s["status"]["lastError"]["reason"] == "ClipMissing"
+    assert "clip" not in s["status"] and "originalVideoClipS3Key" not in s["status"]
+    assert len(replicate.created) == 1
+
+
+def test_missing_clip_with_ignore_policy_generates_nothing(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    run_operator(namespace, env=replicate.env())
+    cluster.create_project(
+        namespace, "lax", spec(repair={"intervalSeconds": INTERVAL, "missingClip": "Ignore"})
+    )
+    scene = completed_scene(cluster, namespace, "lax")
+    s3.client.delete_object(Bucket=s3.bucket, Key=scene["status"]["clip"]["key"])
+    time.sleep(INTERVAL * 3)
+    s = cluster.scenes(namespace, "lax")[0]
+    assert s["status"]["phase"] == "Completed"
+    assert len(replicate.created) == 1
+
+
+def test_completed_status_without_a_clip_is_repaired(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    """The old app's orphaned status: 'completed' with no key. The object is still at the
+    deterministic key, so it is adopted: no new job."""
+    run_operator(namespace, env=replicate.env())
+    cluster.create_project(namespace, "orphan", spec())
+    scene = completed_scene(cluster, namespace, "orphan")
+    name = scene["metadata"]["name"]
+    cluster.patch_scene_status(
+        namespace,
+        name,
+        {"clip": None, "originalVideoClipS3Key": None, "workingVideoClipS3Key": None},
+    )
+    repaired = completed_scene(cluster, namespace, "orphan", timeout=30)
+    assert repaired["status"]["clip"]["key"] == scene["status"]["clip"]["key"]
+    assert repaired["status"]["originalVideoClipS3Key"] == scene["status"]["clip"]["key"]
+    assert len(replicate.created) == 1
+    assert "ClipMissing" in cluster.event_reasons(namespace, name)
+
+
+def test_healthy_project_makes_zero_writes_over_several_intervals(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    op = run_operator(namespace, env=replicate.env())
+    cluster.create_project(namespace, "calm", spec(count=3))
+    wait_project(cluster, namespace, "calm")
+    time.sleep(2)  # let the last recount settle
+    before = op.metrics()
+    time.sleep(INTERVAL * 4)
+    after = op.metrics()
+    assert api_writes(after) - api_writes(before) == 0
+    lists = metric_sum(after, "scene_operator_s3_operations_total", operation="list") - metric_sum(
+        before, "scene_operator_s3_operations_total", operation="list"
+    )
+    heads = metric_sum(after, "scene_operator_s3_operations_total", operation="head") - metric_sum(
+        before, "scene_operator_s3_operations_total", operation="head"
+    )
+    assert 2 <= lists <= 6  # one LIST per interval for the project ...
+    assert heads == 0  # ... and no HEAD per scene
+
+
+def test_editing_a_scene_prompt_makes_exactly_one_new_job(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    run_operator(namespace, env=replicate.env())
+    cluster.create_project(namespace, "edit", spec())
+    old = completed_scene(cluster, namespace, "edit")
+    name = old["metadata"]["name"]
+    cluster.patch_scene(namespace, name, {"spec": {"prompt": "Fireflies over a stormy lake"}})
+
+    def replaced() -> dict | None:
+        s = cluster.scenes(namespace, "edit")[0]
+        st = s.get("status") or {}
+        clip = st.get("clip") or {}
+        return (
+            s
+            if st.get("phase") == "Completed"
+            and clip.get("specHash") != old["status"]["clip"]["specHash"]
+            else None
+        )
+
+    new = wait_until(replaced, timeout=30, what="new clip for the edited prompt")
+    assert new["status"]["clip"]["key"] != old["status"]["clip"]["key"]
+    assert replicate.created[-1]["input"]["prompt"] == "Fireflies over a stormy lake"
+    time.sleep(1)
+    assert len(replicate.created) == 2
+
+
+def test_regenerate_and_retry_tokens_each_make_one_job(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    run_operator(namespace, env=replicate.env())
+    cluster.create_project(namespace, "tokens", spec())
+    scene = completed_scene(cluster, namespace, "tokens")
+    name = scene["metadata"]["name"]
+    annotation = "video.scene-operator.io/regenerate"
+    cluster.patch_scene(namespace, name, {"metadata": {"annotations": {annotation: "one"}}})
+    completed_scene(cluster, namespace, "tokens", take=1)
+    # the same token again (a re-apply from Git) changes nothing
+    cluster.patch_scene(namespace, name, {"metadata": {"labels": {"touched": "yes"}}})
+    time.sleep(1.5)
+    assert len(replicate.created) == 2
+    # a failed scene, then a retry token: attempts reset and exactly one more job
+    replicate.fail_next_creates = [(400, "bad input"), (400, "bad input")]
+    cluster.patch_scene(namespace, name, {"metadata": {"annotations": {annotation: "two"}}})
+
+    def failed() -> dict | None:
+        s = cluster.scenes(namespace, "tokens")[0]
+        return s if s["status"].get("phase") == "Failed" else None
+
+    wait_until(failed, timeout=30, what="scene Failed")
+    assert len(replicate.created) == 2
+    cluster.patch_scene(
+        namespace, name, {"metadata": {"annotations": {"video.scene-operator.io/retry": "r1"}}}
+    )
+    wait_until(failed, timeout=30, what="scene Failed again after the retry")  # second 400
+    cluster.patch_scene(
+        namespace, name, {"metadata": {"annotations": {"video.scene-operator.io/retry": "r2"}}}
+    )
+    done = completed_scene(cluster, namespace, "tokens", take=2)
+    assert done["status"]["handledRetryToken"] == "r2"
+    assert len(replicate.created) == 3
+
+
+def test_pause_stops_new_jobs_and_budget_caps_them(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    run_operator(namespace, env={**replicate.env(), "SCENE_OPERATOR_PROJECT_CONCURRENCY": "10"})
+    cluster.create_project(
+        namespace, "held", spec(count=5, paused=True, budget={"maxGenerations": 3})
+    )
+    p = wait_until(
+        lambda: cluster.scenes(namespace, "held") and cluster.project(namespace, "held"), timeout=30
+    )
+    wait_until(
+        lambda: is_true(cluster.project(namespace, "held"), "Paused"),
+        timeout=30,
+        what="Paused condition",
+    )
+    time.sleep(2)
+    assert replicate.created == []
+    cluster.patch_project(namespace, "held", {"spec": {"paused": False}})
+
+    def capped() -> dict | None:
+        p = cluster.project(namespace, "held")
+        st = p.get("status") or {}
+        return p if st.get("completedScenes") == 3 and is_true(p, "BudgetExhausted") else None
+
+    p = wait_until(capped, timeout=60, what="3 completed and BudgetExhausted")
+    time.sleep(2)
+    assert len(replicate.created) == 3
+    assert p["status"]["usage"]["generationsStarted"] == 3
+    assert condition(p, "Ready")["status"] == "False"
+    pending = [s for s in cluster.scenes(namespace, "held") if s["status"]["phase"] != "Completed"]
+    assert len(pending) == 2
+    assert all(condition(s, "Ready")["reason"] == "BudgetExhausted" for s in pending)

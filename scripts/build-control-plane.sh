@@ -9,7 +9,7 @@
 set -euo pipefail
 
 CACHE="${SCENE_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scene-operator}"
-BIN="$CACHE/control-plane-1.20.2"
+BIN="$CACHE/control-plane-1.20.2-p1"
 
 have_all() { [ -x "$1/etcd" ] && [ -x "$1/kube-apiserver" ] && [ -x "$1/kube-controller-manager" ]; }
 
@@ -56,6 +56,12 @@ V=vendor/github.com/modern-go/reflect2
 rm -f $V/*.go $V/*.s
 cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go \
    /usr/share/gocode/src/github.com/modern-go/reflect2/*.s $V/
+# 1.20 built with Go >= 1.16 validates "" as null (kubernetes/kubernetes#99804): apply the
+# upstream fix (kube-openapi#230) so empty strings are valid string values again.
+for f in vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go vendor/github.com/go-openapi/validate/type.go; do
+  [ -f "$f" ] && sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$f"
+done
+grep -q "if data == nil {" vendor/github.com/go-openapi/validate/type.go
 mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
 env GOPATH="$PWD/.go" CGO_ENABLED=0 HOME="$(mktemp -d)" GOFLAGS=-mod=vendor \
     make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2

@@ -20,17 +20,8 @@ class ApiModel(BaseModel):
     )
 
     def wire(self) -> dict[str, Any]:
-        """The JSON the API server stores: camelCase, no unset optionals, no empty strings
-        (the 1.20 API server built here decodes "" as null and rejects it as a string)."""
-        return _drop_empty(self.model_dump(mode="json", by_alias=True, exclude_none=True))
-
-
-def _drop_empty(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _drop_empty(v) for k, v in value.items() if v != ""}
-    if isinstance(value, list):
-        return [_drop_empty(v) for v in value]
-    return value
+        """The JSON the API server stores: camelCase, no unset optionals."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 class AspectRatio(StrEnum):

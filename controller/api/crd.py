@@ -43,7 +43,7 @@ def _structural(node: Schema, *, in_spec: bool) -> Schema:
     for key, val in node.items():
         if key in ("title", "$defs"):
             continue
-        # Status needs no defaults; and the 1.20 API server rejects an empty-string default.
+        # Status needs no defaults (the operator writes it whole); "" defaults say nothing.
         if key == "default" and (val is None or val == "" or not in_spec):
             continue
         out[key] = val

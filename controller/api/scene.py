@@ -78,9 +78,7 @@ class SceneStatus(ApiModel):
     observed_generation: int | None = None
     spec_hash: str | None = None
     """Hash of the inputs that decide the clip (prompt, duration, ratio, provider, model)."""
-    original_video_clip_s3_key: str | None = Field(
-        default=None, alias="originalVideoClipS3Key"
-    )
+    original_video_clip_s3_key: str | None = Field(default=None, alias="originalVideoClipS3Key")
     """S3 key of the generated clip (the old app's field name)."""
     working_video_clip_s3_key: str | None = Field(default=None, alias="workingVideoClipS3Key")
     """S3 key of the clip to use (the old app's field name; same object for now)."""

@@ -301,9 +301,11 @@ def after_start_error(
     and the scene backs off. No answer (timeout, reset) is ambiguous: a job may exist, so
     the attempt stays counted and the normal retry path applies.
     """
+    before = o.status
+    # Compare against what is stored now (the marker), so the marker is always replaced.
+    o = replace(o, status=marker)
     if ambiguous:
         return retry_or_fail(o, marker, err, "start-ambiguous")
-    before = o.status
     restored = marker.model_copy(
         update={"attempts": before.attempts, "generations_started": before.generations_started}
     )
@@ -380,7 +382,10 @@ def _in_flight(o: Observation) -> Decision | None:
     if g is None or d is None:
         return None
     if g.spec_hash != d.spec_hash or g.take != s.take:
-        nxt = s.model_copy(update={"generation": None})
+        update: dict[str, object] = {"generation": None}
+        if g.spec_hash != d.spec_hash:  # a new spec gets a fresh attempt budget
+            update.update(attempts=0, last_error=None, next_retry_at=None, spec_hash=d.spec_hash)
+        nxt = s.model_copy(update=update)
         msg = f"spec or take changed while job {g.job_id} ran; its output will not be used"
         return _settle(o, nxt, "abandon-stale-job", events=(Event(Reason.SPEC_CHANGED, msg),))
     if g.job_id is None:
@@ -408,6 +413,16 @@ def _in_flight(o: Observation) -> Decision | None:
         done = _completed(o, o.finished, g.job_id)
         msg = f"clip uploaded and verified: s3://{d.bucket}/{key} ({o.finished.obj.size} bytes)"
         return _settle(o, done, "clip-uploaded", events=(Event(Reason.CLIP_UPLOADED, msg),))
+    if job.phase == JobPhase.LOST:
+        # The job may have finished and been uploaded before its status write was lost:
+        # what is at the deterministic key wins over the provider's forgetfulness.
+        key = d.key(s.take)
+        if o.expected is None or o.expected.key != key:
+            return Decision(Effect.LOOK_EXPECTED, s, "job-lost-look")
+        if o.expected.obj is not None:
+            done = _completed(o, o.expected, g.job_id)
+            msg = f"job {g.job_id} is gone but its clip is at s3://{d.bucket}/{key}: adopted"
+            return _settle(o, done, "job-lost-adopt", events=(Event(Reason.CLIP_ADOPTED, msg),))
     err = job.error or _error(o, Reason.GENERATION_FAILED, "the job failed", False)
     if job.phase == JobPhase.LOST:
         err = _error(
@@ -417,6 +432,24 @@ def _in_flight(o: Observation) -> Decision | None:
             True,
         )
     return retry_or_fail(o, s, err, "job-failed" if job.phase == JobPhase.FAILED else "job-lost")
+
+
+def _spec_moved(o: Observation) -> Decision | None:
+    """Between attempts, the spec changed: the new spec gets a fresh attempt budget."""
+    s, d = o.status, o.desired
+    if (
+        d is None
+        or s.generation is not None
+        or s.phase not in (ScenePhase.PENDING, ScenePhase.PROCESSING)
+    ):
+        return None
+    if s.spec_hash is None or s.spec_hash == d.spec_hash:
+        return None
+    nxt = s.model_copy(
+        update={"attempts": 0, "last_error": None, "next_retry_at": None, "spec_hash": d.spec_hash}
+    )
+    msg = f"spec changed ({s.spec_hash} -> {d.spec_hash}): attempts reset"
+    return _settle(o, nxt, "spec-moved", events=(Event(Reason.SPEC_CHANGED, msg),))
 
 
 def _completed_checks(o: Observation) -> Decision | None:
@@ -437,6 +470,7 @@ def _completed_checks(o: Observation) -> Decision | None:
                 "attempts": 0,
                 "last_error": None,
                 "next_retry_at": None,
+                "spec_hash": d.spec_hash,
             }
         )
         msg = f"spec changed (clip {clip.spec_hash}, spec {d.spec_hash}): regenerating; the old clip stays until the new one is verified"
@@ -454,7 +488,7 @@ def _completed_checks(o: Observation) -> Decision | None:
             what = "missing" if obj is None else "changed (size or checksum differs)"
             msg = f"clip s3://{clip.bucket}/{clip.key} is {what}"
             if c.missing_clip == MissingClipPolicy.IGNORE:
-                return Decision(Effect.NONE, s, "clip-missing-ignored")
+                return _settle(o, s, "clip-missing-ignored")
             if c.missing_clip == MissingClipPolicy.FAIL:
                 err = _error(o, Reason.CLIP_MISSING, msg, False)
                 nxt = _clip_gone(s, phase=ScenePhase.FAILED, last_error=err)
@@ -574,7 +608,7 @@ def decide(o: Observation) -> Decision:
     if o.blocked is not None or o.desired is None:
         err = o.blocked or ErrorInfo(reason=Reason.INVALID_SPEC, message="no desired state")
         return _settle(o, o.status, "blocked", (err.reason, err.message))
-    for rule in (_tokens, _in_flight, _completed_checks, _failed_checks):
+    for rule in (_tokens, _in_flight, _spec_moved, _completed_checks, _failed_checks):
         decision = rule(o)
         if decision is not None:
             return decision

@@ -519,7 +519,7 @@ def test_empty_strings_are_valid_string_values(api: k8s.CustomObjectsApi, namesp
         )  # fmt: skip
         assert patched["status"]["conditions"] == [condition]
     except ApiException as exc:
-        rejected.append(f"default Condition {condition}: {exc.body}")
+        rejected.append(f"status.conditions with empty reason/message: {exc.body}")
     assert not rejected, "the API server rejects empty strings (kubernetes#99804?):\n" + "\n".join(rejected)  # fmt: skip
 
 

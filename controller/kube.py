@@ -89,7 +89,8 @@ class KubeApi:
         await self._http.aclose()
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+        # The user agent names the field manager: managedFields show what the operator owns.
+        headers = {"Accept": "application/json", "User-Agent": f"{v.MANAGER}/0.1"}
         # get_api_key_with_prefix runs the refresh hook: in-cluster tokens rotate.
         token = self._cfg.get_api_key_with_prefix(
             "authorization"

@@ -12,7 +12,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "video"
 
 PROJECT_KIND, PROJECT_PLURAL, PROJECT_SINGULAR, PROJECT_SHORT = (
-    "Project", "projects", "project", "vproj",
+    "Project",
+    "projects",
+    "project",
+    "vproj",
 )
 SCENE_KIND, SCENE_PLURAL, SCENE_SINGULAR, SCENE_SHORT = "Scene", "scenes", "scene", "scn"
 

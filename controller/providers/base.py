@@ -91,9 +91,7 @@ class VideoProvider(Protocol):
         longer knows it, ProviderError for transport/API failures."""
         ...
 
-    async def fetch(
-        self, job_id: str, state: JobState, request: VideoRequest, dest: Path
-    ) -> None:
+    async def fetch(self, job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
         """Write the finished video to `dest` (a local file)."""
         ...
 

@@ -166,11 +166,11 @@ def _conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) -> Sce
     conds = set_condition(conds, Cond.READY, ready[0], ready[1], ready[2], generation=gen, now=now)  # type: ignore[arg-type]
     g = s.generation
     if g is not None:
-        job = g.job_id or "(starting)"
+        # No job id in the message: recording the id must not cost one more write.
         generating = (
             "True",
             Reason.GENERATION_STARTED,
-            f"{g.provider} job {job}, attempt {g.attempt}",
+            f"{g.provider} job, attempt {g.attempt}, take {g.take}",
         )
     elif s.next_retry_at:
         generating = ("False", Reason.RETRY_SCHEDULED, f"next attempt at {s.next_retry_at}")
@@ -364,7 +364,7 @@ def _regenerate(o: Observation, handled: dict[str, object], rule: str) -> Decisi
     if s.phase != ScenePhase.COMPLETED or s.clip is None:
         update["phase"] = ScenePhase.PENDING
     else:
-        # The old clip stays in status (and Ready) until the new take is verified.
+        # The old clip stays in status until the new take is verified.
         update["phase"] = ScenePhase.PROCESSING
     msg = f"regenerate requested: new take {s.take + 1}"
     nxt = s.model_copy(update=update)
@@ -413,16 +413,15 @@ def _in_flight(o: Observation) -> Decision | None:
         done = _completed(o, o.finished, g.job_id)
         msg = f"clip uploaded and verified: s3://{d.bucket}/{key} ({o.finished.obj.size} bytes)"
         return _settle(o, done, "clip-uploaded", events=(Event(Reason.CLIP_UPLOADED, msg),))
-    if job.phase == JobPhase.LOST:
-        # The job may have finished and been uploaded before its status write was lost:
-        # what is at the deterministic key wins over the provider's forgetfulness.
-        key = d.key(s.take)
-        if o.expected is None or o.expected.key != key:
-            return Decision(Effect.LOOK_EXPECTED, s, "job-lost-look")
-        if o.expected.obj is not None:
-            done = _completed(o, o.expected, g.job_id)
-            msg = f"job {g.job_id} is gone but its clip is at s3://{d.bucket}/{key}: adopted"
-            return _settle(o, done, "job-lost-adopt", events=(Event(Reason.CLIP_ADOPTED, msg),))
+    # Lost or Failed (e.g. "output download failed" after its upload went through but the
+    # Completed write was lost): what is at the deterministic key wins.
+    key = d.key(s.take)
+    if o.expected is None or o.expected.key != key:
+        return Decision(Effect.LOOK_EXPECTED, s, "look-before-retry")
+    if o.expected.obj is not None:
+        done = _completed(o, o.expected, g.job_id)
+        msg = f"job {g.job_id} ended {job.phase} but its clip is at s3://{d.bucket}/{key}: adopted"
+        return _settle(o, done, "adopt-after-job-ended", events=(Event(Reason.CLIP_ADOPTED, msg),))
     err = job.error or _error(o, Reason.GENERATION_FAILED, "the job failed", False)
     if job.phase == JobPhase.LOST:
         err = _error(
@@ -521,6 +520,7 @@ def _failed_checks(o: Observation) -> Decision | None:
                 "attempts": 0,
                 "last_error": None,
                 "next_retry_at": None,
+                "spec_hash": d.spec_hash,
             }
         )
         return _settle(

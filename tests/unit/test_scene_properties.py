@@ -1,0 +1,524 @@
+"""Property tests: `decide` driven by a simulated runtime over random sequences of events.
+
+The simulator is a pure, in-test stand-in for the world outside the state machine: a dict
+plays S3, a table of scripted jobs plays the provider, a `SceneStatus` plays the API
+server. Its pass loop does what the real runtime does (observe, decide, perform the one
+effect, fold the result back, decide again) and checks the invariants at every step.
+Hypothesis draws the world's policy and a sequence of events: job progress, S3 deletions
+and corruptions, spec edits, token annotations, pause, capacity, the project vanishing,
+provider outages and crashes at any point of a pass (which drop what the pass learned).
+
+Properties:
+(a) a status written with phase Completed has a clip whose object exists in S3 with the same
+    size and etag at the moment that clip was written (never Completed from a promise);
+(b) decide never returns START while status.generation is set;
+(c) a job is only created right after the pending marker of a status that recorded none,
+    and the jobs per (spec hash, take) never exceed the attempts counted (<= retry limit);
+(d) attempts never exceed the retry limit; paid starts never exceed the budget;
+(e) decide is deterministic and does not mutate its input;
+(f) every pass ends within the runtime's step bound; an immediate second pass with nothing
+    changed makes zero writes; once the world is calm the scene settles (Completed, Failed
+    or waiting on the budget) within a bounded number of passes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.api.common import ErrorInfo
+from controller.api.project import Backoff, MissingClipPolicy
+from controller.api.scene import ScenePhase, SceneStatus
+from controller.reconcile.backoff import backoff_seconds
+from controller.reconcile.conditions import get_condition
+from controller.reconcile.scene import (
+    Controls,
+    Decision,
+    Desired,
+    Effect,
+    JobPhase,
+    JobSeen,
+    ObjectSeen,
+    Observation,
+    StoredObject,
+    after_start_error,
+    decide,
+    with_job_id,
+)
+from controller.reconcile.timeutil import rfc3339
+from controller.vocabulary import Cond, Reason
+
+MAX_STEPS = 12  # controller.runtime.MAX_STEPS: decisions allowed in one reconcile pass
+CALM_PASSES = 40
+T0 = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
+HASHES = ("h1", "h2", "h3")
+TOKENS = ("t1", "t2")
+# Repeated entries weight the draw towards the common case.
+START_OUTCOMES = ("ok", "ok", "ok", "refused", "rejected", "ambiguous-created", "ambiguous-none")
+JOB_OUTCOMES = ("succeed", "succeed", "succeed", "fail-retryable", "fail-permanent", "lost")
+FETCH_OUTCOMES = ("ok", "ok", "ok", "download-fails", "upload-fails")
+RESET_RULES = ("retry-token", "project-retry-token")
+
+
+@dataclass
+class FakeJob:
+    job_id: str
+    spec_hash: str
+    take: int
+    polls_left: int
+    outcome: str
+    fetch: str
+
+
+@dataclass
+class PassResult:
+    decisions: list[Decision]
+    writes: int
+    ended: str  # "none", "start", "crash", "upload-failed"
+
+
+@dataclass
+class World:
+    """Everything outside `decide`, plus the bookkeeping the properties need."""
+
+    retry_limit: int
+    backoff: Backoff
+    missing_clip: MissingClipPolicy
+    max_generations: int | None
+    job_scripts: list[tuple[int, str, str]]
+    start_script: list[str]
+    now: dt.datetime = T0
+    spec_hash: str = "h1"
+    generation: int = 1
+    stored: SceneStatus = field(default_factory=SceneStatus)
+    s3: dict[str, StoredObject] = field(default_factory=dict)
+    jobs: dict[str, FakeJob] = field(default_factory=dict)
+    generate_videos: bool = True
+    paused: bool = False
+    capacity: bool = True
+    project_exists: bool = True
+    provider_down: bool = False
+    tokens: dict[str, str | None] = field(
+        default_factory=lambda: dict.fromkeys(("retry", "regen", "project-retry", "project-regen"))
+    )
+    verify_clip: bool = False
+    calm: bool = False
+    # bookkeeping
+    epoch_jobs: Counter[tuple[str, int]] = field(default_factory=Counter)
+    jobs_created: int = 0
+    jobs_before_recreate: int = 0
+    starts: int = 0
+    uploads: int = 0
+
+    # ------------------------------------------------------------------ the outside world
+    def desired(self) -> Desired:
+        return Desired(
+            spec_hash=self.spec_hash,
+            provider="replicate",
+            model="m",
+            duration_seconds=4,
+            bucket="clips",
+            key_prefix="v/ns/uid/scenes/1/",
+        )
+
+    def head(self, key: str) -> ObjectSeen:
+        return ObjectSeen(key, self.s3.get(key))
+
+    def poll(self, job_id: str) -> JobSeen:
+        job = self.jobs.get(job_id)
+        if self.provider_down:
+            return JobSeen(job_id, JobPhase.UNREACHABLE, retry_after=10.0)
+        if job is None:
+            return JobSeen(job_id, JobPhase.LOST, _error("JobLost", "unknown job", True))
+        if job.polls_left > 0:
+            return JobSeen(job_id, JobPhase.RUNNING)
+        if job.outcome == "succeed":
+            return JobSeen(job_id, JobPhase.SUCCEEDED)
+        if job.outcome == "lost":
+            return JobSeen(job_id, JobPhase.LOST, _error("JobLost", "expired", True))
+        retryable = job.outcome == "fail-retryable"
+        return JobSeen(job_id, JobPhase.FAILED, _error("ProviderFailed", "no", retryable))
+
+    def create_job(self, spec_hash: str, take: int) -> str:
+        polls, outcome, fetch = self.job_scripts[self.jobs_created % len(self.job_scripts)]
+        self.jobs_created += 1
+        job_id = f"job-{self.jobs_created}"
+        self.jobs[job_id] = FakeJob(job_id, spec_hash, take, polls, outcome, fetch)
+        return job_id
+
+    def next_start_outcome(self) -> str:
+        if self.calm:
+            return "ok"
+        return self.start_script[self.starts % len(self.start_script)]
+
+    def upload(self, job: FakeJob, key: str) -> StoredObject:
+        """The job's output: the same bytes however often it is fetched."""
+        n = int(job.job_id.split("-")[1])
+        self.s3[key] = StoredObject(key, 1000 + n, f'"{job.job_id}"', f"sha-{job.job_id}")
+        self.uploads += 1
+        return self.s3[key]
+
+    # ------------------------------------------------------------------ the API server
+    def write(self, new: SceneStatus, facts: dict[str, ObjectSeen | JobSeen]) -> None:
+        old = self.stored
+        # (a) Completed only with a clip verified in S3 when that clip was written.
+        if new.phase == ScenePhase.COMPLETED:
+            assert new.clip is not None, "Completed without a clip"
+            assert new.original_video_clip_s3_key == new.clip.key
+            if new.clip != old.clip or old.phase != ScenePhase.COMPLETED:
+                obj = self.s3.get(new.clip.key)
+                assert obj is not None, f"Completed with a missing object {new.clip.key}"
+                assert (obj.size, obj.etag) == (new.clip.size, new.clip.etag)
+                looked = [
+                    f.obj
+                    for f in (facts.get("expected"), facts.get("finished"))
+                    if isinstance(f, ObjectSeen)
+                ]
+                assert obj in looked, "Completed from an object not seen in this pass"
+                assert new.clip.spec_hash == self.spec_hash
+                assert new.clip.key == self.desired().key(new.clip.take)
+        # (d) the retry limit and the budget hold in every stored status.
+        assert new.attempts <= self.retry_limit
+        if self.max_generations is not None:
+            assert new.generations_started <= self.max_generations
+        assert new.generations_started >= old.generations_started or new.generation is None
+        # The API server stores JSON: keep what a re-read would return.
+        self.stored = SceneStatus.model_validate(new.wire())
+
+    # ------------------------------------------------------------------ the runtime
+    def observe(self, facts: dict[str, ObjectSeen | JobSeen], jitter: float) -> Observation:
+        blocked = None
+        if not self.project_exists:
+            blocked = ErrorInfo(reason=Reason.PROJECT_NOT_FOUND, message="project gone")
+        budget_left = None
+        if self.max_generations is not None:
+            budget_left = self.max_generations - self.stored.generations_started
+        return Observation(
+            now=self.now,
+            generation=self.generation,
+            status=self.stored,
+            desired=self.desired() if self.project_exists else None,
+            blocked=blocked,
+            controls=Controls(
+                generate_videos=self.generate_videos,
+                paused=self.paused,
+                retry_limit=self.retry_limit,
+                backoff=self.backoff,
+                missing_clip=self.missing_clip,
+                budget_left=budget_left,
+                regenerate_token=self.tokens["project-regen"],
+                retry_token=self.tokens["project-retry"],
+            ),
+            regenerate_token=self.tokens["regen"],
+            retry_token=self.tokens["retry"],
+            expected=facts.get("expected"),  # type: ignore[arg-type]
+            clip_check=facts.get("clip_check"),  # type: ignore[arg-type]
+            job=facts.get("job"),  # type: ignore[arg-type]
+            finished=facts.get("finished"),  # type: ignore[arg-type]
+            capacity=self.capacity,
+            jitter=jitter,
+        )
+
+    def run_pass(self, jitter: float = 0.5, crash: tuple[int, str] | None = None) -> PassResult:
+        """One reconcile pass; `crash=(n, stage)` kills the operator at its n-th effect."""
+        facts: dict[str, ObjectSeen | JobSeen] = {}
+        if self.verify_clip and self.stored.phase == ScenePhase.COMPLETED and self.stored.clip:
+            facts["clip_check"] = self.head(self.stored.clip.key)
+        self.verify_clip = False
+        decisions: list[Decision] = []
+        writes = 0
+        for step in range(MAX_STEPS):
+            o = self.observe(facts, jitter)
+            d = check_decision(o)
+            decisions.append(d)
+            crash_here = crash is not None and crash[0] == step
+            stage = crash[1] if crash_here and crash else ""
+            if d.effect == Effect.NONE:
+                return PassResult(decisions, writes, "none")
+            if stage == "before":
+                return PassResult(decisions, writes, "crash")
+            if d.effect == Effect.WRITE:
+                self.write(d.status, facts)
+                writes += 1
+                if d.rule in RESET_RULES and o.status.phase == ScenePhase.FAILED:
+                    self.epoch_jobs.clear()  # a person asked for a fresh set of attempts
+            elif d.effect == Effect.LOOK_EXPECTED:
+                assert o.desired is not None
+                facts["expected"] = self.head(o.desired.key(o.status.take))
+            elif d.effect == Effect.POLL:
+                g = o.status.generation
+                assert g is not None and g.job_id is not None
+                facts["job"] = self.poll(g.job_id)
+            elif d.effect == Effect.FINISH:
+                g = o.status.generation
+                assert g is not None and g.job_id is not None and o.desired is not None
+                job = self.jobs[g.job_id]
+                if job.fetch == "upload-fails":
+                    job.fetch = "ok"  # the next attempt works
+                    return PassResult(decisions, writes, "upload-failed")
+                if job.fetch == "download-fails":
+                    facts["job"] = JobSeen(
+                        job.job_id,
+                        JobPhase.FAILED,
+                        _error("OutputUnavailable", "output download failed", True),
+                    )
+                else:
+                    key = o.desired.key(o.status.take)
+                    facts["finished"] = ObjectSeen(key, self.upload(job, key))
+            elif d.effect == Effect.START:
+                writes += self.start(o, d, stage)
+                return PassResult(decisions, writes, "crash" if stage else "start")
+            else:
+                raise AssertionError(f"unexpected effect {d.effect}")
+            if stage:
+                return PassResult(decisions, writes, "crash")
+        raise AssertionError(f"(f) pass did not end in {MAX_STEPS} steps: {_rules(decisions)}")
+
+    def start(self, o: Observation, d: Decision, stage: str) -> int:
+        """The runtime's START: pending marker, provider call, job id (or the start error)."""
+        # (c) a new job only when none is recorded, and only after the marker is stored.
+        assert self.stored.generation is None
+        marker = d.status
+        g = marker.generation
+        assert g is not None and g.job_id is None
+        self.write(marker, {})
+        if stage == "after":
+            return 1  # crashed before the provider call
+        outcome = self.next_start_outcome()
+        self.starts += 1
+        job_id = None
+        if outcome in ("ok", "ambiguous-created"):
+            job_id = self.create_job(g.spec_hash, g.take)
+            self.epoch_jobs[(g.spec_hash, g.take)] += 1
+            assert self.epoch_jobs[(g.spec_hash, g.take)] <= marker.attempts <= self.retry_limit
+            if self.max_generations is not None:
+                assert self.jobs_created - self.jobs_before_recreate <= self.max_generations
+        if outcome == "ok":
+            assert job_id is not None
+            if stage == "after-create":
+                return 1  # the orphan window: a job exists, its id is not recorded
+            self.write(with_job_id(marker, job_id), {})
+            return 2
+        retryable = outcome != "rejected"
+        err = _error("ProviderError", f"start: {outcome}", retryable)
+        after = after_start_error(o, marker, err, ambiguous=outcome.startswith("ambiguous"))
+        assert after.effect != Effect.START and after.status.generation is None
+        self.write(after.status, {})  # the runtime always overwrites the marker
+        return 2
+
+    # ------------------------------------------------------------------ events
+    def reconcile(self, jitter: float, crash: tuple[int, str] | None) -> None:
+        result = self.run_pass(jitter, crash)
+        if result.ended == "none":
+            # Nothing changed in the world: a second pass must not write anything.
+            again = self.run_pass(jitter)
+            assert again.writes == 0, f"resync wrote: {_rules(again.decisions)}"
+            assert again.ended == "none"
+
+    def apply(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "tick":
+            self.now += dt.timedelta(seconds=event[1])
+        elif kind == "progress":
+            for job in self.jobs.values():
+                job.polls_left = max(job.polls_left - 1, 0)
+        elif kind in ("delete", "corrupt"):
+            keys = sorted(self.s3)
+            if not keys:
+                return
+            key = keys[event[1] % len(keys)]
+            if kind == "delete":
+                del self.s3[key]
+            else:
+                obj = self.s3[key]
+                self.s3[key] = replace(obj, size=obj.size + 1, etag=obj.etag + "x")
+        elif kind == "edit":
+            if event[1] != self.spec_hash:
+                self.spec_hash = event[1]
+                self.epoch_jobs.clear()  # a new spec gets a fresh set of attempts
+            self.generation += 1
+        elif kind == "touch":  # an edit that does not change the clip (e.g. a label)
+            self.generation += 1
+        elif kind == "token":
+            self.tokens[event[1]] = event[2]
+        elif kind == "drift":
+            self.verify_clip = True
+        elif kind == "stray":  # a clip uploaded by an earlier run whose status write was lost
+            key = self.desired().key(self.stored.take)
+            self.s3[key] = StoredObject(key, 777, '"stray"')
+        elif kind == "recreate":  # the Scene is deleted and applied again: status is gone
+            self.stored = SceneStatus()
+            self.epoch_jobs.clear()
+            self.jobs_before_recreate = self.jobs_created
+        else:
+            setattr(self, kind, event[1])
+
+    def calm_down(self) -> None:
+        """Everything allowed and working: the scene must reach a resting state."""
+        self.calm = True
+        self.generate_videos, self.paused, self.capacity = True, False, True
+        self.project_exists, self.provider_down = True, False
+        for _ in range(CALM_PASSES):
+            for job in self.jobs.values():
+                job.polls_left = 0
+            self.now += dt.timedelta(days=1)
+            result = self.run_pass()
+            last = result.decisions[-1]
+            if result.ended == "none" and last.requeue_after is None:
+                s = self.stored
+                ready = get_condition(s.conditions, Cond.READY)
+                assert s.generation is None
+                assert s.phase in (ScenePhase.COMPLETED, ScenePhase.FAILED) or (
+                    ready is not None and ready.reason == Reason.BUDGET_EXHAUSTED
+                ), f"resting in {s.phase} ({ready.reason if ready else None})"
+                if s.phase == ScenePhase.COMPLETED and s.clip is not None:
+                    assert s.clip.spec_hash == self.spec_hash
+                return
+        raise AssertionError(f"did not settle in {CALM_PASSES} calm passes: {self.stored}")
+
+
+def _error(reason: str, message: str, retryable: bool) -> ErrorInfo:
+    return ErrorInfo(reason=reason, message=message, retryable=retryable, at=rfc3339(T0))
+
+
+def _rules(decisions: list[Decision]) -> list[str]:
+    return [d.rule for d in decisions]
+
+
+def check_decision(o: Observation) -> Decision:
+    """decide, with the properties that hold for every single decision."""
+    before = o.status.wire()
+    d = decide(o)
+    # (e) deterministic and pure.
+    assert o.status.wire() == before, "decide mutated the observation"
+    assert decide(o) == d, "decide is not deterministic"
+    assert decide(replace(o, status=SceneStatus.model_validate(before))) == d
+    # (b) never a second job while one is recorded.
+    if o.status.generation is not None:
+        assert d.effect != Effect.START, d.rule
+    if d.effect == Effect.START:
+        assert o.desired is not None and o.controls.generate_videos and not o.controls.paused
+        assert o.capacity and o.status.attempts < o.controls.retry_limit
+        assert o.controls.budget_left is None or o.controls.budget_left > 0
+        assert o.expected is not None and o.expected.obj is None  # nothing to adopt
+    if o.blocked is not None:
+        assert d.effect in (Effect.WRITE, Effect.NONE)
+    if not o.controls.generate_videos and o.status.generation is None:
+        assert d.effect not in (Effect.START, Effect.LOOK_EXPECTED)
+    if d.effect == Effect.WRITE:
+        assert d.status.wire() != o.status.wire(), f"{d.rule}: WRITE of an unchanged status"
+    return d
+
+
+# ----------------------------------------------------------------------------- strategies
+
+world_events = st.one_of(
+    st.tuples(st.just("tick"), st.integers(1, 4000)),
+    st.just(("progress",)),
+    st.tuples(st.sampled_from(("delete", "corrupt")), st.integers(0, 7)),
+    st.tuples(st.just("edit"), st.sampled_from(HASHES)),
+    st.just(("touch",)),
+    st.tuples(
+        st.just("token"),
+        st.sampled_from(("retry", "regen", "project-retry", "project-regen")),
+        st.sampled_from(TOKENS),
+    ),
+    st.just(("drift",)),
+    st.just(("stray",)),
+    st.just(("recreate",)),
+    st.tuples(
+        st.sampled_from(
+            ("generate_videos", "paused", "capacity", "project_exists", "provider_down")
+        ),
+        st.booleans(),
+    ),
+)
+crashes = st.one_of(
+    st.none(),
+    st.none(),
+    st.tuples(st.integers(0, 4), st.sampled_from(("before", "after", "after-create"))),
+)
+# One step of history: time passes, maybe something happens in the world, then a
+# reconcile pass runs (and the operator may crash in it).
+steps = st.tuples(
+    st.integers(0, 900),
+    st.one_of(st.none(), st.just(("progress",)), world_events),
+    st.sampled_from((False, False, True)),  # the project's drift timer asks for a HEAD
+    crashes,
+    st.floats(0.0, 0.999),
+)
+worlds = st.builds(
+    World,
+    retry_limit=st.integers(1, 4),
+    backoff=st.builds(
+        Backoff,
+        initial_seconds=st.integers(0, 60),
+        factor=st.floats(1.0, 4.0),
+        max_seconds=st.integers(0, 900),
+    ),
+    missing_clip=st.sampled_from(MissingClipPolicy),
+    max_generations=st.one_of(st.none(), st.none(), st.integers(0, 8)),
+    job_scripts=st.lists(
+        st.tuples(
+            st.integers(0, 2), st.sampled_from(JOB_OUTCOMES), st.sampled_from(FETCH_OUTCOMES)
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    start_script=st.lists(st.sampled_from(START_OUTCOMES), min_size=1, max_size=6),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=worlds, history=st.lists(steps, min_size=5, max_size=40))
+def test_invariants_hold_over_random_histories(world: World, history: list[tuple]) -> None:
+    for seconds, event, drift, crash, jitter in history:
+        world.now += dt.timedelta(seconds=seconds)
+        if event is not None:
+            world.apply(event)
+        world.verify_clip = world.verify_clip or drift
+        world.reconcile(jitter, crash)
+    world.calm_down()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    attempt=st.integers(1, 30),
+    jitter=st.floats(-1.0, 2.0),
+    policy=st.builds(
+        Backoff,
+        initial_seconds=st.integers(0, 3600),
+        factor=st.floats(1.0, 10.0),
+        max_seconds=st.integers(0, 86400),
+    ),
+)
+def test_backoff_stays_within_the_equal_jitter_window(
+    attempt: int, jitter: float, policy: Backoff
+) -> None:
+    capped = min(policy.initial_seconds * policy.factor ** (attempt - 1), policy.max_seconds)
+    delay = backoff_seconds(attempt, policy, jitter)
+    assert capped / 2 - 1e-9 <= delay <= capped + 1e-9
+    assert delay <= policy.max_seconds + 1e-9
+
+
+def test_simulator_reaches_completed_on_the_happy_path() -> None:
+    """The simulator itself works: start, poll, finish, Completed, then zero writes."""
+    world = World(
+        retry_limit=3,
+        backoff=Backoff(),
+        missing_clip=MissingClipPolicy.REGENERATE,
+        max_generations=None,
+        job_scripts=[(1, "succeed", "ok")],
+        start_script=["ok"],
+    )
+    assert world.run_pass().ended == "start"
+    assert world.run_pass().decisions[-1].rule == "job-running"
+    world.apply(("progress",))
+    result = world.run_pass()
+    assert _rules(result.decisions)[-3:] == ["finish-job", "clip-uploaded", "completed"]
+    assert world.stored.phase == ScenePhase.COMPLETED and world.jobs_created == 1
+    assert world.run_pass().writes == 0

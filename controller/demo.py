@@ -56,7 +56,6 @@ def main(output: Path = Path("demo-output"), timeout: float = 600.0) -> int:
         with OperatorProcess(
             cp.kubeconfig, env=env, log_path=output.resolve() / "operator.log"
         ) as op:
-            output.mkdir(parents=True, exist_ok=True)
             op.wait_healthy()
             print(f"operator running (log: {op.log_path}); applying {EXAMPLE.name}", flush=True)
             kubectl("apply", "-n", "default", "-f", "-", input=_example(real_planner, real_video))

@@ -39,6 +39,7 @@ def main(output: Path = Path("demo-output"), timeout: float = 600.0) -> int:
 
     real_planner = bool(os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY"))
     real_video = bool(os.environ.get("REPLICATE_API_TOKEN"))
+    output.mkdir(parents=True, exist_ok=True)
     print(
         "starting a local control plane (etcd, kube-apiserver, kube-controller-manager)...",
         flush=True,

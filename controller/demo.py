@@ -7,6 +7,7 @@ Clips end up in ./demo-output/ as MP4 files a person can play.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -40,6 +41,7 @@ def main(output: Path = Path("demo-output"), timeout: float = 600.0) -> int:
     real_planner = bool(os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY"))
     real_video = bool(os.environ.get("REPLICATE_API_TOKEN"))
     output.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the S3 server's request log
     print(
         "starting a local control plane (etcd, kube-apiserver, kube-controller-manager)...",
         flush=True,
@@ -76,7 +78,14 @@ def main(output: Path = Path("demo-output"), timeout: float = 600.0) -> int:
                 print(f"project not Ready: {waited.stderr}\n{op.logs()[-3000:]}", file=sys.stderr)
                 return 1
             print(f"Ready after {time.monotonic() - started:.1f} s")
-            client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
+            creds = s3.env()
+            client = boto3.client(
+                "s3",
+                endpoint_url=s3.endpoint_url,
+                region_name=creds["AWS_DEFAULT_REGION"],
+                aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+            )
             scenes = kubectl.json("get", "-n", "default", "scenes")["items"]  # type: ignore[attr-defined]
             for scene in sorted(scenes, key=lambda s: s["spec"]["sequence"]):
                 key = scene["status"]["originalVideoClipS3Key"]

@@ -107,6 +107,8 @@ class Runtime:
         elif not self.store.upsert_scene(body):
             return
         self.queue.add((SCENE, *key))
+        for provider, count in self.store.inflight_by_provider.items():
+            m.IN_FLIGHT.labels(provider).set(count)
         project = project_of_scene(body)
         self.queue.add_after((PROJECT, *project), PROJECT_RECOUNT_DELAY)
 
@@ -295,6 +297,8 @@ class Runtime:
             )
             d = sc.decide(obs)
             m.DECISIONS.labels(d.rule).inc()
+            if d.rule == "orphan-window":
+                m.ORPHAN_WINDOW.inc()
             if d.rule.startswith(("clip-missing", "completed-without-clip", "adopt")):
                 m.DRIFT_REPAIRS.labels(d.rule).inc()
             if d.effect == sc.Effect.NONE:

@@ -176,6 +176,17 @@ class Runtime:
 
     async def event(self, body: Body, reason: str, message: str, type_: str = "Normal") -> None:
         m.EVENTS.labels(reason).inc()
+        meta = body.get("metadata", {})
+        log.log(
+            logging.WARNING if type_ == "Warning" else logging.INFO,
+            message,
+            extra={
+                "namespace": meta.get("namespace"),
+                "object": meta.get("name"),
+                "kind": body.get("kind"),
+                "reason": reason,
+            },
+        )
         try:
             await self.api.post_event(body, reason=reason, message=message, type_=type_)
         except Exception as e:  # Events are best effort

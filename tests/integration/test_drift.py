@@ -257,3 +257,24 @@ def test_pause_stops_new_jobs_and_budget_caps_them(
     pending = [s for s in cluster.scenes(namespace, "held") if s["status"]["phase"] != "Completed"]
     assert len(pending) == 2
     assert all(condition(s, "Ready")["reason"] == "BudgetExhausted" for s in pending)
+
+
+@pytest.mark.parametrize("policy", ["Delete", "Retain"])
+def test_deletion_policy(policy, cluster, namespace, run_operator, kubectl, s3, replicate) -> None:
+    run_operator(namespace, env=replicate.env())
+    cluster.create_project(namespace, "gone", spec(count=2, deletionPolicy=policy))
+    project = wait_project(cluster, namespace, "gone")
+    finalizers = project["metadata"].get("finalizers") or []
+    assert finalizers == (["video.scene-operator.io/delete-clips"] if policy == "Delete" else [])
+    keys = [s["status"]["clip"]["key"] for s in cluster.scenes(namespace, "gone")]
+    kubectl(
+        "delete", "-n", namespace, "project", "gone", "--wait=true", "--timeout=60s", timeout=90
+    )
+    listed = s3.client.list_objects_v2(
+        Bucket=s3.bucket, Prefix=keys[0].rsplit("/scenes/", 1)[0]
+    ).get("Contents", [])
+    if policy == "Delete":
+        assert listed == []
+        assert "ClipsDeleted" in cluster.event_reasons(namespace, "gone")
+    else:
+        assert sorted(o["Key"] for o in listed) == sorted(keys)

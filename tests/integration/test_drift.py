@@ -216,7 +216,13 @@ def test_regenerate_and_retry_tokens_each_make_one_job(
     cluster.patch_scene(
         namespace, name, {"metadata": {"annotations": {"video.scene-operator.io/retry": "r1"}}}
     )
-    wait_until(failed, timeout=30, what="scene Failed again after the retry")  # second 400
+
+    def failed_after_r1() -> dict | None:
+        s = cluster.scenes(namespace, "tokens")[0]
+        st = s["status"]
+        return s if st.get("handledRetryToken") == "r1" and st.get("phase") == "Failed" else None
+
+    wait_until(failed_after_r1, timeout=30, what="scene Failed again after retry r1")  # second 400
     cluster.patch_scene(
         namespace, name, {"metadata": {"annotations": {"video.scene-operator.io/retry": "r2"}}}
     )

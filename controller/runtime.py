@@ -61,6 +61,7 @@ class SceneMemory:
     job_state: JobState | None = None
     verify_clip: bool = False  # drift polling asked for a HEAD of the recorded clip
     fetch_failures: int = 0
+    unrecorded: SceneStatus | None = None  # a started job whose id write failed: retry it
 
 
 @dataclass
@@ -274,6 +275,9 @@ class Runtime:
             if body is None:
                 self.scene_memory.pop(key, None)
                 return
+            if mem.unrecorded is not None and not await self._record_job_id(body, mem):
+                self.queue.add_after((SCENE, *key), 2.0)
+                return
             desired, request, blocked, controls, _ = self._scene_inputs(body)
             try:
                 status = SceneStatus.model_validate(body.get("status") or {})
@@ -433,6 +437,16 @@ class Runtime:
         if key in self.reserved:
             m.DUPLICATE_GUARD.labels("reserved").inc()
             return
+        try:
+            provider = self.providers.video(desired.provider)
+        except ProviderError as e:  # e.g. no credentials: nothing can be started or paid
+            err = ErrorInfo(
+                reason=e.reason, message=e.message, retryable=False, at=rfc3339(utcnow())
+            )
+            failed = sc.retry_or_fail(obs, obs.status, err, "provider-unavailable")
+            await self._write_scene(body, failed.status)
+            await self._post_events(body, failed.events)
+            return
         # Reserve synchronously (no await since the capacity check), then write the
         # pending marker; only a successful marker write lets the provider call happen.
         self.reserved[key] = (desired.provider, project)
@@ -444,11 +458,15 @@ class Runtime:
         finally:
             self.reserved.pop(key, None)
         marker_body = self.store.scenes.get(key, body)
-        provider = self.providers.video(desired.provider)
         await self._limiter(self.create_limits, desired.provider, "creates").acquire()
         started = time.perf_counter()
         try:
-            job_id = await provider.start(request)
+            try:
+                job_id = await provider.start(request)
+            except (ValueError, TypeError) as e:  # refused by the SDK before any request
+                raise ProviderError(
+                    "InvalidRequest", str(e)[:1000], retryable=False, status_code=400
+                ) from e
         except ProviderError as e:
             m.JOBS.labels(desired.provider, "start-error", e.reason).inc()
             if e.status_code == 429:
@@ -471,16 +489,40 @@ class Runtime:
                 time.perf_counter() - started
             )
         # Record the job id before anything else: after a crash the operator resumes it.
-        await self._write_scene(marker_body, sc.with_job_id(d.status, job_id), precondition=False)
+        # If the write fails (API server down), the id is kept in memory and written
+        # before this scene is decided again, so the job is never mistaken for an orphan.
+        mem = self.scene_memory.setdefault(key, SceneMemory())
+        mem.unrecorded = sc.with_job_id(d.status, job_id)
         m.JOBS.labels(desired.provider, "started", "").inc()
+        if not await self._record_job_id(marker_body, mem):
+            self.queue.add_after((SCENE, *key), 2.0)
+            return
         await self.event(
             marker_body,
             v.Reason.GENERATION_STARTED,
             f"{desired.provider} job {job_id} started (model {desired.model}, attempt {d.status.attempts}, take {d.status.take})",
         )
-        mem = self.scene_memory.setdefault(key, SceneMemory())
         mem.polls, mem.job_state = 0, None
         self.queue.add_after((SCENE, *key), self.settings.poll_initial_seconds)
+
+    async def _record_job_id(self, body: Body, mem: SceneMemory) -> bool:
+        """Write a started job's id; False if the API server could not be reached."""
+        wanted = mem.unrecorded
+        assert wanted is not None and wanted.generation is not None
+        current = (body.get("status") or {}).get("generation") or {}
+        if current.get("startedAt") != wanted.generation.started_at or current.get("jobId"):
+            mem.unrecorded = None  # already recorded, or superseded
+            return True
+        try:
+            await self._write_scene(body, wanted, precondition=False)
+        except Exception as e:
+            log.warning(
+                "job id not recorded yet; will retry",
+                extra={"object": key_of(body)[1], "error": str(e)},
+            )
+            return False
+        mem.unrecorded = None
+        return True
 
     async def _finish(
         self,
@@ -530,6 +572,16 @@ class Runtime:
         except Exception as e:
             m.S3_OPS.labels("put", "error").inc()
             mem.fetch_failures += 1
+            if getattr(e, "retryable", True) is False or mem.fetch_failures >= 8:
+                msg = f"upload to s3://{desired.bucket}/{s3_key} failed: {e}"
+                err = ErrorInfo(
+                    reason=v.Reason.UPLOAD_FAILED,
+                    message=msg[:1000],
+                    retryable=False,
+                    at=rfc3339(utcnow()),
+                )
+                await self.event(body, v.Reason.UPLOAD_FAILED, msg, "Warning")
+                return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
             await self.event(
                 body,
                 v.Reason.UPLOAD_FAILED,
@@ -636,7 +688,12 @@ class Runtime:
         patch = merge_patch(body.get("status") or {}, new.wire())
         if not patch:
             return
-        updated = await self.api.patch_status(v.PROJECT_PLURAL, key[0], key[1], patch)
+        try:
+            updated = await self.api.patch_status(v.PROJECT_PLURAL, key[0], key[1], patch)
+        except ApiError as e:
+            if e.not_found:  # deleted meanwhile
+                return
+            raise
         self.store.upsert_project(updated)
         if spec is None and old.observed_generation != obs.generation:
             await self.event(body, v.Reason.INVALID_SPEC, spec_error or "invalid spec", "Warning")
@@ -860,7 +917,15 @@ class Runtime:
         bucket = spec.storage.bucket or self.settings.bucket
         prefix = spec.storage.prefix if spec.storage.prefix is not None else self.settings.s3_prefix
         folder = project_prefix(prefix, key[0], project["metadata"]["uid"])
-        listing = await self.in_thread(self.clips.list_prefix, bucket, folder)
+        try:
+            listing = await self.in_thread(self.clips.list_prefix, bucket, folder)
+        except Exception as e:
+            m.S3_OPS.labels("list", "error").inc()
+            log.warning(
+                "drift check could not list S3",
+                extra={"namespace": key[0], "object": key[1], "error": str(e)},
+            )
+            return
         m.S3_OPS.labels("list", "ok").inc()
         for scene in scenes:
             status = scene.get("status") or {}

@@ -59,7 +59,7 @@ def cr_path(plural: str, namespace: str, name: str | None = None, sub: str | Non
 
 
 class KubeApi:
-    def __init__(self, cfg: k8s_client.Configuration, *, max_connections: int = 64) -> None:
+    def __init__(self, cfg: k8s_client.Configuration, *, max_connections: int = 8) -> None:
         self._cfg = cfg
         verify: ssl.SSLContext | bool = False
         if cfg.verify_ssl:
@@ -73,6 +73,8 @@ class KubeApi:
             ctx.verify_mode = ssl.CERT_NONE
             ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
             verify = ctx
+        # A small pool: httpcore scans every pooled connection per request, which cost a
+        # quarter of the operator's CPU at 64 (benchmarks/README.md).
         self._http = httpx.AsyncClient(
             base_url=cfg.host,
             verify=verify,

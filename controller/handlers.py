@@ -54,25 +54,34 @@ async def run(
 ) -> None:
     registry = kopf.OperatorRegistry()
     register(registry, runtime)
-    stop = asyncio.Event()
-    operator = asyncio.create_task(
-        kopf.operator(
-            registry=registry,
-            standalone=standalone,
-            peering_name=peering_name,
-            namespaces=namespaces,
-            clusterwide=clusterwide,
-            liveness_endpoint=liveness_endpoint,
-            stop_flag=stop,
-        )
-    )
+    log = logging.getLogger("scene_operator")
     workers = asyncio.create_task(runtime.run())
-    done, _ = await asyncio.wait({operator, workers}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (operator, workers):
-        if task not in done:
-            stop.set()
-            task.cancel()
-    for task in done:
-        if not task.cancelled() and task.exception():
-            logging.getLogger("scene_operator").error("stopped: %s", task.exception())
-            raise task.exception()  # type: ignore[misc]
+    try:
+        while True:
+            stop = asyncio.Event()
+            operator = asyncio.create_task(
+                kopf.operator(
+                    registry=registry,
+                    standalone=standalone,
+                    peering_name=peering_name,
+                    namespaces=namespaces,
+                    clusterwide=clusterwide,
+                    liveness_endpoint=liveness_endpoint,
+                    stop_flag=stop,
+                )
+            )
+            done, _ = await asyncio.wait({operator, workers}, return_when=asyncio.FIRST_COMPLETED)
+            if workers in done:
+                stop.set()
+                operator.cancel()
+                workers.result()  # raises what stopped the workers
+                return
+            error = None if operator.cancelled() else operator.exception()
+            if error is None:
+                return  # a normal stop (signal)
+            # kopf gave up (e.g. a watch answered 404 while the API server restarted):
+            # start watching again in the same process; the cache and queue survive.
+            log.error("kopf stopped, restarting its watches", extra={"error": str(error)})
+            await asyncio.sleep(2.0)
+    finally:
+        workers.cancel()

@@ -53,6 +53,10 @@ ORPHAN_WINDOW = Counter(
     "Restarts that found a job started but its id unrecorded (the only pay-twice window)",
 )
 QUEUE_DEPTH = Gauge("scene_operator_workqueue_depth", "Keys waiting in the work queue")
+WAITING = Gauge(
+    "scene_operator_scenes_waiting_for_capacity",
+    "Scenes parked until a job slot frees (provider or project concurrency)",
+)
 EVENTS = Counter("scene_operator_events_total", "Kubernetes Events posted", ["reason"])
 
 

@@ -8,6 +8,7 @@ Workers take keys from the queue and run one reconcile pass each: observe, decid
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -44,7 +45,16 @@ from controller.reconcile.project import ProjectObservation, SceneView, project_
 from controller.reconcile.timeutil import rfc3339, utcnow
 from controller.settings import Settings
 from controller.storage.clips import project_prefix
-from controller.store import Body, Key, Store, is_owned_by, key_of, project_of_scene
+from controller.store import (
+    Body,
+    Key,
+    Store,
+    is_owned_by,
+    key_of,
+    project_of_scene,
+    resource_version,
+)
+from controller.waiting import Waiters
 
 log = logging.getLogger("scene_operator")
 
@@ -62,6 +72,7 @@ class SceneMemory:
     verify_clip: bool = False  # drift polling asked for a HEAD of the recorded clip
     fetch_failures: int = 0
     unrecorded: SceneStatus | None = None  # a started job whose id write failed: retry it
+    look_first: bool = False  # drift saw an object for this scene: HEAD it before deciding
 
 
 @dataclass
@@ -69,7 +80,6 @@ class ProjectMemory:
     planning: bool = False
     planning_error: ErrorInfo | None = None
     plan_failures: int = 0
-    confirmed_no_scenes_rv: str | None = None
     drift_scheduled: bool = False
 
 
@@ -89,6 +99,9 @@ class Runtime:
     poll_limits: dict[str, TokenBucket] = field(default_factory=dict)
     create_limits: dict[str, TokenBucket] = field(default_factory=dict)
     pool: concurrent.futures.ThreadPoolExecutor | None = None
+    waiters: Waiters = field(default_factory=Waiters)
+    # One LIST of Scenes per namespace before its first planning (see _plan).
+    namespace_lists: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from controller.workqueue import WorkQueue
@@ -105,24 +118,81 @@ class Runtime:
         if kind == "DELETED":
             self.store.delete_scene(key)
             self.scene_memory.pop(key, None)
-        elif not self.store.upsert_scene(body):
-            return
-        self.queue.add((SCENE, *key))
-        for provider, count in self.store.inflight_by_provider.items():
-            m.IN_FLIGHT.labels(provider).set(count)
-        project = project_of_scene(body)
-        self.queue.add_after((PROJECT, *project), PROJECT_RECOUNT_DELAY)
+            self.waiters.discard(key)
+        else:
+            if _same_version(self.store.scenes.get(key), body):
+                return  # the echo of our own write (cached from its response) or a re-list
+            if not self.store.upsert_scene(body):
+                return
+        self._enqueue_scene(key)
+        self.queue.add_after((PROJECT, *project_of_scene(body)), PROJECT_RECOUNT_DELAY)
+        self._wake_waiters()
 
     def on_project_event(self, kind: str | None, body: Body) -> None:
         key = key_of(body)
+        old = self.store.projects.get(key)
         if kind == "DELETED":
             self.store.delete_project(key)
             self.project_memory.pop(key, None)
-        elif not self.store.upsert_project(body):
-            return
+        else:
+            if _same_version(old, body):
+                return  # the echo of our own write, or a re-list
+            if not self.store.upsert_project(body):
+                return
         self.queue.add((PROJECT, *key))
-        for name in self.store.scene_names_of(key):
-            self.queue.add((SCENE, key[0], name))
+        # Scenes read only these from their Project; its status writes concern no Scene.
+        if kind == "DELETED" or old is None or _what_scenes_read(old) != _what_scenes_read(body):
+            for name in self.store.scene_names_of(key):
+                self._enqueue_scene((key[0], name))
+
+    def _enqueue_scene(self, key: Key, delay: float = 0.0) -> None:
+        """Scenes with a paid job in flight go in the urgent lane: finishing work that is
+        paid for never waits behind new or idle Scenes."""
+        body = self.store.scenes.get(key)
+        urgent = bool(body and (body.get("status") or {}).get("generation"))
+        self.queue.add_after((SCENE, *key), delay, urgent=urgent)
+
+    def _cache_scene(self, body: Body) -> None:
+        """Cache a Scene we wrote or read; its watch echo will be skipped, so schedule the
+        Project recount here."""
+        if self.store.upsert_scene(body):
+            self.queue.add_after((PROJECT, *project_of_scene(body)), PROJECT_RECOUNT_DELAY)
+
+    def _reserved(self) -> tuple[collections.Counter[str], collections.Counter[Key]]:
+        by_provider: collections.Counter[str] = collections.Counter()
+        by_project: collections.Counter[Key] = collections.Counter()
+        for provider, project in self.reserved.values():
+            by_provider[provider] += 1
+            by_project[project] += 1
+        return by_provider, by_project
+
+    def _free_slots(self) -> tuple[Any, Any]:
+        """Free job slots per provider and per Project, net of jobs in flight, marker
+        writes under way, and Scenes woken for a slot but not yet reconciled."""
+        res_p, res_q = self._reserved()
+        s, store, w = self.settings, self.store, self.waiters
+
+        def provider_free(p: str) -> int:
+            inflight = store.inflight_by_provider[p] + res_p[p] + w.woken_by_provider[p]
+            return s.concurrency(p) - inflight
+
+        def project_free(q: Key) -> int:
+            inflight = store.inflight_by_project[q] + res_q[q] + w.woken_by_project[q]
+            return s.project_concurrency - inflight
+
+        return provider_free, project_free
+
+    def _wake_waiters(self) -> None:
+        """Wake as many parked Scenes as there are free job slots."""
+        freed, self.store.freed = self.store.freed, []
+        for provider, count in self.store.inflight_by_provider.items():
+            m.IN_FLIGHT.labels(provider).set(count)
+        m.WAITING.set(len(self.waiters))
+        if not len(self.waiters):
+            return
+        provider_free, project_free = self._free_slots()
+        for key in self.waiters.pick(provider_free, project_free, freed):
+            self.queue.add((SCENE, *key))
 
     # ------------------------------------------------------------------ workers
     async def run(self) -> None:
@@ -161,6 +231,7 @@ class Runtime:
                 self.queue.add_after(item, 5.0 + random.random() * 5)
             finally:
                 self.queue.done(item)
+                self._wake_waiters()
                 m.RECONCILES.labels(kind, result).inc()
                 m.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
                 m.QUEUE_DEPTH.set(len(self.queue))
@@ -249,16 +320,8 @@ class Runtime:
         return desired, request, None, controls, project
 
     def _capacity(self, provider: str, project: Key) -> bool:
-        in_provider = self.store.inflight_by_provider[provider] + sum(
-            1 for p in self.reserved.values() if p[0] == provider
-        )
-        in_project = self.store.inflight_by_project[project] + sum(
-            1 for p in self.reserved.values() if p[1] == project
-        )
-        return (
-            in_provider < self.settings.concurrency(provider)
-            and in_project < self.settings.project_concurrency
-        )
+        provider_free, project_free = self._free_slots()  # a woken Scene's slot is kept for it
+        return provider_free(provider) > 0 and project_free(project) > 0
 
     def _poll_delay(self, mem: SceneMemory) -> float:
         s = self.settings
@@ -267,6 +330,17 @@ class Runtime:
         )
 
     async def reconcile_scene(self, key: Key) -> None:
+        self.waiters.reconciled(key)  # release the slot held for it, if it was woken
+        parked: list[tuple[str, Key]] = []
+        try:
+            await self._reconcile_scene(key, parked)
+        finally:
+            if parked:
+                self.waiters.wait(key, *parked[-1])
+            else:
+                self.waiters.discard(key)
+
+    async def _reconcile_scene(self, key: Key, parked: list[tuple[str, Key]]) -> None:
         mem = self.scene_memory.setdefault(key, SceneMemory())
         facts: dict[str, Any] = {}
         body = self.store.scenes.get(key)
@@ -276,9 +350,13 @@ class Runtime:
                 self.scene_memory.pop(key, None)
                 return
             if mem.unrecorded is not None and not await self._record_job_id(body, mem):
-                self.queue.add_after((SCENE, *key), 2.0)
+                self._enqueue_scene(key, 2.0)
                 return
             desired, request, blocked, controls, _ = self._scene_inputs(body)
+            if mem.look_first and desired is not None and "expected" not in facts:
+                # drift saw an object for this scene: look before any capacity wait
+                facts["expected"] = await self._look(desired.bucket, desired.key(status_take(body)))
+            mem.look_first = False
             try:
                 status = SceneStatus.model_validate(body.get("status") or {})
             except ValidationError:
@@ -312,13 +390,18 @@ class Runtime:
             )
             d = sc.decide(obs)
             m.DECISIONS.labels(d.rule).inc()
+            parked[:] = (
+                [(desired.provider, project_of_scene(body))]
+                if d.rule == "waiting-capacity" and desired is not None
+                else []
+            )
             if d.rule == "orphan-window":
                 m.ORPHAN_WINDOW.inc()
             if d.rule.startswith(("clip-missing", "completed-without-clip", "adopt")):
                 m.DRIFT_REPAIRS.labels(d.rule).inc()
             if d.effect == sc.Effect.NONE:
                 if d.requeue_after is not None:
-                    self.queue.add_after((SCENE, *key), d.requeue_after)
+                    self._enqueue_scene(key, d.requeue_after)
                 return
             if d.effect == sc.Effect.WRITE:
                 if not await self._write_scene(body, d.status):
@@ -327,7 +410,7 @@ class Runtime:
                 if d.rule == "clip-uploaded" and status.generation:
                     m.JOBS.labels(desired.provider if desired else "", "succeeded", "").inc()
                 if d.requeue_after is not None:
-                    self.queue.add_after((SCENE, *key), d.requeue_after)
+                    self._enqueue_scene(key, d.requeue_after)
                 if d.status.phase in (ScenePhase.COMPLETED, ScenePhase.FAILED):
                     mem.polls, mem.job_state, mem.fetch_failures = 0, None, 0
                 continue
@@ -348,7 +431,7 @@ class Runtime:
                 else:
                     facts["finished"] = seen
         log.warning("scene reconcile did not settle", extra={"namespace": key[0], "object": key[1]})
-        self.queue.add_after((SCENE, *key), 1.0)
+        self._enqueue_scene(key, 1.0)
 
     async def _write_scene(
         self, body: Body, new: SceneStatus, *, precondition: bool = True
@@ -369,10 +452,10 @@ class Runtime:
                 if fresh is None:
                     self.store.delete_scene((ns, name))
                 else:
-                    self.store.upsert_scene(fresh)
+                    self._cache_scene(fresh)
                 return False
             raise
-        self.store.upsert_scene(updated)
+        self._cache_scene(updated)
         return True
 
     async def _post_events(self, body: Body, events: tuple[sc.Event, ...]) -> None:
@@ -453,7 +536,7 @@ class Runtime:
         try:
             if not await self._write_scene(body, d.status):
                 m.DUPLICATE_GUARD.labels("stale-read").inc()
-                self.queue.add((SCENE, *key))
+                self._enqueue_scene(key)
                 return
         finally:
             self.reserved.pop(key, None)
@@ -479,10 +562,9 @@ class Runtime:
             after = sc.after_start_error(obs, d.status, err, ambiguous=e.status_code is None)
             await self._write_scene(marker_body, after.status, precondition=False)
             await self._post_events(marker_body, after.events)
-            if after.requeue_after is not None:
-                self.queue.add_after((SCENE, *key), after.requeue_after)
-            else:
-                self.queue.add_after((SCENE, *key), 1.0)
+            self._enqueue_scene(
+                key, after.requeue_after if after.requeue_after is not None else 1.0
+            )
             return
         finally:
             m.PROVIDER_SECONDS.labels(desired.provider, "start").observe(
@@ -495,7 +577,7 @@ class Runtime:
         mem.unrecorded = sc.with_job_id(d.status, job_id)
         m.JOBS.labels(desired.provider, "started", "").inc()
         if not await self._record_job_id(marker_body, mem):
-            self.queue.add_after((SCENE, *key), 2.0)
+            self._enqueue_scene(key, 2.0)
             return
         await self.event(
             marker_body,
@@ -503,7 +585,7 @@ class Runtime:
             f"{desired.provider} job {job_id} started (model {desired.model}, attempt {d.status.attempts}, take {d.status.take})",
         )
         mem.polls, mem.job_state = 0, None
-        self.queue.add_after((SCENE, *key), self.settings.poll_initial_seconds)
+        self._enqueue_scene(key, self.settings.poll_initial_seconds)
 
     async def _record_job_id(self, body: Body, mem: SceneMemory) -> bool:
         """Write a started job's id; False if the API server could not be reached."""
@@ -567,7 +649,7 @@ class Runtime:
                     at=rfc3339(utcnow()),
                 )
                 return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
-            self.queue.add_after((SCENE, *key), 2.0 * mem.fetch_failures)
+            self._enqueue_scene(key, 2.0 * mem.fetch_failures)
             return None
         except Exception as e:
             m.S3_OPS.labels("put", "error").inc()
@@ -588,7 +670,7 @@ class Runtime:
                 f"upload to s3://{desired.bucket}/{s3_key} failed: {e}",
                 "Warning",
             )
-            self.queue.add_after((SCENE, *key), min(2.0 * 2**mem.fetch_failures, 60.0))
+            self._enqueue_scene(key, min(2.0 * 2**mem.fetch_failures, 60.0))
             return None
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -707,17 +789,13 @@ class Runtime:
         if status.plan is not None and status.plan.spec_hash == phash:
             await self._create_missing(body, status.plan)
             return
-        # The cache may not have seen every Scene yet: before planning, ask the API
-        # server once whether the user declared Scenes for this project.
-        rv = body["metadata"].get("resourceVersion")
-        if mem.confirmed_no_scenes_rv != rv:
-            items = await self.api.list(v.SCENE_PLURAL, key[0])
-            declared = [s for s in items if project_of_scene(s) == key]
-            for s in declared:
-                self.on_scene_event(None, s)
-            if declared:
-                return
-            mem.confirmed_no_scenes_rv = rv
+        # Right after start-up the watch may not have delivered every Scene yet: before
+        # the first planning in a namespace, LIST its Scenes once, so Scenes the user
+        # declared are never planned over. Later the watch-fed cache is trusted (a LIST
+        # per Project was O(projects x scenes): 15 % of CPU at 10,000 Scenes).
+        await self._list_namespace_once(key[0])
+        if self.store.scene_names_of(key):
+            return
         err = status.last_error
         failed_here = any(
             c.type == v.Cond.SCENES_PLANNED
@@ -793,6 +871,23 @@ class Runtime:
             v.Reason.SCENES_PLANNED,
             f"{len(plan.scenes)} scenes planned by {planner_name} ({model})",
         )
+
+    async def _list_namespace_once(self, namespace: str) -> None:
+        """One LIST of a namespace's Scenes into the cache, shared by concurrent callers."""
+        listing = self.namespace_lists.get(namespace)
+        if listing is None:
+            listing = asyncio.ensure_future(self._list_namespace(namespace))
+            self.namespace_lists[namespace] = listing
+        await asyncio.shield(listing)
+
+    async def _list_namespace(self, namespace: str) -> None:
+        try:
+            scenes = await self.api.list(v.SCENE_PLURAL, namespace)
+        except BaseException:
+            self.namespace_lists.pop(namespace, None)  # the next planning lists again
+            raise
+        for scene in scenes:
+            self.on_scene_event(None, scene)
 
     async def _create_missing(self, project: Body, plan: PlanInfo) -> None:
         key = key_of(project)
@@ -940,14 +1035,15 @@ class Runtime:
                     or obj.etag != clip.get("etag")
                 ):
                     self.scene_memory.setdefault(skey, SceneMemory()).verify_clip = True
-                    self.queue.add((SCENE, *skey))
+                    self._enqueue_scene(skey)
             elif not status.get("generation") and spec.generate_videos:
                 # an object for this scene exists but status never said so: adopt it
                 seq = (scene.get("spec") or {}).get("sequence")
                 if isinstance(seq, int) and any(
                     k.startswith(f"{folder}scenes/{seq:03d}/") for k in listing
                 ):
-                    self.queue.add((SCENE, *skey))
+                    self.scene_memory.setdefault(skey, SceneMemory()).look_first = True
+                    self._enqueue_scene(skey)
 
 
 PLAN_FIELDS = {
@@ -975,6 +1071,30 @@ def _project_status(body: Body) -> ProjectStatus:
         return ProjectStatus.model_validate(body.get("status") or {})
     except ValidationError:
         return ProjectStatus()
+
+
+def _same_version(cached: Body | None, body: Body) -> bool:
+    rv = resource_version(body)
+    return cached is not None and rv != 0 and rv == resource_version(cached)
+
+
+def _what_scenes_read(project: Body) -> tuple[Any, ...]:
+    """What a Scene's decision reads from its Project (spec, tokens, identity)."""
+    meta = project.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    return (
+        meta.get("uid"),
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        annotations.get(v.ANNOTATION_REGENERATE),
+        annotations.get(v.ANNOTATION_RETRY),
+        project.get("spec"),
+    )
+
+
+def status_take(body: Body) -> int:
+    take = (body.get("status") or {}).get("take") or 0
+    return take if isinstance(take, int) else 0
 
 
 def _short(e: ValidationError) -> str:

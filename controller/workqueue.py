@@ -1,6 +1,12 @@
 """A work queue in the style of client-go's: deduplicated keys, one worker per key at a
 time, and delayed re-adds. Waiting for a provider is a delayed re-add, never a sleep in
-a handler, so thousands of jobs in flight hold no worker."""
+a handler, so thousands of jobs in flight hold no worker.
+
+Two lanes: urgent keys (Scenes with a paid job in flight: polls, uploads) are served
+before normal ones, so a backlog of new or idle keys never delays finishing work that
+is already paid for (head-of-line blocking measured at 10,000 Scenes: polls waited
+~250 s behind 11,922 keys).
+"""
 
 from __future__ import annotations
 
@@ -9,51 +15,69 @@ import contextlib
 import heapq
 import itertools
 import time
+from collections import deque
 from collections.abc import Hashable
 
 
 class WorkQueue:
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
-        self._dirty: set[Hashable] = set()  # queued or to be re-queued after processing
+        self._lanes: tuple[deque[Hashable], deque[Hashable]] = (deque(), deque())  # urgent, normal
+        self._dirty: dict[Hashable, bool] = {}  # queued (or re-queued after processing) -> urgent
         self._processing: set[Hashable] = set()
-        self._delayed: list[tuple[float, int, Hashable]] = []
+        self._delayed: list[tuple[float, int, Hashable, bool]] = []
         self._due: dict[Hashable, float] = {}  # earliest pending delayed add per key
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
+        self._ready = asyncio.Event()  # set while a lane holds a key
         self.shutting_down = False
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: Hashable, *, urgent: bool = False) -> None:
         if key in self._dirty:
+            if urgent and not self._dirty[key]:
+                self._dirty[key] = True
+                if key not in self._processing:  # move it to the urgent lane
+                    self._lanes[1].remove(key)
+                    self._push(key, True)
             return
-        self._dirty.add(key)
+        self._dirty[key] = urgent
         if key not in self._processing:
-            self._queue.put_nowait(key)
+            self._push(key, urgent)
 
-    def add_after(self, key: Hashable, delay: float) -> None:
+    def _push(self, key: Hashable, urgent: bool) -> None:
+        self._lanes[0 if urgent else 1].append(key)
+        self._ready.set()
+
+    def add_after(self, key: Hashable, delay: float, *, urgent: bool = False) -> None:
         if delay <= 0:
-            self.add(key)
+            self.add(key, urgent=urgent)
             return
         due = time.monotonic() + delay
         if self._due.get(key, float("inf")) <= due:
             return  # an earlier wake-up is already scheduled
         self._due[key] = due
-        heapq.heappush(self._delayed, (due, next(self._seq), key))
+        heapq.heappush(self._delayed, (due, next(self._seq), key, urgent))
         self._wakeup.set()
 
     async def get(self) -> Hashable:
-        key = await self._queue.get()
-        self._dirty.discard(key)
+        while not (self._lanes[0] or self._lanes[1]):
+            self._ready.clear()
+            await self._ready.wait()
+        key = (self._lanes[0] or self._lanes[1]).popleft()
+        del self._dirty[key]
         self._processing.add(key)
         return key
 
     def done(self, key: Hashable) -> None:
         self._processing.discard(key)
         if key in self._dirty:
-            self._queue.put_nowait(key)
+            self._push(key, self._dirty[key])
 
     def __len__(self) -> int:
-        return self._queue.qsize()
+        return len(self._lanes[0]) + len(self._lanes[1])
+
+    @property
+    def urgent(self) -> int:
+        return len(self._lanes[0])
 
     @property
     def delayed(self) -> int:
@@ -64,10 +88,10 @@ class WorkQueue:
         while not self.shutting_down:
             now = time.monotonic()
             while self._delayed and self._delayed[0][0] <= now:
-                due, _, key = heapq.heappop(self._delayed)
+                due, _, key, urgent = heapq.heappop(self._delayed)
                 if self._due.get(key) == due:
                     del self._due[key]
-                    self.add(key)
+                    self.add(key, urgent=urgent)
             timeout = self._delayed[0][0] - now if self._delayed else 1.0
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):

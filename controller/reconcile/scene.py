@@ -26,7 +26,9 @@ from controller.reconcile.conditions import set_condition
 from controller.reconcile.timeutil import parse_rfc3339, rfc3339
 from controller.vocabulary import Cond, Reason
 
-CAPACITY_RECHECK_SECONDS = 3.0
+# A safety net only: the runtime parks a Scene that waits for a job slot and wakes it
+# when a slot frees (controller/waiting.py).
+CAPACITY_RECHECK_SECONDS = 300.0
 
 
 class Effect(StrEnum):
@@ -532,6 +534,16 @@ def _failed_checks(o: Observation) -> Decision | None:
     return _settle(o, s, "failed")
 
 
+def _waiting_capacity(o: Observation) -> Decision:
+    return _settle(
+        o,
+        o.status,
+        "waiting-capacity",
+        (Reason.WAITING, "waiting for a free job slot"),
+        requeue_after=CAPACITY_RECHECK_SECONDS,
+    )
+
+
 def _generate(o: Observation) -> Decision:
     s, d, c = o.status, o.desired, o.controls
     assert d is not None
@@ -551,6 +563,14 @@ def _generate(o: Observation) -> Decision:
             )
     key = d.key(s.take)
     if o.expected is None or o.expected.key != key:
+        startable = (
+            not c.paused
+            and s.attempts < c.retry_limit
+            and (c.budget_left is None or c.budget_left > 0)
+        )
+        if startable and not o.capacity:
+            # Look at S3 only once a slot is free: a waiting Scene then costs no HEAD.
+            return _waiting_capacity(o)
         return Decision(Effect.LOOK_EXPECTED, s, "look-expected")
     if o.expected.obj is not None:
         done = _completed(o, o.expected, s.clip.job_id if s.clip and s.clip.key == key else None)
@@ -579,9 +599,7 @@ def _generate(o: Observation) -> Decision:
             (Reason.BUDGET_EXHAUSTED, "spec.budget.maxGenerations reached"),
         )
     if not o.capacity:
-        return _settle(
-            o, s, "waiting-capacity", (Reason.WAITING, ""), requeue_after=CAPACITY_RECHECK_SECONDS
-        )
+        return _waiting_capacity(o)
     attempt = s.attempts + 1
     marker = s.model_copy(
         update={

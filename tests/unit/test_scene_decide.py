@@ -911,6 +911,39 @@ CASES = [
     ),
     pytest.param(
         Case(
+            observe(capacity=False),
+            Effect.WRITE,
+            "waiting-capacity",
+            ScenePhase.PENDING,
+            (),
+            _ready_reason(Reason.WAITING),
+        ),
+        id="no-capacity-waits-without-looking-at-s3",
+    ),
+    pytest.param(
+        Case(
+            observe(capacity=False, controls=controls(paused=True)),
+            Effect.LOOK_EXPECTED,
+            "look-expected",
+            None,
+            (),
+            _unchanged,
+        ),
+        id="no-capacity-but-paused-still-looks-for-an-adoptable-clip",
+    ),
+    pytest.param(
+        Case(
+            observe(capacity=False, controls=controls(budget_left=0)),
+            Effect.LOOK_EXPECTED,
+            "look-expected",
+            None,
+            (),
+            _unchanged,
+        ),
+        id="no-capacity-and-no-budget-still-looks",
+    ),
+    pytest.param(
+        Case(
             settle(
                 observe(
                     status(

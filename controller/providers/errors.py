@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from controller.providers.base import ProviderError
+import httpx
+
+from controller.providers.base import JobLostError, ProviderError
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
@@ -42,8 +47,69 @@ def classify_status(
     )
 
 
+def http_error(
+    status: int | None, message: str, headers: Mapping[str, str] | None = None
+) -> ProviderError:
+    """An HTTP error answer, classified by status, with its Retry-After if it sent one."""
+    retry_after = parse_retry_after(headers.get("Retry-After")) if headers else None
+    return classify_status(status, message, retry_after)
+
+
 def connection_error(message: str) -> ProviderError:
     return ProviderError("ConnectionError", message, retryable=True)
+
+
+def transport_error(exc: BaseException, clean: Callable[[str], str]) -> ProviderError:
+    """No HTTP answer (refused, reset, broken stream): `clean` redacts the message."""
+    return connection_error(clean(f"{type(exc).__name__}: {exc}"))
+
+
+@contextmanager
+def lost_if_not_found(job: str) -> Iterator[None]:
+    """A 404 from a call in the block means the provider no longer knows `job`."""
+    try:
+        yield
+    except ProviderError as exc:
+        if exc.status_code == 404:
+            raise JobLostError(f"{job} not found") from exc
+        raise
+
+
+@contextmanager
+def genai_failures(timeout: float, clean: Callable[[str], str]) -> Iterator[None]:
+    """Turns a google-genai failure in the block into a ProviderError. `clean` redacts
+    (and may bound) the texts taken from the error; `timeout` is the client's, in seconds."""
+    from google.genai import errors as genai_errors  # here: only genai providers load the SDK
+
+    try:
+        yield
+    except genai_errors.APIError as exc:
+        message = clean(exc.message or exc.status or f"HTTP {exc.code}")
+        raise http_error(exc.code, message, getattr(exc.response, "headers", None)) from exc
+    except TimeoutError as exc:  # aiohttp's total timeout carries no text
+        raise connection_error(f"timed out: no answer within {timeout:g}s") from exc
+    except _genai_transport_errors() as exc:
+        raise transport_error(exc, clean) from exc
+
+
+@functools.cache
+def _genai_transport_errors() -> tuple[type[BaseException], ...]:
+    """Transport failures, whichever HTTP stack google-genai picked (aiohttp when
+    installed, which kopf guarantees; httpx2 otherwise)."""
+    found: tuple[type[BaseException], ...] = (httpx.TransportError,)
+    try:
+        import httpx2
+
+        found += (httpx2.TransportError,)
+    except ImportError:  # pragma: no cover - google-genai 3.x depends on it
+        pass
+    try:
+        import aiohttp
+
+        found += (aiohttp.ClientError,)
+    except ImportError:  # pragma: no cover
+        pass
+    return found
 
 
 def safety_blocked(message: str) -> ProviderError:

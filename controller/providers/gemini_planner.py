@@ -14,7 +14,6 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
-import httpx
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -33,22 +32,6 @@ MAX_NEGATIVE = 1000
 MAX_MESSAGE = 2000  # status.lastError.message is bounded; provider error pages are not
 TEMPERATURE = 0.8  # creative variety between scenes without drifting off the brief
 RETRY_STATUS_CODES = [408, 429, 500, 502, 503, 504]
-
-# Transport failures, whichever HTTP stack the SDK picked (aiohttp when installed, which
-# kopf guarantees; httpx2 otherwise).
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.TransportError,)
-try:
-    import httpx2
-
-    _TRANSPORT_ERRORS += (httpx2.TransportError,)
-except ImportError:  # pragma: no cover - google-genai 3.x depends on it
-    pass
-try:
-    import aiohttp
-
-    _TRANSPORT_ERRORS += (aiohttp.ClientError,)
-except ImportError:  # pragma: no cover
-    pass
 
 # A candidate that stopped for one of these has no usable text: the output was blocked.
 _SAFETY_FINISH = frozenset(
@@ -279,20 +262,11 @@ class GeminiPlanner:
     async def _call(self, awaitable: Awaitable[T]) -> T:
         """Await an SDK call, turning every failure into a ProviderError."""
         try:
-            return await awaitable
-        except genai_errors.APIError as exc:
-            headers = getattr(exc.response, "headers", None) or {}
-            retry_after = errors.parse_retry_after(headers.get("Retry-After"))
-            message = self._bound(exc.message or exc.status or f"HTTP {exc.code}")
-            raise errors.classify_status(exc.code, message, retry_after) from exc
+            with errors.genai_failures(self._timeout, self._bound):
+                return await awaitable
         except genai_errors.UnknownApiResponseError as exc:  # a 200 whose body is not JSON
             message = self._bound(f"Gemini answered with a body that is not JSON: {exc}")
             raise ProviderError("InvalidResponse", message, retryable=True) from exc
-        except TimeoutError as exc:  # aiohttp's total timeout carries no text
-            message = f"timed out: no answer within {self._timeout:g}s"
-            raise errors.connection_error(message) from exc
-        except _TRANSPORT_ERRORS as exc:
-            raise errors.connection_error(self._bound(f"{type(exc).__name__}: {exc}")) from exc
 
     def _bound(self, text: str) -> str:
         """Redacted (the key must never reach status, Events or logs) and bounded."""

@@ -134,12 +134,8 @@ class ReplicateVideoProvider:
         return str(prediction.id)
 
     async def poll(self, job_id: str, request: VideoRequest) -> JobState:
-        try:
+        with errors.lost_if_not_found(f"replicate prediction {job_id}"):
             data = await self._run(self._get_prediction, job_id)
-        except ProviderError as exc:
-            if exc.status_code == 404:
-                raise JobLostError(f"replicate prediction {job_id} not found") from exc
-            raise
         return self.job_state(job_id, data)
 
     async def fetch(self, job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
@@ -211,7 +207,7 @@ class ReplicateVideoProvider:
         except httpx.TimeoutException as exc:
             raise errors.connection_error(self._redact(f"timed out: {exc}")) from exc
         except httpx.TransportError as exc:
-            raise errors.connection_error(self._redact(f"{type(exc).__name__}: {exc}")) from exc
+            raise errors.transport_error(exc, self._redact) from exc
         except _VALIDATION_ERRORS as exc:
             message = self._redact(f"unexpected response from Replicate: {exc}")
             raise ProviderError("InvalidResponse", message, retryable=True) from exc
@@ -262,9 +258,8 @@ def _check_download(job_id: str, response: httpx.Response) -> None:
         # Replicate deletes outputs after an hour: the job has to be redone.
         raise JobLostError(f"output of replicate prediction {job_id} is gone")
     if response.status_code >= 400:
-        retry_after = errors.parse_retry_after(response.headers.get("Retry-After"))
         message = f"download of prediction {job_id} output failed: HTTP {response.status_code}"
-        raise errors.classify_status(response.status_code, message, retry_after)
+        raise errors.http_error(response.status_code, message, response.headers)
 
 
 def _first_output(output: Any) -> str | None:

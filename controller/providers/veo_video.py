@@ -15,42 +15,18 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pydantic
 from google import genai
-from google.genai import errors as genai_errors
 from google.genai import types
 
 from controller.providers import errors
-from controller.providers.base import (
-    JobLostError,
-    JobState,
-    JobStatus,
-    ProviderError,
-    VideoRequest,
-)
+from controller.providers.base import JobState, JobStatus, ProviderError, VideoRequest
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 DEFAULT_MODEL = "veo-3.1-generate-001"
-
-# Transport failures, whichever HTTP stack the SDK picked (aiohttp when installed, which
-# kopf guarantees; httpx2 otherwise).
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.TransportError,)
-try:
-    import httpx2
-
-    _TRANSPORT_ERRORS += (httpx2.TransportError,)
-except ImportError:  # pragma: no cover - google-genai 3.x depends on it
-    pass
-try:
-    import aiohttp
-
-    _TRANSPORT_ERRORS += (aiohttp.ClientError,)
-except ImportError:  # pragma: no cover
-    pass
 
 # google.rpc.Code of a failed operation → the HTTP status it stands for.
 _RPC_TO_HTTP = {
@@ -139,14 +115,10 @@ class VeoVideoProvider:
         return operation.name
 
     async def poll(self, job_id: str, request: VideoRequest) -> JobState:
-        try:
+        with errors.lost_if_not_found(f"Veo operation {job_id}"):
             operation = await self._call(
                 self._client.aio.operations.get(types.GenerateVideosOperation(name=job_id))
             )
-        except ProviderError as exc:
-            if exc.status_code == 404:
-                raise JobLostError(f"Veo operation {job_id} not found") from exc
-            raise
         return self.job_state(job_id, operation)
 
     async def fetch(self, job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
@@ -209,19 +181,8 @@ class VeoVideoProvider:
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         """Await an SDK call, turning every failure into a ProviderError."""
-        try:
+        with errors.genai_failures(self._timeout, self._redact):
             return await awaitable
-        except genai_errors.APIError as exc:
-            headers = getattr(exc.response, "headers", None) or {}
-            retry_after = errors.parse_retry_after(headers.get("Retry-After"))
-            message = self._redact(exc.message or exc.status or f"HTTP {exc.code}")
-            raise errors.classify_status(exc.code, message, retry_after) from exc
-        except TimeoutError as exc:  # aiohttp's total timeout carries no text
-            message = f"timed out: no answer within {self._timeout:g}s"
-            raise errors.connection_error(message) from exc
-        except _TRANSPORT_ERRORS as exc:
-            message = self._redact(f"{type(exc).__name__}: {exc}")
-            raise errors.connection_error(message) from exc
 
     def _redact(self, text: str) -> str:
         return errors.redact(text, self._api_key)

@@ -27,8 +27,9 @@ import json
 import re
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+from controller.testing.protocol import LocalHTTPServer, Reply
 
 Behaviour = str | int | tuple[int, str]
 
@@ -64,7 +65,9 @@ _MESSAGES = {
 }
 
 
-class GeminiServer:
+class GeminiServer(LocalHTTPServer):
+    quiet_errors = True  # a client that timed out and left is expected here, not a failure
+
     def __init__(
         self,
         api_key: str | None = None,
@@ -72,7 +75,7 @@ class GeminiServer:
         scene_count: int | None = None,
         hang_seconds: float = 5.0,
     ) -> None:
-        self.lock = threading.RLock()
+        super().__init__()
         self.api_key = api_key or "AIza" + secrets.token_hex(16)
         # None: as many scenes as the request asks for ("exactly N scenes"), else 3.
         self.scene_count = scene_count
@@ -81,48 +84,20 @@ class GeminiServer:
         self.default_behaviour: Behaviour = "ok"
         # One dict per request: method, path, model, version, body, authorized, behaviour.
         self.requests: list[dict[str, Any]] = []
-        self._httpd: _Server | None = None
         self._stopping = threading.Event()  # releases "hang" handlers on stop()
 
     # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
         return {"GEMINI_API_KEY": self.api_key, "GOOGLE_GEMINI_BASE_URL": self.base_url}
 
     def start(self) -> Self:
         self._stopping.clear()
-        handler = type("Handler", (_Handler,), {"app": self})
-        self._httpd = _Server(("127.0.0.1", 0), handler)
-        threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},  # stop() waits up to one interval
-            name="GeminiServer",
-            daemon=True,
-        ).start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
     # ------------------------------------------------------------------ for assertions
 
@@ -144,6 +119,15 @@ class GeminiServer:
         return _texts(last["body"].get("systemInstruction")) or None
 
     # ------------------------------------------------------------------ protocol
+
+    def dispatch(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> Reply | None:
+        answer = self.respond(method, path, {k.lower(): v for k, v in headers.items()}, body)
+        if answer is None:  # no status line at all: the client sees a dropped connection
+            return None
+        status, payload = answer
+        return Reply.json(status, payload, {"Content-Type": "application/json; charset=UTF-8"})
 
     def respond(
         self, method: str, path: str, headers: dict[str, str], raw: bytes
@@ -273,41 +257,3 @@ def _error(status: int, message: str | None = None) -> tuple[int, dict[str, Any]
             {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}
         ]
     return status, {"error": error}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    app: GeminiServer  # set on a per-server subclass
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-        pass
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        answer = self.app.respond(self.command, self.path, headers, raw)
-        if answer is None:  # no status line at all: the client sees a dropped connection
-            self.close_connection = True
-            return
-        status, payload = answer
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # hung handlers must not delay stop()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that timed out and left is expected here, not a failure

@@ -259,6 +259,12 @@ class Runtime:
                 "reason": reason,
             },
         )
+        if (
+            type_ == "Normal"
+            and body.get("kind") == v.SCENE_KIND
+            and self.settings.scene_events == "warnings"
+        ):
+            return
         try:
             await self.api.post_event(body, reason=reason, message=message, type_=type_)
         except Exception as e:  # Events are best effort

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     """Prometheus metrics port; 0 turns metrics off."""
     liveness_port: int = Field(default=8080, ge=0, le=65535)
     """Port of the /healthz endpoint; 0 turns it off."""
+    scene_events: Literal["all", "warnings"] = "all"
+    """Which Events to post on Scenes: `warnings` drops the two Normal ones per Scene
+    (GenerationStarted, ClipUploaded: 2 of ~6.5 API writes per Scene) for large fleets;
+    they are still logged and counted, and Project Events are kept."""
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
 

@@ -8,6 +8,7 @@ kept incrementally so capacity and budget checks cost O(1) at 10,000 scenes.
 from __future__ import annotations
 
 import collections
+import sys
 from typing import Any
 
 from controller import vocabulary as v
@@ -34,18 +35,28 @@ _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 def slim(body: Body) -> Body:
     """The body as cached: without managedFields and kubectl's last-applied copy (like
-    client-go's TransformStripManagedFields). Copies, never mutates the caller's dict."""
+    client-go's TransformStripManagedFields), with keys and short strings interned (the
+    same few dozen names and values repeat in every Scene: ~6.6 kB -> ~2.4 kB each).
+    A copy: the caller's dict is never mutated."""
     meta = body.get("metadata")
-    if not isinstance(meta, dict):
-        return body
-    annotations = meta.get("annotations") or {}
-    drop = [a for a in _DROPPED_ANNOTATIONS if a in annotations]
-    if "managedFields" not in meta and not drop:
-        return body
-    meta = {k: val for k, val in meta.items() if k != "managedFields"}
-    if drop:
-        meta["annotations"] = {k: val for k, val in annotations.items() if k not in drop}
-    return {**body, "metadata": meta}
+    if isinstance(meta, dict):
+        annotations = meta.get("annotations") or {}
+        drop = [a for a in _DROPPED_ANNOTATIONS if a in annotations]
+        meta = {k: val for k, val in meta.items() if k != "managedFields"}
+        if drop:
+            meta["annotations"] = {k: val for k, val in annotations.items() if k not in drop}
+        body = {**body, "metadata": meta}
+    return _compact(body)
+
+
+def _compact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {sys.intern(k): _compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= 32:
+        return sys.intern(value)
+    return value
 
 
 def project_of_scene(body: Body) -> Key:

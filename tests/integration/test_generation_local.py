@@ -69,3 +69,27 @@ def test_generate_videos_false_plans_only(
     assert len(scenes) == 2
     assert all(s["status"]["phase"] == "Pending" for s in scenes)
     assert "jobs_total" not in op.metrics() or 'outcome="started"' not in op.metrics()
+
+
+def test_scene_events_warnings_posts_no_normal_scene_events(
+    cluster: Cluster, namespace: str, run_operator, s3
+) -> None:
+    op = run_operator(namespace, {"SCENE_OPERATOR_SCENE_EVENTS": "warnings"})
+    cluster.create_project(
+        namespace,
+        "quiet",
+        {
+            "prompt": "City at dawn",
+            "scenes": {"count": 2, "durationSeconds": 1},
+            "planner": {"provider": "local"},
+            "video": {"provider": "local"},
+            "generateVideos": True,
+        },
+    )
+    project = wait_project(cluster, namespace, "quiet")
+    assert project["status"]["completedScenes"] == 2
+    for scene in cluster.scenes(namespace, "quiet"):
+        assert cluster.event_reasons(namespace, scene["metadata"]["name"]) == []
+    assert "ScenesPlanned" in cluster.event_reasons(namespace, "quiet")
+    # still counted (and logged) where operators look
+    assert 'scene_operator_events_total{reason="ClipUploaded"} 2.0' in op.metrics()

@@ -893,6 +893,85 @@ def summary(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    """The README table: one column per result file, the figures the issue asks for."""
+
+    def fmt(x: Any, unit: str = "") -> str:
+        if x is None:
+            return "—"
+        if isinstance(x, float):
+            x = f"{x:,.1f}" if abs(x) >= 10 else f"{x:.2f}"
+        elif isinstance(x, int):
+            x = f"{x:,}"
+        return f"{x}{unit}"
+
+    rows: list[tuple[str, Any]] = [
+        ("Projects x Scenes", lambda r: f"{r['projects']:,} x {r['scenes_per_project']}"),
+        (
+            "completed",
+            lambda r: (
+                f"{r.get('completed_scenes', 0):,} / {r['scenes']:,} Scenes"
+                + ("" if r.get("completed") else " (timed out)")
+            ),
+        ),
+        ("makespan, apply → all Ready", lambda r: fmt(r.get("makespan_seconds"), " s")),
+        ("ideal ceil(scenes / concurrency) x latency", lambda r: fmt(r.get("ideal_seconds"), " s")),
+        ("ratio measured / ideal", lambda r: fmt(r.get("ratio"))),
+        (
+            "operator API writes per Scene",
+            lambda r: fmt((r.get("run") or {}).get("operator_api_writes_per_scene")),
+        ),
+        (
+            "operator API reads per Scene",
+            lambda r: fmt(
+                ((r.get("run") or {}).get("operator_api_requests_per_scene_by_verb") or {}).get(
+                    "GET", 0.0
+                )
+            ),
+        ),
+        (
+            "S3 HEAD / PUT per Scene",
+            lambda r: "{} / {}".format(
+                fmt(((r.get("run") or {}).get("s3_operations_per_scene") or {}).get("head", 0.0)),
+                fmt(((r.get("run") or {}).get("s3_operations_per_scene") or {}).get("put", 0.0)),
+            ),
+        ),
+        (
+            "drift interval: API writes",
+            lambda r: fmt((r.get("drift_window") or {}).get("api_writes")),
+        ),
+        (
+            "drift interval: S3 LIST per Project / HEAD",
+            lambda r: "{} / {}".format(
+                fmt((r.get("drift_window") or {}).get("s3_lists_per_project_per_interval")),
+                fmt((r.get("drift_window") or {}).get("s3_heads")),
+            ),
+        ),
+        (
+            "operator CPU per Scene",
+            lambda r: fmt((r.get("operator") or {}).get("cpu_ms_per_scene"), " ms"),
+        ),
+        ("operator peak RSS", lambda r: fmt((r.get("operator") or {}).get("peak_rss_mb"), " MB")),
+        (
+            "all CPU of the run (2 cores)",
+            lambda r: fmt(sum(((r.get("run") or {}).get("cpu_seconds") or {}).values()), " s"),
+        ),
+        (
+            "provider jobs / Scenes / duplicates",
+            lambda r: "{} / {} / {}".format(
+                fmt((r.get("provider") or {}).get("jobs")),
+                fmt((r.get("provider") or {}).get("scenes")),
+                fmt((r.get("provider") or {}).get("duplicates")),
+            ),
+        ),
+    ]
+    head = "| figure | " + " | ".join(r["scenario"] for r in results) + " |"
+    lines = [head, "|---|" + "---|" * len(results)]
+    for label, get in rows:
+        lines.append(f"| {label} | " + " | ".join(str(get(r)) for r in results) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m controller.bench", description=__doc__.split("\n\n")[0]
@@ -916,7 +995,13 @@ def main(argv: list[str] | None = None) -> int:
         help="gil: samples holding the GIL (where CPU goes); idle: every thread, waiting too",
     )
     p.add_argument("--log-dir", type=Path, help="operator logs (default: a temp folder)")
+    p.add_argument(
+        "--table", type=Path, nargs="+", help="print the README table of these result files"
+    )
     args = p.parse_args(argv)
+    if args.table:
+        print(markdown_table([json.loads(f.read_text()) for f in args.table]))
+        return 0
 
     from controller.testing.controlplane import REPO_ROOT
 

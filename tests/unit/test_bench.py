@@ -263,3 +263,31 @@ def test_summarize_collapsed_shortens_library_paths() -> None:
 
 def test_summarize_collapsed_of_nothing() -> None:
     assert bench.summarize_collapsed([]) == {"samples": 0, "self_pct": [], "inclusive_pct": []}
+
+
+def test_markdown_table_has_one_column_per_result_and_marks_a_timeout() -> None:
+    done = {
+        "scenario": "small",
+        "projects": 10,
+        "scenes_per_project": 10,
+        "scenes": 100,
+        "completed": True,
+        "completed_scenes": 100,
+        "makespan_seconds": 10.1,
+        "ideal_seconds": 2.0,
+        "ratio": 5.05,
+        "run": {"operator_api_writes_per_scene": 6.81, "cpu_seconds": {"a": 1.5, "b": 2.5}},
+        "operator": {"cpu_ms_per_scene": 67.7, "peak_rss_mb": 157.5},
+        "drift_window": {"api_writes": 0, "s3_lists_per_project_per_interval": 1.0, "s3_heads": 0},
+        "provider": {"jobs": 100, "scenes": 100, "duplicates": 0},
+    }
+    partial = {**done, "scenario": "large", "completed": False, "completed_scenes": 7164}
+    del partial["drift_window"]
+    lines = bench.markdown_table([done, partial]).splitlines()
+    assert lines[0] == "| figure | small | large |"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
+    assert rows["completed"].endswith("| 100 / 100 Scenes | 7,164 / 100 Scenes (timed out) |")
+    assert "| 5.05 |" in rows["ratio measured / ideal"]
+    assert rows["all CPU of the run (2 cores)"].endswith("| 4.00 s | 4.00 s |")
+    assert rows["drift interval: API writes"].endswith("| 0 | — |")
+    assert "| 100 / 100 / 0 |" in rows["provider jobs / Scenes / duplicates"]

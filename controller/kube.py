@@ -87,7 +87,9 @@ class KubeApi:
             self._session = aiohttp.ClientSession(
                 base_url=self._cfg.host.rstrip("/") + "/",
                 connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
-                timeout=aiohttp.ClientTimeout(total=30.0, connect=10.0),
+                # sock_connect, not connect: aiohttp's `connect` also counts the wait for
+                # a free pooled connection, which under load is not a connect failure.
+                timeout=aiohttp.ClientTimeout(total=30.0, sock_connect=10.0),
                 json_serialize=jsonlib.dumps,
             )
         return self._session

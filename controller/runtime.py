@@ -125,7 +125,7 @@ class Runtime:
             if not self.store.upsert_scene(body):
                 return
         self._enqueue_scene(key)
-        self.queue.add_after((PROJECT, *project_of_scene(body)), PROJECT_RECOUNT_DELAY)
+        self._recount(project_of_scene(body))
         self._wake_waiters()
 
     def on_project_event(self, kind: str | None, body: Body) -> None:
@@ -156,7 +156,12 @@ class Runtime:
         """Cache a Scene we wrote or read; its watch echo will be skipped, so schedule the
         Project recount here."""
         if self.store.upsert_scene(body):
-            self.queue.add_after((PROJECT, *project_of_scene(body)), PROJECT_RECOUNT_DELAY)
+            self._recount(project_of_scene(body))
+
+    def _recount(self, project: Key) -> None:
+        """A Project recount after its Scenes changed: coalesced, and urgent, since it is
+        what turns finished work into a Ready Project."""
+        self.queue.add_after((PROJECT, *project), PROJECT_RECOUNT_DELAY, urgent=True)
 
     def _reserved(self) -> tuple[collections.Counter[str], collections.Counter[Key]]:
         by_provider: collections.Counter[str] = collections.Counter()

@@ -72,3 +72,21 @@ def test_get_waits_for_work() -> None:
         assert await asyncio.wait_for(waiter, 1) == "x"
 
     run(main())
+
+
+def test_the_normal_lane_is_not_starved_by_a_steady_stream_of_urgent_keys() -> None:
+    from controller.workqueue import URGENT_BURST
+
+    async def main() -> list:
+        q = WorkQueue()
+        q.add("new")
+        for i in range(URGENT_BURST * 2):
+            q.add(f"poll-{i}", urgent=True)
+        out = []
+        for _ in range(URGENT_BURST + 1):
+            k = await q.get()
+            out.append(k)
+            q.done(k)
+        return out
+
+    assert run(main())[-1] == "new"

@@ -448,7 +448,9 @@ class Bench:
         profile: Path | None,
         log_dir: Path,
         profile_mode: str = "gil",
+        extra_env: dict[str, str] | None = None,
     ) -> None:
+        self.extra_env = dict(extra_env or {})
         self.name, self.projects, self.scenes_per = name, projects, scenes
         self.scenes = projects * scenes
         self.latency, self.concurrency = latency, concurrency
@@ -485,6 +487,7 @@ class Bench:
             "SCENE_OPERATOR_POLL_INITIAL_SECONDS": str(self.latency / 2),
             "SCENE_OPERATOR_WORKERS": str(WORKERS),
             "SCENE_OPERATOR_LOG_LEVEL": "WARNING",
+            **self.extra_env,
         }
 
     # ------------------------------------------------------------------ run
@@ -996,6 +999,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--log-dir", type=Path, help="operator logs (default: a temp folder)")
     p.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra operator setting, e.g. SCENE_OPERATOR_SCENE_EVENTS=warnings (repeatable)",
+    )
+    p.add_argument("--name", help="scenario name in the result (default: the scenario's own name)")
+    p.add_argument(
         "--table", type=Path, nargs="+", help="print the README table of these result files"
     )
     args = p.parse_args(argv)
@@ -1028,7 +1039,10 @@ def main(argv: list[str] | None = None) -> int:
             profile=args.profile,
             log_dir=log_dir,
             profile_mode=args.profile_mode,
+            extra_env=dict(kv.split("=", 1) for kv in args.operator_env),
         )
+        if args.name:
+            bench.name = args.name
         result = bench.run()
         result["command"] = " ".join(
             ["python -m controller.bench", *(argv if argv is not None else sys.argv[1:])]
@@ -1036,7 +1050,7 @@ def main(argv: list[str] | None = None) -> int:
         out = (
             args.out
             if args.out and len(runs) == 1
-            else REPO_ROOT / "benchmarks" / "results" / f"{name}.json"
+            else REPO_ROOT / "benchmarks" / "results" / f"{bench.name}.json"
         )
         if args.out and len(runs) > 1:
             out = args.out.parent / f"{args.out.stem}-{name}.json"

@@ -231,6 +231,33 @@ def test_regenerate_and_retry_tokens_each_make_one_job(
     assert len(replicate.created) == 3
 
 
+def test_a_project_regenerate_token_makes_one_new_job_per_scene(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    run_operator(namespace, env=replicate.env())
+    cluster.create_project(namespace, "all-again", spec(count=2))
+    wait_project(cluster, namespace, "all-again")
+    assert len(replicate.created) == 2
+    annotation = "video.scene-operator.io/regenerate"
+    cluster.patch_project(namespace, "all-again", {"metadata": {"annotations": {annotation: "a"}}})
+
+    def both_retaken() -> list | None:
+        scenes = cluster.scenes(namespace, "all-again")
+        done = [
+            s
+            for s in scenes
+            if s["status"].get("phase") == "Completed" and s["status"]["clip"]["take"] == 1
+        ]
+        return done if len(done) == 2 else None
+
+    wait_until(both_retaken, timeout=60, what="both scenes Completed with take 1")
+    # a re-apply with the same token (and an unrelated change) makes no job
+    cluster.patch_project(namespace, "all-again", {"metadata": {"labels": {"touched": "yes"}}})
+    time.sleep(1.5)
+    assert len(replicate.created) == 4
+    assert wait_project(cluster, namespace, "all-again")["status"]["completedScenes"] == 2
+
+
 def test_pause_stops_new_jobs_and_budget_caps_them(
     cluster, namespace, run_operator, s3, replicate
 ) -> None:

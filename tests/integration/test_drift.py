@@ -258,6 +258,32 @@ def test_a_project_regenerate_token_makes_one_new_job_per_scene(
     assert wait_project(cluster, namespace, "all-again")["status"]["completedScenes"] == 2
 
 
+def test_scenes_beyond_the_concurrency_limit_wait_and_are_woken_when_a_slot_frees(
+    cluster, namespace, run_operator, s3
+) -> None:
+    latency = 1.0
+    with ReplicateServer(latency_seconds=latency, video_bytes=replicate_video) as slow:
+        op = run_operator(
+            namespace,
+            env={
+                **slow.env(),
+                "SCENE_OPERATOR_CONCURRENCY_REPLICATE": "2",
+                "SCENE_OPERATOR_PROJECT_CONCURRENCY": "10",
+            },
+        )
+        started = time.monotonic()
+        cluster.create_project(namespace, "queued", spec(count=6))
+        project = wait_project(cluster, namespace, "queued", timeout=60)
+        took = time.monotonic() - started
+        created = sorted(job["time"] for job in slow.created)
+    assert project["status"]["completedScenes"] == 6 and len(created) == 6
+    # never more than 2 jobs at once: a job is in flight at least `latency` after its create
+    assert max(sum(1 for u in created if t - latency < u <= t) for t in created) <= 2
+    # parked Scenes were woken by freed slots, not by the 300 s safety recheck
+    assert metric_sum(op.metrics(), "scene_operator_scene_decisions_total", rule="waiting-capacity")
+    assert took < 60
+
+
 def test_pause_stops_new_jobs_and_budget_caps_them(
     cluster, namespace, run_operator, s3, replicate
 ) -> None:

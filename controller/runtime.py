@@ -15,6 +15,7 @@ import logging
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,7 @@ class Runtime:
             by_project[project] += 1
         return by_provider, by_project
 
-    def _free_slots(self) -> tuple[Any, Any]:
+    def _free_slots(self) -> tuple[Callable[[str], int], Callable[[Key], int]]:
         """Free job slots per provider and per Project, net of jobs in flight, marker
         writes under way, and Scenes woken for a slot but not yet reconciled."""
         res_p, res_q = self._reserved()

@@ -725,6 +725,7 @@ class Runtime:
                     else ScenePhase.PENDING,
                     owned=is_owned_by(body, project),
                     generations_started=int(status.get("generationsStarted") or 0),
+                    clip_missing=phase == ScenePhase.COMPLETED and _reported_missing(status),
                     clip_seconds=duration if phase == ScenePhase.COMPLETED and clip else 0,
                     cost_per_second=self.settings.cost_per_second(provider) if provider else 0.0,
                     duration_seconds=duration,
@@ -1045,6 +1046,7 @@ class Runtime:
                     or obj is None
                     or obj.size != clip.get("size")
                     or obj.etag != clip.get("etag")
+                    or _reported_missing(status)  # is the ignored missing clip back?
                 ):
                     self.scene_memory.setdefault(skey, SceneMemory()).verify_clip = True
                     self._enqueue_scene(skey)
@@ -1083,6 +1085,10 @@ def _project_status(body: Body) -> ProjectStatus:
         return ProjectStatus.model_validate(body.get("status") or {})
     except ValidationError:
         return ProjectStatus()
+
+
+def _reported_missing(status: dict[str, Any]) -> bool:
+    return (status.get("lastError") or {}).get("reason") == v.Reason.CLIP_MISSING
 
 
 def _same_version(cached: Body | None, body: Body) -> bool:

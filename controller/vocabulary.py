@@ -63,6 +63,7 @@ class Reason:
     RETRIES_EXHAUSTED = "RetriesExhausted"
     # drift and controls
     CLIP_MISSING = "ClipMissing"
+    CLIP_RESTORED = "ClipRestored"
     CLIP_CHANGED = "ClipChanged"
     SPEC_CHANGED = "SpecChanged"
     REGENERATE_REQUESTED = "RegenerateRequested"

@@ -22,6 +22,7 @@ class SceneView:
     phase: ScenePhase
     owned: bool
     generations_started: int = 0
+    clip_missing: bool = False  # Completed, but drift found its clip gone (policy Ignore)
     clip_seconds: int = 0  # duration of the verified clip, if Completed
     cost_per_second: float = 0.0
     duration_seconds: int = 0
@@ -34,6 +35,7 @@ class Counts:
     processing: int = 0
     completed: int = 0
     failed: int = 0
+    clips_missing: int = 0
 
 
 def recount(scenes: list[SceneView]) -> Counts:
@@ -46,6 +48,7 @@ def recount(scenes: list[SceneView]) -> Counts:
         processing=by[ScenePhase.PROCESSING],
         completed=by[ScenePhase.COMPLETED],
         failed=by[ScenePhase.FAILED],
+        clips_missing=sum(1 for s in scenes if s.clip_missing),
     )
 
 
@@ -131,6 +134,10 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
 
     if not spec.generate_videos:
         videos = (False, Reason.NOT_REQUESTED, "spec.generateVideos is false")
+    elif c.scene_count and c.completed == c.scene_count and c.clips_missing:
+        n = c.clips_missing
+        msg = f"{n} clip{'s' if n > 1 else ''} missing from S3 (repair.missingClip is Ignore)"
+        videos = (False, Reason.CLIP_MISSING, msg)
     elif c.scene_count and c.completed == c.scene_count:
         videos = (True, Reason.COMPLETED, f"{c.completed} clips verified in S3")
     elif c.failed and not c.pending and not c.processing:

@@ -152,7 +152,11 @@ def _conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) -> Sce
     """Derive Ready / Generating / Failed from the status itself, so they cannot disagree."""
     now, gen = _now(o), o.generation
     conds = list(s.conditions)
-    if s.phase == ScenePhase.COMPLETED and s.clip is not None:
+    if s.phase == ScenePhase.COMPLETED and s.clip is not None and clip_missing(s):
+        # repair.missingClip Ignore: no new job, but no claim that the clip is there
+        assert s.last_error is not None
+        ready = ("False", Reason.CLIP_MISSING, s.last_error.message)
+    elif s.phase == ScenePhase.COMPLETED and s.clip is not None:
         ready = ("True", Reason.COMPLETED, f"clip verified at s3://{s.clip.bucket}/{s.clip.key}")
     elif s.phase == ScenePhase.FAILED:
         err = s.last_error
@@ -489,7 +493,18 @@ def _completed_checks(o: Observation) -> Decision | None:
             what = "missing" if obj is None else "changed (size or checksum differs)"
             msg = f"clip s3://{clip.bucket}/{clip.key} is {what}"
             if c.missing_clip == MissingClipPolicy.IGNORE:
-                return _settle(o, s, "clip-missing-ignored")
+                if clip_missing(s):
+                    return _settle(o, s, "clip-missing-ignored")  # reported already
+                msg += "; repair.missingClip is Ignore: not regenerated"
+                nxt = s.model_copy(
+                    update={"last_error": _error(o, Reason.CLIP_MISSING, msg, False)}
+                )
+                return _settle(
+                    o,
+                    nxt,
+                    "clip-missing-ignored",
+                    events=(Event(Reason.CLIP_MISSING, msg, "Warning"),),
+                )
             if c.missing_clip == MissingClipPolicy.FAIL:
                 err = _error(o, Reason.CLIP_MISSING, msg, False)
                 nxt = _clip_gone(s, phase=ScenePhase.FAILED, last_error=err)
@@ -508,7 +523,16 @@ def _completed_checks(o: Observation) -> Decision | None:
                 "clip-missing-regenerate",
                 events=(Event(Reason.CLIP_MISSING, msg + "; regenerating", "Warning"),),
             )
+        if clip_missing(s):  # an ignored missing clip is back, intact
+            msg = f"clip s3://{clip.bucket}/{clip.key} is back and intact"
+            nxt = s.model_copy(update={"last_error": None})
+            return _settle(o, nxt, "clip-restored", events=(Event(Reason.CLIP_RESTORED, msg),))
     return _settle(o, s, "completed")
+
+
+def clip_missing(s: SceneStatus) -> bool:
+    """A Completed Scene whose clip drift found missing, kept as is (policy Ignore)."""
+    return s.last_error is not None and s.last_error.reason == Reason.CLIP_MISSING
 
 
 def _failed_checks(o: Observation) -> Decision | None:

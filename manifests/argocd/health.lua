@@ -1,6 +1,7 @@
 -- Argo CD health check for video.scene-operator.io Project and Scene (one script, both kinds).
 --   Healthy      Ready=True and status.observedGeneration == metadata.generation
---   Degraded     status.phase == "Failed"
+--   Degraded     status.phase == "Failed", or Ready=False with reason ClipMissing
+--                (drift found a clip gone and repair.missingClip is Ignore)
 --   Progressing  anything else (not observed yet, planning, generating, retry scheduled)
 -- Installed through argocd-cm (see argocd-cm.yaml beside this file).
 local hs = {}
@@ -33,7 +34,7 @@ if ready ~= nil and ready.status == "True" and current then
   return hs
 end
 
-if status.phase == "Failed" then
+if status.phase == "Failed" or (ready ~= nil and ready.reason == "ClipMissing") then
   hs.status = "Degraded"
   local err = status.lastError
   if err ~= nil and nonempty(err.reason) then

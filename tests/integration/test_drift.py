@@ -105,7 +105,7 @@ def test_missing_clip_with_fail_policy_fails_the_scene(
     assert len(replicate.created) == 1
 
 
-def test_missing_clip_with_ignore_policy_generates_nothing(
+def test_missing_clip_with_ignore_policy_is_reported_not_regenerated(
     cluster, namespace, run_operator, s3, replicate
 ) -> None:
     run_operator(namespace, env=replicate.env())
@@ -113,10 +113,30 @@ def test_missing_clip_with_ignore_policy_generates_nothing(
         namespace, "lax", spec(repair={"intervalSeconds": INTERVAL, "missingClip": "Ignore"})
     )
     scene = completed_scene(cluster, namespace, "lax")
-    s3.client.delete_object(Bucket=s3.bucket, Key=scene["status"]["clip"]["key"])
-    time.sleep(INTERVAL * 3)
+    name, key = scene["metadata"]["name"], scene["status"]["clip"]["key"]
+    backup = {"Bucket": s3.bucket, "Key": key}
+    s3.client.copy_object(Bucket=s3.bucket, Key=key + ".bak", CopySource=backup)
+    s3.client.delete_object(Bucket=s3.bucket, Key=key)
+
+    # no new job, but status does not claim the clip is there
+    def reported() -> dict | None:
+        p = cluster.project(namespace, "lax")
+        ready = condition(p, "Ready") or {}
+        return p if ready.get("reason") == "ClipMissing" else None
+
+    p = wait_until(reported, timeout=INTERVAL * 3 + 20, what="project Ready=False ClipMissing")
+    assert "Ignore" in condition(p, "VideosReady")["message"]
+    time.sleep(INTERVAL * 2)  # more intervals: one Event, no write storm, no job
     s = cluster.scenes(namespace, "lax")[0]
-    assert s["status"]["phase"] == "Completed"
+    assert s["status"]["phase"] == "Completed" and s["status"]["clip"]["key"] == key
+    assert condition(s, "Ready")["reason"] == "ClipMissing"
+    assert cluster.event_reasons(namespace, name).count("ClipMissing") == 1
+    assert len(replicate.created) == 1
+
+    # the object comes back (restored from a backup): Ready again, still one job
+    s3.client.copy_object(Bucket=s3.bucket, Key=key, CopySource={**backup, "Key": key + ".bak"})
+    wait_project(cluster, namespace, "lax", timeout=INTERVAL * 3 + 20)
+    assert "ClipRestored" in cluster.event_reasons(namespace, name)
     assert len(replicate.created) == 1
 
 

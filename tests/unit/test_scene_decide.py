@@ -276,6 +276,18 @@ def _new_take(o: Observation, d: Decision) -> None:
     assert d.status.generations_started == o.status.generations_started  # usage is kept
 
 
+def _ready_again(o: Observation, d: Decision) -> None:
+    ready = cond(d.status, Cond.READY)
+    assert (ready.status, ready.reason) == ("True", Reason.COMPLETED)
+
+
+def _missing_but_kept(o: Observation, d: Decision) -> None:
+    s = d.status
+    assert s.clip == o.status.clip and s.original_video_clip_s3_key == o.status.clip.key
+    assert s.last_error is not None and s.last_error.reason == Reason.CLIP_MISSING
+    assert "Ignore" in s.last_error.message and cond(s, Cond.READY).status == "False"
+
+
 def _failed_with(reason: str, message: str | None = None, retryable: bool = False):
     def check(o: Observation, d: Decision) -> None:
         s = d.status
@@ -500,13 +512,43 @@ CASES = [
                 clip_check=seen(key(), None),
                 controls=controls(missing_clip=MissingClipPolicy.IGNORE),
             ),
+            Effect.WRITE,
+            "clip-missing-ignored",
+            ScenePhase.COMPLETED,
+            (Reason.CLIP_MISSING,),
+            _all(_ready_reason(Reason.CLIP_MISSING), _missing_but_kept),
+        ),
+        id="clip-missing-ignore-policy-keeps-the-record-but-is-not-ready",
+    ),
+    pytest.param(
+        Case(
+            observe(
+                completed(last_error=err(Reason.CLIP_MISSING, "gone; Ignore", False)),
+                clip_check=seen(key(), None),
+                controls=controls(missing_clip=MissingClipPolicy.IGNORE),
+            ),
             Effect.NONE,
             "clip-missing-ignored",
             ScenePhase.COMPLETED,
             (),
             _unchanged,
         ),
-        id="clip-missing-ignore-policy-no-write",
+        id="clip-missing-ignored-again-no-write-no-event",
+    ),
+    pytest.param(
+        Case(
+            observe(
+                completed(last_error=err(Reason.CLIP_MISSING, "gone; Ignore", False)),
+                clip_check=seen(key()),
+                controls=controls(missing_clip=MissingClipPolicy.IGNORE),
+            ),
+            Effect.WRITE,
+            "clip-restored",
+            ScenePhase.COMPLETED,
+            (Reason.CLIP_RESTORED,),
+            _all(_ready_again, _fields(last_error=None)),
+        ),
+        id="ignored-missing-clip-back-intact-is-ready-again",
     ),
     pytest.param(
         Case(

@@ -331,9 +331,16 @@ class Runtime:
         )
         return desired, request, None, controls, project
 
-    def _capacity(self, provider: str, project: Key) -> bool:
+    def _capacity(self, provider: str, project: Key) -> str | None:
+        """None if a job may start now, else which limit is reached (for the condition)."""
         provider_free, project_free = self._free_slots()  # a woken Scene's slot is kept for it
-        return provider_free(provider) > 0 and project_free(project) > 0
+        if provider_free(provider) <= 0:
+            limit = self.settings.concurrency(provider)
+            return f"{provider} has {limit} jobs in flight (SCENE_OPERATOR_CONCURRENCY_{provider.upper()})"
+        if project_free(project) <= 0:
+            limit = self.settings.project_concurrency
+            return f"the Project has {limit} jobs in flight (SCENE_OPERATOR_PROJECT_CONCURRENCY)"
+        return None
 
     def _poll_delay(self, mem: SceneMemory) -> float:
         s = self.settings
@@ -382,6 +389,8 @@ class Runtime:
             ):
                 facts["clip_check"] = await self._look(status.clip.bucket, status.clip.key)
             mem.verify_clip = False
+            # No await between this check and a START: _start reserves the slot at once.
+            full = desired and self._capacity(desired.provider, project_of_scene(body))
             obs = sc.Observation(
                 now=utcnow(),
                 generation=int(body["metadata"].get("generation", 1)),
@@ -395,8 +404,8 @@ class Runtime:
                 clip_check=facts.get("clip_check"),
                 job=facts.get("job"),
                 finished=facts.get("finished"),
-                capacity=desired is not None
-                and self._capacity(desired.provider, project_of_scene(body)),
+                capacity=desired is not None and not full,
+                capacity_limit=full or "",
                 poll_delay=self._poll_delay(mem),
                 jitter=random.random(),
             )

@@ -124,6 +124,7 @@ class Observation:
     job: JobSeen | None = None
     finished: ObjectSeen | None = None  # the verified upload of a succeeded job
     capacity: bool = True  # a job slot is free for this provider and project
+    capacity_limit: str = ""  # when not: which limit is reached, for the condition message
     poll_delay: float = 5.0
     jitter: float = 0.5  # a random draw in [0, 1) for backoff
 
@@ -563,7 +564,7 @@ def _waiting_capacity(o: Observation) -> Decision:
         o,
         o.status,
         "waiting-capacity",
-        (Reason.WAITING, "waiting for a free job slot"),
+        (Reason.WAITING, f"waiting for a free job slot: {o.capacity_limit or 'limit reached'}"),
         requeue_after=CAPACITY_RECHECK_SECONDS,
     )
 

@@ -953,14 +953,16 @@ CASES = [
     ),
     pytest.param(
         Case(
-            observe(capacity=False),
+            observe(capacity=False, capacity_limit="replicate has 2 jobs in flight (X)"),
             Effect.WRITE,
             "waiting-capacity",
             ScenePhase.PENDING,
             (),
-            _ready_reason(Reason.WAITING),
+            _ready_reason(
+                Reason.WAITING, "waiting for a free job slot: replicate has 2 jobs in flight (X)"
+            ),
         ),
-        id="no-capacity-waits-without-looking-at-s3",
+        id="no-capacity-waits-without-looking-at-s3-and-names-the-limit",
     ),
     pytest.param(
         Case(

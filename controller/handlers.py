@@ -8,6 +8,7 @@ but status, its own Scenes, Events and (for deletionPolicy Delete) one finalizer
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from typing import Any
 
@@ -79,6 +80,10 @@ async def run(
             error = None if operator.cancelled() else operator.exception()
             if error is None:
                 return  # a normal stop (signal)
+            if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+                # Not transient: restarting would only fail again. Exit, and say why.
+                log.critical("cannot listen on the liveness endpoint", extra={"error": str(error)})
+                raise error
             # kopf gave up (e.g. a watch answered 404 while the API server restarted):
             # start watching again in the same process; the cache and queue survive.
             log.error("kopf stopped, restarting its watches", extra={"error": str(error)})

@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -33,6 +32,8 @@ from typing import IO, Any
 
 import yaml
 
+from controller.testing.ports import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-control-plane.sh"
 EXISTING_KUBECONFIG_ENV = "SCENE_OPERATOR_TEST_KUBECONFIG"
@@ -40,12 +41,6 @@ EXISTING_KUBECONFIG_ENV = "SCENE_OPERATOR_TEST_KUBECONFIG"
 
 class ControlPlaneError(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def binaries() -> Path:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 
 from controller.testing.gemini_server import GeminiServer
+from controller.testing.operator import OperatorProcess
 from controller.testing.replicate_server import ReplicateServer
 from tests.integration.clips import replicate_video
 from tests.integration.helpers import Cluster, metric_sum, wait_project
@@ -81,3 +83,30 @@ def test_metrics_logs_and_events_are_useful_and_leak_no_secret(
     visible += [f"{e.reason} {e.message}" for e in cluster.events(namespace)]
     for secret in secrets:
         assert all(secret not in blob for blob in visible)
+
+
+def test_a_taken_liveness_port_stops_the_operator_with_a_clear_error(
+    kubeconfig, crds_installed, namespace, s3, tmp_path
+) -> None:
+    """A port conflict is not transient: exit (the pod restarts, visibly) instead of
+    restarting kopf in a loop with no endpoint."""
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        op = OperatorProcess(
+            kubeconfig,
+            env={**s3.env(), "SCENE_OPERATOR_LIVENESS_PORT": str(port)},
+            namespaces=[namespace],
+            log_path=tmp_path / "operator.log",
+        )
+        op.start()
+        try:
+            assert op.proc is not None
+            code = op.proc.wait(timeout=60)
+        finally:
+            op.stop()
+    assert code != 0
+    lines = [json.loads(line) for line in op.logs().splitlines() if line.startswith("{")]
+    fatal = [x for x in lines if x.get("message") == "cannot listen on the liveness endpoint"]
+    assert fatal and "address already in use" in fatal[0]["error"]

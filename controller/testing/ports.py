@@ -1,0 +1,44 @@
+"""Free TCP ports for the local servers the tests and the benchmark start.
+
+Ports are drawn below the kernel's ephemeral range: a port that bind(0) hands out is an
+ephemeral one, and between choosing it and the server binding it, any outgoing
+connection (boto3, kubectl, a proxy) may take it as its local port. That race failed a
+CI run: the operator's liveness endpoint could not bind ("address already in use").
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+
+_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _below_ephemeral() -> tuple[int, int] | None:
+    try:
+        low = int(_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (10000, low - 1) if low > 12000 else None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    span = _below_ephemeral()
+    if span is not None:
+        for _ in range(200):
+            port = random.randint(*span)
+            if _bindable(port):
+                return port
+    with socket.socket() as s:  # no known range: let the kernel choose
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -289,6 +289,18 @@ def check_counters(snap: Snapshot) -> list[str]:
     return problems
 
 
+def check_all_completed(s3: Any, snap: Snapshot, counts: dict[str, int]) -> list[str]:
+    """The end state of a run that must fully succeed: the expected Scene names, every
+    Scene Completed with its verified clip, and exact Project counters."""
+    problems = check_scene_names(snap, counts)
+    for scene in snap.all_scenes:
+        if phase(scene) != "Completed":
+            problems.append(f"{scene['metadata']['name']} is {phase(scene)}: {scene['status']}")
+        else:
+            problems += check_completed_clip(s3, scene)
+    return problems + check_counters(snap)
+
+
 def check_scene_names(snap: Snapshot, counts: dict[str, int]) -> list[str]:
     """No lost (and no extra) scene: exactly <project>-scene-001..N."""
     problems = []
@@ -332,21 +344,26 @@ def log_lines(text: str, needle: str, limit: int = 5) -> str:
     return "\n".join(hit[:600] for hit in hits[:limit])
 
 
+def log_records(text: str, needle: str) -> Iterator[dict[str, Any]]:
+    """The operator's JSON log records whose line contains `needle`."""
+    import json
+
+    for line in text.splitlines():
+        if needle in line:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
 def orphan_window_widths(logs: str, created: list[dict[str, Any]]) -> list[float]:
     """Seconds from the provider creating each job to the operator logging its id as
     recorded (the GenerationStarted Event follows the id write): the pay-twice window."""
-    import json
     from datetime import datetime
 
     made = {job["id"]: job["time"] for job in created}
     widths = []
-    for line in logs.splitlines():
-        if '"GenerationStarted"' not in line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
+    for rec in log_records(logs, '"GenerationStarted"'):
         words = str(rec.get("message", "")).split()
         job_id = words[2] if len(words) > 2 else ""
         if job_id in made:

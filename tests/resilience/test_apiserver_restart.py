@@ -14,9 +14,7 @@ from tests.resilience.conftest import (
     SCENES,
     SlowCreates,
     all_settled,
-    check_completed_clip,
-    check_counters,
-    check_scene_names,
+    check_all_completed,
     create_projects,
     env_float,
     jobs_by_scene,
@@ -52,13 +50,7 @@ def assert_run_exact(
     (with `orphan_window_ok`, duplicates explained by JobMayBeOrphaned are reported)."""
     names = list(counts)
     snap = snapshot(cluster, namespace, names)
-    problems = check_scene_names(snap, counts)
-    for scene in snap.all_scenes:
-        if scene["status"].get("phase") != "Completed":
-            problems.append(f"{scene['metadata']['name']}: {scene['status']}")
-        else:
-            problems += check_completed_clip(s3, scene)
-    problems += check_counters(snap)
+    problems = check_all_completed(s3, snap, counts)
     assert not problems, "\n".join(problems)
     jobs, unknown = jobs_by_scene(snap, created)
     assert not unknown

@@ -23,7 +23,14 @@ from controller import vocabulary as v
 from controller.api.project import ProjectSpec
 from controller.testing.replicate_server import ReplicateServer
 from tests.integration.helpers import condition, is_true
-from tests.resilience.conftest import EXAMPLES, log_lines, project_spec, tolerant, wait_for
+from tests.resilience.conftest import (
+    EXAMPLES,
+    log_lines,
+    log_records,
+    project_spec,
+    tolerant,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.resilience, pytest.mark.integration]
 
@@ -310,13 +317,7 @@ def _leaves(value: Any) -> list[Any]:
 def reconcile_failures(logs: str) -> dict[str, int]:
     """Distinct errors of 'reconcile failed' log records (exceptions out of a pass)."""
     found: dict[str, int] = {}
-    for line in logs.splitlines():
-        if '"reconcile failed"' not in line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
+    for rec in log_records(logs, '"reconcile failed"'):
         tb = str(rec.get("exception", "")).strip().splitlines()
         err = f"{rec.get('kind')}: {tb[-1] if tb else rec.get('error')}"[:300]
         found[err] = found.get(err, 0) + 1

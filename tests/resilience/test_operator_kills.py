@@ -16,9 +16,8 @@ from tests.resilience.conftest import (
     SCENES,
     SlowCreates,
     all_settled,
+    check_all_completed,
     check_completed_clip,
-    check_counters,
-    check_scene_names,
     create_projects,
     jobs_by_scene,
     orphan_events,
@@ -91,19 +90,13 @@ def test_random_sigkills_lose_nothing_and_never_pay_twice(
         f"{metric_sum(metrics, 'scene_operator_orphan_window_total')}"
     )
 
-    problems = check_scene_names(snap, counts)
+    problems = check_all_completed(s3, snap, counts)
     for name, p in snap.projects.items():
         st = p["status"]
         if st["phase"] != "Completed" or not any(
             c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", [])
         ):
             problems.append(f"{name}: phase {st['phase']}, conditions {st.get('conditions')}")
-    for scene in snap.all_scenes:
-        if scene["status"].get("phase") != "Completed":
-            problems.append(f"{scene['metadata']['name']}: {scene['status']}")
-        else:
-            problems += check_completed_clip(s3, scene)
-    problems += check_counters(snap)
     assert not problems, "\n".join(problems)
 
     assert not unknown, f"provider jobs for prompts of no scene: {unknown}"

@@ -17,9 +17,8 @@ from tests.resilience.conftest import (
     PROJECTS,
     SCENES,
     all_settled,
+    check_all_completed,
     check_completed_clip,
-    check_counters,
-    check_scene_names,
     create_projects,
     jobs_by_scene,
     phase,
@@ -107,13 +106,7 @@ def test_s3_faults_never_complete_without_the_object(
         f"; {samples} samples during the run"
     )
     assert op.alive() and op.starts == 1
-    problems += check_scene_names(snap, counts)
-    for scene in snap.all_scenes:
-        if phase(scene) != "Completed":
-            problems.append(f"{scene['metadata']['name']} is {phase(scene)}: {scene['status']}")
-        else:
-            problems += check_completed_clip(s3, scene)
-    problems += check_counters(snap)
+    problems += check_all_completed(s3, snap, counts)
     assert not problems, "\n".join(problems)
     jobs, unknown = jobs_by_scene(snap, list(replicate.created))
     assert not unknown

@@ -1106,7 +1106,8 @@ def _same_version(cached: Body | None, body: Body) -> bool:
 
 
 def _what_scenes_read(project: Body) -> tuple[Any, ...]:
-    """What a Scene's decision reads from its Project (spec, tokens, identity)."""
+    """What a Scene's decision reads from its Project: identity, spec (its generation
+    moves with every spec change), deletion and the tokens."""
     meta = project.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     return (
@@ -1115,7 +1116,6 @@ def _what_scenes_read(project: Body) -> tuple[Any, ...]:
         meta.get("deletionTimestamp"),
         annotations.get(v.ANNOTATION_REGENERATE),
         annotations.get(v.ANNOTATION_RETRY),
-        project.get("spec"),
     )
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from controller.testing.s3server import free_port
+from controller.testing.ports import free_port
 
 
 class OperatorProcess:

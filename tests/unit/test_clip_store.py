@@ -24,7 +24,8 @@ from controller.storage.clips import (
     clip_key,
     project_prefix,
 )
-from controller.testing.s3server import S3Server, free_port
+from controller.testing.ports import free_port
+from controller.testing.s3server import S3Server
 
 
 @pytest.fixture(scope="module")

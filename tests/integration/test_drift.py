@@ -108,7 +108,7 @@ def test_missing_clip_with_fail_policy_fails_the_scene(
 def test_missing_clip_with_ignore_policy_is_reported_not_regenerated(
     cluster, namespace, run_operator, s3, replicate
 ) -> None:
-    run_operator(namespace, env=replicate.env())
+    op = run_operator(namespace, env=replicate.env())
     cluster.create_project(
         namespace, "lax", spec(repair={"intervalSeconds": INTERVAL, "missingClip": "Ignore"})
     )
@@ -126,7 +126,18 @@ def test_missing_clip_with_ignore_policy_is_reported_not_regenerated(
 
     p = wait_until(reported, timeout=INTERVAL * 3 + 20, what="project Ready=False ClipMissing")
     assert "Ignore" in condition(p, "VideosReady")["message"]
-    time.sleep(INTERVAL * 2)  # more intervals: one Event, no write storm, no job
+    # Two more drift checks see it missing again: still one Event, no job. (The first
+    # detection counts twice: the write, then the settled re-decision in the same pass.)
+    wait_until(
+        lambda: (
+            metric_sum(
+                op.metrics(), "scene_operator_scene_decisions_total", rule="clip-missing-ignored"
+            )
+            >= 3
+        ),
+        timeout=INTERVAL * 4 + 20,
+        what="the missing clip seen by two more drift checks",
+    )
     s = cluster.scenes(namespace, "lax")[0]
     assert s["status"]["phase"] == "Completed" and s["status"]["clip"]["key"] == key
     assert condition(s, "Ready")["reason"] == "ClipMissing"

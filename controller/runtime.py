@@ -189,7 +189,9 @@ class Runtime:
         return provider_free, project_free
 
     def _wake_waiters(self) -> None:
-        """Wake as many parked Scenes as there are free job slots."""
+        """Wake as many parked Scenes as there are free job slots, and every Scene that
+        may have been held back by a budget that was given back."""
+        self._wake_budget_waiters()
         freed, self.store.freed = self.store.freed, []
         for provider, count in self.store.inflight_by_provider.items():
             m.IN_FLIGHT.labels(provider).set(count)
@@ -199,6 +201,21 @@ class Runtime:
         provider_free, project_free = self._free_slots()
         for key in self.waiters.pick(provider_free, project_free, freed):
             self.queue.add((SCENE, *key))
+
+    def _wake_budget_waiters(self) -> None:
+        """A budget-exhausted decision counts pending starts; when one is given back
+        (refused by the provider, or its marker never written) nothing else would decide
+        those Scenes again. Rare, so every Scene of the Project that is neither done nor
+        in flight is queued: one still being decided is re-run after (the queue's dirty
+        mark), so a decision racing the give-back is not lost."""
+        if not self.store.budget_freed:
+            return
+        projects, self.store.budget_freed = set(self.store.budget_freed), []
+        for project in projects:
+            for name in self.store.scene_names_of(project):
+                status = (self.store.scenes.get((project[0], name)) or {}).get("status") or {}
+                if status.get("phase") != ScenePhase.COMPLETED and not status.get("generation"):
+                    self.queue.add((SCENE, project[0], name))
 
     # ------------------------------------------------------------------ workers
     async def run(self) -> None:
@@ -554,13 +571,17 @@ class Runtime:
         # Reserve synchronously (no await since the capacity check), then write the
         # pending marker; only a successful marker write lets the provider call happen.
         self.reserved[key] = (desired.provider, project)
+        marked = False
         try:
-            if not await self._write_scene(body, d.status):
+            marked = await self._write_scene(body, d.status)
+            if not marked:
                 m.DUPLICATE_GUARD.labels("stale-read").inc()
                 self._enqueue_scene(key)
                 return
         finally:
             self.reserved.pop(key, None)
+            if not marked:  # the pending start counted against the budget: give it back
+                self.store.budget_freed.append(project)
         marker_body = self.store.scenes.get(key, body)
         await self._limiter(self.create_limits, desired.provider, "creates").acquire()
         started = time.perf_counter()

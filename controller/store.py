@@ -82,6 +82,9 @@ class Store:
         self.inflight_by_project: collections.Counter[Key] = collections.Counter()
         self.started_by_project: collections.Counter[Key] = collections.Counter()
         self.freed: list[Key] = []  # Projects where a job ended since the runtime last looked
+        # Projects whose generations-started total fell (a refused start gave its attempt
+        # back, a Scene was deleted): Scenes held back by the budget may start now.
+        self.budget_freed: list[Key] = []
 
     # ------------------------------------------------------------------ projects
     def upsert_project(self, body: Body) -> bool:
@@ -105,6 +108,8 @@ class Store:
             self._account(old, -1)
             if _inflight(old)[0] and not _inflight(body)[0]:
                 self.freed.append(project_of_scene(old))
+            if _inflight(old)[1] > _inflight(body)[1]:
+                self.budget_freed.append(project_of_scene(old))
         self.scenes[key] = body = slim(body)
         self._account(body, +1)
         return True
@@ -115,6 +120,8 @@ class Store:
             self._account(old, -1)
             if _inflight(old)[0]:
                 self.freed.append(project_of_scene(old))
+            if _inflight(old)[1]:
+                self.budget_freed.append(project_of_scene(old))
 
     def _account(self, body: Body, sign: int) -> None:
         _ns, name = key_of(body)

@@ -349,6 +349,40 @@ def test_pause_stops_new_jobs_and_budget_caps_them(
     assert all(condition(s, "Ready")["reason"] == "BudgetExhausted" for s in pending)
 
 
+def test_refused_starts_give_the_budget_back(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    """A create the provider refuses costs nothing: its attempt is given back, and a Scene
+    that found the budget spent by those pending starts is decided again (it used to stay
+    Pending "BudgetExhausted" for good, with nothing in flight)."""
+    replicate.hang_seconds = 1.5  # every start holds its pending marker for a while
+    replicate.fail_next_creates = [(422, "version does not exist")] * 3
+    run_operator(namespace, env=replicate.env())
+    cluster.create_project(
+        namespace, "refused", spec(count=3, budget={"maxGenerations": 2}, retry={"limit": 1})
+    )
+
+    def all_failed() -> list[dict] | None:
+        scenes = cluster.scenes(namespace, "refused")
+        phases = [(s.get("status") or {}).get("phase") for s in scenes]
+        return scenes if phases == ["Failed"] * 3 else None
+
+    scenes = wait_until(all_failed, timeout=45, what="every refused Scene Failed")
+    assert replicate.counts["create"] == 3  # the third Scene was started once budget returned
+    assert all(s["status"]["lastError"]["reason"] == "InvalidRequest" for s in scenes)
+    p = wait_until(
+        lambda: (
+            (p := cluster.project(namespace, "refused"))
+            and condition(p, "Ready")["reason"] == "ScenesFailed"
+            and p
+        ),
+        timeout=30,
+        what="Project Ready False ScenesFailed",
+    )
+    assert p["status"]["usage"]["generationsStarted"] == 0
+    assert condition(p, "BudgetExhausted")["status"] == "False"
+
+
 @pytest.mark.parametrize("policy", ["Delete", "Retain"])
 def test_deletion_policy(policy, cluster, namespace, run_operator, kubectl, s3, replicate) -> None:
     run_operator(namespace, env=replicate.env())

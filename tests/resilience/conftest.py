@@ -339,9 +339,9 @@ def orphan_events(kube: Cluster, ns: str) -> dict[str, int]:
     )
 
 
-def log_lines(text: str, needle: str, limit: int = 5) -> str:
+def log_lines(text: str, needle: str, limit: int = 5, last: bool = False) -> str:
     hits = [line for line in text.splitlines() if needle in line]
-    return "\n".join(hit[:600] for hit in hits[:limit])
+    return "\n".join(hit[:600] for hit in (hits[-limit:] if last else hits[:limit]))
 
 
 def log_records(text: str, needle: str) -> Iterator[dict[str, Any]]:

@@ -192,6 +192,19 @@ def describe(spec: Any) -> str:
     return text if len(text) < 400 else text[:400] + f"... ({len(text)} chars)"
 
 
+def scene_summary(cluster: Any, namespace: str, project: str) -> list[str]:
+    """Each Scene's phase and Ready reason: what a stuck Project was waiting on."""
+    out = []
+    for scene in tolerant(lambda: cluster.scenes(namespace, project), []):
+        ready = condition(scene, "Ready") or {}
+        st_ = scene.get("status") or {}
+        out.append(
+            f"{scene['metadata']['name']}: {st_.get('phase')} {ready.get('reason')} "
+            f"{ready.get('message')!r} attempts={st_.get('attempts')}"
+        )
+    return out
+
+
 def verdict(project: dict[str, Any]) -> str | None:
     """How the operator reported the Project, or None while it is still working."""
     st_ = project.get("status") or {}
@@ -273,7 +286,9 @@ def test_fuzzed_project_specs_are_rejected_or_reported_never_crash(
                 problems.append(
                     f"{name}: accepted but never reported within {SETTLE_SECONDS}s: "
                     f"conditions {(p.get('status') or {}).get('conditions')}; "
-                    f"spec {describe(stored.get('spec'))}"
+                    f"spec {describe(stored.get('spec'))}; "
+                    f"scenes {scene_summary(cluster, namespace, name)}; "
+                    f"operator log:\n{log_lines(op.logs(), name, limit=40, last=True)}"
                 )
             else:
                 got = verdict(project)

@@ -45,3 +45,17 @@ def test_a_job_ending_is_noted_as_a_freed_slot_and_old_events_are_ignored() -> N
     store.delete_scene(("ns", "s1"))
     assert store.freed == [("ns", "p"), ("ns", "p")]
     assert store.inflight_by_project[("ns", "p")] == 0
+
+
+def test_a_generation_given_back_is_noted_and_a_finished_one_is_not() -> None:
+    store = Store()
+    store.upsert_scene(scene(1, "replicate"))  # the pending marker: one generation started
+    assert store.started_by_project[("ns", "p")] == 1
+    finished = scene(2)
+    finished["status"] = {"phase": "Completed", "generationsStarted": 1}
+    store.upsert_scene(finished)
+    assert store.budget_freed == []  # a finished job still counts against the budget
+    store.upsert_scene(scene(3, "replicate"))
+    store.upsert_scene(scene(4))  # refused by the provider: the attempt is given back
+    assert store.budget_freed == [("ns", "p")]
+    assert store.started_by_project[("ns", "p")] == 0

@@ -50,7 +50,9 @@ DUPLICATE_GUARD = Counter(
 )
 ORPHAN_WINDOW = Counter(
     "scene_operator_orphan_window_total",
-    "Restarts that found a job started but its id unrecorded (the only pay-twice window)",
+    "Jobs started whose id was never recorded (the operator stopped during the create): "
+    "recovered from the provider's job list, or started again (the only pay-twice window)",
+    ["outcome"],
 )
 QUEUE_DEPTH = Gauge("scene_operator_workqueue_depth", "Keys waiting in the work queue")
 WAITING = Gauge(

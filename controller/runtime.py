@@ -43,7 +43,7 @@ from controller.reconcile import scene as sc
 from controller.reconcile.hashing import spec_hash
 from controller.reconcile.patching import merge_patch
 from controller.reconcile.project import ProjectObservation, SceneView, project_status
-from controller.reconcile.timeutil import rfc3339, utcnow
+from controller.reconcile.timeutil import parse_rfc3339, rfc3339, utcnow
 from controller.settings import Settings
 from controller.storage.clips import project_prefix
 from controller.store import (
@@ -101,6 +101,9 @@ class Runtime:
     create_limits: dict[str, TokenBucket] = field(default_factory=dict)
     pool: concurrent.futures.ThreadPoolExecutor | None = None
     waiters: Waiters = field(default_factory=Waiters)
+    # Jobs found for a marker without a job id, until that Scene's next pass: never
+    # handed to a second Scene searching at the same time.
+    recovering: dict[str, Key] = field(default_factory=dict)
     # One LIST of Scenes per namespace before its first planning (see _plan).
     namespace_lists: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 
@@ -375,6 +378,8 @@ class Runtime:
                 self.waiters.wait(key, *parked[-1])
             else:
                 self.waiters.discard(key)
+            for job_id in [j for j, owner in self.recovering.items() if owner == key]:
+                del self.recovering[job_id]  # recorded in status now, or not taken
 
     async def _reconcile_scene(self, key: Key, parked: list[tuple[str, Key]]) -> None:
         mem = self.scene_memory.setdefault(key, SceneMemory())
@@ -421,6 +426,8 @@ class Runtime:
                 clip_check=facts.get("clip_check"),
                 job=facts.get("job"),
                 finished=facts.get("finished"),
+                orphan=facts.get("orphan"),
+                orphan_search_after=self.settings.orphan_search_after_seconds,
                 capacity=desired is not None and not full,
                 capacity_limit=full or "",
                 poll_delay=self._poll_delay(mem),
@@ -433,8 +440,10 @@ class Runtime:
                 if d.rule == "waiting-capacity" and desired is not None
                 else []
             )
-            if d.rule == "orphan-window":
-                m.ORPHAN_WINDOW.inc()
+            if d.rule in ("orphan-window", "orphan-recovered"):
+                m.ORPHAN_WINDOW.labels(
+                    "recovered" if d.rule == "orphan-recovered" else "again"
+                ).inc()
             if d.rule.startswith(("clip-missing", "completed-without-clip", "adopt")):
                 m.DRIFT_REPAIRS.labels(d.rule).inc()
             if d.effect == sc.Effect.NONE:
@@ -457,6 +466,8 @@ class Runtime:
                 facts["expected"] = await self._look(desired.bucket, desired.key(status.take))
             elif d.effect == sc.Effect.POLL:
                 facts["job"] = await self._poll(status, request, mem)
+            elif d.effect == sc.Effect.FIND_JOB:
+                facts["orphan"] = await self._find_orphan(key, status, request)
             elif d.effect == sc.Effect.START:
                 await self._start(key, body, obs, d, request)
                 return
@@ -628,6 +639,45 @@ class Runtime:
         )
         mem.polls, mem.job_state = 0, None
         self._enqueue_scene(key, self.settings.poll_initial_seconds)
+
+    async def _find_orphan(
+        self, key: Key, status: SceneStatus, request: VideoRequest
+    ) -> sc.OrphanSearch:
+        """Ask the provider for the job a pending marker started but never recorded."""
+        g = status.generation
+        assert g is not None
+        try:
+            provider = self.providers.video(g.provider)
+        except ProviderError:
+            return sc.OrphanSearch(None, searched=False)
+        find = getattr(provider, "find_job", None)  # see base.JobFinder
+        since = parse_rfc3339(g.started_at)
+        if find is None or since is None:
+            return sc.OrphanSearch(None, searched=False)
+        # Jobs other Scenes own (recorded, or being recorded) are never taken.
+        exclude = frozenset(self._recorded_job_ids(g.provider) | self.recovering.keys())
+        await self._limiter(self.poll_limits, g.provider, "reads").acquire()
+        try:
+            job_id = await find(request, since, exclude)
+        except ProviderError as e:
+            log.warning(
+                "could not search the provider for an unrecorded job",
+                extra={"namespace": key[0], "object": key[1], "error": e.message},
+            )
+            err = ErrorInfo(reason=e.reason, message=e.message, retryable=e.retryable)
+            return sc.OrphanSearch(None, error=err)
+        if job_id is not None:
+            self.recovering[job_id] = key
+        return sc.OrphanSearch(job_id)
+
+    def _recorded_job_ids(self, provider: str) -> set[str]:
+        ids: set[str | None] = set()
+        for body in self.store.scenes.values():
+            status = body.get("status") or {}
+            for record in (status.get("generation"), status.get("clip")):
+                if isinstance(record, dict) and record.get("provider") == provider:
+                    ids.add(record.get("jobId"))
+        return {i for i in ids if i}
 
     async def _record_job_id(self, body: Body, mem: SceneMemory) -> bool:
         """Write a started job's id; False if the API server could not be reached."""

@@ -60,6 +60,7 @@ class Reason:
     UPLOAD_FAILED = "UploadFailed"
     JOB_LOST = "JobLost"
     JOB_MAY_BE_ORPHANED = "JobMayBeOrphaned"
+    JOB_RECOVERED = "JobRecovered"
     RETRIES_EXHAUSTED = "RetriesExhausted"
     # drift and controls
     CLIP_MISSING = "ClipMissing"

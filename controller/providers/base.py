@@ -7,6 +7,7 @@ provider can be swapped without touching it (Crossplane's Observe/Create idea).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,6 +94,19 @@ class VideoProvider(Protocol):
 
     async def fetch(self, job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
         """Write the finished video to `dest` (a local file)."""
+        ...
+
+
+class JobFinder(Protocol):
+    """Optional: a provider that can list its jobs implements this, so a job whose id
+    was never recorded (the operator stopped between create and the id write) is found
+    and resumed instead of paid for again."""
+
+    async def find_job(
+        self, request: VideoRequest, since: datetime, exclude: frozenset[str]
+    ) -> str | None:
+        """The id of a job created for exactly `request` at or after `since` (minus a
+        small clock skew) and not in `exclude`, or None. Raises ProviderError."""
         ...
 
 

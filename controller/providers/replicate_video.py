@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -58,6 +60,10 @@ _TRANSIENT_TEXT = re.compile(
 # The client retries GETs on 429/503/504 in the worker thread, sleeping Retry-After
 # uncapped; cap it so a long Retry-After cannot pin pool threads for minutes.
 _MAX_CLIENT_RETRY_WAIT = 10.0
+# Finding a job whose id was never recorded: how far back to read the prediction list,
+# and how far its clock may be behind ours.
+FIND_MAX_PAGES = 10
+FIND_CLOCK_SKEW = timedelta(seconds=5)
 # Hosts that may receive the API token on download, besides the API's own origin.
 _TOKEN_HOST_SUFFIXES = (".replicate.com", ".replicate.delivery")
 
@@ -98,7 +104,9 @@ class ReplicateVideoProvider:
         default_model: str = VEO_31,
         timeout: float = 30.0,
         max_workers: int = 16,
+        clock_skew: timedelta = FIND_CLOCK_SKEW,
     ) -> None:
+        self.clock_skew = clock_skew  # how far the provider's clock may be behind ours
         # Resolved once here (same variables the client reads) so downloads and redaction
         # use exactly the token the client sends.
         self._token = api_token or os.environ.get("REPLICATE_API_TOKEN") or None
@@ -137,6 +145,15 @@ class ReplicateVideoProvider:
         with errors.lost_if_not_found(f"replicate prediction {job_id}"):
             data = await self._run(self._get_prediction, job_id)
         return self.job_state(job_id, data)
+
+    async def find_job(
+        self, request: VideoRequest, since: datetime, exclude: frozenset[str]
+    ) -> str | None:
+        """Search the account's predictions (newest first) for one this request created:
+        same model (or version) and exactly the same input, created after `since`."""
+        model, version = self.model_ref(request)
+        payload = self.build_input(request, model)
+        return await self._run(self._find, model, version, payload, since, exclude)
 
     async def fetch(self, job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
         if state.status == JobStatus.SUCCEEDED and not state.output_url:
@@ -222,6 +239,34 @@ class ReplicateVideoProvider:
             return data if isinstance(data, dict) else {}
         return {"status": prediction.status, "output": prediction.output, "error": prediction.error}
 
+    def _find(
+        self,
+        model: str,
+        version: str | None,
+        payload: dict[str, Any],
+        since: datetime,
+        exclude: frozenset[str],
+    ) -> str | None:
+        # Raw JSON, not predictions.list(): one "aborted" prediction would fail the
+        # client's model for the whole page.
+        cursor, found = "/v1/predictions", None
+        for _ in range(FIND_MAX_PAGES):
+            page = self._client._request("GET", cursor).json()
+            older, passed = match_prediction(
+                page.get("results") or [],
+                model,
+                version,
+                payload,
+                since - self.clock_skew,
+                exclude,
+            )
+            found = older or found  # pages go back in time: keep the oldest match
+            if passed or not page.get("next"):
+                return found
+            cursor = page["next"]
+        log.warning("stopped searching predictions after %d pages", FIND_MAX_PAGES)
+        return found
+
     def _download(self, job_id: str, url: str, dest: Path) -> None:
         headers = {"Authorization": f"Bearer {self._token}"} if self._sends_token(url) else {}
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -251,6 +296,38 @@ class ReplicateVideoProvider:
 
     def _redact(self, text: str) -> str:
         return errors.redact(text, self._token)
+
+
+def match_prediction(
+    predictions: list[dict[str, Any]],
+    model: str,
+    version: str | None,
+    payload: dict[str, Any],
+    since: datetime,
+    exclude: frozenset[str],
+) -> tuple[str | None, bool]:
+    """(the oldest prediction of `predictions` (newest first, as listed) that this
+    request created at or after `since`, or None; whether the list reached back before
+    `since`, so older pages need not be read)."""
+    wanted = json.loads(json.dumps(payload))  # compare as the API echoes it back
+    found: str | None = None
+    for p in predictions:
+        created = _parse_time(p.get("created_at"))
+        if created is not None and created < since:
+            return found, True
+        same_model = p.get("version") == version if version else p.get("model") == model
+        pid = str(p.get("id") or "")
+        if pid and pid not in exclude and same_model and p.get("input") == wanted:
+            found = pid  # keep going: the oldest match is the first create after `since`
+    return found, False
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _check_download(job_id: str, response: httpx.Response) -> None:

@@ -39,6 +39,7 @@ class Effect(StrEnum):
     POLL = "Poll"  # poll the recorded job, then decide again
     START = "Start"  # write `status` (the pending marker), then create the job
     FINISH = "Finish"  # download the output, upload, verify, then decide again
+    FIND_JOB = "FindJob"  # search the provider for a started job whose id was never recorded
 
 
 class JobPhase(StrEnum):
@@ -71,6 +72,15 @@ class JobSeen:
     phase: JobPhase
     error: ErrorInfo | None = None
     retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class OrphanSearch:
+    """The provider searched for the job of a pending marker that has no job id."""
+
+    job_id: str | None  # the job found
+    searched: bool = True  # False: the provider cannot list its jobs
+    error: ErrorInfo | None = None  # the search failed
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,8 @@ class Observation:
     finished: ObjectSeen | None = None  # the verified upload of a succeeded job
     capacity: bool = True  # a job slot is free for this provider and project
     capacity_limit: str = ""  # when not: which limit is reached, for the condition message
+    orphan: OrphanSearch | None = None  # None: not searched yet
+    orphan_search_after: float = 30.0  # seconds after a marker's start
     poll_delay: float = 5.0
     jitter: float = 0.5  # a random draw in [0, 1) for backoff
 
@@ -383,6 +395,44 @@ def _regenerate(o: Observation, handled: dict[str, object], rule: str) -> Decisi
     )
 
 
+def _orphaned(o: Observation, s: SceneStatus, g: GenerationInfo) -> Decision:
+    """A pending marker without a job id: the operator stopped between the provider's
+    create and the id write, so a job may exist. Once any create sent before the stop
+    has been answered, look for it at the provider and resume it; pay for another only
+    if it is not there (or the provider cannot list its jobs)."""
+    if o.orphan is None:
+        started = parse_rfc3339(g.started_at)
+        wait = o.orphan_search_after
+        if started is not None:
+            wait -= (o.now - started).total_seconds()
+        if wait > 0:
+            return _settle(o, s, "orphan-settling", requeue_after=wait)
+        return Decision(Effect.FIND_JOB, s, "find-orphan")
+    if o.orphan.job_id is not None:
+        msg = (
+            f"the operator stopped between starting job {o.orphan.job_id} and recording its "
+            "id; found it at the provider: resumed, no new job"
+        )
+        found = with_job_id(s, o.orphan.job_id)
+        return _settle(o, found, "orphan-recovered", events=(Event(Reason.JOB_RECOVERED, msg),))
+    if o.orphan.error is not None and o.orphan.error.retryable:
+        return _settle(o, s, "orphan-search-failed", requeue_after=o.poll_delay)
+    if o.orphan.error is not None:
+        why = f"searching the provider failed: {o.orphan.error.message}"
+    else:
+        why = "not found at the provider" if o.orphan.searched else "the provider cannot list jobs"
+    err = _error(
+        o,
+        Reason.JOB_MAY_BE_ORPHANED,
+        f"the operator stopped between starting a job and recording its id ({why})",
+        True,
+    )
+    d_ = retry_or_fail(o, s, err, "orphan-window")
+    return replace(
+        d_, events=(Event(Reason.JOB_MAY_BE_ORPHANED, err.message, "Warning"), *d_.events)
+    )
+
+
 def _in_flight(o: Observation) -> Decision | None:
     s, d = o.status, o.desired
     g = s.generation
@@ -396,16 +446,7 @@ def _in_flight(o: Observation) -> Decision | None:
         msg = f"spec or take changed while job {g.job_id} ran; its output will not be used"
         return _settle(o, nxt, "abandon-stale-job", events=(Event(Reason.SPEC_CHANGED, msg),))
     if g.job_id is None:
-        err = _error(
-            o,
-            Reason.JOB_MAY_BE_ORPHANED,
-            "the operator stopped between starting a job and recording its id",
-            True,
-        )
-        d_ = retry_or_fail(o, s, err, "orphan-window")
-        return replace(
-            d_, events=(Event(Reason.JOB_MAY_BE_ORPHANED, err.message, "Warning"), *d_.events)
-        )
+        return _orphaned(o, s, g)
     job = o.job
     if job is None or job.job_id != g.job_id:
         return Decision(Effect.POLL, s, "poll-job")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 from controller.testing.protocol import (
     DEFAULT_DETAIL,
@@ -43,6 +44,7 @@ _REPLICATE_ROUTES = [
     ("create_version", "POST", re.compile(r"^/v1/predictions$")),
     ("cancel", "POST", re.compile(r"^/v1/predictions/(?P<id>[^/]+)/cancel$")),
     ("get", "GET", re.compile(r"^/v1/predictions/(?P<id>[^/]+)$")),
+    ("list", "GET", re.compile(r"^/v1/predictions$")),
     ("file", "GET", re.compile(r"^/files/(?P<id>[^/]+)\.mp4$")),
 ]
 
@@ -67,6 +69,7 @@ class ReplicateServer(ProtocolServer):
         self.prediction_outcomes: list[str] = []
         self.created: list[dict[str, Any]] = []
         self._jobs: dict[str, dict[str, Any]] = {}
+        self.list_page_size = 100  # Replicate's page size
 
     def env(self) -> dict[str, str]:
         return {"REPLICATE_API_TOKEN": self.token, "REPLICATE_BASE_URL": self.base_url}
@@ -79,10 +82,11 @@ class ReplicateServer(ProtocolServer):
     # ------------------------------------------------------------------ hooks
 
     def route(self, method: str, path: str) -> tuple[str, dict[str, str]] | None:
-        path = path.split("?", 1)[0]
+        path, _, query = path.partition("?")
         for name, verb, pattern in _REPLICATE_ROUTES:
             if verb == method and (m := pattern.match(path)):
-                return name, m.groupdict()
+                cursor = parse_qs(query).get("cursor", ["0"])[0]
+                return name, {**m.groupdict(), **({"cursor": cursor} if name == "list" else {})}
         return None
 
     def authorized(self, headers: dict[str, str]) -> bool:
@@ -104,6 +108,8 @@ class ReplicateServer(ProtocolServer):
             return self._file(params["id"])
         if (failure := self.take(self.fail_next_gets)) is not None:
             return self.failure_reply(failure)
+        if route == "list":
+            return self._list(int(params["cursor"]) if params["cursor"].isdigit() else 0)
         with self.lock:
             job = self._jobs.get(params["id"])
             if job is None:
@@ -135,6 +141,22 @@ class ReplicateServer(ProtocolServer):
             self._jobs[job["id"]] = job
             self.created.append({k: job[k] for k in ("id", "model", "version", "input", "time")})
             return Reply.json(201, self._prediction_json(job))
+
+    def _list(self, offset: int) -> Reply:
+        """A page of the account's predictions, newest first; `next` is a full URL."""
+        with self.lock:
+            jobs = sorted(self._jobs.values(), key=lambda j: j["time"], reverse=True)
+            page = [self._prediction_json(j) for j in jobs[offset : offset + self.list_page_size]]
+        end = offset + self.list_page_size
+        more = end < len(jobs)
+        return Reply.json(
+            200,
+            {
+                "previous": None,
+                "next": f"{self.base_url}/v1/predictions?cursor={end}" if more else None,
+                "results": page,
+            },
+        )
 
     def _status(self, job: dict[str, Any]) -> tuple[str, float | None]:
         """(status, completion time) of a job now."""

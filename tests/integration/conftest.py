@@ -35,6 +35,8 @@ def run_operator(
             "SCENE_OPERATOR_S3_PREFIX": f"t/{request.node.name[:40]}",
             "SCENE_OPERATOR_POLL_INITIAL_SECONDS": "0.3",
             "SCENE_OPERATOR_POLL_MAX_SECONDS": "1",
+            # The fakes answer a create within seconds (the real client waits up to 30 s).
+            "SCENE_OPERATOR_ORPHAN_SEARCH_AFTER_SECONDS": "5",
             "SCENE_OPERATOR_WORKERS": "8",
         }
         base.update(env or {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from controller.providers.base import (
     VideoProvider,
     VideoRequest,
 )
-from controller.providers.replicate_video import ReplicateVideoProvider
+from controller.providers.replicate_video import ReplicateVideoProvider, match_prediction
 from controller.testing.replicate_server import ReplicateServer
 
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
@@ -361,3 +362,74 @@ def test_builds_from_the_environment(server: ReplicateServer, monkeypatch: pytes
     job_id = run(provider.start(REQUEST))
     assert server.created[0]["id"] == job_id
     provider.close()
+
+
+# ----------------------------------------------------------------------------- find_job
+
+
+def test_find_job_returns_the_unrecorded_prediction_of_this_exact_request(
+    server: ReplicateServer, provider: ReplicateVideoProvider
+) -> None:
+    """Through the client's list call, across pages (`next` is a full URL)."""
+    server.list_page_size = 2
+    provider.clock_skew = timedelta(0)  # the server's clock is ours
+    other = VideoRequest(prompt="Another scene", duration_seconds=8, aspect_ratio="16:9")
+    before = run(provider.start(REQUEST))  # an earlier attempt, before the marker
+    time.sleep(0.05)
+    since = datetime.now(UTC)
+    ours = run(provider.start(REQUEST))
+    for _ in range(3):  # newer predictions of other requests push ours to a later page
+        run(provider.start(other))
+    found = run(provider.find_job(REQUEST, since, frozenset()))
+    assert found == ours
+    assert server.counts["list"] == 3  # pages [o, o] [o, ours] [before: older than since]
+    assert before != ours
+    # A job another Scene recorded is never taken, and nothing else matches.
+    assert run(provider.find_job(REQUEST, since, frozenset({ours}))) is None
+
+
+def test_find_job_list_failure_is_a_classified_provider_error(
+    server: ReplicateServer, provider: ReplicateVideoProvider
+) -> None:
+    server.fail_next_gets = [500, 500, 500, 500, 500]  # the client retries GETs itself
+    with pytest.raises(ProviderError) as e:
+        run(provider.find_job(REQUEST, datetime.now(UTC), frozenset()))
+    assert e.value.retryable
+
+
+def test_match_prediction_oldest_match_model_version_and_input() -> None:
+    since = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    payload = {"prompt": "p", "duration": 8}
+
+    def pred(pid: str, seconds: int, **kw: object) -> dict:
+        at = (since + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+        return {
+            "id": pid,
+            "model": "a/b",
+            "version": "v1",
+            "input": payload,
+            "created_at": at,
+            **kw,
+        }
+
+    page = [
+        pred("newest", 30),
+        pred("other-input", 20, input={"prompt": "q", "duration": 8}),
+        pred("other-model", 15, model="a/c"),
+        pred("first", 2),
+        pred("skewed", -3),  # our clock may be ahead of the provider's by a few seconds
+        pred("old", -60),
+        pred("never-read", 10),
+    ]
+    skewed = since - timedelta(seconds=5)  # the provider's clock may be a bit behind
+    assert match_prediction(page, "a/b", None, payload, skewed, frozenset()) == ("skewed", True)
+    assert match_prediction(page, "a/b", None, payload, since, frozenset()) == ("first", True)
+    assert match_prediction(page, "a/b", None, payload, skewed, frozenset({"skewed"})) == (
+        "first",
+        True,
+    )
+    assert match_prediction(page, "x/y", "v1", payload, skewed, frozenset()) == ("skewed", True)
+    assert match_prediction(page[:2], "a/b", None, payload, since, frozenset()) == (
+        "newest",
+        False,
+    )

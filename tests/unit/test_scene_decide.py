@@ -321,6 +321,24 @@ def _unchanged(o: Observation, d: Decision) -> None:
     assert d.status.wire() == o.status.wire()
 
 
+def _requeued_after(seconds: float):
+    def check(o: Observation, d: Decision) -> None:
+        assert d.status.wire() == o.status.wire()
+        assert d.requeue_after == pytest.approx(seconds)
+
+    return check
+
+
+def _recovered(job_id: str):
+    def check(o: Observation, d: Decision) -> None:
+        before, after = o.status, d.status
+        assert after.generation is not None and after.generation.job_id == job_id
+        assert after.generation.started_at == before.generation.started_at  # type: ignore[union-attr]
+        assert (after.attempts, after.generations_started) == (1, 1)  # no new attempt
+
+    return check
+
+
 def _ready_reason(reason: str, message: str | None = None):
     def check(o: Observation, d: Decision) -> None:
         ready = cond(d.status, Cond.READY)
@@ -732,13 +750,75 @@ CASES = [
     pytest.param(
         Case(
             observe(in_flight(1, job_id=None)),
+            Effect.FIND_JOB,
+            "find-orphan",
+            ScenePhase.PROCESSING,
+            (),
+            _unchanged,
+        ),
+        id="orphan-window-searches-the-provider-before-paying-again",
+    ),
+    pytest.param(
+        Case(
+            settle(
+                observe(in_flight(1, job_id=None), now=NOW - dt.timedelta(minutes=2, seconds=-10))
+            ),
+            Effect.NONE,
+            "orphan-settling",
+            ScenePhase.PROCESSING,
+            (),
+            _requeued_after(20.0),
+        ),
+        id="orphan-window-waits-until-a-create-sent-before-the-stop-is-answered",
+    ),
+    pytest.param(
+        Case(
+            observe(in_flight(1, job_id=None), orphan=sc.OrphanSearch("job-9")),
+            Effect.WRITE,
+            "orphan-recovered",
+            ScenePhase.PROCESSING,
+            (Reason.JOB_RECOVERED,),
+            _recovered("job-9"),
+        ),
+        id="orphan-window-resumes-the-job-found-no-new-attempt",
+    ),
+    pytest.param(
+        Case(
+            settle(
+                observe(
+                    in_flight(1, job_id=None),
+                    orphan=sc.OrphanSearch(None, error=err("ServerError", "HTTP 503", True)),
+                )
+            ),
+            Effect.NONE,
+            "orphan-search-failed",
+            ScenePhase.PROCESSING,
+            (),
+            _unchanged,
+        ),
+        id="orphan-window-search-failed-searches-again-later",
+    ),
+    pytest.param(
+        Case(
+            observe(in_flight(1, job_id=None), orphan=sc.OrphanSearch(None)),
             Effect.WRITE,
             "orphan-window",
             ScenePhase.PROCESSING,
             (Reason.JOB_MAY_BE_ORPHANED, Reason.RETRY_SCHEDULED),
             _retry_scheduled(Reason.JOB_MAY_BE_ORPHANED, 1),
         ),
-        id="orphan-window-event-and-retry-path",
+        id="orphan-window-not-found-event-and-retry-path",
+    ),
+    pytest.param(
+        Case(
+            observe(in_flight(1, job_id=None), orphan=sc.OrphanSearch(None, searched=False)),
+            Effect.WRITE,
+            "orphan-window",
+            ScenePhase.PROCESSING,
+            (Reason.JOB_MAY_BE_ORPHANED, Reason.RETRY_SCHEDULED),
+            _retry_scheduled(Reason.JOB_MAY_BE_ORPHANED, 1),
+        ),
+        id="orphan-window-provider-cannot-list-event-and-retry-path",
     ),
     # --- row 7: failed permanently or attempts exhausted
     pytest.param(
@@ -799,7 +879,7 @@ CASES = [
     ),
     pytest.param(
         Case(
-            observe(in_flight(LIMIT, job_id=None)),
+            observe(in_flight(LIMIT, job_id=None), orphan=sc.OrphanSearch(None)),
             Effect.WRITE,
             "orphan-window",
             ScenePhase.FAILED,

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from controller.api.common import ErrorInfo
 from controller.api.project import Backoff, MissingClipPolicy
-from controller.api.scene import ScenePhase, SceneStatus
+from controller.api.scene import GenerationInfo, ScenePhase, SceneStatus
 from controller.reconcile.backoff import backoff_seconds
 from controller.reconcile.conditions import get_condition
 from controller.reconcile.scene import (
@@ -44,12 +44,13 @@ from controller.reconcile.scene import (
     JobSeen,
     ObjectSeen,
     Observation,
+    OrphanSearch,
     StoredObject,
     after_start_error,
     decide,
     with_job_id,
 )
-from controller.reconcile.timeutil import rfc3339
+from controller.reconcile.timeutil import parse_rfc3339, rfc3339
 from controller.vocabulary import Cond, Reason
 
 MAX_STEPS = 12  # controller.runtime.MAX_STEPS: decisions allowed in one reconcile pass
@@ -72,6 +73,7 @@ class FakeJob:
     polls_left: int
     outcome: str
     fetch: str
+    created_at: dt.datetime = T0
 
 
 @dataclass
@@ -113,6 +115,7 @@ class World:
     jobs_before_recreate: int = 0
     starts: int = 0
     uploads: int = 0
+    recorded: set[str] = field(default_factory=set)  # job ids ever written to status
 
     # ------------------------------------------------------------------ the outside world
     def desired(self) -> Desired:
@@ -147,7 +150,7 @@ class World:
         polls, outcome, fetch = self.job_scripts[self.jobs_created % len(self.job_scripts)]
         self.jobs_created += 1
         job_id = f"job-{self.jobs_created}"
-        self.jobs[job_id] = FakeJob(job_id, spec_hash, take, polls, outcome, fetch)
+        self.jobs[job_id] = FakeJob(job_id, spec_hash, take, polls, outcome, fetch, self.now)
         return job_id
 
     def next_start_outcome(self) -> str:
@@ -186,8 +189,26 @@ class World:
         if self.max_generations is not None:
             assert new.generations_started <= self.max_generations
         assert new.generations_started >= old.generations_started or new.generation is None
+        for record in (new.generation, new.clip):
+            if record is not None and record.job_id:
+                self.recorded.add(record.job_id)
         # The API server stores JSON: keep what a re-read would return.
         self.stored = SceneStatus.model_validate(new.wire())
+
+    def find(self, g: GenerationInfo) -> OrphanSearch:
+        """The provider's job list: the oldest unrecorded job of this marker's epoch."""
+        if self.provider_down:
+            return OrphanSearch(None, error=_error("ServerError", "HTTP 503", True))
+        since = parse_rfc3339(g.started_at)
+        found = [
+            j
+            for j in self.jobs.values()
+            if (j.spec_hash, j.take) == (g.spec_hash, g.take)
+            and since is not None
+            and j.created_at >= since
+            and j.job_id not in self.recorded
+        ]
+        return OrphanSearch(min(found, key=lambda j: j.created_at).job_id if found else None)
 
     # ------------------------------------------------------------------ the runtime
     def observe(self, facts: dict[str, ObjectSeen | JobSeen], jitter: float) -> Observation:
@@ -219,6 +240,7 @@ class World:
             clip_check=facts.get("clip_check"),  # type: ignore[arg-type]
             job=facts.get("job"),  # type: ignore[arg-type]
             finished=facts.get("finished"),  # type: ignore[arg-type]
+            orphan=facts.get("orphan"),  # type: ignore[arg-type]
             capacity=self.capacity,
             jitter=jitter,
         )
@@ -269,6 +291,10 @@ class World:
                 else:
                     key = o.desired.key(o.status.take)
                     facts["finished"] = ObjectSeen(key, self.upload(job, key))
+            elif d.effect == Effect.FIND_JOB:
+                g = o.status.generation
+                assert g is not None and g.job_id is None
+                facts["orphan"] = self.find(g)
             elif d.effect == Effect.START:
                 writes += self.start(o, d, stage)
                 return PassResult(decisions, writes, "crash" if stage else "start")

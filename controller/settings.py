@@ -46,9 +46,10 @@ class Settings(BaseSettings):
     poll_max_seconds: float = Field(default=30.0, gt=0)
     poll_factor: float = Field(default=1.5, ge=1.0)
     orphan_search_after_seconds: float = Field(default=30.0, ge=0)
-    """A job whose id was never recorded (the operator stopped during its create) is
-    searched for at the provider this long after its start: by then a create sent before
-    the stop has been answered (the client timeout is 30 s)."""
+    """A job whose id was never recorded (the operator stopped during its create, or the
+    create got no answer) is searched for at the provider this long after its start (or
+    after the unanswered create): by then the provider has acted on it (the client
+    timeout is 30 s)."""
     local_render_latency_seconds: float = Field(default=0.0, ge=0)
     """Simulated job latency of the local renderer (demos and benchmarks)."""
     cost_per_second_replicate: float = 0.40

@@ -318,13 +318,21 @@ def after_start_error(
 
     An HTTP answer means no job was created: the attempt is given back (nothing was paid)
     and the scene backs off. No answer (timeout, reset) is ambiguous: a job may exist, so
-    the attempt stays counted and the normal retry path applies.
+    the marker is kept (attempt counted, no job id) with the error, and the next passes
+    look for the job at the provider before paying again (see `_orphaned`).
     """
     before = o.status
     # Compare against what is stored now (the marker), so the marker is always replaced.
     o = replace(o, status=marker)
     if ambiguous:
-        return retry_or_fail(o, marker, err, "start-ambiguous")
+        assert marker.generation is not None
+        kept = marker.model_copy(update={"last_error": err})
+        return _settle(
+            o,
+            kept,
+            "start-unanswered",
+            requeue_after=max(_search_wait(o, marker.generation, err), 0.0),
+        )
     restored = marker.model_copy(
         update={"attempts": before.attempts, "generations_started": before.generations_started}
     )
@@ -395,28 +403,49 @@ def _regenerate(o: Observation, handled: dict[str, object], rule: str) -> Decisi
     )
 
 
+def _search_wait(o: Observation, g: GenerationInfo, unanswered: ErrorInfo | None) -> float:
+    """Seconds until a create sent for this marker has surely been answered (or, when it
+    got no answer, until a provider that was slow to act has surely acted)."""
+    since = parse_rfc3339(unanswered.at if unanswered and unanswered.at else g.started_at)
+    elapsed = (o.now - since).total_seconds() if since is not None else o.orphan_search_after
+    return o.orphan_search_after - elapsed
+
+
+def _unanswered(s: SceneStatus, g: GenerationInfo) -> ErrorInfo | None:
+    """The error of a create of this marker that got no answer (set by after_start_error);
+    None when the marker was left by an operator that stopped."""
+    e = s.last_error
+    at, started = parse_rfc3339(e.at) if e else None, parse_rfc3339(g.started_at)
+    return e if e and at is not None and started is not None and at >= started else None
+
+
 def _orphaned(o: Observation, s: SceneStatus, g: GenerationInfo) -> Decision:
-    """A pending marker without a job id: the operator stopped between the provider's
-    create and the id write, so a job may exist. Once any create sent before the stop
-    has been answered, look for it at the provider and resume it; pay for another only
-    if it is not there (or the provider cannot list its jobs)."""
+    """A pending marker without a job id: a job may exist, because the operator stopped
+    between the provider's create and the id write, or the create got no answer. Once
+    any create sent has surely been answered, look for the job at the provider and
+    resume it; pay for another only if it is not there (or the provider cannot list)."""
+    unanswered = _unanswered(s, g)
     if o.orphan is None:
-        started = parse_rfc3339(g.started_at)
-        wait = o.orphan_search_after
-        if started is not None:
-            wait -= (o.now - started).total_seconds()
+        wait = _search_wait(o, g, unanswered)
         if wait > 0:
             return _settle(o, s, "orphan-settling", requeue_after=wait)
         return Decision(Effect.FIND_JOB, s, "find-orphan")
     if o.orphan.job_id is not None:
-        msg = (
-            f"the operator stopped between starting job {o.orphan.job_id} and recording its "
-            "id; found it at the provider: resumed, no new job"
+        cause = (
+            f"the create got no answer ({unanswered.reason})"
+            if unanswered
+            else "the operator stopped between the create and recording its id"
         )
+        msg = f"{cause}; found job {o.orphan.job_id} at the provider: resumed, no new job"
         found = with_job_id(s, o.orphan.job_id)
-        return _settle(o, found, "orphan-recovered", events=(Event(Reason.JOB_RECOVERED, msg),))
+        if unanswered:
+            found = found.model_copy(update={"last_error": None})
+        rule = "unanswered-recovered" if unanswered else "orphan-recovered"
+        return _settle(o, found, rule, events=(Event(Reason.JOB_RECOVERED, msg),))
     if o.orphan.error is not None and o.orphan.error.retryable:
         return _settle(o, s, "orphan-search-failed", requeue_after=o.poll_delay)
+    if unanswered:  # no job came of it: the attempt failed with the create's own error
+        return retry_or_fail(o, s, unanswered, "start-ambiguous")
     if o.orphan.error is not None:
         why = f"searching the provider failed: {o.orphan.error.message}"
     else:

@@ -1555,26 +1555,6 @@ BEFORE_RETRY = status(
             (Reason.GENERATION_FAILED,),
             id="start-rejected-permanent-fails-with-provider-message",
         ),
-        pytest.param(
-            BEFORE_RETRY,
-            err("Timeout", "read timed out", True),
-            True,
-            "start-ambiguous",
-            ScenePhase.PROCESSING,
-            1,
-            (Reason.RETRY_SCHEDULED,),
-            id="start-ambiguous-keeps-the-attempt-counted",
-        ),
-        pytest.param(
-            status(phase=ScenePhase.PROCESSING, attempts=LIMIT - 1, generations_started=2),
-            err("Timeout", "read timed out", True),
-            True,
-            "start-ambiguous",
-            ScenePhase.FAILED,
-            1,
-            (Reason.GENERATION_FAILED,),
-            id="start-ambiguous-on-the-last-attempt-fails",
-        ),
     ],
 )
 def test_after_start_error(before, error, ambiguous, rule, phase, attempts_delta, events) -> None:
@@ -1806,3 +1786,65 @@ def test_bug5_one_spec_edit_of_a_failed_scene_is_one_write_and_one_event() -> No
     _, trail = drive(observe(failed(spec_hash="h0")))
     assert [d.rule for d in trail] == ["failed-spec-changed", "look-expected", "start-job"]
     assert [r for d in trail for r in reasons(d)] == [Reason.SPEC_CHANGED]
+
+
+@pytest.mark.parametrize(
+    ("before", "search", "rule", "phase", "attempts_delta", "events"),
+    [
+        pytest.param(
+            BEFORE_RETRY,
+            sc.OrphanSearch("job-7"),
+            "unanswered-recovered",
+            ScenePhase.PROCESSING,
+            1,
+            (Reason.JOB_RECOVERED,),
+            id="unanswered-create-whose-job-exists-is-resumed",
+        ),
+        pytest.param(
+            BEFORE_RETRY,
+            sc.OrphanSearch(None),
+            "start-ambiguous",
+            ScenePhase.PROCESSING,
+            1,
+            (Reason.RETRY_SCHEDULED,),
+            id="unanswered-create-without-a-job-keeps-the-attempt-counted",
+        ),
+        pytest.param(
+            status(phase=ScenePhase.PROCESSING, attempts=LIMIT - 1, generations_started=2),
+            sc.OrphanSearch(None, searched=False),
+            "start-ambiguous",
+            ScenePhase.FAILED,
+            1,
+            (Reason.GENERATION_FAILED,),
+            id="unanswered-create-on-the-last-attempt-fails",
+        ),
+    ],
+)
+def test_unanswered_create_is_searched_for_before_paying_again(
+    before, search, rule, phase, attempts_delta, events
+) -> None:
+    """No answer to a create: the marker stays (attempt counted, no job id) with the
+    error; once the create has surely been answered, the provider is searched."""
+    o, marker = _start(before)
+    timeout = err("Timeout", "read timed out", True).model_copy(update={"at": rfc3339(NOW)})
+    kept = after_start_error(o, marker, timeout, ambiguous=True)
+    assert (kept.effect, kept.rule) == (Effect.WRITE, "start-unanswered")
+    assert kept.status.generation == marker.generation and kept.status.last_error == timeout
+    assert kept.requeue_after == pytest.approx(30.0)
+
+    waiting = decide(replace(o, status=kept.status, now=NOW + dt.timedelta(seconds=10)))
+    assert (waiting.effect, waiting.rule) == (Effect.NONE, "orphan-settling")
+    later = replace(o, status=kept.status, now=NOW + dt.timedelta(seconds=31))
+    assert decide(later).effect == Effect.FIND_JOB
+
+    d = decide(replace(later, orphan=search))
+    assert (d.effect, d.rule, d.status.phase) == (Effect.WRITE, rule, phase)
+    assert tuple(reasons(d)) == events
+    s = d.status
+    assert s.attempts == before.attempts + attempts_delta
+    assert s.generations_started == before.generations_started + attempts_delta
+    if search.job_id:
+        assert s.generation is not None and s.generation.job_id == search.job_id
+        assert s.last_error is None
+    else:
+        assert s.generation is None and s.last_error is not None

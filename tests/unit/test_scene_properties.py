@@ -330,9 +330,14 @@ class World:
             self.write(with_job_id(marker, job_id), {})
             return 2
         retryable = outcome != "rejected"
-        err = _error("ProviderError", f"start: {outcome}", retryable)
-        after = after_start_error(o, marker, err, ambiguous=outcome.startswith("ambiguous"))
-        assert after.effect != Effect.START and after.status.generation is None
+        err = _error("ProviderError", f"start: {outcome}", retryable).model_copy(
+            update={"at": rfc3339(self.now)}
+        )
+        ambiguous = outcome.startswith("ambiguous")
+        after = after_start_error(o, marker, err, ambiguous=ambiguous)
+        assert after.effect != Effect.START
+        # No answer: the marker stays (a job may exist) until the provider is searched.
+        assert (after.status.generation is not None) == ambiguous
         self.write(after.status, {})  # the runtime always overwrites the marker
         return 2
 

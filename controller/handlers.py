@@ -55,6 +55,9 @@ class KopfTaskFailures(logging.Handler):
     never be seen. Such a half-alive operator is worse than a restart."""
 
     LOGGER = "kopf._core.reactor.running"
+    # kopf's root tasks that feed watch events (others, like the health reporter, fail
+    # for reasons handled elsewhere: a taken liveness port stops kopf with an error).
+    WATCHING = ("multidimensional multitasker", "resource observer", "namespace observer")
 
     def __init__(self, on_failure: Callable[[str], None]) -> None:
         super().__init__(level=logging.ERROR)
@@ -62,7 +65,7 @@ class KopfTaskFailures(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if " has failed" in message:
+        if any(message.lower().startswith(f"{task} has failed") for task in self.WATCHING):
             self.on_failure(message)
 
 

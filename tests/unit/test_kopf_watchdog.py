@@ -19,6 +19,7 @@ def test_a_failed_kopf_root_task_is_noticed_and_nothing_else() -> None:
     try:
         logger.info("Multidimensional multitasker has failed: not really (INFO)")
         logger.error("Root task 'daemon killer' is cancelled.")
+        logger.error("Health reporter has failed: [Errno 98] address already in use")
         logger.error("Multidimensional multitasker has failed: 404 page not found")
     finally:
         logger.removeHandler(watchdog)

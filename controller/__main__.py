@@ -20,7 +20,7 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller import handlers, logs, metrics
+    from controller import handlers, logs, metrics, webhooks
     from controller.kube import KubeApi
     from controller.providers.registry import Providers
     from controller.runtime import Runtime
@@ -38,6 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         api = KubeApi.from_environment()
         runtime = Runtime(settings=settings, api=api, clips=clips, providers=Providers(settings))
+        receiver = await webhooks.start(settings, runtime)  # None unless WEBHOOK_URL is set
         liveness = (
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         )
@@ -59,6 +60,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 liveness_endpoint=liveness,
             )
         finally:
+            if receiver is not None:
+                await receiver.stop()
             await api.close()
 
     asyncio.run(main())

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from controller import metrics as m
 from controller import vocabulary as v
+from controller import webhooks
 from controller.api.common import ErrorInfo
 from controller.api.project import PlanInfo, PlannedSceneRecord, ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase, SceneSpec, SceneStatus
@@ -430,7 +431,11 @@ class Runtime:
                 orphan_search_after=self.settings.orphan_search_after_seconds,
                 capacity=desired is not None and not full,
                 capacity_limit=full or "",
-                poll_delay=self._poll_delay(mem),
+                poll_delay=webhooks.poll_delay(
+                    self.settings,
+                    status.generation and status.generation.provider,
+                    self._poll_delay(mem),
+                ),
                 jitter=random.random(),
             )
             d = sc.decide(obs)
@@ -638,7 +643,10 @@ class Runtime:
             f"{desired.provider} job {job_id} started (model {desired.model}, attempt {d.status.attempts}, take {d.status.take})",
         )
         mem.polls, mem.job_state = 0, None
-        self._enqueue_scene(key, self.settings.poll_initial_seconds)
+        first = webhooks.poll_delay(
+            self.settings, desired.provider, self.settings.poll_initial_seconds
+        )
+        self._enqueue_scene(key, first)
 
     async def _find_orphan(
         self, key: Key, status: SceneStatus, request: VideoRequest

@@ -27,8 +27,11 @@ class Providers:
     def _make_video(self, name: str) -> Any:
         if name == "replicate":
             from controller.providers.replicate_video import ReplicateVideoProvider
+            from controller.webhooks import endpoint
 
-            return ReplicateVideoProvider(max_workers=self.settings.io_threads)
+            return ReplicateVideoProvider(
+                max_workers=self.settings.io_threads, webhook=endpoint(self.settings)
+            )
         if name == "veo":
             from controller.providers.veo_video import VeoVideoProvider
 

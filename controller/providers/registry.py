@@ -27,10 +27,13 @@ class Providers:
     def _make_video(self, name: str) -> Any:
         if name == "replicate":
             from controller.providers.replicate_video import ReplicateVideoProvider
-            from controller.webhooks import endpoint
+            from controller.webhooks import endpoint, gated
 
-            return ReplicateVideoProvider(
-                max_workers=self.settings.io_threads, webhook=endpoint(self.settings)
+            return gated(
+                ReplicateVideoProvider(
+                    max_workers=self.settings.io_threads, webhook=endpoint(self.settings)
+                ),
+                self.settings,
             )
         if name == "veo":
             from controller.providers.veo_video import VeoVideoProvider

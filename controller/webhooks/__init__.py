@@ -38,6 +38,16 @@ def poll_delay(settings: Settings, provider: str | None, default: float) -> floa
     return default
 
 
+def gated(provider: Any, settings: Settings) -> Any:
+    """The provider the runtime polls: with webhooks on, a job it started is read only
+    after its webhook or when the safety-net poll is due (see gate.py)."""
+    if not enabled(settings):
+        return provider
+    from controller.webhooks.gate import PushedJobs
+
+    return PushedJobs(provider, settings.webhook_poll_seconds)
+
+
 async def start(settings: Settings, runtime: Any, is_leader: Any = None) -> Any:
     """Fetch the signing secret and start the receiver (None when webhooks are off).
     `runtime` is the controller Runtime: its cache maps predictions to Scenes, and its
@@ -54,6 +64,7 @@ async def start(settings: Settings, runtime: Any, is_leader: Any = None) -> Any:
     def wake(prediction_id: str) -> bool:
         key = index.find(prediction_id)
         if key is not None:
+            getattr(provider, "completed", lambda _: None)(prediction_id)  # read it now
             runtime.queue.add((SCENE, *key), urgent=True)
         return key is not None
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from controller.webhooks.verify import sign
 
-RETRY_DELAYS = (0.5, 1.0, 2.0)  # after the first attempt (Replicate backs off similarly)
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # after the first attempt (Replicate backs off too)
 
 
 def new_secret() -> str:

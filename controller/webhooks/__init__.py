@@ -55,27 +55,21 @@ async def start(settings: Settings, runtime: Any, is_leader: Any = None) -> Any:
     if not enabled(settings):
         return None
     from controller.runtime import SCENE
-    from controller.webhooks.mapping import JobIndex
+    from controller.webhooks.mapping import JobIndex, Waker
     from controller.webhooks.receiver import Receiver, SigningSecret
 
-    provider = runtime.providers.video(PROVIDER)
-    index = JobIndex(lambda: runtime.store.scenes, PROVIDER)
-
-    def wake(prediction_id: str) -> bool:
-        key = index.find(prediction_id)
-        if key is not None:
-            getattr(provider, "completed", lambda _: None)(prediction_id)  # read it now
-            runtime.queue.add((SCENE, *key), urgent=True)
-        return key is not None
-
+    provider = runtime.providers.video(PROVIDER)  # PushedJobs (see gated)
+    wake = Waker(
+        JobIndex(lambda: runtime.store.scenes, PROVIDER),
+        provider,
+        lambda key: runtime.queue.add((SCENE, *key), urgent=True),
+    )
     secret = SigningSecret(provider.webhook_secret)
     receiver = Receiver(secret, wake, **({"is_leader": is_leader} if is_leader else {}))
     await secret.get()  # at start; a failure is retried when a webhook arrives
     await receiver.start("0.0.0.0", settings.webhook_port)
     if not settings.webhook_url.startswith("https://"):  # type: ignore[union-attr]
         log.warning("SCENE_OPERATOR_WEBHOOK_URL is not https: use TLS outside tests")
-    log.info(
-        "webhook receiver listening",
-        extra={"port": settings.webhook_port, "url": endpoint(settings)},
-    )
+    # The URL is not logged: some put a token in it.
+    log.info("webhook receiver listening", extra={"port": settings.webhook_port})
     return receiver

@@ -16,6 +16,7 @@ from typing import Any
 from controller.providers.base import JobState, JobStatus, VideoRequest
 
 FORGET_AFTER = 7200.0  # predictions time out after 30 minutes; entries older are dropped
+RECORDING_WINDOW = 60.0  # a job started this recently may not be in its Scene's status yet
 
 
 class PushedJobs:
@@ -30,16 +31,24 @@ class PushedJobs:
         self.clock = clock
         self._due: dict[str, float] = {}  # job id -> when it may be read without a webhook
         self._pushed: set[str] = set()  # webhooks arrived since the job was last read
+        self._started: dict[str, float] = {}  # job id -> when this process started it
+        self._creating = 0  # creates sent and not answered yet
         self.skipped = 0
 
     def __getattr__(self, name: str) -> Any:  # name, default_model, fetch, find_job, ...
         return getattr(self.inner, name)
 
     async def start(self, request: VideoRequest) -> str:
-        job_id = str(await self.inner.start(request))
+        self._creating += 1
+        try:
+            job_id = str(await self.inner.start(request))
+        finally:
+            self._creating -= 1
         now = self.clock()
         self._due = {j: due for j, due in self._due.items() if due > now - FORGET_AFTER}
+        self._started = {j: t for j, t in self._started.items() if t > now - RECORDING_WINDOW}
         self._due[job_id] = now + self.poll_seconds
+        self._started[job_id] = now
         return job_id
 
     async def poll(self, job_id: str, request: VideoRequest) -> JobState:
@@ -56,6 +65,13 @@ class PushedJobs:
         else:
             self._due.pop(job_id, None)
         return state
+
+    def started_here(self, job_id: str) -> bool:
+        """Started by this process a moment ago, or maybe by a create not answered yet:
+        its id may be on its way to status."""
+        started = self._started.get(job_id)
+        recent = started is not None and self.clock() - started < RECORDING_WINDOW
+        return recent or self._creating > 0
 
     def completed(self, job_id: str) -> None:
         """A verified webhook said the job is done: its next poll reads."""

@@ -8,8 +8,10 @@ a prediction made by someone else sharing the account maps to nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from controller.store import Body, Key
+from controller.webhooks.verify import Outcome
 
 
 def recorded_job(body: Body | None, provider: str) -> str | None:
@@ -44,3 +46,23 @@ class JobIndex:
         }
         self.rebuilds += 1
         return self._index.get(job_id)
+
+
+class Waker:
+    """What a verified completion does: the Scene waiting for that job is woken in the
+    urgent lane, and its next poll reads (`jobs` is the gate, see gate.PushedJobs). A job
+    started here a moment ago whose id is not in status yet is answered PENDING (503):
+    Replicate retries, and by then it is recorded."""
+
+    def __init__(self, index: JobIndex, jobs: Any, wake_scene: Callable[[Key], None]) -> None:
+        self.index = index
+        self.jobs = jobs
+        self.wake_scene = wake_scene
+
+    def __call__(self, prediction_id: str) -> Outcome:
+        key = self.index.find(prediction_id)
+        if key is None:
+            return Outcome.PENDING if self.jobs.started_here(prediction_id) else Outcome.UNKNOWN
+        self.jobs.completed(prediction_id)
+        self.wake_scene(key)
+        return Outcome.ACCEPTED

@@ -90,14 +90,14 @@ class Receiver:
     def __init__(
         self,
         secret: SigningSecret,
-        on_completed: Callable[[str], bool],
+        on_completed: Callable[[str], Outcome],
         *,
         is_leader: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.time,
         replays: ReplayGuard | None = None,
     ) -> None:
         self.secret = secret
-        self.on_completed = on_completed  # prediction id -> a Scene was woken
+        self.on_completed = on_completed  # prediction id -> ACCEPTED (woken), UNKNOWN, PENDING
         self.is_leader = is_leader
         self.clock = clock
         self.replays = replays or ReplayGuard()
@@ -124,14 +124,14 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         outcome = await self._verify_and_act(request)
-        if outcome not in (Outcome.ACCEPTED, Outcome.UNKNOWN, Outcome.IGNORED):
+        if STATUS[outcome] >= 400:
             log.debug("webhook not acted on", extra={"reason": str(outcome)})
         return self._answer(outcome)
 
     def _answer(self, outcome: Outcome) -> web.Response:
         m.WEBHOOKS.labels(str(outcome)).inc()
         headers = {"Allow": "POST"} if outcome == Outcome.METHOD else {}
-        if outcome in (Outcome.STANDBY, Outcome.NO_SECRET):
+        if outcome in (Outcome.STANDBY, Outcome.NO_SECRET, Outcome.PENDING):
             headers["Retry-After"] = "30"
         return web.json_response({"outcome": str(outcome)}, status=STATUS[outcome], headers=headers)
 
@@ -166,8 +166,6 @@ class Receiver:
             return Outcome.MALFORMED
         if prediction.get("status") not in TERMINAL:
             return Outcome.IGNORED
-        woken = self.on_completed(prediction["id"])
-        log.debug(
-            "webhook for prediction %s: %s", prediction["id"], "woken" if woken else "unknown"
-        )
-        return Outcome.ACCEPTED if woken else Outcome.UNKNOWN
+        outcome = self.on_completed(prediction["id"])
+        log.debug("webhook for prediction %s: %s", prediction["id"], outcome)
+        return outcome

@@ -33,6 +33,7 @@ class Outcome(StrEnum):
 
     ACCEPTED = "accepted"  # verified, and its Scene was woken
     UNKNOWN = "unknown"  # verified, but no Scene of this process waits for that prediction
+    PENDING = "pending"  # verified, for a job started here whose id is not recorded yet
     IGNORED = "ignored"  # verified, but not a completion (only "completed" is subscribed)
     REPLAY = "replay"  # verified, but its webhook-id was already accepted: dropped
     BAD_SIGNATURE = "bad_signature"
@@ -51,6 +52,7 @@ class Outcome(StrEnum):
 STATUS = {
     Outcome.ACCEPTED: 200,
     Outcome.UNKNOWN: 200,
+    Outcome.PENDING: 503,  # Replicate retries; by then the Scene records the job
     Outcome.IGNORED: 200,
     Outcome.REPLAY: 200,  # a duplicate delivery is answered like the first (idempotent)
     Outcome.BAD_SIGNATURE: 401,

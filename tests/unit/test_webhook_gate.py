@@ -10,6 +10,8 @@ from controller.providers.base import JobState, JobStatus, VideoRequest
 from controller.settings import Settings
 from controller.webhooks import gated
 from controller.webhooks.gate import PushedJobs
+from controller.webhooks.mapping import JobIndex, Waker
+from controller.webhooks.verify import Outcome
 
 REQUEST = VideoRequest(prompt="p", duration_seconds=4, aspect_ratio="16:9")
 
@@ -49,10 +51,12 @@ def test_reads_only_after_a_webhook_or_when_the_safety_net_is_due() -> None:
 
     async def scenario() -> None:
         job = await jobs.start(REQUEST)
+        assert jobs.started_here(job) and not jobs.started_here("older-job")
         for _ in range(3):  # other passes of its Scene: no reads
             assert (await jobs.poll(job, REQUEST)).status == JobStatus.RUNNING
         assert inner.reads == [] and jobs.skipped == 3
         clock.now += 300  # the safety net is due
+        assert not jobs.started_here(job)  # long since recorded in status
         await jobs.poll(job, REQUEST)
         assert inner.reads == [job]
         await jobs.poll(job, REQUEST)  # still running: not due again for 300 s
@@ -85,6 +89,21 @@ def test_reads_only_after_a_webhook_or_when_the_safety_net_is_due() -> None:
         assert len(inner.reads) == before + 1
         await jobs.poll(job2, REQUEST)  # and then not again until due
         assert len(inner.reads) == before + 1
+        # While a create is unanswered, any job may be the one it made.
+        gate = asyncio.Event()
+        plain_start = inner.start
+
+        async def slow_start(request: VideoRequest) -> str:
+            await gate.wait()
+            return await plain_start(request)
+
+        inner.start = slow_start  # type: ignore[method-assign]
+        creating = asyncio.create_task(jobs.start(REQUEST))
+        await asyncio.sleep(0)
+        assert jobs.started_here("anything")
+        gate.set()
+        new_job = await creating
+        assert jobs.started_here(new_job) and not jobs.started_here("anything")
         # A job recorded before a restart (not started here) is read at first sight.
         await jobs.poll("older-job", REQUEST)
         assert inner.reads[-1] == "older-job"
@@ -99,3 +118,23 @@ def test_the_gate_is_only_there_while_webhooks_are_on() -> None:
     assert gated(inner, Settings()) is inner
     on = gated(inner, Settings(webhook_url="https://h.example.com", webhook_poll_seconds=60))
     assert isinstance(on, PushedJobs) and on.poll_seconds == 60
+
+
+def test_a_completion_wakes_its_scene_or_asks_replicate_to_come_back() -> None:
+    inner = FakeProvider()
+    jobs = PushedJobs(inner, poll_seconds=300)
+    scenes: dict[tuple[str, str], dict[str, object]] = {}
+    woken: list[tuple[str, str]] = []
+    wake = Waker(JobIndex(lambda: scenes, "replicate"), jobs, woken.append)
+
+    async def scenario() -> None:
+        job = await jobs.start(REQUEST)
+        # Its id is on its way to status: 503, Replicate retries.
+        assert wake(job) == Outcome.PENDING and woken == []
+        scenes[("ns", "s1")] = {"status": {"generation": {"provider": "replicate", "jobId": job}}}
+        assert wake(job) == Outcome.ACCEPTED and woken == [("ns", "s1")]
+        await jobs.poll(job, REQUEST)
+        assert inner.reads == [job]  # the woken pass reads at once
+        assert wake("someone-elses") == Outcome.UNKNOWN and woken == [("ns", "s1")]
+
+    asyncio.run(scenario())

@@ -12,6 +12,7 @@ from controller.providers.replicate_video import ReplicateVideoProvider
 from controller.testing.ports import free_port
 from controller.testing.replicate_server import ReplicateServer
 from controller.webhooks.receiver import PATH, Receiver, SigningSecret
+from controller.webhooks.verify import Outcome
 
 REQUEST = VideoRequest(prompt="a kite", duration_seconds=4, aspect_ratio="16:9")
 
@@ -34,7 +35,12 @@ def test_prediction_created_with_a_webhook_calls_back_signed_and_wakes_its_job()
 
         async def main() -> str:
             secret = SigningSecret(provider.webhook_secret)
-            receiver = Receiver(secret, lambda pid: woken.append(pid) is None)
+
+            def wake(pid: str) -> Outcome:
+                woken.append(pid)
+                return Outcome.ACCEPTED
+
+            receiver = Receiver(secret, wake)
             await receiver.start("127.0.0.1", port)
             try:
                 assert await secret.get() == server.webhooks.secret  # through the SDK

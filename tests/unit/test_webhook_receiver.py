@@ -19,7 +19,7 @@ from controller.settings import Settings
 from controller.testing.webhook_sender import new_secret
 from controller.webhooks import endpoint, poll_delay
 from controller.webhooks.receiver import PATH, Receiver, SigningSecret
-from controller.webhooks.verify import MAX_BODY_BYTES, sign
+from controller.webhooks.verify import MAX_BODY_BYTES, Outcome, sign
 
 SECRET = new_secret()
 
@@ -74,11 +74,11 @@ def run(
     fetcher = fetcher or Fetcher(SECRET)
     woken: list[str] = []
 
-    def wake(pid: str) -> bool:
+    def wake(pid: str) -> Outcome:
         if pid in known:
             woken.append(pid)
-            return True
-        return False
+            return Outcome.ACCEPTED
+        return Outcome.PENDING if pid == "p-just-started" else Outcome.UNKNOWN
 
     async def main() -> None:
         receiver = Receiver(SigningSecret(fetcher), wake, is_leader=lambda: leader)
@@ -114,6 +114,7 @@ def test_a_verified_completion_wakes_its_scene_once_and_a_replay_changes_nothing
     ("pid", "status", "expected"),
     [
         pytest.param("p-other", "succeeded", "unknown", id="unknown-prediction"),
+        pytest.param("p-just-started", "succeeded", "pending", id="started-not-yet-recorded"),
         pytest.param("p1", "processing", "ignored", id="not-a-completion"),
         pytest.param("p1", "failed", "accepted", id="failed-is-a-completion"),
         pytest.param("p1", "canceled", "accepted", id="canceled-is-a-completion"),
@@ -122,7 +123,8 @@ def test_a_verified_completion_wakes_its_scene_once_and_a_replay_changes_nothing
 def test_verified_requests_that_wake_nothing(pid: str, status: str, expected: str) -> None:
     async def scenario(client: TestClient, woken: list[str], fetcher: Fetcher) -> None:
         body = prediction(pid, status)
-        assert await post(client, body, headers_for(body)) == (200, expected)
+        code = 503 if expected == "pending" else 200  # pending: Replicate retries
+        assert await post(client, body, headers_for(body)) == (code, expected)
         assert woken == ([pid] if expected == "accepted" else [])
 
     run(scenario)

@@ -17,13 +17,14 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 URGENT_BURST = 4
 
 
 class WorkQueue:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock  # a test passes a fake clock and calls move_due itself
         self._lanes: tuple[deque[Hashable], deque[Hashable]] = (deque(), deque())  # urgent, normal
         self._dirty: dict[Hashable, bool] = {}  # queued (or re-queued after processing) -> urgent
         self._processing: set[Hashable] = set()
@@ -55,7 +56,7 @@ class WorkQueue:
         if delay <= 0:
             self.add(key, urgent=urgent)
             return
-        due = time.monotonic() + delay
+        due = self.clock() + delay
         if self._due.get(key, float("inf")) <= due:
             return  # an earlier wake-up is already scheduled
         self._due[key] = due
@@ -93,15 +94,23 @@ class WorkQueue:
     def delayed(self) -> int:
         return len(self._due)
 
+    def move_due(self, now: float) -> None:
+        """Move the delayed keys due at `now` into the queue."""
+        while self._delayed and self._delayed[0][0] <= now:
+            due, _, key, urgent = heapq.heappop(self._delayed)
+            if self._due.get(key) == due:
+                del self._due[key]
+                self.add(key, urgent=urgent)
+
+    def next_due(self) -> float | None:
+        """When the earliest delayed key is due (None: none is delayed)."""
+        return self._delayed[0][0] if self._delayed else None
+
     async def run_timer(self) -> None:
         """Moves due delayed keys into the queue."""
         while not self.shutting_down:
-            now = time.monotonic()
-            while self._delayed and self._delayed[0][0] <= now:
-                due, _, key, urgent = heapq.heappop(self._delayed)
-                if self._due.get(key) == due:
-                    del self._due[key]
-                    self.add(key, urgent=urgent)
+            now = self.clock()
+            self.move_due(now)
             timeout = self._delayed[0][0] - now if self._delayed else 1.0
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):

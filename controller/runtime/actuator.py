@@ -108,13 +108,11 @@ class Actuator:
         m.DECISIONS.labels(d.rule).inc()
         desired = o.desired
         self.parked = (
-            (desired.provider, project_of_scene(self.body))
-            if d.rule == "waiting-capacity" and desired is not None
-            else None
+            (desired.provider, project_of_scene(self.body)) if d.park and desired else None
         )
-        if d.rule in ("orphan-window", "orphan-recovered"):
-            m.ORPHAN_WINDOW.labels("recovered" if d.rule == "orphan-recovered" else "again").inc()
-        if d.rule.startswith(("clip-missing", "completed-without-clip", "adopt")):
+        if d.outcome in (sc.Outcome.ORPHAN_RECOVERED, sc.Outcome.ORPHAN_AGAIN):
+            m.ORPHAN_WINDOW.labels(d.outcome.value).inc()
+        elif d.outcome == sc.Outcome.DRIFT_REPAIRED:
             m.DRIFT_REPAIRS.labels(d.rule).inc()
 
     # ------------------------------------------------------------------ status
@@ -122,7 +120,7 @@ class Actuator:
         if not await self.write_status(self.body, d.status):
             return False  # conflict: re-read and decide again
         await self.scenes.recorder.post_all(self.body, d.events)
-        if d.rule == "clip-uploaded" and o.status.generation:
+        if d.outcome == sc.Outcome.JOB_SUCCEEDED and o.status.generation:
             m.JOBS.labels(o.desired.provider if o.desired else "", "succeeded", "").inc()
         if d.status.phase in (ScenePhase.COMPLETED, ScenePhase.FAILED):
             self.mem.polls, self.mem.job_state, self.mem.fetch_failures = 0, None, 0

@@ -51,7 +51,7 @@ async def start(a: Actuator, o: sc.Observation, d: sc.Decision) -> float | None:
         provider = s.providers.video(desired.provider)
     except ProviderError as e:  # e.g. no credentials: nothing can be started or paid
         err = ErrorInfo(reason=e.reason, message=e.message, retryable=False, at=rfc3339(s.now()))
-        failed = sc.retry_or_fail(o, o.status, err, "provider-unavailable")
+        failed = sc.retry_or_fail(o, o.status, err, sc.Rule.PROVIDER_UNAVAILABLE)
         await a.write_status(body, failed.status)
         await s.recorder.post_all(body, failed.events)
         return None

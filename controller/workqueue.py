@@ -15,16 +15,27 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
 
 URGENT_BURST = 4
+# Per-key exponential backoff after errors (client-go's ItemExponentialFailureRateLimiter),
+# with equal jitter so keys that failed together do not come back together.
+ERROR_BACKOFF_BASE_SECONDS = 0.5
+ERROR_BACKOFF_MAX_SECONDS = 30.0
 
 
 class WorkQueue:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self.clock = clock  # a test passes a fake clock and calls move_due itself
+        self.rand = rand
+        self._failures: dict[Hashable, int] = {}
         self._lanes: tuple[deque[Hashable], deque[Hashable]] = (deque(), deque())  # urgent, normal
         self._dirty: dict[Hashable, bool] = {}  # queued (or re-queued after processing) -> urgent
         self._processing: set[Hashable] = set()
@@ -62,6 +73,23 @@ class WorkQueue:
         self._due[key] = due
         heapq.heappush(self._delayed, (due, next(self._seq), key, urgent))
         self._wakeup.set()
+
+    def add_rate_limited(self, key: Hashable, *, at_least: float | None = None) -> float:
+        """Re-add a key whose reconcile failed, after a backoff that doubles with each
+        failure in a row (until `forget`); returns the delay."""
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        capped = min(ERROR_BACKOFF_BASE_SECONDS * 2**failures, ERROR_BACKOFF_MAX_SECONDS)
+        delay = max(capped * (0.5 + 0.5 * self.rand()), at_least or 0.0)
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: Hashable) -> None:
+        """The key was reconciled without an error: its backoff starts over."""
+        self._failures.pop(key, None)
+
+    def failures(self, key: Hashable) -> int:
+        return self._failures.get(key, 0)
 
     async def get(self) -> Hashable:
         while not (self._lanes[0] or self._lanes[1]):

@@ -38,18 +38,9 @@ class Facts:
     orphan: OrphanSearch | None = None
 
 
-@dataclass(frozen=True)
-class Wait:
-    """An effect could not be carried out now (e.g. an upload failed): end the pass and
-    come back after `seconds`."""
-
-    seconds: float
-
-
 class Ended(StrEnum):
     SETTLED = "settled"  # a decision asked for nothing more
     STARTED = "started"  # a job start was carried out (or refused)
-    WAITING = "waiting"  # an effect asked to come back later
     GONE = "gone"  # nothing to reconcile any more (the Scene was deleted)
     UNSETTLED = "unsettled"  # MAX_STEPS decisions without settling
 
@@ -66,7 +57,8 @@ class PassResult:
 
 
 class SceneActuator(Protocol):
-    """Everything a pass does outside `decide`. Only `observe` and `start` may end it."""
+    """Everything a pass does outside `decide`. A method that cannot do its part now
+    raises: the pass ends there and the error reaches the worker loop (backoff)."""
 
     async def observe(self, facts: Facts) -> Observation | None:
         """Gather an observation (the Scene as cached now, plus `facts`); may add facts
@@ -98,9 +90,9 @@ class SceneActuator(Protocol):
         when to look at the Scene again."""
         ...
 
-    async def finish(self, o: Observation) -> ObjectSeen | JobSeen | Wait:
+    async def finish(self, o: Observation) -> ObjectSeen | JobSeen:
         """Download a succeeded job's output, upload and verify it: the verified object,
-        or the job seen anew (to poll again, or failed for good), or a Wait."""
+        or the job seen anew (to poll again, or failed for good)."""
         ...
 
 
@@ -137,10 +129,6 @@ async def run_pass(
             facts.orphan = await actuator.find_job(o)
         elif d.effect == Effect.FINISH:
             seen = await actuator.finish(o)
-            if isinstance(seen, Wait):
-                result.ask(seen.seconds)
-                result.ended = Ended.WAITING
-                return result
             if isinstance(seen, JobSeen):
                 facts.job = seen
             else:

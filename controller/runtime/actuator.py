@@ -21,7 +21,7 @@ from controller.api.scene import ScenePhase, SceneStatus
 from controller.kube import ApiError
 from controller.providers.base import JobLostError, JobStatus, ProviderError
 from controller.reconcile import scene as sc
-from controller.reconcile.effects import Facts, Wait
+from controller.reconcile.effects import Facts
 from controller.reconcile.patching import merge_patch
 from controller.reconcile.timeutil import rfc3339
 from controller.runtime import jobs
@@ -53,7 +53,7 @@ class Actuator:
             self.gone = True
             return None
         if mem.unrecorded is not None and not await jobs.record_job_id(self, body):
-            raise jobs.JobIdNotRecorded()
+            raise jobs.JobIdNotRecorded("a started job's id is not recorded yet")
         inputs = s.inputs(body)
         self.body, self.inputs = body, inputs
         desired = inputs.desired
@@ -214,7 +214,7 @@ class Actuator:
     async def start(self, o: sc.Observation, d: sc.Decision) -> float | None:
         return await jobs.start(self, o, d)
 
-    async def finish(self, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen | Wait:
+    async def finish(self, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen:
         return await jobs.finish(self, o)
 
 

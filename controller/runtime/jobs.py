@@ -18,8 +18,8 @@ from controller import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.providers.base import JobStatus, ProviderError
 from controller.reconcile import scene as sc
-from controller.reconcile.effects import Wait
 from controller.reconcile.timeutil import parse_rfc3339, rfc3339
+from controller.runtime.state import TransientError
 from controller.store import Body, key_of, project_of_scene
 
 if TYPE_CHECKING:
@@ -27,14 +27,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scene_operator")
 
-JOB_ID_RETRY_SECONDS = 2.0  # the API server did not take a started job's id: try again
 START_ERROR_RECHECK_SECONDS = 1.0
 FETCH_ATTEMPTS = 5  # downloads of a succeeded job's output before the attempt fails
 UPLOAD_ATTEMPTS = 8
-UPLOAD_BACKOFF_MAX_SECONDS = 60.0
 
 
-class JobIdNotRecorded(Exception):
+class JobIdNotRecorded(TransientError):
     """A started job's id could not be written yet (API server unreachable); it is kept in
     memory and written before the Scene is decided again."""
 
@@ -98,7 +96,7 @@ async def start(a: Actuator, o: sc.Observation, d: sc.Decision) -> float | None:
     a.mem.unrecorded = sc.with_job_id(d.status, job_id)
     m.JOBS.labels(desired.provider, "started", "").inc()
     if not await record_job_id(a, marker_body):
-        return JOB_ID_RETRY_SECONDS
+        raise JobIdNotRecorded(f"job {job_id} started; its id is not recorded yet")
     g = d.status
     await s.recorder.post(
         marker_body,
@@ -169,7 +167,7 @@ def recorded_job_ids(a: Actuator, provider: str) -> set[str]:
     return {i for i in ids if i}
 
 
-async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen | Wait:
+async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen:
     s, key, mem, body = a.scenes, a.key, a.mem, a.body
     status, desired, request = o.status, o.desired, a.inputs.request
     g = status.generation
@@ -206,7 +204,7 @@ async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen |
                 at=rfc3339(s.now()),
             )
             return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
-        return Wait(2.0 * mem.fetch_failures)
+        raise TransientError(f"output download failed: {e.message}") from e
     except Exception as e:
         m.S3_OPS.labels("put", "error").inc()
         mem.fetch_failures += 1
@@ -220,7 +218,7 @@ async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen |
                 at=rfc3339(s.now()),
             )
             return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
-        return Wait(min(2.0 * 2**mem.fetch_failures, UPLOAD_BACKOFF_MAX_SECONDS))
+        raise TransientError(msg) from e
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

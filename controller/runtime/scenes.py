@@ -88,14 +88,11 @@ class Scenes:
 
     async def reconcile(self, key: Key) -> Result:
         from controller.runtime.actuator import Actuator
-        from controller.runtime.jobs import JOB_ID_RETRY_SECONDS, JobIdNotRecorded
 
         self.capacity.reconciled(key)  # release the slot held for it, if it was woken
         actuator = Actuator(self, key)
         try:
             result = await run_pass(actuator, Facts())
-        except JobIdNotRecorded:
-            return Result(JOB_ID_RETRY_SECONDS, urgent=True)
         finally:
             if actuator.parked is not None:
                 self.capacity.park(key, *actuator.parked)

@@ -56,6 +56,15 @@ class Memory:
         return self.projects.setdefault(key, ProjectMemory())
 
 
+class TransientError(Exception):
+    """An expected, temporary failure (an upload failed, the API server did not answer):
+    the worker re-adds the key with backoff and logs one warning, no traceback."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class Result:
     """What a reconciler asks of the worker loop: look again after `requeue_after`

@@ -2,19 +2,19 @@
 
 The only place that requeues (like controller-runtime's reconcileHandler): a reconciler
 returns a `Result` (look again after `requeue_after`) or raises; on an error the key
-is re-added after a backoff. Metrics live here too.
+is re-added with per-key exponential backoff (`WorkQueue.add_rate_limited`), which a
+success resets (`forget`). Metrics and the log context live here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 
 from controller import metrics as m
-from controller.runtime.state import Item, Kind, Result
+from controller.runtime.state import Item, Kind, Result, TransientError
 from controller.store import Key
 from controller.workqueue import WorkQueue
 
@@ -53,19 +53,24 @@ class Worker:
         kind, ns, name = item
         started = time.perf_counter()
         outcome = "ok"
+        context = {"kind": str(kind), "namespace": ns, "object": name}
         try:
             result = await self.reconcilers[kind]((ns, name))
+            self.queue.forget(item)
             if result.requeue_after is not None:
                 self.queue.add_after(item, result.requeue_after, urgent=result.urgent)
         except asyncio.CancelledError:
             raise
+        except TransientError as e:
+            outcome = "error"
+            delay = self.queue.add_rate_limited(item, at_least=e.retry_after)
+            log.warning(str(e), extra={**context, "retry_in": round(delay, 1)})
         except Exception as e:  # a bug or an outage: log, back off, never crash the loop
             outcome = "error"
+            delay = self.queue.add_rate_limited(item)
             log.exception(
-                "reconcile failed",
-                extra={"kind": str(kind), "namespace": ns, "object": name, "error": str(e)},
+                "reconcile failed", extra={**context, "error": str(e), "retry_in": round(delay, 1)}
             )
-            self.queue.add_after(item, 5.0 + random.random() * 5)
         finally:
             self.queue.done(item)
             self.after_each()

@@ -35,7 +35,7 @@ from controller.api.project import Backoff, MissingClipPolicy
 from controller.api.scene import GenerationInfo, ScenePhase, SceneStatus
 from controller.reconcile.backoff import backoff_seconds
 from controller.reconcile.conditions import get_condition
-from controller.reconcile.effects import MAX_STEPS, Ended, Facts, Wait, run_pass
+from controller.reconcile.effects import MAX_STEPS, Ended, Facts, run_pass
 from controller.reconcile.scene import (
     Controls,
     Decision,
@@ -255,11 +255,13 @@ class World:
             result = run_now(run_pass(actuator, facts))
         except Crash:
             return PassResult(actuator.decisions, actuator.writes, "crash")
+        except UploadFailed:
+            return PassResult(actuator.decisions, actuator.writes, "upload-failed")
         if result.ended == Ended.UNSETTLED:
             raise AssertionError(
                 f"(f) pass did not end in {MAX_STEPS} steps: {_rules(result.decisions)}"
             )
-        ended = {Ended.SETTLED: "none", Ended.STARTED: "start", Ended.WAITING: "upload-failed"}
+        ended = {Ended.SETTLED: "none", Ended.STARTED: "start"}
         return PassResult(result.decisions, actuator.writes, ended[result.ended])
 
     def start(self, o: Observation, d: Decision, stage: str) -> int:
@@ -374,6 +376,10 @@ class Crash(Exception):
     """The operator process dies: what the pass learned is lost."""
 
 
+class UploadFailed(Exception):
+    """The upload failed: the pass ends and the worker will try again later."""
+
+
 class WorldActuator:
     """The world as the runtime's actuator for one pass, with crashes injected."""
 
@@ -436,13 +442,13 @@ class WorldActuator:
         self.survive()
         return None
 
-    async def finish(self, o: Observation) -> ObjectSeen | JobSeen | Wait:
+    async def finish(self, o: Observation) -> ObjectSeen | JobSeen:
         g = o.status.generation
         assert g is not None and g.job_id is not None and o.desired is not None
         job = self.w.jobs[g.job_id]
         if job.fetch == "upload-fails":
             job.fetch = "ok"  # the next attempt works
-            return Wait(2.0)
+            raise UploadFailed()
         seen: ObjectSeen | JobSeen
         if job.fetch == "download-fails":
             err = _error("OutputUnavailable", "output download failed", True)

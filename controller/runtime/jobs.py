@@ -28,8 +28,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("scene_operator")
 
 START_ERROR_RECHECK_SECONDS = 1.0
-FETCH_ATTEMPTS = 5  # downloads of a succeeded job's output before the attempt fails
+# Downloads of a succeeded job's output, and uploads of it, before the attempt fails;
+# the waits between them span minutes, so a short S3 outage costs no job.
+FETCH_ATTEMPTS = 5
+FETCH_RETRY_STEP_SECONDS = 2.0  # 2, 4, 6, 8 s
 UPLOAD_ATTEMPTS = 8
+UPLOAD_RETRY_INITIAL_SECONDS = 4.0  # doubling: 4, 8, ... 60 s
+UPLOAD_RETRY_MAX_SECONDS = 60.0
 
 
 class JobIdNotRecorded(TransientError):
@@ -204,7 +209,8 @@ async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen:
                 at=rfc3339(s.now()),
             )
             return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
-        raise TransientError(f"output download failed: {e.message}") from e
+        wait = FETCH_RETRY_STEP_SECONDS * mem.fetch_failures
+        raise TransientError(f"output download failed: {e.message}", retry_after=wait) from e
     except Exception as e:
         m.S3_OPS.labels("put", "error").inc()
         mem.fetch_failures += 1
@@ -218,7 +224,10 @@ async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen:
                 at=rfc3339(s.now()),
             )
             return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
-        raise TransientError(msg) from e
+        wait = min(
+            UPLOAD_RETRY_INITIAL_SECONDS * 2 ** (mem.fetch_failures - 1), UPLOAD_RETRY_MAX_SECONDS
+        )
+        raise TransientError(msg, retry_after=wait) from e
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

@@ -61,6 +61,20 @@ def kubectl_path() -> str:
     return found
 
 
+def kustomize_build(path: Path) -> list[dict[str, Any]]:
+    """The documents `kubectl kustomize PATH` renders (no cluster needed)."""
+    proc = subprocess.run(
+        [kubectl_path(), "kustomize", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"kubectl kustomize {path}: {proc.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
 # --- child process hygiene -------------------------------------------------------------
 
 _PR_SET_PDEATHSIG = 1

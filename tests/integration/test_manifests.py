@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from controller import vocabulary as v
 from controller.testing.controlplane import (
     REPO_ROOT,
     Kubectl,
-    kubectl_path,
+    kustomize_build,
     service_account_kubeconfig,
 )
 from controller.testing.operator import OperatorProcess
@@ -69,15 +68,7 @@ PERMISSION_PROBLEMS = re.compile(
 
 
 def render() -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [kubectl_path(), "kustomize", str(MANIFESTS)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return kustomize_build(MANIFESTS)
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ counted at full price, failed ones included: an upper estimate, not a bill.
 from __future__ import annotations
 
 import collections
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -129,15 +130,17 @@ class FleetCollector(Collector):
             yield family
 
 
-_registered: dict[int, FleetCollector] = {}
+_registered: weakref.WeakKeyDictionary[CollectorRegistry, FleetCollector] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def register(cache: Cache, registry: CollectorRegistry = REGISTRY) -> FleetCollector:
-    """Serve the fleet gauges of `cache` from `registry` (once per registry)."""
-    old = _registered.pop(id(registry), None)
+    """Serve the fleet gauges of `cache` from `registry` (one collector per registry)."""
+    old = _registered.pop(registry, None)
     if old is not None:
         registry.unregister(old)
     collector = FleetCollector(cache)
     registry.register(collector)
-    _registered[id(registry)] = collector
+    _registered[registry] = collector
     return collector

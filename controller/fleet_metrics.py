@@ -1,8 +1,10 @@
 """Fleet gauges read from the operator's cache at scrape time (a prometheus_client Collector).
 
 Nothing on the reconcile path writes them: each scrape counts the cached Projects and
-Scenes (O(objects), about 5 ms at 10,000 Scenes). Labels stay bounded: namespace, and
-small fixed sets (phase, Ready status, condition type); never a Project or Scene name.
+Scenes, O(objects), on the metrics server's thread, holding the GIL meanwhile (measured:
+10,000 Scenes and 500 Projects, 70 ms per scrape on 2 cores at load average 10, 15 ms of
+it counting; once per scrape interval). Labels stay bounded: namespace, and small fixed
+sets (phase, Ready status, condition type); never a Project or Scene name.
 
 Cost model of `scene_operator_estimated_cost_usd`: the sum of the Projects'
 `status.usage.estimatedCostUsd`, which the operator recounts from their Scenes as

@@ -94,7 +94,8 @@ def project_health(
     if paused:
         return SETTLED
     if budget is not None and pending:
-        return Health(stalled=(budget[0], f"{budget[1]}; {pending} scenes left without a clip"))
+        left = f"{pending} scene{'s' if pending != 1 else ''} left without a clip"
+        return Health(stalled=(budget[0], f"{budget[1]}; {left}"))
     return Health(reconciling=(reason, message or "reconciling"))
 
 

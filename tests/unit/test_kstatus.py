@@ -289,4 +289,4 @@ def test_budget_stall_says_how_much_is_left() -> None:
     st = PROJECTS["budget-exhausted-work-left"][0]()
     cond = get_condition(st.conditions, v.Cond.STALLED)
     assert cond is not None
-    assert cond.message == "2 of 2 generations used; 1 scenes left without a clip"
+    assert cond.message == "2 of 2 generations used; 1 scene left without a clip"

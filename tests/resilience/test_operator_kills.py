@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from controller.testing.replicate_server import ReplicateServer
 from tests.integration.helpers import metric_sum
 from tests.resilience.conftest import (
     KILLS,
@@ -28,6 +27,7 @@ from tests.resilience.conftest import (
     tolerant,
     wait_for,
 )
+from tests.support.replicate_server import ReplicateServer
 
 pytestmark = [pytest.mark.resilience, pytest.mark.integration]
 

@@ -18,7 +18,7 @@ from prometheus_client.registry import CollectorRegistry
 from controller import fleet_metrics
 from controller import metrics as _metrics  # noqa: F401  (registers the operator's metrics)
 from controller.store import Store
-from controller.testing.controlplane import kustomize_build
+from tests.support.kustomize import kustomize_build
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ROOT / "manifests" / "components"

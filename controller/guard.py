@@ -1,0 +1,64 @@
+"""Work only while leading: a check right before every provider call, S3 call and API
+write of the work queue, so a process that lost its Lease (e.g. frozen past its renew
+deadline, then resumed) does nothing more, even in the instant before it exits.
+
+The runtime is handed guarded edges (providers, clip store, and a KubeApi whose writes
+are guarded), so the reconcile code itself does not change.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from controller.kube import NotLeaderError
+from controller.providers.registry import Providers
+from controller.settings import Settings
+
+
+class Guarded:
+    """A provider or the clip store whose methods first check `is_leader`. Sync methods
+    (the clip store's, run in I/O threads) check inside the thread, right before the call."""
+
+    def __init__(self, inner: Any, is_leader: Callable[[], bool], what: str) -> None:
+        self._inner = inner
+        self._is_leader = is_leader
+        self._what = what
+
+    def _check(self, method: str) -> None:
+        if not self._is_leader():
+            raise NotLeaderError(f"{self._what}.{method}: this process is not the leader")
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+        if inspect.iscoroutinefunction(attr):
+
+            @functools.wraps(attr)
+            async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+                self._check(name)
+                return await attr(*args, **kwargs)
+
+            return guarded_async
+
+        @functools.wraps(attr)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            self._check(name)
+            return attr(*args, **kwargs)
+
+        return guarded
+
+
+class GuardedProviders(Providers):
+    def __init__(self, settings: Settings, is_leader: Callable[[], bool]) -> None:
+        super().__init__(settings)
+        self._is_leader = is_leader
+
+    def video(self, name: str) -> Any:
+        return Guarded(super().video(name), self._is_leader, f"video provider {name}")
+
+    def planner(self, name: str) -> Any:
+        return Guarded(super().planner(name), self._is_leader, f"planner {name}")

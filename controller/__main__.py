@@ -21,7 +21,7 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from controller import handlers, leadership, logs, metrics
-    from controller.guard import Guarded, GuardedProviders
+    from controller.guard import Guarded, GuardedProviders, LeaderGatedQueue
     from controller.kube import KubeApi
     from controller.leader import AlwaysLeader, LeaderElector
     from controller.runtime import Runtime
@@ -56,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             api=api,
             clips=Guarded(clips, elector.is_leader, "clip store"),
             providers=GuardedProviders(settings, elector.is_leader),
+            queue=LeaderGatedQueue(elector.wait_leading),
         )
         liveness = (
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
@@ -80,7 +81,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 standalone=not args.peering,
                 peering_name=args.peering,
                 liveness_endpoint=liveness,
-                wait_leading=elector.wait_leading,
             )
         finally:
             if election is not None and isinstance(elector, LeaderElector):
@@ -96,15 +96,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _election_ended(task: asyncio.Task[None]) -> None:
-    """The elector returns only through its exits; anything else is a bug: stop at once
-    rather than run on without renewing (the guard would refuse all work anyway)."""
+    """The elector returns only through its exits (and is cancelled only after this
+    callback is removed): anything else, e.g. a bug, or kopf cancelling a task of ours
+    while it restarts, stops the process at once rather than run on without renewing."""
     from controller import leadership
 
-    if not task.cancelled():
-        error = task.exception()
-        leadership.exit_now(
-            leadership.EXIT_LOST_LEADERSHIP, "leader election stopped", error=repr(error)
-        )
+    error = "cancelled" if task.cancelled() else repr(task.exception())
+    leadership.exit_now(leadership.EXIT_LOST_LEADERSHIP, "leader election stopped", error=error)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

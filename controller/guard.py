@@ -3,19 +3,21 @@ write of the work queue, so a process that lost its Lease (e.g. frozen past its 
 deadline, then resumed) does nothing more, even in the instant before it exits.
 
 The runtime is handed guarded edges (providers, clip store, and a KubeApi whose writes
-are guarded), so the reconcile code itself does not change.
+are guarded) and a work queue that hands out no key before this process leads, so the
+reconcile code itself does not change.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from controller.kube import NotLeaderError
 from controller.providers.registry import Providers
 from controller.settings import Settings
+from controller.workqueue import WorkQueue
 
 
 class Guarded:
@@ -62,3 +64,21 @@ class GuardedProviders(Providers):
 
     def planner(self, name: str) -> Any:
         return Guarded(super().planner(name), self._is_leader, f"planner {name}")
+
+
+class LeaderGatedQueue(WorkQueue):
+    """The work queue of a standby: watch events keep adding keys (deduplicated, so a
+    take-over finds them all queued), but no worker gets one until this process leads.
+    The workers themselves start with the process, as without leader election (kopf
+    treats tasks created after its start as its own and cancels them when it stops)."""
+
+    def __init__(self, wait_leading: Callable[[], Awaitable[None]]) -> None:
+        super().__init__()
+        self._wait_leading = wait_leading
+
+    def __bool__(self) -> bool:
+        return True  # an empty queue is still this queue (`queue or WorkQueue()`)
+
+    async def get(self) -> Hashable:
+        await self._wait_leading()
+        return await super().get()

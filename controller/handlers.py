@@ -11,7 +11,7 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -88,21 +88,11 @@ async def run(
     standalone: bool,
     peering_name: str | None,
     liveness_endpoint: str | None,
-    wait_leading: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """kopf's watches feed the cache and queue from the start (a standby stays warm); the
-    workers, which make every provider call and write, start once `wait_leading` returns
-    (leader election), else at once."""
     registry = kopf.OperatorRegistry()
     register(registry, runtime)
     log = logging.getLogger("scene_operator")
-
-    async def work() -> None:
-        if wait_leading is not None:
-            await wait_leading()
-        await runtime.run()
-
-    workers = asyncio.create_task(work())
+    workers = asyncio.create_task(runtime.run())
     watchdog = KopfTaskFailures(exit_for_a_restart)
     logging.getLogger(KopfTaskFailures.LOGGER).addHandler(watchdog)
     try:

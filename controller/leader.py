@@ -209,7 +209,10 @@ class LeaderElector:
             if remaining <= 0:
                 return self._lose("the lease was not renewed before the renew deadline")
             try:
-                renewed = await asyncio.wait_for(self._attempt(), timeout=remaining)
+                # asyncio.timeout, not wait_for: no extra task (kopf cancels tasks it did
+                # not see before its start when it stops or restarts).
+                async with asyncio.timeout(remaining):
+                    renewed = await self._attempt()
             except TimeoutError:
                 renewed = False
             if not renewed and self._observed is not None and self._holder() not in (
@@ -252,6 +255,8 @@ class LeaderElector:
                 spec, cfg.identity, self._observed_at, self.clock.monotonic(), cfg.lease_duration
             ):
                 return False
+            if self._leading and not self.is_leader():
+                return False  # frozen past the renew deadline mid-attempt: write nothing
             new = next_spec(spec, cfg.identity, cfg.lease_duration, self.clock.now())
             written = await self.api.replace_lease(
                 cfg.namespace, cfg.name, with_spec(lease, new, cfg)

@@ -325,6 +325,25 @@ def test_a_frozen_leader_is_no_leader_the_instant_its_deadline_passed() -> None:
     run(main())
 
 
+def test_a_leader_frozen_during_a_renewal_writes_nothing_once_past_its_deadline() -> None:
+    async def main() -> None:
+        api, clock = FakeLeases(), FakeClock()
+        a = candidate(api, clock, "a")
+        assert await a._attempt()
+        a._leading = True
+        writes = api.writes
+        api.after_get = asyncio.Event()
+        renewal = asyncio.create_task(a._attempt())
+        await asyncio.sleep(0)  # the GET is sent...
+        clock.advance(30)  # ...and the process is frozen past its deadline (SIGSTOP)
+        api.after_get.set()
+        assert not await renewal
+        assert api.writes == writes
+        assert api.spec()["holderIdentity"] == "a"  # untouched: the standby's to take
+
+    run(main())
+
+
 def test_renewals_move_the_deadline_from_the_start_of_each_successful_attempt() -> None:
     async def main() -> None:
         api, clock = FakeLeases(), FakeClock()

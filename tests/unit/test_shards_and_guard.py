@@ -13,9 +13,10 @@ from pydantic import ValidationError
 
 from controller import leadership, shards
 from controller import vocabulary as v
-from controller.guard import Guarded, GuardedProviders
+from controller.guard import Guarded, GuardedProviders, LeaderGatedQueue
 from controller.kube import KubeApi, NotLeaderError
 from controller.leader import micro_time
+from controller.runtime import Runtime
 from controller.settings import Settings
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -120,6 +121,25 @@ def test_guarded_providers_wrap_what_the_registry_builds() -> None:
     planner = providers.planner("local")
     with pytest.raises(NotLeaderError, match="planner local"):
         asyncio.run(planner.plan(None))
+
+
+def test_a_standbys_queue_collects_keys_and_hands_out_none_until_it_leads() -> None:
+    async def main() -> None:
+        leading = asyncio.Event()
+        queue = LeaderGatedQueue(leading.wait)
+        assert queue  # an empty queue is not replaced by a default one
+        runtime = Runtime(settings=Settings(), api=None, clips=None, providers=None, queue=queue)
+        assert runtime.queue is queue
+        queue.add("a")
+        queue.add("b")
+        queue.add("a")
+        getter = asyncio.create_task(queue.get())
+        await asyncio.sleep(0.05)
+        assert not getter.done() and len(queue) == 2
+        leading.set()
+        assert await asyncio.wait_for(getter, 1) == "a"
+
+    asyncio.run(main())
 
 
 def test_kube_writes_are_refused_before_they_are_sent_but_reads_go_through() -> None:

@@ -9,6 +9,7 @@ reconcile code itself does not change.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Hashable
@@ -54,13 +55,38 @@ class Guarded:
         return guarded
 
 
+class ThreadGuard(concurrent.futures.Executor):
+    """A provider's own thread pool, checking leadership in the thread right before each
+    call: a call queued behind busy threads (or handed over just before the process was
+    frozen) is not sent once the process no longer leads."""
+
+    def __init__(self, inner: concurrent.futures.Executor, check: Callable[[], None]) -> None:
+        self._inner = inner
+        self._check = check
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        def guarded() -> Any:
+            self._check()
+            return fn(*args, **kwargs)
+
+        return self._inner.submit(guarded)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._inner.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
 class GuardedProviders(Providers):
     def __init__(self, settings: Settings, is_leader: Callable[[], bool]) -> None:
         super().__init__(settings)
         self._is_leader = is_leader
 
     def video(self, name: str) -> Any:
-        return Guarded(super().video(name), self._is_leader, f"video provider {name}")
+        guarded = Guarded(super().video(name), self._is_leader, f"video provider {name}")
+        # Replicate's SDK is synchronous and runs in the provider's own thread pool.
+        pool = getattr(guarded._inner, "_executor", None)
+        if isinstance(pool, concurrent.futures.Executor) and not isinstance(pool, ThreadGuard):
+            guarded._inner._executor = ThreadGuard(pool, lambda: guarded._check("(in thread)"))
+        return guarded
 
     def planner(self, name: str) -> Any:
         return Guarded(super().planner(name), self._is_leader, f"planner {name}")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from controller import leadership, shards
 from controller import vocabulary as v
-from controller.guard import Guarded, GuardedProviders, LeaderGatedQueue
+from controller.guard import Guarded, GuardedProviders, LeaderGatedQueue, ThreadGuard
 from controller.kube import KubeApi, NotLeaderError
 from controller.leader import micro_time
 from controller.runtime import Runtime
@@ -113,6 +114,25 @@ def test_guarded_edges_refuse_every_call_once_leadership_is_gone() -> None:
     with pytest.raises(NotLeaderError):
         guarded.head("b", "k")
     assert inner.calls == ["start", "head"]  # nothing reached the provider after
+
+
+def test_a_replicate_call_queued_in_its_thread_pool_is_not_sent_once_leadership_is_gone() -> None:
+    """The check also runs in the provider's thread, right before the SDK call: a call that
+    waited behind a busy thread (or was handed over just before a freeze) is refused."""
+    leading = [True]
+    provider = GuardedProviders(Settings(io_threads=1), lambda: leading[0]).video("replicate")
+    pool = provider._inner._executor  # Replicate's own pool, one thread here
+    assert isinstance(pool, ThreadGuard)
+    sent: list[str] = []
+    gate = threading.Event()
+    busy = pool.submit(gate.wait, 5)  # the one thread is busy (a slow poll)
+    queued = pool.submit(sent.append, "create")  # a create waits for the thread
+    leading[0] = False  # ...while the renew deadline passes
+    gate.set()
+    assert busy.result(timeout=5) is True
+    with pytest.raises(NotLeaderError, match="in thread"):
+        queued.result(timeout=5)
+    assert sent == []
 
 
 def test_guarded_providers_wrap_what_the_registry_builds() -> None:

@@ -51,18 +51,15 @@ def gated(provider: Any, settings: Settings) -> Any:
 async def start(settings: Settings, runtime: Any, is_leader: Any = None) -> Any:
     """Fetch the signing secret and start the receiver (None when webhooks are off).
     `runtime` is the controller Runtime: its cache maps predictions to Scenes, and its
-    queue is where they are woken."""
+    intake wakes them (in the urgent lane: they have a job in flight)."""
     if not enabled(settings):
         return None
-    from controller.runtime import SCENE
     from controller.webhooks.mapping import JobIndex, Waker
     from controller.webhooks.receiver import Receiver, SigningSecret
 
-    provider = runtime.providers.video(PROVIDER)  # PushedJobs (see gated)
+    provider = runtime.scenes.providers.video(PROVIDER)  # PushedJobs inside (see gated)
     wake = Waker(
-        JobIndex(lambda: runtime.store.scenes, PROVIDER),
-        provider,
-        lambda key: runtime.queue.add((SCENE, *key), urgent=True),
+        JobIndex(lambda: runtime.store.scenes, PROVIDER), provider, runtime.intake.enqueue_scene
     )
     secret = SigningSecret(provider.webhook_secret)
     receiver = Receiver(secret, wake, **({"is_leader": is_leader} if is_leader else {}))

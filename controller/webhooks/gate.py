@@ -19,6 +19,11 @@ FORGET_AFTER = 7200.0  # predictions time out after 30 minutes; entries older ar
 RECORDING_WINDOW = 60.0  # a job started this recently may not be in its Scene's status yet
 
 
+_OWN = frozenset(
+    {"inner", "poll_seconds", "clock", "skipped", "_due", "_pushed", "_started", "_creating"}
+)
+
+
 class PushedJobs:
     def __init__(
         self,
@@ -37,6 +42,14 @@ class PushedJobs:
 
     def __getattr__(self, name: str) -> Any:  # name, default_model, fetch, find_job, ...
         return getattr(self.inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The gate's own state stays here; anything else is the provider's (the leader
+        # guard swaps the provider's thread pool through this wrapper).
+        if name in _OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.inner, name, value)
 
     async def start(self, request: VideoRequest) -> str:
         self._creating += 1

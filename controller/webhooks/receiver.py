@@ -18,6 +18,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from controller import metrics as m
+from controller.kube import NotLeaderError
 from controller.webhooks.verify import (
     MAX_BODY_BYTES,
     STATUS,
@@ -166,6 +167,9 @@ class Receiver:
             return Outcome.MALFORMED
         if prediction.get("status") not in TERMINAL:
             return Outcome.IGNORED
-        outcome = self.on_completed(prediction["id"])
+        try:
+            outcome = self.on_completed(prediction["id"])
+        except NotLeaderError:  # the Lease was lost a moment ago: the next leader acts
+            return Outcome.STANDBY
         log.debug("webhook for prediction %s: %s", prediction["id"], outcome)
         return outcome

@@ -17,14 +17,15 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from controller.testing.controlplane import REPO_ROOT, Kubectl
-from controller.testing.ports import free_port
-from controller.testing.replicate_server import ReplicateServer
-from controller.testing.webhook_sender import new_secret, post
+from controller.embedded.cluster import Kubectl
+from controller.embedded.controlplane import REPO_ROOT
+from controller.embedded.ports import free_port
 from controller.webhooks.receiver import PATH
 from controller.webhooks.verify import sign
 from tests.integration.clips import replicate_video
 from tests.integration.helpers import Cluster, metric_sum, wait_project, wait_until
+from tests.support.replicate_server import ReplicateServer
+from tests.support.webhook_sender import new_secret, post
 
 WEBHOOKS = "scene_operator_webhooks_total"
 
@@ -197,3 +198,46 @@ def test_component_objects_are_accepted_by_the_api_server(kubectl: Kubectl, name
         docs.append(doc)
     proc = kubectl("create", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs))
     assert proc.stdout.count("(server dry run)") == 3, proc.stdout
+
+
+def test_a_standby_answers_503_and_the_leader_completes_the_scene(
+    cluster: Cluster, namespace: str, run_operator, replicate: ReplicateServer
+) -> None:
+    """Two processes with leader election: a completion delivered to the standby is
+    answered 503 (Replicate retries, and a retry reaches the leader) and changes nothing;
+    the leader's own webhook completes the Scene."""
+    from tests.integration.election import election_env
+
+    replicate.latency_seconds = 4.0
+    ports = {"a": free_port(), "b": free_port()}
+    common = election_env(namespace, "scene-operator")
+    a = run_operator(namespace, env={**common, **webhook_env(replicate, ports["a"])})
+    wait_until(lambda: metric_sum(a.metrics(), "scene_operator_leader") == 1, timeout=30)
+    b = run_operator(namespace, env={**common, **webhook_env(replicate, ports["b"])})
+    time.sleep(1.0)  # b campaigns, and loses
+    assert metric_sum(b.metrics(), "scene_operator_leader") == 0
+    cluster.create_project(namespace, "led", spec(1))
+
+    def recorded() -> str | None:
+        scenes = cluster.scenes(namespace, "led")
+        g = (scenes[0].get("status") or {}).get("generation") if scenes else None
+        return g.get("jobId") if g else None
+
+    job_id = wait_until(recorded, timeout=60, interval=0.1, what="job id recorded")
+    body = json.dumps({"id": job_id, "status": "succeeded", "output": "x"}).encode()
+    ts = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": "msg_to_standby",
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(replicate.webhooks.secret, "msg_to_standby", ts, body),
+    }
+    assert post(f"http://127.0.0.1:{ports['b']}{PATH}", body, headers) == 503
+    assert metric_sum(b.metrics(), WEBHOOKS, outcome="standby") == 1
+    wait_project(cluster, namespace, "led", timeout=60)
+    (delivery,) = replicate.webhooks.deliveries
+    assert delivery.url == f"http://127.0.0.1:{ports['a']}{PATH}"  # created by the leader
+    assert delivery.answers == [200]
+    assert gets_per_job(replicate)[job_id] == 1
+    assert metric_sum(b.metrics(), WEBHOOKS, outcome="accepted") == 0
+    assert metric_sum(a.metrics(), WEBHOOKS, outcome="accepted") == 1

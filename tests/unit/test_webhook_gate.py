@@ -113,6 +113,30 @@ def test_reads_only_after_a_webhook_or_when_the_safety_net_is_due() -> None:
     asyncio.run(scenario())
 
 
+def test_the_leader_guard_wraps_the_providers_threads_through_the_gate() -> None:
+    """GuardedProviders swaps the Replicate provider's pool for a leader-checking one;
+    with webhooks on, it does so through the gate, which must pass it on."""
+    from controller.guard import GuardedProviders, ThreadGuard
+    from controller.kube import NotLeaderError
+
+    leading = [True]
+    settings = Settings(webhook_url="https://h.example.com")
+    providers = GuardedProviders(settings, lambda: leading[0])
+    guarded = providers.video("replicate")
+    gate = guarded._inner
+    assert isinstance(gate, PushedJobs)
+    assert isinstance(gate.inner._executor, ThreadGuard)  # on the real provider
+    assert "_executor" not in vars(gate)
+    leading[0] = False
+    try:
+        guarded.completed("job")
+    except NotLeaderError:
+        pass
+    else:
+        raise AssertionError("a standby's gate must not be touched")
+    gate.inner.close()
+
+
 def test_the_gate_is_only_there_while_webhooks_are_on() -> None:
     inner = FakeProvider()
     assert gated(inner, Settings()) is inner

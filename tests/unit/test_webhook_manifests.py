@@ -5,15 +5,15 @@ own Service, an Ingress for the webhook path only, and a NetworkPolicy for that 
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from controller.embedded.controlplane import REPO_ROOT
 from controller.settings import Settings
-from controller.testing.controlplane import REPO_ROOT, kubectl_path
 from controller.webhooks.receiver import PATH
+from tests.support.kustomize import kustomize_build as kustomize
 
 MANIFESTS = REPO_ROOT / "manifests"
 COMPONENT = MANIFESTS / "components" / "webhooks"
@@ -21,18 +21,6 @@ OPERATOR_LABELS = {
     "app.kubernetes.io/name": "scene-operator",
     "app.kubernetes.io/component": "operator",
 }
-
-
-def kustomize(directory: Path) -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [kubectl_path(), "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
 def overlay(tmp_path: Path) -> list[dict[str, Any]]:
@@ -78,7 +66,7 @@ def test_component_adds_the_receiver_and_nothing_else_changes(tmp_path: Path) ->
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"healthz": 8080, "metrics": 9090, "webhooks": 8000}
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     ours = {k: v for k, v in env.items() if k.startswith("SCENE_OPERATOR_")}
     settings = Settings(**{k.removeprefix("SCENE_OPERATOR_").lower(): v for k, v in ours.items()})
     assert settings.webhook_url and settings.webhook_url.startswith("https://")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+from controller.embedded.ports import free_port
 from controller.providers.base import VideoRequest
 from controller.providers.replicate_video import ReplicateVideoProvider
-from controller.testing.ports import free_port
-from controller.testing.replicate_server import ReplicateServer
 from controller.webhooks.receiver import PATH, Receiver, SigningSecret
 from controller.webhooks.verify import Outcome
+from tests.support.replicate_server import ReplicateServer
 
 REQUEST = VideoRequest(prompt="a kite", duration_seconds=4, aspect_ratio="16:9")
 

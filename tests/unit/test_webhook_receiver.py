@@ -16,10 +16,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from controller import metrics as m
 from controller.settings import Settings
-from controller.testing.webhook_sender import new_secret
 from controller.webhooks import endpoint, poll_delay
 from controller.webhooks.receiver import PATH, Receiver, SigningSecret
 from controller.webhooks.verify import MAX_BODY_BYTES, Outcome, sign
+from tests.support.webhook_sender import new_secret
 
 SECRET = new_secret()
 

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import pytest
 
-from controller.testing.webhook_sender import new_secret
 from controller.webhooks.mapping import JobIndex, recorded_job
 from controller.webhooks.verify import (
     MAX_BODY_BYTES,
@@ -19,6 +18,7 @@ from controller.webhooks.verify import (
     secret_is_well_formed,
     sign,
 )
+from tests.support.webhook_sender import new_secret
 
 SECRET = new_secret()
 OTHER = new_secret()

@@ -79,7 +79,12 @@ def test_with_webhooks_each_job_is_read_at_most_once(
                 completed_at.setdefault(scene["status"]["clip"]["jobId"], time.time())
         return len(completed_at) == 3
 
-    wait_until(all_completed, timeout=120, interval=0.1, what="3 scenes Completed")
+    try:
+        wait_until(all_completed, timeout=120, interval=0.1, what="3 scenes Completed")
+    except AssertionError:
+        answers = {d.prediction_id: d.answers for d in replicate.webhooks.deliveries}
+        print(f"deliveries: {answers}; GETs: {dict(gets_per_job(replicate))}")
+        raise
     project = wait_project(cluster, namespace, "pushed")
     assert project["status"]["completedScenes"] == 3
     assert len(replicate.created) == 3

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -220,12 +221,16 @@ def test_a_standby_answers_503_so_replicate_retries() -> None:
 
 
 def test_settings_turn_webhooks_on() -> None:
+    def job(provider: str, job_id: str | None = "p1") -> Any:  # a GenerationInfo's fields
+        return SimpleNamespace(provider=provider, job_id=job_id)
+
     off = Settings()
     assert endpoint(off) is None
-    assert poll_delay(off, "replicate", 5.0) == 5.0
+    assert poll_delay(off, job("replicate"), 5.0) == 5.0
     on = Settings(webhook_url="https://hooks.example.com/", webhook_poll_seconds=120)
     assert endpoint(on) == "https://hooks.example.com/webhooks/replicate"
-    assert poll_delay(on, "replicate", 5.0) == 120
-    assert poll_delay(on, "veo", 5.0) == 5.0  # Veo does not call back: polled as before
+    assert poll_delay(on, job("replicate"), 5.0) == 120
+    assert poll_delay(on, job("veo"), 5.0) == 5.0  # Veo does not call back: polled as before
+    assert poll_delay(on, job("replicate", None), 5.0) == 5.0  # a marker: orphan search
     assert poll_delay(on, None, 5.0) == 5.0
     assert Settings().webhook_poll_seconds == 300

@@ -131,6 +131,30 @@ def test_verified_requests_that_wake_nothing(pid: str, status: str, expected: st
     run(scenario)
 
 
+def test_a_retry_after_pending_is_not_a_replay() -> None:
+    """503 pending asks Replicate to retry; the retry has the same webhook-id."""
+    known: set[str] = set()
+    woken: list[str] = []
+
+    def wake(pid: str) -> Outcome:
+        if pid in known:
+            woken.append(pid)
+            return Outcome.ACCEPTED
+        return Outcome.PENDING
+
+    async def main() -> None:
+        receiver = Receiver(SigningSecret(Fetcher(SECRET)), wake)
+        async with TestClient(TestServer(receiver.app())) as client:
+            body = prediction()
+            assert await post(client, body, headers_for(body)) == (503, "pending")
+            known.add("p1")  # meanwhile its id reached status
+            assert await post(client, body, headers_for(body)) == (200, "accepted")
+            assert await post(client, body, headers_for(body)) == (200, "replay")
+            assert woken == ["p1"]
+
+    asyncio.run(main())
+
+
 def test_invalid_requests_get_4xx_and_wake_nothing() -> None:
     async def scenario(client: TestClient, woken: list[str], fetcher: Fetcher) -> None:
         body = prediction()

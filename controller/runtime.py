@@ -29,6 +29,8 @@ from controller.api.project import PlanInfo, PlannedSceneRecord, ProjectSpec, Pr
 from controller.api.scene import ScenePhase, SceneSpec, SceneStatus
 from controller.desired import desired_for
 from controller.kube import ApiError, KubeApi
+from controller.media import output
+from controller.media.probe import OutputRules, check_stored, expected_seconds
 from controller.providers.base import (
     JobLostError,
     JobState,
@@ -396,7 +398,9 @@ class Runtime:
             desired, request, blocked, controls, _ = self._scene_inputs(body)
             if mem.look_first and desired is not None and "expected" not in facts:
                 # drift saw an object for this scene: look before any capacity wait
-                facts["expected"] = await self._look(desired.bucket, desired.key(status_take(body)))
+                facts["expected"] = await self._look(
+                    desired.bucket, desired.key(status_take(body)), request
+                )
             mem.look_first = False
             try:
                 status = SceneStatus.model_validate(body.get("status") or {})
@@ -440,10 +444,8 @@ class Runtime:
                 if d.rule == "waiting-capacity" and desired is not None
                 else []
             )
-            if d.rule in ("orphan-window", "orphan-recovered"):
-                m.ORPHAN_WINDOW.labels(
-                    "recovered" if d.rule == "orphan-recovered" else "again"
-                ).inc()
+            if d.rule in sc.ORPHAN_OUTCOMES:
+                m.ORPHAN_WINDOW.labels(sc.ORPHAN_OUTCOMES[d.rule]).inc()
             if d.rule.startswith(("clip-missing", "completed-without-clip", "adopt")):
                 m.DRIFT_REPAIRS.labels(d.rule).inc()
             if d.effect == sc.Effect.NONE:
@@ -463,7 +465,9 @@ class Runtime:
                 continue
             assert desired is not None and request is not None
             if d.effect == sc.Effect.LOOK_EXPECTED:
-                facts["expected"] = await self._look(desired.bucket, desired.key(status.take))
+                facts["expected"] = await self._look(
+                    desired.bucket, desired.key(status.take), request
+                )
             elif d.effect == sc.Effect.POLL:
                 facts["job"] = await self._poll(status, request, mem)
             elif d.effect == sc.Effect.FIND_JOB:
@@ -511,7 +515,11 @@ class Runtime:
         for ev in events:
             await self.event(body, ev.reason, ev.message, ev.type)
 
-    async def _look(self, bucket: str, key: str) -> sc.ObjectSeen:
+    async def _look(
+        self, bucket: str, key: str, request: VideoRequest | None = None
+    ) -> sc.ObjectSeen:
+        """HEAD `key`; with `request`, an object found is also checked to be the clip
+        asked for (it may be adopted), by the same rule as a download."""
         try:
             fact = await self.in_thread(self.clips.head, bucket, key)
             m.S3_OPS.labels("head", "ok").inc()
@@ -520,7 +528,12 @@ class Runtime:
             raise
         if fact is None:
             return sc.ObjectSeen(key, None)
-        return sc.ObjectSeen(key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256))
+        invalid = None
+        if request is not None:
+            rules = OutputRules.from_settings(self.settings)
+            args = (bucket, key, fact.size, expected_seconds(request), rules)
+            invalid = await self.in_thread(check_stored, self.clips, *args)
+        return sc.ObjectSeen(key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256, invalid))
 
     async def _poll(
         self, status: SceneStatus, request: VideoRequest, mem: SceneMemory
@@ -594,6 +607,7 @@ class Runtime:
             if not marked:  # the pending start counted against the budget: give it back
                 self.store.budget_freed.append(project)
         marker_body = self.store.scenes.get(key, body)
+        await self._post_events(marker_body, d.events)
         await self._limiter(self.create_limits, desired.provider, "creates").acquire()
         started = time.perf_counter()
         try:
@@ -718,7 +732,10 @@ class Runtime:
         path = Path(self._tmp.name) / f"{key[0]}-{key[1]}-{g.job_id[-12:]}.mp4"
         try:
             started = time.perf_counter()
-            await provider.fetch(g.job_id, state, request, path)
+            rules = OutputRules.from_settings(self.settings)
+            mem.job_state = await output.fetch_clip(
+                provider, g.job_id, state, request, path, rules, self.in_thread
+            )
             m.PROVIDER_SECONDS.labels(g.provider, "fetch").observe(time.perf_counter() - started)
             metadata = {
                 "spec-hash": desired.spec_hash,
@@ -733,13 +750,8 @@ class Runtime:
             m.S3_OPS.labels("put", "ok").inc()
         except ProviderError as e:
             mem.fetch_failures += 1
-            if not e.retryable or mem.fetch_failures >= 5:
-                err = ErrorInfo(
-                    reason=e.reason,
-                    message=f"output download failed: {e.message}",
-                    retryable=True,
-                    at=rfc3339(utcnow()),
-                )
+            err = output.failed_fetch(e, mem.fetch_failures, rfc3339(utcnow()))
+            if err is not None:
                 return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
             self._enqueue_scene(key, 2.0 * mem.fetch_failures)
             return None

@@ -18,17 +18,27 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from controller.api.common import ErrorInfo
+from controller.api.common import MAX_ERROR_MESSAGE, ErrorInfo
 from controller.api.project import Backoff, MissingClipPolicy
 from controller.api.scene import ClipInfo, GenerationInfo, ScenePhase, SceneStatus
 from controller.reconcile.backoff import backoff_seconds
 from controller.reconcile.conditions import set_condition
 from controller.reconcile.timeutil import parse_rfc3339, rfc3339
+from controller.text import bound
 from controller.vocabulary import Cond, Reason
 
 # A safety net only: the runtime parks a Scene that waits for a job slot and wakes it
 # when a slot frees (controller/waiting.py).
 CAPACITY_RECHECK_SECONDS = 300.0
+
+# Rules that close an orphan window (a job whose id never reached status), by the
+# outcome label of scene_operator_orphan_window_total.
+ORPHAN_OUTCOMES = {
+    "orphan-recovered": "recovered",
+    "unanswered-recovered": "recovered",
+    "orphan-window": "again",
+    "unanswered-window": "again",
+}
 
 
 class Effect(StrEnum):
@@ -56,6 +66,7 @@ class StoredObject:
     size: int
     etag: str
     sha256: str | None = None
+    invalid: str | None = None  # why the object is not a usable clip (not a video, ...)
 
 
 @dataclass(frozen=True)
@@ -158,7 +169,7 @@ def _now(o: Observation) -> str:
 
 
 def _error(o: Observation, reason: str, message: str, retryable: bool) -> ErrorInfo:
-    return ErrorInfo(reason=reason, message=message[:4096], retryable=retryable, at=_now(o))
+    return ErrorInfo(reason=reason, message=message, retryable=retryable, at=_now(o))
 
 
 def _conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) -> SceneStatus:
@@ -296,7 +307,10 @@ def retry_or_fail(o: Observation, s: SceneStatus, err: ErrorInfo, rule: str) -> 
         else err.model_copy(
             update={
                 "reason": Reason.RETRIES_EXHAUSTED,
-                "message": f"{s.attempts} attempts failed; last: {err.reason}: {err.message}",
+                "message": bound(
+                    f"{s.attempts} attempts failed; last: {err.reason}: {err.message}",
+                    MAX_ERROR_MESSAGE,
+                ),
             }
         )
     )
@@ -444,19 +458,24 @@ def _orphaned(o: Observation, s: SceneStatus, g: GenerationInfo) -> Decision:
         return _settle(o, found, rule, events=(Event(Reason.JOB_RECOVERED, msg),))
     if o.orphan.error is not None and o.orphan.error.retryable:
         return _settle(o, s, "orphan-search-failed", requeue_after=o.poll_delay)
-    if unanswered:  # no job came of it: the attempt failed with the create's own error
+    searched = o.orphan.searched and o.orphan.error is None
+    again = unanswered is not None and unanswered.retryable and s.attempts < o.controls.retry_limit
+    if unanswered and (searched or not again):
+        # No job came of it (or no other job will be started): the attempt failed with
+        # the create's own error.
         return retry_or_fail(o, s, unanswered, "start-ambiguous")
     if o.orphan.error is not None:
         why = f"searching the provider failed: {o.orphan.error.message}"
     else:
-        why = "not found at the provider" if o.orphan.searched else "the provider cannot list jobs"
-    err = _error(
-        o,
-        Reason.JOB_MAY_BE_ORPHANED,
-        f"the operator stopped between starting a job and recording its id ({why})",
-        True,
-    )
-    d_ = retry_or_fail(o, s, err, "orphan-window")
+        why = "not found at the provider" if searched else "the provider cannot list jobs"
+    if unanswered:  # a job may exist, and nothing can tell: starting again may pay twice
+        cause = f"the create got no answer ({unanswered.reason}: {unanswered.message})"
+        rule = "unanswered-window"
+    else:
+        cause = "the operator stopped between starting a job and recording its id"
+        rule = "orphan-window"
+    err = _error(o, Reason.JOB_MAY_BE_ORPHANED, f"{cause} ({why})", True)
+    d_ = retry_or_fail(o, s, err, rule)
     return replace(
         d_, events=(Event(Reason.JOB_MAY_BE_ORPHANED, err.message, "Warning"), *d_.events)
     )
@@ -495,7 +514,7 @@ def _in_flight(o: Observation) -> Decision | None:
     key = d.key(s.take)
     if o.expected is None or o.expected.key != key:
         return Decision(Effect.LOOK_EXPECTED, s, "look-before-retry")
-    if o.expected.obj is not None:
+    if o.expected.obj is not None and not o.expected.obj.invalid:
         done = _completed(o, o.expected, g.job_id)
         msg = f"job {g.job_id} ended {job.phase} but its clip is at s3://{d.bucket}/{key}: adopted"
         return _settle(o, done, "adopt-after-job-ended", events=(Event(Reason.CLIP_ADOPTED, msg),))
@@ -667,7 +686,7 @@ def _generate(o: Observation) -> Decision:
             # Look at S3 only once a slot is free: a waiting Scene then costs no HEAD.
             return _waiting_capacity(o)
         return Decision(Effect.LOOK_EXPECTED, s, "look-expected")
-    if o.expected.obj is not None:
+    if o.expected.obj is not None and not o.expected.obj.invalid:
         done = _completed(o, o.expected, s.clip.job_id if s.clip and s.clip.key == key else None)
         msg = f"adopted existing clip s3://{d.bucket}/{key}: no new job"
         return _settle(o, done, "adopt", events=(Event(Reason.CLIP_ADOPTED, msg),))
@@ -714,7 +733,17 @@ def _generate(o: Observation) -> Decision:
             "spec_hash": d.spec_hash,
         }
     )
-    return _settle(o, marker, "start-job", effect=Effect.START)
+    return _settle(o, marker, "start-job", events=_not_adopted(o), effect=Effect.START)
+
+
+def _not_adopted(o: Observation) -> tuple[Event, ...]:
+    """An object at the clip's key that is not a video is not adopted: the new job's clip
+    replaces it. Said once, with the start."""
+    seen = o.expected
+    if seen is None or seen.obj is None or not seen.obj.invalid:
+        return ()
+    msg = f"object at s3://{o.desired.bucket if o.desired else ''}/{seen.key} is not a usable clip ({seen.obj.invalid}): not adopted; generating"
+    return (Event(Reason.INVALID_OUTPUT, msg, "Warning"),)
 
 
 def decide(o: Observation) -> Decision:

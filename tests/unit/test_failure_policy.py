@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from controller.providers import errors
-from controller.providers.base import JobState, JobStatus, ProviderError, VideoRequest
+from controller.providers.base import (
+    JobState,
+    JobStatus,
+    ProviderError,
+    VideoProvider,
+    VideoRequest,
+)
 from controller.providers.local_video import LocalVideoProvider
 from controller.providers.replicate_video import ReplicateVideoProvider
 from controller.providers.veo_video import VeoVideoProvider
@@ -64,25 +70,25 @@ def test_named_permanent_failures_are_not_retried(text: str, reason: str) -> Non
 # ----------------------------------------------------------------------------- replicate
 
 
+async def failure_of(provider: VideoProvider) -> ProviderError:
+    """Start one job and poll it to its end, which must be a failure."""
+    job_id = await provider.start(REQUEST)
+    deadline = time.monotonic() + 5
+    while (state := await provider.poll(job_id, REQUEST)).status == JobStatus.RUNNING:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert state.status == JobStatus.FAILED and state.error is not None
+    return state.error
+
+
 def replicate_outcome(outcome: str) -> ProviderError:
     with ReplicateServer(latency_seconds=0.1) as server:
         provider = ReplicateVideoProvider(api_token=server.token, base_url=server.base_url)
         server.prediction_outcomes = [outcome]
-
-        async def scenario() -> JobState:
-            job_id = await provider.start(REQUEST)
-            deadline = time.monotonic() + 5
-            while (state := await provider.poll(job_id, REQUEST)).status == JobStatus.RUNNING:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-            return state
-
         try:
-            state = asyncio.run(scenario())
+            return asyncio.run(failure_of(provider))
         finally:
             provider.close()
-    assert state.status == JobStatus.FAILED and state.error is not None
-    return state.error
 
 
 @pytest.mark.parametrize("text", RETRIED)
@@ -115,21 +121,14 @@ def veo_outcome(outcome: str) -> ProviderError:
     with VeoServer(latency_seconds=0.1) as server:
         server.outcomes = [outcome]
 
-        async def scenario() -> JobState:
+        async def scenario() -> ProviderError:
             provider = VeoVideoProvider(api_key=server.api_key, base_url=server.base_url)
             try:
-                job_id = await provider.start(REQUEST)
-                deadline = time.monotonic() + 5
-                while (state := await provider.poll(job_id, REQUEST)).status == JobStatus.RUNNING:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.05)
-                return state
+                return await failure_of(provider)
             finally:
                 await provider.aclose()
 
-        state = asyncio.run(scenario())
-    assert state.status == JobStatus.FAILED and state.error is not None
-    return state.error
+        return asyncio.run(scenario())
 
 
 @pytest.mark.parametrize(

@@ -171,15 +171,10 @@ def download(
             return size
         raise refused(url, f"more than {rules.max_redirects} redirects")
     except httpx.TimeoutException as exc:
-        raise (
-            _deadline_error(url, what, rules)
-            if time.monotonic() >= deadline
-            else (
-                errors.connection_error(
-                    f"{what} download from {shown(url)} timed out: {type(exc).__name__}"
-                )
-            )
-        ) from exc
+        if time.monotonic() >= deadline:
+            raise _deadline_error(url, what, rules) from exc
+        message = f"{what} download from {shown(url)} timed out: {type(exc).__name__}"
+        raise errors.connection_error(message) from exc
     except httpx.TransportError as exc:
         raise errors.connection_error(
             f"{what} download from {shown(url)} failed: {type(exc).__name__}"

@@ -24,6 +24,9 @@ FIELDS = (
     "bucket",
     "prefix",
     "namespaces",
+    "identity",
+    "lease",
+    "transitions",
 )
 
 

@@ -16,8 +16,6 @@ from controller.media.probe import OutputRules, check_video, expected_seconds
 from controller.providers.base import JobState, ProviderError, VideoProvider, VideoRequest
 from controller.vocabulary import Reason
 
-MAX_FETCH_FAILURES = 5  # downloads of one output that failed in transit, before a new job
-
 
 async def fetch_clip(
     provider: VideoProvider,
@@ -36,11 +34,11 @@ async def fetch_clip(
     return dataclasses.replace(state, output_bytes=None)
 
 
-def failed_fetch(e: ProviderError, failures: int, at: str) -> ErrorInfo | None:
+def failed_fetch(e: ProviderError, failures: int, attempts: int, at: str) -> ErrorInfo | None:
     """None: fetch the same output again (it failed in transit; no new job). Otherwise the
     error that fails the attempt: output that is not the clip asked for, a permanent
-    error, or too many failed downloads. Its `retryable` is the error's own."""
-    if e.reason != Reason.INVALID_OUTPUT and e.retryable and failures < MAX_FETCH_FAILURES:
+    error, or `attempts` failed downloads. Its `retryable` is the error's own."""
+    if e.reason != Reason.INVALID_OUTPUT and e.retryable and failures < attempts:
         return None
     message = (
         e.message if e.reason == Reason.INVALID_OUTPUT else f"output download failed: {e.message}"

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from controller import vocabulary as v
-from controller.testing.protocol import LocalHTTPServer, Reply
-from controller.testing.replicate_server import ReplicateServer
-from controller.testing.veo_server import VeoServer
 from tests.integration.clips import mp4, probe_s3_clip, replicate_video, veo_video
 from tests.integration.helpers import lose_completion, metric_sum, wait_project, wait_until
+from tests.support.protocol import LocalHTTPServer, Reply
+from tests.support.replicate_server import ReplicateServer
+from tests.support.veo_server import VeoServer
 
 HTML = b"<!doctype html><html><body><h1>Internal admin</h1></body></html>"
 CUDA = "RuntimeError: CUDA error: an illegal memory access was encountered"

@@ -21,8 +21,8 @@ from controller.providers.base import (
 from controller.providers.local_video import LocalVideoProvider
 from controller.providers.replicate_video import ReplicateVideoProvider
 from controller.providers.veo_video import VeoVideoProvider
-from controller.testing.replicate_server import ReplicateServer
-from controller.testing.veo_server import VeoServer
+from tests.support.replicate_server import ReplicateServer
+from tests.support.veo_server import VeoServer
 
 CUDA = "CUDA error: an illegal memory access was encountered"
 TRACEBACK = (

@@ -142,7 +142,7 @@ def test_an_unanswered_create_started_again_without_a_search_is_may_be_orphaned(
     assert d.rule == rule and d.effect == Effect.WRITE
     assert d.status.phase == ScenePhase.PROCESSING and d.status.next_retry_at  # started again
     assert (Reason.JOB_MAY_BE_ORPHANED in reasons(d)) == orphan_event
-    assert (sc.ORPHAN_OUTCOMES.get(d.rule) == "again") == orphan_event
+    assert (sc.OUTCOMES.get(d.rule) == sc.Outcome.ORPHAN_AGAIN) == orphan_event
     if orphan_event:
         assert d.status.last_error is not None
         assert d.status.last_error.reason == Reason.JOB_MAY_BE_ORPHANED
@@ -150,10 +150,12 @@ def test_an_unanswered_create_started_again_without_a_search_is_may_be_orphaned(
 
 
 def test_every_orphan_rule_has_an_outcome_label() -> None:
-    assert set(sc.ORPHAN_OUTCOMES.values()) == {"recovered", "again"}
+    assert {sc.OUTCOMES[r] for r in (sc.Rule.ORPHAN_WINDOW, sc.Rule.UNANSWERED_WINDOW)} == {
+        sc.Outcome.ORPHAN_AGAIN
+    }
     recovered = decide(replace(unanswered(), orphan=sc.OrphanSearch("job-9")))
-    assert sc.ORPHAN_OUTCOMES[recovered.rule] == "recovered"
+    assert recovered.outcome == sc.Outcome.ORPHAN_RECOVERED
     stopped = observe(in_flight(1, job_id=None))
     again = decide(replace(stopped, orphan=sc.OrphanSearch(None, searched=False)))
-    assert sc.ORPHAN_OUTCOMES[again.rule] == "again"
+    assert again.outcome == sc.Outcome.ORPHAN_AGAIN
     assert ObjectSeen  # imported for readers of the table above

@@ -71,6 +71,8 @@ class FakeVideo:
     # exception is raised; ("created", exc) creates the job and then raises (no answer).
     start_script: list[object] = field(default_factory=list)
     fetch_errors: list[Exception] = field(default_factory=list)
+    # What a job's output is (default: a real clip of the length asked).
+    output: Callable[[FakeJob], bytes] | None = None
     search_errors: list[Exception] = field(default_factory=list)
     starts: int = 0
     searches: int = 0
@@ -108,7 +110,9 @@ class FakeVideo:
         if self.fetch_errors:
             raise self.fetch_errors.pop(0)
         # A real clip of the length asked: the operator checks that output is a video.
-        Path(dest).write_bytes(clip_bytes(request.duration_seconds, request.aspect_ratio))
+        job = self.jobs[job_id]
+        data = self.output(job) if self.output else None
+        Path(dest).write_bytes(data or clip_bytes(request.duration_seconds, request.aspect_ratio))
 
 
 @dataclass

@@ -118,3 +118,14 @@ class Settings(BaseSettings):
 
     def cost_per_second(self, provider: str) -> float:
         return float(getattr(self, f"cost_per_second_{provider}", 0.0))
+
+    # ------------------------------------------------------------------ webhooks (issue 17)
+    webhook_url: str | None = None
+    """Public base URL at which Replicate reaches the webhook receiver (e.g.
+    https://hooks.example.com). Set, it turns webhooks on: predictions are created with
+    webhook=<url>/webhooks/replicate, and the receiver listens on `webhook_port`."""
+    webhook_port: int = Field(default=8000, ge=1, le=65535)
+    """Port of the webhook receiver (plain HTTP; TLS ends at the Ingress)."""
+    webhook_poll_seconds: float = Field(default=300.0, gt=0)
+    """While webhooks are on, Replicate jobs are polled this rarely: a safety net, so a
+    lost webhook delays a Scene but never loses it."""

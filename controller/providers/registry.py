@@ -27,9 +27,15 @@ class Providers:
     def _make_video(self, name: str) -> Any:
         if name == "replicate":
             from controller.providers.replicate_video import ReplicateVideoProvider
+            from controller.webhooks import endpoint, gated
 
-            return ReplicateVideoProvider(
-                max_workers=self.settings.io_threads, fetch_rules=self._fetch_rules()
+            return gated(
+                ReplicateVideoProvider(
+                    max_workers=self.settings.io_threads,
+                    fetch_rules=self._fetch_rules(),
+                    webhook=endpoint(self.settings),
+                ),
+                self.settings,
             )
         if name == "veo":
             from controller.providers.veo_video import VeoVideoProvider

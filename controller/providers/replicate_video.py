@@ -99,7 +99,9 @@ class ReplicateVideoProvider:
         max_workers: int = 16,
         clock_skew: timedelta = FIND_CLOCK_SKEW,
         fetch_rules: fetch.FetchRules | None = None,
+        webhook: str | None = None,
     ) -> None:
+        self._webhook = webhook  # the operator's receiver URL: webhooks on (see webhooks/)
         self.clock_skew = clock_skew  # how far the provider's clock may be behind ours
         # Resolved once here (same variables the client reads) so downloads and redaction
         # use exactly the token the client sends.
@@ -131,12 +133,17 @@ class ReplicateVideoProvider:
     async def start(self, request: VideoRequest) -> str:
         model, version = self.model_ref(request)
         payload = self.build_input(request, model)
+        hook: dict[str, Any] = {}
+        if self._webhook:  # Replicate calls back once, when the prediction is done
+            hook = {"webhook": self._webhook, "webhook_events_filter": ["completed"]}
         if version:
             create = functools.partial(
-                self._client.predictions.create, version=version, input=payload
+                self._client.predictions.create, version=version, input=payload, **hook
             )
         else:
-            create = functools.partial(self._client.predictions.create, model=model, input=payload)
+            create = functools.partial(
+                self._client.predictions.create, model=model, input=payload, **hook
+            )
         prediction = await self._run(create)
         log.debug("replicate prediction %s created for %s", prediction.id, model)
         return str(prediction.id)
@@ -161,6 +168,11 @@ class ReplicateVideoProvider:
         if state.status != JobStatus.SUCCEEDED or not state.output_url:
             raise ProviderError("NotReady", f"job {job_id} is {state.status}", retryable=True)
         await self._run(self._download, job_id, state.output_url, Path(dest))
+
+    def webhook_secret(self) -> str:
+        """The account's webhook signing secret (`whsec_...`), blocking: callers run it
+        in a thread. Never log it."""
+        return str(self._client.webhooks.default.secret().key)
 
     # ------------------------------------------------------------------ mapping
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from controller import metrics as m
 from controller import vocabulary as v
+from controller import webhooks
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase, SceneStatus
 from controller.kube import ApiError
@@ -95,7 +96,9 @@ class Actuator:
             orphan_search_after=s.settings.orphan_search_after_seconds,
             capacity=desired is not None and not full,
             capacity_limit=full or "",
-            poll_delay=self.poll_delay(),
+            poll_delay=webhooks.poll_delay(
+                s.settings, status.generation and status.generation.provider, self.poll_delay()
+            ),
             jitter=random.random(),
         )
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from controller import metrics as m
 from controller import vocabulary as v
+from controller import webhooks
 from controller.api.common import ErrorInfo
 from controller.media import output
 from controller.media.probe import OutputRules
@@ -112,7 +113,7 @@ async def start(a: Actuator, o: sc.Observation, d: sc.Decision) -> float | None:
         f"{desired.provider} job {job_id} started (model {desired.model}, attempt {g.attempts}, take {g.take})",
     )
     a.mem.polls, a.mem.job_state = 0, None
-    return s.settings.poll_initial_seconds
+    return webhooks.poll_delay(s.settings, desired.provider, s.settings.poll_initial_seconds)
 
 
 async def record_job_id(a: Actuator, body: Body) -> bool:

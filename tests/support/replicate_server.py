@@ -8,6 +8,7 @@ All controls are plain attributes guarded by `lock`, so tests may change them at
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -23,6 +24,7 @@ from tests.support.protocol import (
     ProtocolServer,
     Reply,
 )
+from tests.support.webhook_sender import WebhookSender
 
 # Also importable from here, where they used to live (tests import Reply from here).
 __all__ = [
@@ -46,6 +48,7 @@ _REPLICATE_ROUTES = [
     ("get", "GET", re.compile(r"^/v1/predictions/(?P<id>[^/]+)$")),
     ("list", "GET", re.compile(r"^/v1/predictions$")),
     ("file", "GET", re.compile(r"^/files/(?P<id>[^/]+)\.mp4$")),
+    ("secret", "GET", re.compile(r"^/v1/webhooks/default/secret$")),
 ]
 
 
@@ -73,9 +76,16 @@ class ReplicateServer(ProtocolServer):
         self.created: list[dict[str, Any]] = []
         self._jobs: dict[str, dict[str, Any]] = {}
         self.list_page_size = 100  # Replicate's page size
+        # Signed webhooks on completion for predictions created with `webhook`; the
+        # secret is served at /v1/webhooks/default/secret (webhooks.drop: lose them).
+        self.webhooks = WebhookSender()
 
     def env(self) -> dict[str, str]:
         return {"REPLICATE_API_TOKEN": self.token, "REPLICATE_BASE_URL": self.base_url}
+
+    def stop(self) -> None:
+        self.webhooks.cancel()
+        super().stop()
 
     def forget(self, prediction_id: str) -> None:
         """Simulate expiry: the prediction answers 404 from now on."""
@@ -111,6 +121,8 @@ class ReplicateServer(ProtocolServer):
             return self._file(params["id"])
         if (failure := self.take(self.fail_next_gets)) is not None:
             return self.failure_reply(failure)
+        if route == "secret":
+            return Reply.json(200, {"key": self.webhooks.secret})
         if route == "list":
             return self._list(int(params["cursor"]) if params["cursor"].isdigit() else 0)
         with self.lock:
@@ -143,7 +155,19 @@ class ReplicateServer(ProtocolServer):
         with self.lock:
             self._jobs[job["id"]] = job
             self.created.append({k: job[k] for k in ("id", "model", "version", "input", "time")})
-            return Reply.json(201, self._prediction_json(job))
+            created = self._prediction_json(job)
+        if isinstance(hook := payload.get("webhook"), str) and "completed" in (
+            payload.get("webhook_events_filter") or ["completed"]
+        ):
+            self.webhooks.schedule(self.latency_seconds + 0.05, job["id"], hook, self._body(job))
+        return Reply.json(201, created)
+
+    def _body(self, job: dict[str, Any]) -> Callable[[], bytes]:
+        def body() -> bytes:
+            with self.lock:
+                return json.dumps(self._prediction_json(job)).encode()
+
+        return body
 
     def _list(self, offset: int) -> Reply:
         """A page of the account's predictions, newest first; `next` is a full URL."""

@@ -10,6 +10,7 @@ import pytest
 
 from controller import vocabulary as v
 from controller.kube import ApiError
+from controller.providers.base import ProviderError
 from tests.unit.fakes.harness import Harness, Killed, metric
 from tests.unit.fakes.providers import no_answer, refused
 
@@ -234,3 +235,62 @@ def test_a_job_id_write_that_fails_is_retried_before_anything_else() -> None:
     assert h.replicate.starts == 1 and h.replicate.searches == 0
     assert h.status("p-scene-001")["phase"] == "Completed"
     assert h.status("p-scene-001")["clip"]["jobId"] == "replicate-job-1"
+
+
+def test_an_upload_or_a_download_that_fails_is_tried_again_without_a_new_job() -> None:
+    h = Harness()
+    h.replicate.fetch_errors = [ProviderError("ServerError", "HTTP 502", retryable=True)]
+    puts = {"n": 0}
+
+    def s3_hiccup(op: str, bucket: str, key: str) -> None:
+        if op == "put":
+            puts["n"] += 1
+            if puts["n"] == 1:
+                raise OSError("connection reset by peer")
+
+    h.clips.before.append(s3_hiccup)
+
+    async def go() -> None:
+        h.project(**ONE)
+        await h.settle(seconds=120)
+
+    run(go())
+    status = h.status("p-scene-001")
+    assert status["phase"] == "Completed" and status["attempts"] == 1
+    assert h.replicate.starts == 1 and puts["n"] == 2
+    assert h.kube.reasons("p-scene-001").count("UploadFailed") == 1
+
+
+@pytest.mark.parametrize(
+    ("outcome", "phase", "starts"),
+    [
+        pytest.param("lost", "Completed", 2, id="job-lost-retried"),
+        pytest.param("fail", "Failed", 1, id="job-failed-permanently"),
+    ],
+)
+def test_a_job_that_ends_badly_is_retried_or_fails(outcome: str, phase: str, starts: int) -> None:
+    h = Harness()
+    h.replicate.outcome = outcome
+
+    async def go() -> None:
+        h.project(**ONE)
+        await h.settle(seconds=4)  # the retry backoff is 5-10 s
+        h.replicate.outcome = "succeed"
+        await h.settle(seconds=300)
+
+    run(go())
+    assert h.status("p-scene-001")["phase"] == phase
+    assert h.replicate.starts == starts
+
+
+def test_a_provider_that_cannot_be_built_fails_the_scene_without_a_job() -> None:
+    h = Harness()
+
+    async def go() -> None:
+        h.project(video={"provider": "local"}, **ONE)  # no credentials in this world
+        await h.settle(seconds=60)
+
+    run(go())
+    status = h.status("p-scene-001")
+    assert status["phase"] == "Failed" and status["lastError"]["reason"] == "ProviderUnavailable"
+    assert status.get("generation") is None

@@ -20,7 +20,7 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller import handlers, logs, metrics
+    from controller import fleet_metrics, handlers, logs, metrics
     from controller.kube import KubeApi
     from controller.providers.registry import Providers
     from controller.runtime import Runtime
@@ -38,6 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         api = KubeApi.from_environment()
         runtime = Runtime(settings=settings, api=api, clips=clips, providers=Providers(settings))
+        fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
         liveness = (
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         )

@@ -54,6 +54,10 @@ ORPHAN_WINDOW = Counter(
     "recovered from the provider's job list, or started again (the only pay-twice window)",
     ["outcome"],
 )
+# Both series exist from the start at 0, so increase() sees the first one (the alert
+# SceneOperatorJobMayBePaidTwice reads `again`).
+for _outcome in ("recovered", "again"):
+    ORPHAN_WINDOW.labels(_outcome)
 QUEUE_DEPTH = Gauge("scene_operator_workqueue_depth", "Keys waiting in the work queue")
 WAITING = Gauge(
     "scene_operator_scenes_waiting_for_capacity",

@@ -38,6 +38,9 @@ class Cond:
     FAILED = "Failed"
     PAUSED = "Paused"
     BUDGET_EXHAUSTED = "BudgetExhausted"
+    # kstatus (abnormal-true, absent when False): see controller/reconcile/health.py
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
 
 
 class Reason:

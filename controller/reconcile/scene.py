@@ -25,6 +25,7 @@ from controller.api.project import Backoff, MissingClipPolicy
 from controller.api.scene import ClipInfo, GenerationInfo, ScenePhase, SceneStatus
 from controller.reconcile.backoff import backoff_seconds
 from controller.reconcile.conditions import set_condition
+from controller.reconcile.health import with_scene_health
 from controller.reconcile.timeutil import parse_rfc3339, rfc3339
 from controller.vocabulary import Cond, Reason
 
@@ -300,6 +301,7 @@ def _conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) -> Sce
     conds = set_condition(
         conds, Cond.FAILED, failed[0], failed[1], failed[2], generation=gen, now=now
     )  # type: ignore[arg-type]
+    conds = with_scene_health(conds, s.phase, s.next_retry_at, generation=gen, now=now)
     return s.model_copy(update={"conditions": conds, "observed_generation": gen})
 
 

@@ -494,6 +494,24 @@ def check_decision(o: Observation, d: Decision) -> None:
         assert d.effect not in (Effect.START, Effect.LOOK_EXPECTED)
     if d.effect == Effect.WRITE:
         assert d.status.wire() != o.status.wire(), f"{d.rule}: WRITE of an unchanged status"
+    if d.effect in (Effect.WRITE, Effect.START):
+        check_kstatus(d)
+
+
+def check_kstatus(d: Decision) -> None:
+    """(f) kstatus conditions: abnormal-true, never both, and consistent with the phase."""
+    conds = {c.type: c for c in d.status.conditions}
+    for c in conds.values():  # metav1.Condition's required fields
+        assert c.reason and c.last_transition_time, (d.rule, c)
+    reconciling, stalled = conds.get(Cond.RECONCILING), conds.get(Cond.STALLED)
+    assert all(c is None or c.status == "True" for c in (reconciling, stalled)), d.rule
+    assert reconciling is None or stalled is None, d.rule
+    if conds[Cond.READY].status == "True":
+        assert reconciling is None and stalled is None, d.rule
+    if d.status.phase == ScenePhase.FAILED:
+        assert stalled is not None and stalled.message, d.rule
+    if d.status.generation is not None:
+        assert reconciling is not None, d.rule
 
 
 # ----------------------------------------------------------------------------- strategies

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -19,13 +20,12 @@ from controller import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase, SceneStatus
 from controller.kube import ApiError
-from controller.providers.base import JobLostError, JobStatus, ProviderError
+from controller.providers.base import JobLostError, JobStatus, ProviderError, VideoRequest
 from controller.reconcile import scene as sc
 from controller.reconcile.effects import Facts
 from controller.reconcile.patching import merge_patch
 from controller.reconcile.timeutil import rfc3339
 from controller.runtime import jobs
-from controller.runtime.scenes import SceneInputs
 from controller.runtime.state import SceneMemory
 from controller.store import Body, Key, key_of, project_of_scene
 
@@ -33,6 +33,17 @@ if TYPE_CHECKING:
     from controller.runtime.scenes import Scenes
 
 log = logging.getLogger("scene_operator")
+
+
+@dataclass(frozen=True)
+class SceneInputs:
+    """What a Scene's decision reads besides its own status."""
+
+    desired: sc.Desired | None
+    request: VideoRequest | None
+    blocked: ErrorInfo | None
+    controls: sc.Controls
+    project: Body | None
 
 
 class Actuator:

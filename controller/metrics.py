@@ -65,6 +65,14 @@ WAITING = Gauge(
 )
 EVENTS = Counter("scene_operator_events_total", "Kubernetes Events posted", ["reason"])
 
+LEADER = Gauge(
+    "scene_operator_leader", "1 while this process holds the leader-election Lease, else 0"
+)
+LEASE_TRANSITIONS = Gauge(
+    "scene_operator_lease_transitions",
+    "leaseTransitions of the leader-election Lease as last observed: hand-overs between holders",
+)
+
 
 def serve(port: int) -> None:
     if port:

@@ -91,6 +91,18 @@ def event_time(event: dict[str, Any]) -> str:
     )
 
 
+def parse_time(stamp: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def chronological(event: EventView) -> dt.datetime:
+    """Sort key: lastTimestamp (seconds) and eventTime (microseconds) compare as times."""
+    return parse_time(event.time) or dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
 def event_view(event: dict[str, Any]) -> EventView:
     involved = event.get("involvedObject") or {}
     return EventView(
@@ -119,7 +131,7 @@ def events_of(
     """Events about the named objects of one kind, oldest first; the last `limit` only."""
     views = sorted(
         (event_view(e) for e in events if about(e, namespace, kind, names)),
-        key=lambda e: e.time,
+        key=chronological,
     )
     return views[-limit:] if limit else views
 
@@ -170,7 +182,7 @@ def project_view(
     merged = sorted(
         events_of(events, ns, v.PROJECT_KIND, {meta["name"]})
         + events_of(events, ns, v.SCENE_KIND, names),
-        key=lambda e: e.time,
+        key=chronological,
     )
     return ProjectView(
         namespace=ns,
@@ -193,9 +205,8 @@ def project_view(
 
 def age(timestamp: str, now: dt.datetime) -> str:
     """kubectl's short age: 42s, 5m, 3h, 2d."""
-    try:
-        then = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
+    then = parse_time(timestamp)
+    if then is None:
         return "-"
     seconds = max(0, int((now - then).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

@@ -96,6 +96,16 @@ def test_a_project_view_has_its_own_scenes_by_sequence_and_their_events() -> Non
     assert (view.generations_started, view.estimated_cost_usd) == (3, 1.5)
 
 
+def test_events_are_ordered_by_time_whatever_their_precision() -> None:
+    events = [
+        event("Project", "lh", "Later", "", eventTime="2026-11-30T11:00:00.500000Z"),
+        event("Project", "lh", "Sooner", "2026-11-30T11:00:00Z"),  # as text it sorts last
+        event("Project", "lh", "Undated", ""),
+    ]
+    view = report.project_view(PROJECT, SCENES, events)
+    assert [e.reason for e in view.events] == ["Undated", "Sooner", "Later"]
+
+
 def test_only_the_latest_events_are_kept() -> None:
     view = report.project_view(PROJECT, SCENES, EVENTS, event_limit=2)
     assert [e.reason for e in view.events] == ["ClipUploaded", "RetryScheduled"]

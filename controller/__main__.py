@@ -28,9 +28,10 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller import handlers, logs, metrics
+    from controller import fleet_metrics, handlers, leadership, logs, metrics
+    from controller.guard import Guarded, GuardedProviders, LeaderGatedQueue
     from controller.kube import KubeApi
-    from controller.providers.registry import Providers
+    from controller.leader import AlwaysLeader, LeaderElector
     from controller.runtime import Runtime
     from controller.settings import Settings
     from controller.storage.clips import ClipStore
@@ -43,9 +44,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.create_bucket:
         clips.ensure_bucket(settings.bucket)
 
+    elect = leadership.election_enabled(args.leader_elect, settings)
+
     async def main() -> None:
         api = KubeApi.from_environment()
-        runtime = Runtime(settings=settings, api=api, clips=clips, providers=Providers(settings))
+        lease_api = KubeApi.from_environment() if elect else None
+        elector: LeaderElector | AlwaysLeader = AlwaysLeader()
+        if lease_api is not None:
+            config = leadership.election_config(settings, args.namespace or [])
+            elector = leadership.elector(lease_api, config)
+            log.info(
+                "leader election on",
+                extra={"lease": f"{config.namespace}/{config.name}", "identity": config.identity},
+            )
+        # Every provider call, S3 call and API write of the work checks leadership first.
+        api.write_guard = elector.is_leader
+        runtime = Runtime(
+            settings=settings,
+            api=api,
+            clips=Guarded(clips, elector.is_leader, "clip store"),
+            providers=GuardedProviders(settings, elector.is_leader),
+            queue=LeaderGatedQueue(elector.wait_leading),
+        )
+        fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
         liveness = (
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         )
@@ -57,6 +78,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "prefix": settings.s3_prefix,
             },
         )
+        election = None
+        if isinstance(elector, LeaderElector):
+            election = asyncio.create_task(elector.run())
+            election.add_done_callback(_election_ended)
         try:
             await handlers.run(
                 runtime,
@@ -67,10 +92,26 @@ def cmd_run(args: argparse.Namespace) -> int:
                 liveness_endpoint=liveness,
             )
         finally:
+            if election is not None and isinstance(elector, LeaderElector):
+                election.remove_done_callback(_election_ended)
+                election.cancel()
+                await elector.release()  # the workers are stopped: hand over at once
             await api.close()
+            if lease_api is not None:
+                await lease_api.close()
 
     asyncio.run(main())
     return 0
+
+
+def _election_ended(task: asyncio.Task[None]) -> None:
+    """The elector returns only through its exits (and is cancelled only after this
+    callback is removed): anything else, e.g. a bug, or kopf cancelling a task of ours
+    while it restarts, stops the process at once rather than run on without renewing."""
+    from controller import leadership
+
+    error = "cancelled" if task.cancelled() else repr(task.exception())
+    leadership.exit_now(leadership.EXIT_LOST_LEADERSHIP, "leader election stopped", error=error)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -116,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         "--peering",
         metavar="NAME",
         help="kopf peering object for multi-replica safety (default: standalone)",
+    )
+    run.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="leader election on a Lease: run several replicas, one works "
+        "(default: SCENE_OPERATOR_LEADER_ELECT, else on in a cluster)",
     )
     run.set_defaults(func=cmd_run)
 

@@ -31,6 +31,9 @@ FIELDS = (
     "bucket",
     "prefix",
     "namespaces",
+    "identity",
+    "lease",
+    "transitions",
 )
 BASE = ("time", "level", "logger", "message")
 

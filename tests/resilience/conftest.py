@@ -52,7 +52,7 @@ STRICT_PAY_ONCE = os.environ.get("RESILIENCE_STRICT_PAY_ONCE", "") not in ("", "
 
 
 class PaidTwiceWarning(UserWarning):
-    """A duplicate provider job explained by the known orphan window (design §3)."""
+    """A duplicate provider job explained by the known orphan window (docs/architecture.md)."""
 
 
 def env_int(name: str, default: int) -> int:

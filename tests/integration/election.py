@@ -10,8 +10,8 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from controller.testing.replicate_server import ReplicateServer, Reply
 from tests.integration.helpers import Cluster
+from tests.support.replicate_server import ReplicateServer, Reply
 
 
 class TaggedReplicate(ReplicateServer):

@@ -10,7 +10,6 @@ from collections import Counter
 from datetime import datetime
 
 from controller import vocabulary as v
-from controller.testing.operator import OperatorProcess
 from tests.integration.clips import replicate_video
 from tests.integration.election import (
     TaggedReplicate,
@@ -19,6 +18,7 @@ from tests.integration.election import (
     max_running,
 )
 from tests.integration.helpers import api_writes, condition, is_true, metric_sum, wait_until
+from tests.support.operator_process import OperatorProcess
 
 LATENCY = 3.0  # seconds a provider job runs
 CONCURRENCY = 4  # SCENE_OPERATOR_CONCURRENCY_REPLICATE of each process

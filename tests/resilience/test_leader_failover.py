@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from controller.leadership import EXIT_LOST_LEADERSHIP
-from controller.testing.apiproxy import RecordingApiProxy
 from tests.integration.clips import replicate_video
 from tests.integration.election import TaggedReplicate, election_env, lease_spec, max_running
 from tests.integration.helpers import metric_sum
@@ -34,6 +33,7 @@ from tests.resilience.conftest import (
     snapshot,
     wait_for,
 )
+from tests.support.apiproxy import RecordingApiProxy
 
 pytestmark = [pytest.mark.resilience, pytest.mark.integration]
 

@@ -147,7 +147,6 @@ def test_a_standbys_queue_collects_keys_and_hands_out_none_until_it_leads() -> N
     async def main() -> None:
         leading = asyncio.Event()
         queue = LeaderGatedQueue(leading.wait)
-        assert queue  # an empty queue is not replaced by a default one
         runtime = Runtime(settings=Settings(), api=None, clips=None, providers=None, queue=queue)
         assert runtime.queue is queue
         queue.add("a")

@@ -104,8 +104,24 @@ class KubeApi:
                 # a free pooled connection, which under load is not a connect failure.
                 timeout=aiohttp.ClientTimeout(total=30.0, sock_connect=10.0),
                 json_serialize=jsonlib.dumps,
+                trace_configs=[self._guard_trace()],
             )
         return self._session
+
+    def _guard_trace(self) -> aiohttp.TraceConfig:
+        """The write guard once more with a connection in hand, right before the request
+        is written (no await in between): a write that waited for a free pooled
+        connection, or was under way when the process was frozen, is not sent late."""
+
+        async def check(_: Any, ctx: Any, __: Any) -> None:
+            what = ctx.trace_request_ctx
+            if what and self.write_guard is not None and not self.write_guard():
+                raise NotLeaderError(f"{what}: this process is not the leader")
+
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_reuseconn.append(check)
+        trace.on_connection_create_end.append(check)
+        return trace
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None) -> KubeApi:
@@ -152,6 +168,7 @@ class KubeApi:
             headers=self._headers(
                 content_type or ("application/json" if json is not None else None)
             ),
+            trace_request_ctx=None if method == "GET" else f"{method} {path}",
         ) as response:
             content = await response.read()
         if response.status >= 400:

@@ -182,6 +182,53 @@ def test_kube_writes_are_refused_before_they_are_sent_but_reads_go_through() -> 
     asyncio.run(main())
 
 
+def test_a_write_waiting_for_a_pooled_connection_is_not_sent_once_leadership_is_gone() -> None:
+    """The guard is checked again with the connection in hand: a PATCH that passed the
+    first check, then waited for the only connection while the deadline passed (or the
+    process was frozen), never reaches the server."""
+    from aiohttp import web
+
+    async def main() -> None:
+        seen: list[str] = []
+        release = asyncio.Event()
+
+        async def handle(request: web.Request) -> web.Response:
+            seen.append(request.method)
+            if request.method == "GET":
+                await release.wait()
+            return web.json_response({})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        cfg = k8s_client.Configuration()
+        cfg.host = f"http://127.0.0.1:{port}"
+        api = KubeApi(cfg, max_connections=1)
+        leading = [True]
+        api.write_guard = lambda: leading[0]
+        try:
+            slow_read = asyncio.create_task(api.get("scenes", "ns", "s"))
+            while not seen:
+                await asyncio.sleep(0.01)
+            write = asyncio.create_task(api.patch_status("scenes", "ns", "s", {"phase": "X"}))
+            await asyncio.sleep(0.1)  # the write waits for the one connection
+            leading[0] = False
+            release.set()
+            await slow_read
+            with pytest.raises(NotLeaderError, match="PATCH"):
+                await write
+            assert seen == ["GET"]
+        finally:
+            await api.close()
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize(
     ("flag", "env", "cluster", "expected"),
     [

@@ -229,6 +229,43 @@ def test_a_write_waiting_for_a_pooled_connection_is_not_sent_once_leadership_is_
     asyncio.run(main())
 
 
+def test_a_write_is_checked_once_more_right_before_its_bytes_go_out() -> None:
+    """aiohttp sends headers and body from a task of its own, a loop turn after the
+    connection is in hand: leadership lost in that turn (or a freeze there) still
+    stops the write before any byte of it is sent."""
+    from aiohttp import web
+
+    async def main() -> None:
+        seen: list[str] = []
+
+        async def handle(request: web.Request) -> web.Response:
+            seen.append(request.method)
+            return web.json_response({})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        cfg = k8s_client.Configuration()
+        cfg.host = f"http://127.0.0.1:{port}"
+        api = KubeApi(cfg)
+        answers = iter([True, True])  # the first check and the connection's: then lost
+        api.write_guard = lambda: next(answers, False)
+        try:
+            with pytest.raises(NotLeaderError, match="POST"):
+                await api.post_event({"metadata": {"name": "s"}}, reason="R", message="m")
+            await asyncio.sleep(0.1)
+            assert seen == []
+        finally:
+            await api.close()
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize(
     ("flag", "env", "cluster", "expected"),
     [

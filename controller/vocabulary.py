@@ -41,6 +41,9 @@ class Cond:
     FAILED = "Failed"
     PAUSED = "Paused"
     BUDGET_EXHAUSTED = "BudgetExhausted"
+    # kstatus (abnormal-true, absent when False): see controller/reconcile/health.py
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
 
 
 class Reason:
@@ -61,6 +64,7 @@ class Reason:
     CLIP_UPLOADED = "ClipUploaded"
     CLIP_ADOPTED = "ClipAdopted"
     UPLOAD_FAILED = "UploadFailed"
+    INVALID_OUTPUT = "InvalidOutput"  # the provider's output is not the clip asked for
     JOB_LOST = "JobLost"
     JOB_MAY_BE_ORPHANED = "JobMayBeOrphaned"
     JOB_RECOVERED = "JobRecovered"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,11 @@ import pytest
 import yaml
 
 from controller import vocabulary as v
-from controller.embedded.cluster import Kubectl, kubectl_path
+from controller.embedded.cluster import Kubectl
 from controller.embedded.controlplane import REPO_ROOT
 from tests.integration.helpers import Cluster, is_true, wait_until
 from tests.support.kubeconfigs import service_account_kubeconfig
+from tests.support.kustomize import kustomize_build
 from tests.support.operator_process import OperatorProcess
 
 MANIFESTS = REPO_ROOT / "manifests"
@@ -66,15 +66,7 @@ PERMISSION_PROBLEMS = re.compile(
 
 
 def render() -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [kubectl_path(), "kustomize", str(MANIFESTS)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return kustomize_build(MANIFESTS)
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -1,10 +1,15 @@
-"""Command line: run the operator, generate CRDs, the demo, and operator helpers."""
+"""scene-operator: run the operator, write its CRDs, or run the demo.
+
+Installed as `scene-operator` (also `python -m controller`). Looking at Projects and
+Scenes and acting on them is the kubectl plugin's job: `kubectl video --help`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,8 +17,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
-    from controller.api.crd import write_crds
+    from controller.api.crd import crd_files, write_crds
 
+    if args.output == "-":  # scene-operator crds --output - | kubectl apply -f -
+        print("---\n".join(crd_files().values()), end="")
+        return 0
     for path in write_crds(Path(args.output)):
         print(path)
     return 0
@@ -111,27 +119,34 @@ def _election_ended(task: asyncio.Task[None]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import os
+
+    from controller.demo import DemoOptions
     from controller.demo import main as demo
 
-    return demo(Path(args.output), timeout=args.timeout)
-
-
-def cmd_annotate(args: argparse.Namespace) -> int:
-    from controller.cli import annotate
-
-    print(annotate(args.ref, args.namespace, args.command))
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from controller.cli import status_table
-
-    print(status_table(args.ref, args.namespace))
-    return 0
+    options = DemoOptions(
+        output=Path(args.output),
+        timeout=args.timeout,
+        kubeconfig=args.kubeconfig,
+        namespace=args.namespace,
+        real_providers=args.real_providers,
+        max_generations=args.max_generations,
+    )
+    try:
+        return demo(options, os.environ)
+    except KeyboardInterrupt:  # everything it started is stopped on the way out
+        print("demo interrupted", file=sys.stderr)
+        return 130
+    except (subprocess.CalledProcessError, RuntimeError, OSError) as exc:
+        # kubectl failed (its stderr says why), no kubeconfig, no moto, no binaries, ...
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m controller", description=__doc__)
+    from controller.demo import DEMO_BUDGET  # a light module: the demo's parts load lazily
+
+    parser = argparse.ArgumentParser(prog="scene-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator against KUBECONFIG (or in-cluster)")
@@ -156,27 +171,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.set_defaults(func=cmd_run)
 
-    crds = sub.add_parser("crds", help="write crds/*.yaml from the pydantic models")
-    crds.add_argument("--output", default=str(REPO / "crds"))
+    crds = sub.add_parser("crds", help="write the CRDs generated from the pydantic models")
+    crds.add_argument(
+        "--output",
+        default=str(REPO / "crds") if (REPO / "pyproject.toml").exists() else "-",
+        help="folder, or - for stdout (default: crds/ of a source checkout, else stdout)",
+    )
     crds.set_defaults(func=cmd_crds)
 
-    demo = sub.add_parser("demo", help="local control plane + S3 + operator + an example Project")
+    demo = sub.add_parser(
+        "demo", help="the operator, an S3 server and an example Project (local providers)"
+    )
     demo.add_argument("--output", default="demo-output", help="folder for the clips (MP4)")
     demo.add_argument("--timeout", type=float, default=600.0)
+    demo.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="use this cluster (kind, minikube, ...) instead of starting a local control plane",
+    )
+    demo.add_argument("--namespace", "-n", default="default", help="namespace of the Project")
+    demo.add_argument(
+        "--real-providers",
+        action="store_true",
+        help="use Gemini/Replicate where their keys are set (this costs money); by default "
+        "the local planner and renderer run and no provider key reaches the operator",
+    )
+    demo.add_argument(
+        "--max-generations",
+        type=int,
+        default=DEMO_BUDGET,
+        help="budget.maxGenerations with --real-providers (default: %(default)s)",
+    )
     demo.set_defaults(func=cmd_demo)
-
-    for name, text in (
-        ("regenerate", "new take for scene/NAME, or for every scene of project/NAME"),
-        ("retry", "retry failed scene/NAME, or every failed scene of project/NAME"),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("ref", metavar="KIND/NAME")
-        p.add_argument("--namespace", "-n", default="default")
-        p.set_defaults(func=cmd_annotate)
-    status = sub.add_parser("status", help="per-scene table of project/NAME")
-    status.add_argument("ref", metavar="project/NAME")
-    status.add_argument("--namespace", "-n", default="default")
-    status.set_defaults(func=cmd_status)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -551,6 +551,7 @@ def test_empty_strings_are_valid_string_values(api: k8s.CustomObjectsApi, namesp
 # --- garbage collection -------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("garbage_collection")
 def test_deleting_a_project_garbage_collects_its_scenes(
     api: k8s.CustomObjectsApi, kubectl: Kubectl, namespace: str
 ) -> None:

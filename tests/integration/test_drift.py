@@ -423,3 +423,20 @@ def test_deletion_policy(policy, cluster, namespace, run_operator, kubectl, s3, 
         assert "ClipsDeleted" in cluster.event_reasons(namespace, "gone")
     else:
         assert sorted(o["Key"] for o in listed) == sorted(keys)
+
+
+def test_a_missing_bucket_starts_no_paid_job(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    """S3 answers a HEAD in a missing bucket with a bare 404, like a missing key: taken as
+    "no clip yet", every Scene would pay for a job whose upload can only fail."""
+    op = run_operator(namespace, env=replicate.env())
+    cluster.create_project(namespace, "nowhere", spec(count=2, storage={"bucket": "no-such-clips"}))
+    wait_until(lambda: len(cluster.scenes(namespace, "nowhere")) == 2, timeout=30, what="2 scenes")
+    wait_until(
+        lambda: op.logs().count("NoSuchBucket") >= 4, timeout=60, what="HEADs refused twice each"
+    )
+    assert replicate.created == []
+    s3.client.create_bucket(Bucket="no-such-clips")  # the bucket appears: work goes on
+    wait_project(cluster, namespace, "nowhere", timeout=90)
+    assert len(replicate.created) == 2

@@ -70,6 +70,9 @@ class ReplicateServer(ProtocolServer):
         self.fail_next_gets: list[Failure] = []
         self.fail_next_files: list[Failure] = []
         self.prediction_outcomes: list[str] = []
+        # Where a succeeded prediction's output points (default: this server's /files/);
+        # tests point it elsewhere, e.g. at an internal address.
+        self.output_url: Callable[[dict[str, Any]], str] | None = None
         self.created: list[dict[str, Any]] = []
         self._jobs: dict[str, dict[str, Any]] = {}
         self.list_page_size = 100  # Replicate's page size
@@ -197,7 +200,13 @@ class ReplicateServer(ProtocolServer):
     def _prediction_json(self, job: dict[str, Any]) -> dict[str, Any]:
         status, completed = self._status(job)
         api = f"{self.base_url}/v1/predictions/{job['id']}"
-        output = f"{self.base_url}/files/{job['id']}.mp4" if status == "succeeded" else None
+        output = None
+        if status == "succeeded":
+            output = (
+                self.output_url(job)
+                if self.output_url
+                else f"{self.base_url}/files/{job['id']}.mp4"
+            )
         error = None
         if status == "failed":
             _, _, text = job["outcome"].partition(":")

@@ -23,11 +23,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller import metrics as m
+from controller import naming, tenancy
 from controller import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.api.project import PlanInfo, PlannedSceneRecord, ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase, SceneSpec, SceneStatus
 from controller.desired import desired_for
+from controller.drift import look_at_clip
 from controller.kube import ApiError, KubeApi
 from controller.providers.base import (
     JobLostError,
@@ -42,7 +44,12 @@ from controller.ratelimit import TokenBucket
 from controller.reconcile import scene as sc
 from controller.reconcile.hashing import spec_hash
 from controller.reconcile.patching import merge_patch
-from controller.reconcile.project import ProjectObservation, SceneView, project_status
+from controller.reconcile.project import (
+    ProjectObservation,
+    SceneView,
+    name_conflict_message,
+    project_status,
+)
 from controller.reconcile.timeutil import parse_rfc3339, rfc3339, utcnow
 from controller.settings import Settings
 from controller.storage.clips import project_prefix
@@ -54,6 +61,7 @@ from controller.store import (
     key_of,
     project_of_scene,
     resource_version,
+    scene_belongs_to,
 )
 from controller.waiting import Waiters
 
@@ -62,6 +70,7 @@ log = logging.getLogger("scene_operator")
 SCENE, PROJECT, DRIFT = "scene", "project", "drift"
 MAX_STEPS = 12
 PROJECT_RECOUNT_DELAY = 0.5  # coalesce bursts of scene events into one project recount
+NAME_CONFLICT_RETRY = 30.0  # seconds between tries to create a Scene whose name is taken
 
 
 @dataclass
@@ -82,6 +91,7 @@ class ProjectMemory:
     planning_error: ErrorInfo | None = None
     plan_failures: int = 0
     drift_scheduled: bool = False
+    name_conflicts: list[str] = field(default_factory=list)  # see _report_name_conflicts
 
 
 @dataclass
@@ -321,17 +331,16 @@ class Runtime:
                 sc.Controls(),
                 project,
             )
-        try:
-            pspec = ProjectSpec.model_validate(project.get("spec") or {})
-        except ValidationError as e:
-            return (
-                None,
-                None,
-                ErrorInfo(reason=v.Reason.INVALID_SPEC, message=f"project: {_short(e)}"),
-                sc.Controls(),
-                project,
+        pspec, problem = tenancy.project_spec(project.get("spec"), self.settings)
+        if pspec is not None:
+            desired, request = desired_for(
+                spec, pspec, ns, project["metadata"]["uid"], self.settings
             )
-        desired, request = desired_for(spec, pspec, ns, project["metadata"]["uid"], self.settings)
+            problem = tenancy.scene_problem(desired, self.settings)
+        if pspec is None or problem:
+            message = f"project: {problem}" if pspec is None else str(problem)
+            error = ErrorInfo(reason=v.Reason.INVALID_SPEC, message=message)
+            return None, None, error, sc.Controls(), project
         annotations = project.get("metadata", {}).get("annotations") or {}
         pkey = key_of(project)
         cap = pspec.budget.max_generations
@@ -409,7 +418,7 @@ class Runtime:
                 and status.phase == ScenePhase.COMPLETED
                 and "clip_check" not in facts
             ):
-                facts["clip_check"] = await self._look(status.clip.bucket, status.clip.key)
+                facts["clip_check"] = await self.in_thread(look_at_clip, self.clips, status.clip)
             mem.verify_clip = False
             # No await between this check and a START: _start reserves the slot at once.
             full = desired and self._capacity(desired.provider, project_of_scene(body))
@@ -823,11 +832,7 @@ class Runtime:
         if meta.get("deletionTimestamp"):
             await self._finalize(body)
             return
-        try:
-            spec: ProjectSpec | None = ProjectSpec.model_validate(body.get("spec") or {})
-            spec_error = None
-        except ValidationError as e:
-            spec, spec_error = None, _short(e)
+        spec, spec_error = tenancy.project_spec(body.get("spec"), self.settings)
         if spec is not None:
             await self._ensure_finalizer(body, spec)
             body = self.store.projects.get(key, body)
@@ -858,6 +863,7 @@ class Runtime:
             planning=mem.planning,
             planning_error=mem.planning_error,
             budget_used=self.store.started_by_project[key],
+            name_conflicts=tuple(mem.name_conflicts),
         )
         new = project_status(obs)
         patch = merge_patch(body.get("status") or {}, new.wire())
@@ -990,6 +996,7 @@ class Runtime:
             pspec = ProjectSpec.model_validate(project.get("spec") or {})
         except ValidationError:
             return
+        conflicts: list[str] = []
         for i, planned in enumerate(plan.scenes, start=1):
             name = scene_name(key[1], i)
             if name in existing:
@@ -1000,7 +1007,10 @@ class Runtime:
                 "metadata": {
                     "name": name,
                     "namespace": key[0],
-                    "labels": {v.LABEL_PROJECT: key[1], v.LABEL_MANAGED_BY: v.MANAGER},
+                    "labels": {
+                        v.LABEL_PROJECT: naming.project_label(key[1]),
+                        v.LABEL_MANAGED_BY: v.MANAGER,
+                    },
                     "ownerReferences": [
                         {
                             "apiVersion": v.API_VERSION,
@@ -1024,10 +1034,32 @@ class Runtime:
             try:
                 created = await self.api.create(v.SCENE_PLURAL, key[0], scene)
             except ApiError as e:
-                if e.conflict:
-                    continue  # created before a restart: deterministic names make this safe
-                raise
+                if not e.conflict:
+                    raise
+                # Counted as created only if it is this Project's (created before a
+                # restart); a Scene of another Project is reported, never taken over.
+                created = await self.api.get(v.SCENE_PLURAL, key[0], name)
+                if created is None:  # deleted meanwhile: create it on the next pass
+                    self.queue.add_after((PROJECT, *key), 1.0)
+                    continue
+                if not scene_belongs_to(created, project):
+                    conflicts.append(name)
+                    continue
             self.on_scene_event(None, created)
+        await self._report_name_conflicts(project, conflicts)
+
+    async def _report_name_conflicts(self, project: Body, conflicts: list[str]) -> None:
+        """Scenes of the plan that exist but are not this Project's: a Warning Event when
+        the set changes, the ScenesPlanned condition (see project_status), and another try
+        later (the other Scene may be garbage-collected, or renamed by its owner)."""
+        key = key_of(project)
+        mem = self.project_memory.setdefault(key, ProjectMemory())
+        if conflicts and conflicts != mem.name_conflicts:
+            message = name_conflict_message(conflicts)
+            await self.event(project, v.Reason.SCENE_NAME_TAKEN, message, "Warning")
+        if conflicts:
+            self.queue.add_after((PROJECT, *key), NAME_CONFLICT_RETRY)
+        mem.name_conflicts = conflicts
 
     async def _ensure_finalizer(self, body: Body, spec: ProjectSpec) -> None:
         finalizers = list(body["metadata"].get("finalizers") or [])
@@ -1157,7 +1189,7 @@ def plan_hash(spec: ProjectSpec) -> str:
 
 
 def scene_name(project: str, sequence: int) -> str:
-    return f"{project}-scene-{sequence:03d}"
+    return naming.scene_name(project, sequence)
 
 
 def _project_status(body: Body) -> ProjectStatus:
@@ -1196,11 +1228,7 @@ def status_take(body: Body) -> int:
 
 
 def _short(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
+    return tenancy.short_error(e)
 
 
 def _parse(s: str) -> Any:

@@ -156,3 +156,17 @@ def is_owned_by(scene: Body, project: Body) -> bool:
     uid = project.get("metadata", {}).get("uid")
     refs = scene.get("metadata", {}).get("ownerReferences") or []
     return any(r.get("uid") == uid and r.get("kind") == v.PROJECT_KIND for r in refs)
+
+
+def scene_belongs_to(scene: Body, project: Body) -> bool:
+    """Whether an existing Scene is this Project's: owned by it (ownerReference uid), or,
+    with no Project owner at all, declared for it (spec.projectRef). A Scene owned by
+    another Project, even an earlier one of the same name, is not."""
+    refs = [
+        r
+        for r in scene.get("metadata", {}).get("ownerReferences") or []
+        if r.get("kind") == v.PROJECT_KIND
+    ]
+    if refs:
+        return is_owned_by(scene, project)
+    return project_of_scene(scene) == key_of(project)

@@ -49,6 +49,7 @@ class Reason:
     PLANNING_FAILED = "PlanningFailed"
     SCENES_DECLARED = "ScenesDeclared"
     INVALID_SPEC = "InvalidSpec"
+    SCENE_NAME_TAKEN = "SceneNameTaken"  # a Scene of the plan's name exists, not this Project's
     # generation
     NOT_REQUESTED = "VideosNotRequested"
     WAITING = "WaitingForCapacity"

@@ -12,6 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from controller.retry_after import bounded
+
 
 class ProviderError(Exception):
     """A classified provider failure.
@@ -35,7 +37,7 @@ class ProviderError(Exception):
         self.message = message
         self.retryable = retryable
         self.status_code = status_code
-        self.retry_after = retry_after
+        self.retry_after = bounded(retry_after)  # capped: see controller/retry_after.py
 
 
 class JobLostError(ProviderError):

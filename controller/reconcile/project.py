@@ -72,6 +72,15 @@ class ProjectObservation:
     planning: bool = False  # a planner call is under way
     planning_error: ErrorInfo | None = None
     budget_used: int = 0
+    name_conflicts: tuple[str, ...] = ()  # Scenes of the plan whose names another owns
+
+
+def name_conflict_message(names: list[str] | tuple[str, ...]) -> str:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (
+        f"Scene name{'s' if len(names) > 1 else ''} {shown} already taken by a Scene "
+        "of another Project: not counted as planned; retried"
+    )
 
 
 def _phase(o: ProjectObservation, c: Counts) -> ProjectPhase:
@@ -130,6 +139,8 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
         )
     else:
         planned = (False, Reason.PLANNING, "the planner is writing the scene plan")
+    if o.name_conflicts:
+        planned = (False, Reason.SCENE_NAME_TAKEN, name_conflict_message(o.name_conflicts))
     cond(Cond.SCENES_PLANNED, *planned)
 
     if not spec.generate_videos:

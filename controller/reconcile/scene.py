@@ -55,7 +55,8 @@ class StoredObject:
     key: str
     size: int
     etag: str
-    sha256: str | None = None
+    sha256: str | None = None  # as recorded in the object's metadata at upload
+    content_sha256: str | None = None  # of the bytes, read back when the ETag moved
 
 
 @dataclass(frozen=True)
@@ -554,12 +555,7 @@ def _completed_checks(o: Observation) -> Decision | None:
     check = o.clip_check
     if check is not None and check.key == clip.key:
         obj = check.obj
-        intact = (
-            obj is not None
-            and obj.size == clip.size
-            and obj.etag == clip.etag
-            and (clip.sha256 is None or obj.sha256 is None or obj.sha256 == clip.sha256)
-        )
+        intact = obj is not None and same_clip(clip, obj)
         if not intact:
             what = "missing" if obj is None else "changed (size or checksum differs)"
             msg = f"clip s3://{clip.bucket}/{clip.key} is {what}"
@@ -594,11 +590,31 @@ def _completed_checks(o: Observation) -> Decision | None:
                 "clip-missing-regenerate",
                 events=(Event(Reason.CLIP_MISSING, msg + "; regenerating", "Warning"),),
             )
+        assert obj is not None
+        if obj.etag != clip.etag:  # the same bytes under a new ETag: remember the new one
+            s = s.model_copy(
+                update={"clip": clip.model_copy(update={"etag": obj.etag, "verified_at": _now(o)})}
+            )
         if clip_missing(s):  # an ignored missing clip is back, intact
             msg = f"clip s3://{clip.bucket}/{clip.key} is back and intact"
             nxt = s.model_copy(update={"last_error": None})
             return _settle(o, nxt, "clip-restored", events=(Event(Reason.CLIP_RESTORED, msg),))
+        if obj.etag != clip.etag:
+            return _settle(o, s, "clip-etag-changed-same-content")
     return _settle(o, s, "completed")
+
+
+def same_clip(clip: ClipInfo, obj: StoredObject) -> bool:
+    """Whether the object is still the recorded clip. Same size, and: the same bytes
+    (their SHA-256, read back, equals the one recorded at upload: an ETag may change
+    without them, e.g. a copy onto itself), or the same ETag and no contrary checksum."""
+    if obj.size != clip.size:
+        return False
+    if clip.sha256 is not None and obj.content_sha256 is not None:
+        return obj.content_sha256 == clip.sha256
+    return obj.etag == clip.etag and (
+        clip.sha256 is None or obj.sha256 is None or obj.sha256 == clip.sha256
+    )
 
 
 def clip_missing(s: SceneStatus) -> bool:

@@ -345,6 +345,23 @@ class ClipStore:
             return None
         return fact
 
+    def content_sha256(self, bucket: str, key: str) -> str | None:
+        """The SHA-256 of the object's bytes, read back (streamed); None if it is gone.
+        For drift: an ETag can change while the bytes do not (a copy onto itself)."""
+        target = f"s3://{bucket}/{key}"
+        digest = hashlib.sha256()
+        try:
+            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+            for chunk in body.iter_chunks(MiB):
+                digest.update(chunk)
+        except bce.ClientError as exc:
+            if _is_not_found(exc):
+                return None
+            raise classify(exc, f"read {target}") from exc
+        except Exception as exc:
+            raise classify(exc, f"read {target}") from exc
+        return digest.hexdigest()
+
     def list_prefix(self, bucket: str, prefix: str) -> dict[str, ObjectFact]:
         """Every object under `prefix`, by key: one ListObjectsV2 call per 1000 keys."""
         facts: dict[str, ObjectFact] = {}

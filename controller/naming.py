@@ -49,5 +49,16 @@ def event_name(object_name: str, unique: str) -> str:
     return f"{shortened(object_name, MAX_NAME - len(unique) - 1)}.{unique}"
 
 
+MAX_FILE_NAME = 255  # bytes, on Linux file systems
+
+
+def download_file_name(namespace: str, name: str, job_id: str) -> str:
+    """The local file a clip is downloaded to: unique per Scene and job, and short enough
+    for the file system whatever the names (a namespace, 63, and a Scene name, 253,
+    together are not)."""
+    suffix = f"-{job_id[-12:]}.mp4"
+    return shortened(f"{namespace}-{name}", 200 - len(suffix)) + suffix
+
+
 def is_subdomain(name: str) -> bool:
     return len(name) <= MAX_NAME and bool(_SUBDOMAIN.match(name))

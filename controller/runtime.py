@@ -59,6 +59,7 @@ from controller.store import (
     Store,
     is_owned_by,
     key_of,
+    pending_start,
     project_of_scene,
     resource_version,
     scene_belongs_to,
@@ -347,7 +348,7 @@ class Runtime:
         budget_left = None
         if cap is not None:
             pending = sum(1 for p in self.reserved.values() if p[1] == pkey)
-            budget_left = cap - self.store.started_by_project[pkey] - pending
+            budget_left = cap - self.store.budget_used(pkey) - pending
         controls = sc.Controls(
             generate_videos=pspec.generate_videos,
             paused=pspec.paused,
@@ -724,7 +725,7 @@ class Runtime:
             return sc.JobSeen("", sc.JobPhase.RUNNING)  # force a fresh poll
         provider = self.providers.video(g.provider)
         s3_key = desired.key(status.take)
-        path = Path(self._tmp.name) / f"{key[0]}-{key[1]}-{g.job_id[-12:]}.mp4"
+        path = Path(self._tmp.name) / naming.download_file_name(key[0], key[1], g.job_id)
         try:
             started = time.perf_counter()
             await provider.fetch(g.job_id, state, request, path)
@@ -814,6 +815,7 @@ class Runtime:
                     else ScenePhase.PENDING,
                     owned=is_owned_by(body, project),
                     generations_started=int(status.get("generationsStarted") or 0),
+                    pending_start=pending_start(body),
                     clip_missing=phase == ScenePhase.COMPLETED and _reported_missing(status),
                     clip_seconds=duration if phase == ScenePhase.COMPLETED and clip else 0,
                     cost_per_second=self.settings.cost_per_second(provider) if provider else 0.0,
@@ -862,7 +864,7 @@ class Runtime:
             scenes=tuple(self._scene_views(body)),
             planning=mem.planning,
             planning_error=mem.planning_error,
-            budget_used=self.store.started_by_project[key],
+            budget_used=self.store.budget_used(key),
             name_conflicts=tuple(mem.name_conflicts),
         )
         new = project_status(obs)

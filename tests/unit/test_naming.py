@@ -66,3 +66,12 @@ def test_every_valid_project_name_gives_valid_names(project: str, seq: int) -> N
     assert len(value) <= 63 and LABEL_VALUE.match(value)
     event = naming.event_name(naming.scene_name(project, seq), "0123456789ab")
     assert naming.is_subdomain(event), event
+
+
+def test_the_download_file_name_fits_the_file_system() -> None:
+    long_ns, long_name = "n" * 63, "s" * 243 + "-scene-001"
+    name = naming.download_file_name(long_ns, long_name, "prediction-abcdefghijklmnop")
+    assert len(name.encode()) <= naming.MAX_FILE_NAME and name.endswith("efghijklmnop.mp4")
+    other = naming.download_file_name(long_ns, "s" * 243 + "-scene-002", "prediction-abc")
+    assert other != name
+    assert naming.download_file_name("ns", "p-scene-001", "job1") == "ns-p-scene-001-job1.mp4"

@@ -165,7 +165,8 @@ class Usage(ApiModel):
 
 
 class ProjectStatus(ApiModel):
-    """Observed state; every counter is a recount of the project's Scenes."""
+    """Observed state; the counters are recounts of the project's Scenes, except
+    generationsUsed, which only goes up."""
 
     phase: ProjectPhase | None = None
     conditions: list[Condition] = Field(default_factory=list)
@@ -176,5 +177,8 @@ class ProjectStatus(ApiModel):
     completed_scenes: int = 0
     failed_scenes: int = 0
     usage: Usage | None = None
+    generations_used: int = Field(default=0, ge=0)
+    """Generations started for this Project, ever: only goes up (deleting Scenes gives
+    no budget back); budget.maxGenerations is checked against it."""
     plan: PlanInfo | None = None
     last_error: ErrorInfo | None = None

@@ -22,6 +22,7 @@ class SceneView:
     phase: ScenePhase
     owned: bool
     generations_started: int = 0
+    pending_start: bool = False  # a start not known to be paid yet (no job id)
     clip_missing: bool = False  # Completed, but drift found its clip gone (policy Ignore)
     clip_seconds: int = 0  # duration of the verified clip, if Completed
     cost_per_second: float = 0.0
@@ -50,6 +51,14 @@ def recount(scenes: list[SceneView]) -> Counts:
         failed=by[ScenePhase.FAILED],
         clips_missing=sum(1 for s in scenes if s.clip_missing),
     )
+
+
+def generations_used(previous: int, scenes: list[SceneView]) -> int:
+    """The counter only goes up: a recount of the Scenes may raise it, never lower it (a
+    deleted Scene keeps what it used). Pending starts wait until they are known to be
+    paid: a start the provider refused is given back and must not stick here."""
+    settled = sum(s.generations_started - (1 if s.pending_start else 0) for s in scenes)
+    return max(previous, settled)
 
 
 def usage(scenes: list[SceneView]) -> Usage:
@@ -195,6 +204,7 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
             "completed_scenes": c.completed,
             "failed_scenes": c.failed,
             "usage": usage(scenes),
+            "generations_used": generations_used(o.status.generations_used, scenes),
             "last_error": o.planning_error if c.scene_count == 0 else None,
         }
     )

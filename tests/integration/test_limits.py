@@ -10,7 +10,7 @@ from typing import Any
 from controller import naming
 from controller import vocabulary as v
 from controller.kube import KubeApi
-from tests.integration.helpers import Cluster, condition, wait_project, wait_until
+from tests.integration.helpers import Cluster, condition, is_true, wait_project, wait_until
 
 LOCAL = {
     "scenes": {"count": 2, "durationSeconds": 1},
@@ -153,3 +153,38 @@ def test_the_operator_allow_lists_and_default_budget(
         for s in cluster.scenes(namespace, "capped")
     )
     assert started == 1
+
+
+def test_deleting_scenes_gives_no_budget_back(
+    cluster: Cluster, namespace: str, run_operator, s3
+) -> None:
+    """Issue 12 #8: generationsUsed only goes up; a Scene deleted with its clip (and
+    re-created from the plan) finds the budget used up instead of paying again."""
+    run_operator(namespace)
+    cluster.create_project(
+        namespace, "frugal", spec(generateVideos=True, budget={"maxGenerations": 2})
+    )
+    wait_project(cluster, namespace, "frugal", timeout=120)
+    assert cluster.project(namespace, "frugal")["status"]["generationsUsed"] == 2
+    first = cluster.scenes(namespace, "frugal")[0]
+    s3.client.delete_object(Bucket=s3.bucket, Key=first["status"]["clip"]["key"])
+    cluster.custom.delete_namespaced_custom_object(
+        v.GROUP, v.VERSION, namespace, v.SCENE_PLURAL, first["metadata"]["name"]
+    )
+
+    def recreated_and_held() -> dict[str, Any] | None:
+        for s in cluster.scenes(namespace, "frugal"):
+            if s["metadata"]["uid"] == first["metadata"]["uid"]:
+                continue
+            if s["spec"]["sequence"] != 1:
+                continue
+            c = condition(s, v.Cond.READY)
+            if c and c["reason"] == v.Reason.BUDGET_EXHAUSTED:
+                return s
+        return None
+
+    again = wait_until(recreated_and_held, timeout=60, what="scene 001 re-created and held")
+    assert (again.get("status") or {}).get("generationsStarted", 0) == 0
+    project = cluster.project(namespace, "frugal")
+    assert project["status"]["generationsUsed"] == 2
+    assert is_true(project, v.Cond.BUDGET_EXHAUSTED)

@@ -28,6 +28,7 @@ from controller import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.api.project import PlanInfo, PlannedSceneRecord, ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase, SceneSpec, SceneStatus
+from controller.buckets import BucketChecks
 from controller.desired import desired_for
 from controller.drift import look_at_clip
 from controller.kube import ApiError, KubeApi
@@ -93,6 +94,7 @@ class ProjectMemory:
     plan_failures: int = 0
     drift_scheduled: bool = False
     name_conflicts: list[str] = field(default_factory=list)  # see _report_name_conflicts
+    bucket_problem: str | None = None  # see _report_bucket
 
 
 @dataclass
@@ -117,6 +119,7 @@ class Runtime:
     recovering: dict[str, Key] = field(default_factory=dict)
     # One LIST of Scenes per namespace before its first planning (see _plan).
     namespace_lists: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    buckets: BucketChecks = field(default_factory=BucketChecks)  # HeadBucket, cached
 
     def __post_init__(self) -> None:
         from controller.workqueue import WorkQueue
@@ -437,6 +440,7 @@ class Runtime:
                 job=facts.get("job"),
                 finished=facts.get("finished"),
                 orphan=facts.get("orphan"),
+                bucket=facts.get("bucket"),
                 orphan_search_after=self.settings.orphan_search_after_seconds,
                 capacity=desired is not None and not full,
                 capacity_limit=full or "",
@@ -478,6 +482,8 @@ class Runtime:
                 facts["job"] = await self._poll(status, request, mem)
             elif d.effect == sc.Effect.FIND_JOB:
                 facts["orphan"] = await self._find_orphan(key, status, request)
+            elif d.effect == sc.Effect.CHECK_BUCKET:
+                facts["bucket"] = await self._check_bucket(desired.bucket)
             elif d.effect == sc.Effect.START:
                 await self._start(key, body, obs, d, request)
                 return
@@ -491,6 +497,11 @@ class Runtime:
                     facts["finished"] = seen
         log.warning("scene reconcile did not settle", extra={"namespace": key[0], "object": key[1]})
         self._enqueue_scene(key, 1.0)
+
+    async def _check_bucket(self, bucket: str) -> sc.BucketSeen:
+        return await self.buckets.check(
+            bucket, lambda b: self.in_thread(self.clips.bucket_problem, b)
+        )
 
     async def _write_scene(
         self, body: Body, new: SceneStatus, *, precondition: bool = True
@@ -843,6 +854,7 @@ class Runtime:
                 await self._plan(body, spec, status, mem)
             elif status.plan is not None:
                 await self._create_missing(body, status.plan)
+            await self._report_bucket(body, spec, mem)
         await self._write_project_status(body, spec, spec_error, mem)
         if spec is not None and not mem.drift_scheduled:
             mem.drift_scheduled = True
@@ -866,6 +878,7 @@ class Runtime:
             planning_error=mem.planning_error,
             budget_used=self.store.budget_used(key),
             name_conflicts=tuple(mem.name_conflicts),
+            bucket_problem=mem.bucket_problem,
         )
         new = project_status(obs)
         patch = merge_patch(body.get("status") or {}, new.wire())
@@ -1049,6 +1062,19 @@ class Runtime:
                     continue
             self.on_scene_event(None, created)
         await self._report_name_conflicts(project, conflicts)
+
+    async def _report_bucket(self, body: Body, spec: ProjectSpec, mem: ProjectMemory) -> None:
+        """The bucket of a Project that generates videos, looked at (cached) so a missing
+        or denied one shows on the Project (condition, and an Event when it appears)."""
+        problem = None
+        if spec.generate_videos:
+            bucket = spec.storage.bucket or self.settings.bucket
+            problem = (await self._check_bucket(bucket)).problem
+        if problem and problem != mem.bucket_problem:
+            await self.event(body, v.Reason.BUCKET_UNAVAILABLE, problem, "Warning")
+        if problem:
+            self.queue.add_after((PROJECT, *key_of(body)), sc.BUCKET_RECHECK_SECONDS)
+        mem.bucket_problem = problem
 
     async def _report_name_conflicts(self, project: Body, conflicts: list[str]) -> None:
         """Scenes of the plan that exist but are not this Project's: a Warning Event when

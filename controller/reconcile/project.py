@@ -82,6 +82,7 @@ class ProjectObservation:
     planning_error: ErrorInfo | None = None
     budget_used: int = 0
     name_conflicts: tuple[str, ...] = ()  # Scenes of the plan whose names another owns
+    bucket_problem: str | None = None  # the clips' bucket is missing, denied or unreachable
 
 
 def name_conflict_message(names: list[str] | tuple[str, ...]) -> str:
@@ -160,6 +161,8 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
         videos = (False, Reason.CLIP_MISSING, msg)
     elif c.scene_count and c.completed == c.scene_count:
         videos = (True, Reason.COMPLETED, f"{c.completed} clips verified in S3")
+    elif o.bucket_problem:
+        videos = (False, Reason.BUCKET_UNAVAILABLE, f"{o.bucket_problem}: no job is started")
     elif c.failed and not c.pending and not c.processing:
         videos = (False, Reason.SCENES_FAILED, f"{c.failed} of {c.scene_count} scenes failed")
     else:

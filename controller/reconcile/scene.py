@@ -29,6 +29,7 @@ from controller.vocabulary import Cond, Reason
 # A safety net only: the runtime parks a Scene that waits for a job slot and wakes it
 # when a slot frees (controller/waiting.py).
 CAPACITY_RECHECK_SECONDS = 300.0
+BUCKET_RECHECK_SECONDS = 15.0  # a Scene held by a missing or denied bucket looks again
 
 
 class Effect(StrEnum):
@@ -40,6 +41,7 @@ class Effect(StrEnum):
     START = "Start"  # write `status` (the pending marker), then create the job
     FINISH = "Finish"  # download the output, upload, verify, then decide again
     FIND_JOB = "FindJob"  # search the provider for a started job whose id was never recorded
+    CHECK_BUCKET = "CheckBucket"  # is the bucket there and writable? (cached), then decide again
 
 
 class JobPhase(StrEnum):
@@ -73,6 +75,13 @@ class JobSeen:
     phase: JobPhase
     error: ErrorInfo | None = None
     retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class BucketSeen:
+    """A look at the bucket a clip goes to, before a job is paid for."""
+
+    problem: str | None = None  # None: there and reachable; else why not, naming it
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,7 @@ class Observation:
     capacity: bool = True  # a job slot is free for this provider and project
     capacity_limit: str = ""  # when not: which limit is reached, for the condition message
     orphan: OrphanSearch | None = None  # None: not searched yet
+    bucket: BucketSeen | None = None  # None: not looked at yet
     orphan_search_after: float = 30.0  # seconds after a marker's start
     poll_delay: float = 5.0
     jitter: float = 0.5  # a random draw in [0, 1) for backoff
@@ -711,6 +721,17 @@ def _generate(o: Observation) -> Decision:
         )
     if not o.capacity:
         return _waiting_capacity(o)
+    # No paid job whose clip cannot be stored: the bucket is looked at first.
+    if o.bucket is None:
+        return Decision(Effect.CHECK_BUCKET, s, "check-bucket")
+    if o.bucket.problem:
+        return _settle(
+            o,
+            s,
+            "bucket-unavailable",
+            (Reason.BUCKET_UNAVAILABLE, o.bucket.problem),
+            requeue_after=BUCKET_RECHECK_SECONDS,
+        )
     attempt = s.attempts + 1
     marker = s.model_copy(
         update={

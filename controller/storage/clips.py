@@ -271,6 +271,22 @@ class ClipStore:
         except Exception as exc:
             raise classify(exc, f"create bucket {bucket}") from exc
 
+    def bucket_problem(self, bucket: str) -> str | None:
+        """None if `bucket` exists and answers us; else why not, naming it (a missing
+        bucket, denied access, or an S3 error), for a condition before any job is paid."""
+        try:
+            self.client.head_bucket(Bucket=bucket)
+            return None
+        except bce.ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404 or _code(exc) in ("NoSuchBucket", "404", "NotFound"):
+                return f"bucket {bucket!r} does not exist"
+            if status == 403 or _code(exc) in ("403", "AccessDenied", "Forbidden"):
+                return f"access to bucket {bucket!r} is denied"
+            return f"bucket {bucket!r} could not be checked: {classify(exc, 'head').message}"
+        except Exception as exc:
+            return f"bucket {bucket!r} could not be checked: {classify(exc, 'head').message}"
+
     # ------------------------------------------------------------------------- objects
 
     def put_clip(

@@ -188,3 +188,39 @@ def test_deleting_scenes_gives_no_budget_back(
     project = cluster.project(namespace, "frugal")
     assert project["status"]["generationsUsed"] == 2
     assert is_true(project, v.Cond.BUDGET_EXHAUSTED)
+
+
+def test_a_missing_bucket_costs_no_job_and_is_reported(
+    cluster: Cluster, namespace: str, run_operator, s3
+) -> None:
+    """Issue 12 #5: the bucket is looked at before any job starts."""
+    run_operator(namespace)
+    bucket = f"later-{namespace[-6:]}"
+    cluster.create_project(
+        namespace, "nowhere", spec(generateVideos=True, storage={"bucket": bucket})
+    )
+
+    def reported() -> dict[str, Any] | None:
+        c = condition(cluster.project(namespace, "nowhere"), v.Cond.VIDEOS_READY)
+        return c if c and c["reason"] == v.Reason.BUCKET_UNAVAILABLE else None
+
+    cond = wait_until(reported, timeout=60, what="VideosReady BucketUnavailable")
+    assert bucket in cond["message"]
+    assert v.Reason.BUCKET_UNAVAILABLE in cluster.event_reasons(namespace, "nowhere")
+
+    def scenes_held() -> list[dict[str, Any]] | None:
+        scenes = cluster.scenes(namespace, "nowhere")
+        held = [
+            s
+            for s in scenes
+            if (condition(s, v.Cond.READY) or {}).get("reason") == v.Reason.BUCKET_UNAVAILABLE
+        ]
+        return scenes if len(scenes) == 2 and len(held) == 2 else None
+
+    for s in wait_until(scenes_held, timeout=60, what="both scenes held by the bucket"):
+        assert bucket in condition(s, v.Cond.READY)["message"]  # type: ignore[index]
+        assert (s.get("status") or {}).get("generationsStarted", 0) == 0
+    # Once the bucket exists, the same Scenes go on: nothing was lost or paid for.
+    s3.client.create_bucket(Bucket=bucket)
+    wait_project(cluster, namespace, "nowhere", timeout=120)
+    assert cluster.project(namespace, "nowhere")["status"]["generationsUsed"] == 2

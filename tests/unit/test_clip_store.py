@@ -191,6 +191,13 @@ def test_content_sha256_reads_the_bytes_not_the_metadata(store, bucket, clip):
     assert store.content_sha256(bucket, key) is None
 
 
+def test_bucket_problem_names_a_missing_bucket(store, bucket):
+    assert store.bucket_problem(bucket) is None
+    assert (
+        store.bucket_problem("no-such-bucket-here") == "bucket 'no-such-bucket-here' does not exist"
+    )
+
+
 def test_head_of_a_missing_key_is_none(store, bucket):
     assert store.head(bucket, "nothing/here.mp4") is None
 

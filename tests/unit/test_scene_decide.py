@@ -123,6 +123,7 @@ def observe(st: SceneStatus | None = None, **kw: object) -> Observation:
         "status": st if st is not None else SceneStatus(),
         "desired": desired(),
         "controls": controls(),
+        "bucket": sc.BucketSeen(),  # the bucket was looked at and is fine
     }
     return Observation(**{**base, **kw})  # type: ignore[arg-type]
 

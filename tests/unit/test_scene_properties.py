@@ -36,6 +36,7 @@ from controller.api.scene import GenerationInfo, ScenePhase, SceneStatus
 from controller.reconcile.backoff import backoff_seconds
 from controller.reconcile.conditions import get_condition
 from controller.reconcile.scene import (
+    BucketSeen,
     Controls,
     Decision,
     Desired,
@@ -241,6 +242,7 @@ class World:
             job=facts.get("job"),  # type: ignore[arg-type]
             finished=facts.get("finished"),  # type: ignore[arg-type]
             orphan=facts.get("orphan"),  # type: ignore[arg-type]
+            bucket=facts.get("bucket"),  # type: ignore[arg-type]
             capacity=self.capacity,
             jitter=jitter,
         )
@@ -295,6 +297,8 @@ class World:
                 g = o.status.generation
                 assert g is not None and g.job_id is None
                 facts["orphan"] = self.find(g)
+            elif d.effect == Effect.CHECK_BUCKET:
+                facts["bucket"] = BucketSeen()  # type: ignore[assignment]
             elif d.effect == Effect.START:
                 writes += self.start(o, d, stage)
                 return PassResult(decisions, writes, "crash" if stage else "start")

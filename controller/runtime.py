@@ -335,12 +335,14 @@ class Runtime:
                 sc.Controls(),
                 project,
             )
-        pspec, problem = tenancy.project_spec(project.get("spec"), self.settings)
+        # The operator's limits stop new jobs; a paid job in flight is still finished.
+        limits = not (body.get("status") or {}).get("generation")
+        pspec, problem = tenancy.project_spec(project.get("spec"), self.settings, limits)
         if pspec is not None:
             desired, request = desired_for(
                 spec, pspec, ns, project["metadata"]["uid"], self.settings
             )
-            problem = tenancy.scene_problem(desired, self.settings)
+            problem = tenancy.scene_problem(desired, self.settings) if limits else None
         if pspec is None or problem:
             message = f"project: {problem}" if pspec is None else str(problem)
             error = ErrorInfo(reason=v.Reason.INVALID_SPEC, message=message)

@@ -71,14 +71,17 @@ def with_defaults(spec: ProjectSpec, settings: Settings) -> ProjectSpec:
     return spec.model_copy(update={"budget": budget})
 
 
-def project_spec(raw: Any, settings: Settings) -> tuple[ProjectSpec | None, str | None]:
+def project_spec(
+    raw: Any, settings: Settings, limits: bool = True
+) -> tuple[ProjectSpec | None, str | None]:
     """A Project's spec as the operator acts on it: validated, defaults applied, within
-    the operator's limits. (spec, None), or (None, why not)."""
+    the operator's limits (unless `limits` is False: a job already paid for is finished
+    whatever the allow-lists say now). (spec, None), or (None, why not)."""
     try:
         spec = ProjectSpec.model_validate(raw or {})
     except ValidationError as e:
         return None, short_error(e)
-    problem = project_problem(spec, settings)
+    problem = project_problem(spec, settings) if limits else None
     if problem:
         return None, problem
     return with_defaults(spec, settings), None

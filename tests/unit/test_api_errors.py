@@ -112,16 +112,21 @@ def test_a_taken_scene_name_is_reported_on_scenes_planned() -> None:
 # --- the client's retry loop, against a local HTTP server answering like the API server --
 
 
-async def _serve(answers: list[tuple[int, dict[str, str]]], seen: list[float]):
+async def _serve(
+    answers: list[tuple[Any, ...]], seen: list[float], queries: list[dict] | None = None
+):
+    """Answers (status, headers[, body]) in order, then 200 with an empty list."""
     from aiohttp import web
 
     async def handler(request: web.Request) -> web.Response:
         seen.append(asyncio.get_running_loop().time())
-        status, headers = answers.pop(0) if answers else (200, {})
+        if queries is not None:
+            queries.append(dict(request.query))
+        status, headers, *given = answers.pop(0) if answers else (200, {})
         body = {"kind": "Status", "message": "throttled", "reason": "TooManyRequests"}
         if status == 200:
             body = {"items": [], "metadata": {}}
-        return web.json_response(body, status=status, headers=headers)
+        return web.json_response(given[0] if given else body, status=status, headers=headers)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
@@ -167,3 +172,33 @@ def test_the_client_retries_429_and_5xx(answers, calls: int, ok: bool) -> None:
     assert (result, len(seen)) == (ok, calls)
     if answers[0] == (429, {"Retry-After": "1"}):
         assert seen[1] - seen[0] >= 0.95  # the server's Retry-After was honoured
+
+
+def test_an_expired_continue_token_lists_again_in_one_piece() -> None:
+    def page(names: list[str], token: str = "") -> dict[str, Any]:
+        return {
+            "items": [{"metadata": {"name": n}} for n in names],
+            "metadata": {"continue": token},
+        }
+
+    answers = [
+        (200, {}, page(["a", "b"], "t1")),
+        (410, {}, {"kind": "Status", "reason": "Expired", "message": "too old"}),
+        (200, {}, page(["a", "b", "c"])),
+    ]
+
+    async def run() -> tuple[list[str], list[dict]]:
+        seen: list[float] = []
+        queries: list[dict] = []
+        runner, port = await _serve(answers, seen, queries)
+        api = _client(port)
+        try:
+            items = await api.list(v.SCENE_PLURAL, "ns", page_size=2)
+            return [i["metadata"]["name"] for i in items], queries
+        finally:
+            await api.close()
+            await runner.cleanup()
+
+    names, queries = asyncio.run(run())
+    assert names == ["a", "b", "c"]  # not a, b twice
+    assert queries == [{"limit": "2"}, {"limit": "2", "continue": "t1"}, {}]

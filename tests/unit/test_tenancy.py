@@ -170,3 +170,12 @@ def test_default_planner_models_match_the_planners() -> None:
         "gemini": GeminiPlanner.default_model,
         "local": LocalPlanner.default_model,
     } == DEFAULT_PLANNER_MODELS
+
+
+def test_limits_can_be_waived_for_a_job_already_paid_for() -> None:
+    s = settings(allowed_buckets="other", default_max_generations=3)
+    assert tenancy.project_spec(spec(), s)[0] is None
+    parsed, problem = tenancy.project_spec(spec(), s, limits=False)
+    assert problem is None and parsed is not None and parsed.budget.max_generations == 3
+    # Validation itself is never waived.
+    assert tenancy.project_spec({"prompt": ""}, s, limits=False)[0] is None

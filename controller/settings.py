@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller.api.common import PlannerProviderName, VideoProviderName
@@ -74,6 +74,36 @@ class Settings(BaseSettings):
     may use; empty allows any. Any other model is InvalidSpec."""
     default_max_generations: int | None = Field(default=None, ge=0)
     """budget.maxGenerations of Projects that set none; empty: unlimited."""
+
+    leader_elect: bool | None = None
+    """Leader election on a Lease (several replicas, one active); `--leader-elect` wins.
+    Unset: on when running in a cluster, off with a kubeconfig."""
+    leader_elect_namespace: str | None = None
+    """Namespace of the Lease; unset: the pod's namespace, else `default`."""
+    leader_elect_id: str = Field(
+        default="scene-operator", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+    )
+    """Name of the Lease; each shard needs its own."""
+    leader_elect_lease_duration_seconds: float = Field(default=15.0, gt=0)
+    """How long a standby waits, after the record last changed, before taking over."""
+    leader_elect_renew_deadline_seconds: float = Field(default=10.0, gt=0)
+    """A leader that could not renew for this long stops all work and exits."""
+    leader_elect_retry_period_seconds: float = Field(default=2.0, gt=0)
+    """Renew (leader) and acquire (standby) attempts are this far apart."""
+
+    @model_validator(mode="after")
+    def _leader_timings(self) -> Settings:
+        # client-go's rule: the leader gives up before anyone may take over.
+        lease, renew = (
+            self.leader_elect_lease_duration_seconds,
+            self.leader_elect_renew_deadline_seconds,
+        )
+        if not lease > renew > self.leader_elect_retry_period_seconds * 1.2:
+            raise ValueError(
+                "SCENE_OPERATOR_LEADER_ELECT_*: need lease duration > renew deadline > "
+                "1.2 x retry period"
+            )
+        return self
 
     def concurrency(self, provider: str) -> int:
         return int(getattr(self, f"concurrency_{provider}", self.concurrency_local))

@@ -12,16 +12,10 @@ from typing import Any
 
 import pytest
 
-from controller.testing.controlplane import (
-    EXISTING_KUBECONFIG_ENV,
-    REPO_ROOT,
-    ControlPlane,
-    ExistingCluster,
-    Kubectl,
-    from_env,
-    install_crds,
-)
-from controller.testing.s3server import S3Server
+from controller.embedded.cluster import ExistingCluster, Kubectl, install_crds
+from controller.embedded.controlplane import REPO_ROOT, ControlPlane
+from controller.embedded.s3server import S3Server
+from tests.support.kubeconfigs import EXISTING_KUBECONFIG_ENV, from_env
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 TEST_BUCKET = "scene-operator-test"
@@ -52,6 +46,17 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane | Exi
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def garbage_collection(control_plane: ControlPlane | ExistingCluster) -> None:
+    """For tests that need the garbage collector: skipped only when the control plane runs
+    without kube-controller-manager (a KUBEBUILDER_ASSETS folder with none)."""
+    if not control_plane.garbage_collection:
+        pytest.skip(
+            "needs garbage collection: the control plane runs no kube-controller-manager "
+            "(KUBEBUILDER_ASSETS without one)"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -110,18 +115,9 @@ class S3Fixture:
 @pytest.fixture(scope="session")
 def s3() -> Iterator[S3Fixture]:
     """A moto S3 server on loopback with the bucket "scene-operator-test"."""
-    import boto3
-
     server = S3Server().start()
     try:
-        env = server.env()
-        client = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint_url,
-            region_name=env["AWS_DEFAULT_REGION"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        )
+        client = server.client()
         client.create_bucket(Bucket=TEST_BUCKET)
         yield S3Fixture(server=server, bucket=TEST_BUCKET, client=client)
     finally:

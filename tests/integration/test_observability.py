@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import socket
 
-from controller.testing.gemini_server import GeminiServer
-from controller.testing.operator import OperatorProcess
-from controller.testing.replicate_server import ReplicateServer
 from tests.integration.clips import replicate_video
 from tests.integration.helpers import Cluster, metric_sum, wait_project
+from tests.support.gemini_server import GeminiServer
+from tests.support.operator_process import OperatorProcess
+from tests.support.replicate_server import ReplicateServer
 
 
 def test_metrics_logs_and_events_are_useful_and_leak_no_secret(
@@ -66,6 +66,11 @@ def test_metrics_logs_and_events_are_useful_and_leak_no_secret(
         >= 3
     )
     assert metric_sum(text, "scene_operator_events_total", reason="ClipUploaded") == 3
+    # fleet gauges, counted from the operator's cache at scrape time
+    assert metric_sum(text, "scene_operator_scenes", namespace=namespace, phase="Completed") == 3
+    assert metric_sum(text, "scene_operator_projects", namespace=namespace, ready="True") == 1
+    cost = metric_sum(text, "scene_operator_estimated_cost_usd", namespace=namespace)
+    assert cost == project["status"]["usage"]["estimatedCostUsd"] > 0
     # no per-scene labels: cardinality does not grow with scenes
     assert "observed-scene-001" not in text
 

@@ -15,6 +15,8 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+from controller.embedded.ports import free_port
+from controller.embedded.s3server import S3Server
 from controller.providers.render import render_clip
 from controller.storage.clips import (
     ClipStore,
@@ -24,8 +26,6 @@ from controller.storage.clips import (
     clip_key,
     project_prefix,
 )
-from controller.testing.ports import free_port
-from controller.testing.s3server import S3Server
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,23 @@ def test_bucket_problem_names_a_missing_bucket(store, bucket):
 
 
 def test_head_of_a_missing_key_is_none(store, bucket):
+    asked = calls(store, "HeadBucket")
     assert store.head(bucket, "nothing/here.mp4") is None
+    assert store.head(bucket, "nor/here.mp4") is None
+    assert len(asked) == 1  # the bucket is asked about once, not per missing key
+
+
+def test_head_in_a_missing_bucket_is_not_a_missing_clip(store, s3):
+    # A HEAD 404 reads the same for a missing bucket and a missing key; taken as "no clip
+    # yet", it would start a paid job whose upload can only fail.
+    name = f"gone-{uuid.uuid4().hex[:12]}"
+    for _ in range(2):  # "missing" is not remembered: the bucket may be created meanwhile
+        with pytest.raises(StorageError) as err:
+            store.head(name, "scenes/001/h-t0.mp4")
+        assert (err.value.code, err.value.retryable) == ("NoSuchBucket", False)
+        assert name in err.value.message
+    store.ensure_bucket(name)
+    assert store.head(name, "scenes/001/h-t0.mp4") is None
 
 
 def test_download_round_trip(store, bucket, clip, tmp_path):

@@ -18,7 +18,7 @@ until every one is Ready, and reports:
   of the API server, etcd and the harness (which hosts the S3 and Replicate fakes);
 - provider jobs created against Scenes, and duplicates per Scene.
 
-``python -m controller.bench --scenario small|medium|large|all [--projects N --scenes M]
+``python -m benchmarks.bench --scenario small|medium|large|all [--projects N --scenes M]
 [--latency 2.0] [--concurrency 200] [--out benchmarks/results/NAME.json]``
 """
 
@@ -492,12 +492,12 @@ class Bench:
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
-        import boto3
 
-        from controller.testing.controlplane import REPO_ROOT, ControlPlane, Kubectl, install_crds
-        from controller.testing.operator import OperatorProcess
-        from controller.testing.replicate_server import ReplicateServer
-        from controller.testing.s3server import S3Server
+        from controller.embedded.cluster import Kubectl, install_crds
+        from controller.embedded.controlplane import REPO_ROOT, ControlPlane
+        from controller.embedded.s3server import S3Server
+        from tests.support.operator_process import OperatorProcess
+        from tests.support.replicate_server import ReplicateServer
 
         result: dict[str, Any] = {
             "scenario": self.name,
@@ -519,14 +519,7 @@ class Bench:
             began = time.monotonic()
             self.cp = stack.enter_context(ControlPlane())
             s3 = stack.enter_context(S3Server())
-            env = s3.env()
-            boto3.client(
-                "s3",
-                endpoint_url=s3.endpoint_url,
-                region_name=env["AWS_DEFAULT_REGION"],
-                aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            ).create_bucket(Bucket=BUCKET)
+            s3.client().create_bucket(Bucket=BUCKET)
             self.replicate = stack.enter_context(
                 ReplicateServer(latency_seconds=self.latency, video_bytes=clip)
             )
@@ -538,7 +531,7 @@ class Bench:
             stack.callback(self.api.close)
             for ns in self.namespaces:
                 self.api.create("/api/v1/namespaces", {"metadata": {"name": ns}}, "namespaces")
-            op_env = self.operator_env(env)
+            op_env = self.operator_env(s3.env())
             result["operator_env"] = {k: val for k, val in op_env.items() if k not in SECRET_ENV}
             result["provider_limits_note"] = (
                 f"creates and reads limited to {PROVIDER_RATE:g}/s for the local server; real "
@@ -977,7 +970,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m controller.bench", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="small")
     p.add_argument("--projects", type=int, help="custom size (with --scenes)")
@@ -1014,7 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table([json.loads(f.read_text()) for f in args.table]))
         return 0
 
-    from controller.testing.controlplane import REPO_ROOT
+    from controller.embedded.controlplane import REPO_ROOT
 
     if args.projects:
         runs = [(f"custom-{args.projects}x{args.scenes}", args.projects, args.scenes)]
@@ -1045,7 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.name = args.name
         result = bench.run()
         result["command"] = " ".join(
-            ["python -m controller.bench", *(argv if argv is not None else sys.argv[1:])]
+            ["python -m benchmarks.bench", *(argv if argv is not None else sys.argv[1:])]
         )
         out = (
             args.out

@@ -43,6 +43,11 @@ API_REQUESTS = Counter(
     "Kubernetes API requests made by the operator's client",
     ["verb", "resource"],
 )
+API_RETRIES = Counter(
+    "scene_operator_api_retries_total",
+    "Kubernetes API calls retried after a 429 or 5xx answer (Retry-After honoured, bounded)",
+    ["code"],
+)
 DUPLICATE_GUARD = Counter(
     "scene_operator_duplicate_job_guard_total",
     "Times a second job was not started because one was recorded or being recorded",

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     they are still logged and counted, and Project Events are kept."""
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
+    allowed_buckets: str = ""
+    """Comma-separated buckets Projects may store clips in (the default bucket
+    included); empty allows any. Any other bucket makes the Project InvalidSpec."""
+    allowed_models: str = ""
+    """Comma-separated models (video and planner, defaults included) Projects and Scenes
+    may use; empty allows any. Any other model is InvalidSpec."""
+    default_max_generations: int | None = Field(default=None, ge=0)
+    """budget.maxGenerations of Projects that set none; empty: unlimited."""
 
     leader_elect: bool | None = None
     """Leader election on a Lease (several replicas, one active); `--leader-elect` wins.

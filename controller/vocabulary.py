@@ -55,6 +55,7 @@ class Reason:
     PLANNING_FAILED = "PlanningFailed"
     SCENES_DECLARED = "ScenesDeclared"
     INVALID_SPEC = "InvalidSpec"
+    SCENE_NAME_TAKEN = "SceneNameTaken"  # a Scene of the plan's name exists, not this Project's
     # generation
     NOT_REQUESTED = "VideosNotRequested"
     WAITING = "WaitingForCapacity"
@@ -65,6 +66,7 @@ class Reason:
     CLIP_ADOPTED = "ClipAdopted"
     UPLOAD_FAILED = "UploadFailed"
     INVALID_OUTPUT = "InvalidOutput"  # the provider's output is not the clip asked for
+    BUCKET_UNAVAILABLE = "BucketUnavailable"  # missing, denied or unreachable: no job starts
     JOB_LOST = "JobLost"
     JOB_MAY_BE_ORPHANED = "JobMayBeOrphaned"
     JOB_RECOVERED = "JobRecovered"

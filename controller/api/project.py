@@ -188,7 +188,8 @@ class Usage(ApiModel):
 
 
 class ProjectStatus(ApiModel):
-    """Observed state; every counter is a recount of the project's Scenes."""
+    """Observed state; the counters are recounts of the project's Scenes, except
+    generationsUsed, which only goes up."""
 
     phase: ProjectPhase | None = None
     """Pending, GeneratingScenes, ScenesReady, Processing, Completed or Failed."""
@@ -208,6 +209,9 @@ class ProjectStatus(ApiModel):
     failed_scenes: int = 0
     """Scenes in phase Failed."""
     usage: Usage | None = None
+    generations_used: int = Field(default=0, ge=0)
+    """Generations started for this Project, ever: only goes up (deleting Scenes gives
+    no budget back); budget.maxGenerations is checked against it."""
     plan: PlanInfo | None = None
     last_error: ErrorInfo | None = None
     """Why planning failed (only while the project has no Scenes)."""

@@ -241,8 +241,7 @@ def test_drift_adopts_an_object_whose_status_write_was_lost() -> None:
         assert cond(h.status("p-scene-001"), "Ready")["reason"] == "Paused"
         desired = h.runtime.scenes.inputs(h.scene("p-scene-001")).desired
         assert desired is not None
-        # an earlier upload: a real clip of the length asked (only a video is adopted)
-        h.clips.put(desired.bucket, desired.key(0), clip_bytes(4, "16:9"))
+        h.clips.put(desired.bucket, desired.key(0), clip_bytes(4, "16:9"))  # a real video
         await h.settle(seconds=90)
 
     run(go())

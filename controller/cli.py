@@ -55,6 +55,10 @@ def _cond(obj: dict[str, Any], type_: str) -> str:
     return ""
 
 
+def _final(fv: dict[str, Any] | None) -> str:
+    return f"s3://{fv['bucket']}/{fv['s3Key']} ({fv['durationSeconds']} s)" if fv else "-"
+
+
 def status_table(ref: str, namespace: str) -> str:
     plural, name = parse_ref(ref)
     if plural != v.PROJECT_PLURAL:
@@ -74,6 +78,7 @@ def status_table(ref: str, namespace: str) -> str:
         f"project {namespace}/{name}: phase={st.get('phase', '-')} ready={_cond(project, 'Ready') or '-'} "
         f"scenes={st.get('sceneCount', 0)} completed={st.get('completedScenes', 0)} failed={st.get('failedScenes', 0)} "
         f"generations={usage.get('generationsStarted', 0)} cost~${usage.get('estimatedCostUsd', 0)}",
+        f"final video: assembled={_cond(project, 'Assembled') or '-'} {_final(st.get('finalVideo'))}",
         "",
     ]
     rows = [("SEQ", "SCENE", "PHASE", "READY", "ATTEMPTS", "TAKE", "JOB / CLIP", "LAST ERROR")]

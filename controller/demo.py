@@ -95,6 +95,15 @@ def main(output: Path = Path("demo-output"), timeout: float = 600.0) -> int:
                 print(
                     f"{dest}  {info.width}x{info.height} {info.codec} {info.duration_seconds:.1f}s  <- s3://{BUCKET}/{key}"
                 )
+            project = kubectl.json("get", "-n", "default", "project/lighthouse")  # type: ignore[attr-defined]
+            final = (project.get("status") or {}).get("finalVideo")
+            if final:  # the assembled film: every clip in order
+                dest = output / "lighthouse-final.mp4"
+                client.download_file(final["bucket"], final["s3Key"], str(dest))
+                info = probe_clip(dest)
+                print(
+                    f"{dest}  {info.width}x{info.height} {info.codec} {info.duration_seconds:.1f}s  <- s3://{final['bucket']}/{final['s3Key']} (final video)"
+                )
     return 0
 
 

@@ -27,6 +27,7 @@ from controller import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.api.project import PlanInfo, PlannedSceneRecord, ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase, SceneSpec, SceneStatus
+from controller.assembly.reconciler import Assembler
 from controller.desired import desired_for
 from controller.kube import ApiError, KubeApi
 from controller.providers.base import (
@@ -106,6 +107,7 @@ class Runtime:
     recovering: dict[str, Key] = field(default_factory=dict)
     # One LIST of Scenes per namespace before its first planning (see _plan).
     namespace_lists: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    assembly: Any = None  # the final videos (controller/assembly)
 
     def __post_init__(self) -> None:
         from controller.workqueue import WorkQueue
@@ -115,6 +117,7 @@ class Runtime:
             max_workers=self.settings.io_threads, thread_name_prefix="io"
         )
         self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
+        self.assembly = Assembler(self, lambda k, d: self.queue.add_after((PROJECT, *k), d))
 
     # ------------------------------------------------------------------ event intake
     def on_scene_event(self, kind: str | None, body: Body) -> None:
@@ -815,6 +818,8 @@ class Runtime:
 
     async def reconcile_project(self, key: Key) -> None:
         body = self.store.projects.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            await self.assembly.stop(key)  # no final video is uploaded after this
         if body is None:
             self.project_memory.pop(key, None)
             return
@@ -836,6 +841,7 @@ class Runtime:
                 await self._plan(body, spec, status, mem)
             elif status.plan is not None:
                 await self._create_missing(body, status.plan)
+            await self.assembly.reconcile(self.store.projects.get(key, body), spec)
         await self._write_project_status(body, spec, spec_error, mem)
         if spec is not None and not mem.drift_scheduled:
             mem.drift_scheduled = True
@@ -859,7 +865,7 @@ class Runtime:
             planning_error=mem.planning_error,
             budget_used=self.store.started_by_project[key],
         )
-        new = project_status(obs)
+        new = self.assembly.apply(body, spec, project_status(obs))
         patch = merge_patch(body.get("status") or {}, new.wire())
         if not patch:
             return
@@ -1138,6 +1144,7 @@ class Runtime:
                 ):
                     self.scene_memory.setdefault(skey, SceneMemory()).look_first = True
                     self._enqueue_scene(skey)
+        await self.assembly.drift(project, spec, listing)
 
 
 PLAN_FIELDS = {

@@ -149,6 +149,7 @@ class AssemblyObservation:
     missing: bool = False  # a HEAD confirmed the recorded object missing or changed
     running: str | None = None  # inputs hash of the assembly under way
     failure: Failure | None = None
+    audio_error: str | None = None  # the audio object could not be read (HEAD)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,8 @@ def decide(o: AssemblyObservation) -> AssemblyDecision:
         msg = f"{len(o.clips)} of {o.scene_count} clips verified"
         return AssemblyDecision(Step.WAIT, False, Reason.WAITING_FOR_SCENES, msg, keep)
     if o.inputs_hash is None:
+        if o.audio_error is not None:
+            return AssemblyDecision(Step.FAILED, False, Reason.ASSEMBLY_FAILED, o.audio_error, keep)
         msg = "reading the audio object"
         return AssemblyDecision(Step.ASSEMBLE, False, Reason.ASSEMBLING, msg, keep)
     h = o.inputs_hash
@@ -188,7 +191,8 @@ def decide(o: AssemblyObservation) -> AssemblyDecision:
     f = o.failure
     if f is not None and f.inputs_hash == h and f.retry_at > o.now:
         wait = (f.retry_at - o.now).total_seconds()
-        msg = f"attempt {f.attempts} failed, retrying in {wait:.0f}s: {f.message}"
+        when = f.retry_at.strftime("%Y-%m-%dT%H:%M:%SZ")  # not "in N s": the text must not churn
+        msg = f"attempt {f.attempts} failed, next at {when}: {f.message}"
         return AssemblyDecision(Step.FAILED, False, Reason.ASSEMBLY_FAILED, msg, keep, wait)
     msg = _rebuild(current, f"assembling {len(o.clips)} clips")
     return AssemblyDecision(Step.ASSEMBLE, False, reason, msg, keep)

@@ -214,3 +214,9 @@ def test_failure_waits_for_its_retry_time_then_assembles_again() -> None:
 def test_unknown_audio_version_is_not_done() -> None:
     d = decide(observe(inputs_hash=None, recorded=RECORD))
     assert not d.assembled and d.step == Step.ASSEMBLE
+
+
+def test_unreadable_audio_fails_and_says_why() -> None:
+    d = decide(observe(inputs_hash=None, audio_error="audio s3://b/song.mp3 not found"))
+    assert (d.step, d.assembled, d.reason) == (Step.FAILED, False, Reason.ASSEMBLY_FAILED)
+    assert "song.mp3 not found" in d.message

@@ -1,0 +1,419 @@
+"""The final video at run time: observe (Scenes, S3), decide (plan.decide), act.
+
+Called from three places of the Project's reconcile loop: `reconcile` before its status
+write (reads S3 only when something may have changed, starts an assembly), `apply` inside
+the status write (pure: the condition Assembled, Ready, phase, status.finalVideo), and
+`drift` after the drift LIST. An assembly runs as a task whose blocking work (downloads,
+PyAV, upload) happens in its own threads (SCENE_OPERATOR_ASSEMBLY_CONCURRENCY); it holds
+no reconcile worker. What it learns lives in memory until the next status write; after a
+restart the deterministic key is HEADed first, so a film uploaded before a crash is
+adopted, not built again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import logging
+import random
+import re
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller import metrics as m
+from controller import vocabulary as v
+from controller.api.project import FinalVideo, ProjectPhase, ProjectSpec, ProjectStatus
+from controller.api.scene import ScenePhase
+from controller.assembly import engine
+from controller.assembly.plan import (
+    AssemblyDecision,
+    AssemblyObservation,
+    AudioRef,
+    ClipRef,
+    Failure,
+    Step,
+    decide,
+    final_key,
+    inputs_hash,
+    parse_resolution,
+    retry_delay,
+)
+from controller.reconcile.conditions import get_condition, set_condition
+from controller.reconcile.timeutil import rfc3339, utcnow
+from controller.storage.clips import ObjectFact, file_sha256
+from controller.store import Body, Key, key_of
+
+log = logging.getLogger("scene_operator")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+Wake = Callable[[Key, float], None]
+
+
+@dataclass
+class Memory:
+    """What the operator knows of one Project's final video between passes."""
+
+    suspect: bool = False  # the drift LIST did not show the recorded object as recorded
+    missing: bool = False  # a HEAD confirmed it: missing or changed
+    bad_etag: str | None = None  # the changed object seen there: never adopted
+    running: str | None = None  # inputs hash being assembled
+    task: asyncio.Task[None] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    result: FinalVideo | None = None  # verified in S3, not yet in status
+    failure: Failure | None = None
+    audio_for: tuple[str, str] | None = None  # (bucket, key) that `audio` describes
+    audio: AudioRef | None = None
+    audio_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    project: Key
+    bucket: str
+    key: str
+    inputs_hash: str
+    clips: tuple[ClipRef, ...]
+    audio: AudioRef | None
+    resolution: tuple[int, int] | None
+    avoid_etag: str | None  # an object seen changed at the key: rebuild, do not adopt
+
+
+class Assembler:
+    def __init__(self, rt: Any, wake: Wake) -> None:
+        self.rt = rt  # the Runtime: settings, store, clips (S3), event(), _tmp
+        self.wake = wake
+        self.memory: dict[Key, Memory] = {}
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=rt.settings.assembly_concurrency, thread_name_prefix="assembly"
+        )
+
+    # ------------------------------------------------------------------ observe
+    def _storage(self, spec: ProjectSpec) -> tuple[str, str]:
+        s = self.rt.settings
+        prefix = spec.storage.prefix if spec.storage.prefix is not None else s.s3_prefix
+        return spec.storage.bucket or s.bucket, prefix
+
+    def _clips(self, key: Key) -> tuple[int, tuple[ClipRef, ...]]:
+        """(Scenes of the Project, verified clips in sequence order)."""
+        scenes = self.rt.store.scenes_of(key)
+        refs = []
+        for scene in scenes:
+            status = scene.get("status") or {}
+            clip = status.get("clip") or {}
+            missing = (status.get("lastError") or {}).get("reason") == v.Reason.CLIP_MISSING
+            if status.get("phase") != ScenePhase.COMPLETED or not clip.get("key") or missing:
+                continue
+            seq = (scene.get("spec") or {}).get("sequence") or 0
+            version = clip.get("sha256") or clip.get("etag") or ""
+            refs.append(ClipRef(seq, clip["bucket"], clip["key"], version, clip.get("size") or 0))
+        return len(scenes), tuple(sorted(refs, key=lambda c: (c.sequence, c.key)))
+
+    def _observe(
+        self, body: Body, spec: ProjectSpec, mem: Memory
+    ) -> tuple[AssemblyObservation, AudioRef | None]:
+        key = key_of(body)
+        count, clips = self._clips(key)
+        recorded = mem.result or _recorded(body)
+        audio, h = None, None
+        if spec.assembly.audio is None:
+            ready = True
+        else:
+            ready = mem.audio_for == self._audio_location(spec) and mem.audio is not None
+            audio = mem.audio if ready else None
+        if ready and count and len(clips) == count:
+            h = inputs_hash(clips, audio, spec.assembly.resolution)
+        obs = AssemblyObservation(
+            now=utcnow(),
+            enabled=spec.assembly_enabled(),
+            scene_count=count,
+            clips=clips,
+            inputs_hash=h,
+            recorded=recorded,
+            suspect=mem.suspect,
+            missing=mem.missing,
+            running=mem.running,
+            failure=mem.failure,
+            audio_error=mem.audio_error if spec.assembly.audio else None,
+        )
+        return obs, audio
+
+    def _audio_location(self, spec: ProjectSpec) -> tuple[str, str] | None:
+        a = spec.assembly.audio
+        return (a.bucket or self._storage(spec)[0], a.key) if a else None
+
+    # ------------------------------------------------------------------ reconcile
+    async def reconcile(self, body: Body, spec: ProjectSpec) -> None:
+        """Before the Project's status write: the I/O the decision asks for."""
+        key = key_of(body)
+        mem = self.memory.setdefault(key, Memory())
+        if mem.result is not None and _recorded(body) == mem.result:
+            mem.result = None  # written: status is the record now
+        if not spec.assembly_enabled():
+            return
+        where = self._audio_location(spec)
+        if where is not None and mem.audio_for != where:
+            await self._read_audio(mem, where)
+        for _ in range(3):
+            obs, audio = self._observe(body, spec, mem)
+            d = decide(obs)
+            if d.step == Step.VERIFY:
+                await self._verify(body, mem, d)
+                continue
+            if d.step == Step.ASSEMBLE and obs.inputs_hash is not None and mem.task is None:
+                self._start(body, spec, mem, obs, audio)
+            elif d.step == Step.FAILED and d.requeue_after is not None:
+                self.wake(key, d.requeue_after)
+            return
+
+    async def _read_audio(self, mem: Memory, where: tuple[str, str]) -> bool:
+        """HEAD the audio object; True if what is known of it changed."""
+        fact = await self._head(*where)
+        before = (mem.audio_for, mem.audio, mem.audio_error)
+        mem.audio_for = where
+        if fact is None:
+            mem.audio, mem.audio_error = None, f"audio object s3://{where[0]}/{where[1]} not found"
+        else:
+            version = fact.sha256 or fact.etag
+            mem.audio, mem.audio_error = AudioRef(*where, version, fact.size), None
+        return before != (mem.audio_for, mem.audio, mem.audio_error)
+
+    async def _head(self, bucket: str, key: str) -> ObjectFact | None:
+        loop = asyncio.get_running_loop()
+        try:
+            fact = await loop.run_in_executor(self.rt.pool, self.rt.clips.head, bucket, key)
+        except Exception:
+            m.S3_OPS.labels("head", "error").inc()
+            raise
+        m.S3_OPS.labels("head", "ok").inc()
+        return fact
+
+    async def _verify(self, body: Body, mem: Memory, d: AssemblyDecision) -> None:
+        rec = d.final_video
+        assert rec is not None
+        fact = await self._head(rec.bucket, rec.s3_key)
+        mem.suspect = False
+        if fact is not None and fact.size == rec.size and fact.etag == rec.etag:
+            return  # the listing was behind: nothing to repair
+        mem.missing, mem.bad_etag = True, fact.etag if fact else None
+        what = "changed" if fact else "missing"
+        await self.rt.event(
+            body,
+            v.Reason.FINAL_VIDEO_MISSING,
+            f"final video s3://{rec.bucket}/{rec.s3_key} is {what} in S3: rebuilding it from the clips",
+            "Warning",
+        )
+
+    # ------------------------------------------------------------------ assembling
+    def _start(
+        self,
+        body: Body,
+        spec: ProjectSpec,
+        mem: Memory,
+        obs: AssemblyObservation,
+        audio: AudioRef | None,
+    ) -> None:
+        assert obs.inputs_hash is not None
+        key = key_of(body)
+        bucket, prefix = self._storage(spec)
+        job = Job(
+            project=key,
+            bucket=bucket,
+            key=final_key(prefix, key[0], body["metadata"]["uid"], obs.inputs_hash),
+            inputs_hash=obs.inputs_hash,
+            clips=obs.clips,
+            audio=audio,
+            resolution=parse_resolution(spec.assembly.resolution),
+            avoid_etag=mem.bad_etag,
+        )
+        mem.running = obs.inputs_hash
+        mem.task = asyncio.create_task(self._run(job, mem))
+
+    async def _run(self, job: Job, mem: Memory) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            record, how = await loop.run_in_executor(self.pool, self._build, job, mem.stop)
+        except _Stopped:
+            return
+        except Exception as e:  # bad input, S3 trouble, cap reached: retried with backoff
+            mem.running, mem.task = None, None
+            attempts = (mem.failure.attempts if mem.failure else 0) + 1
+            delay = retry_delay(attempts, random.random())
+            message = str(e)[:500] or type(e).__name__
+            retry_at = utcnow() + dt.timedelta(seconds=delay)
+            mem.failure = Failure(job.inputs_hash, message, attempts, retry_at)
+            self.wake(job.project, 0.0)  # to say so in status; the retry is due at retry_at
+            log.warning(
+                "assembly failed",
+                extra={"namespace": job.project[0], "object": job.project[1], "error": message},
+            )
+            await self._event(job, v.Reason.ASSEMBLY_FAILED, message, "Warning")
+            return
+        mem.running, mem.task = None, None
+        mem.result, mem.failure = record, None
+        mem.suspect = mem.missing = False
+        mem.bad_etag = None
+        self.wake(job.project, 0.0)
+        reason = v.Reason.FINAL_VIDEO_ADOPTED if how == "adopted" else v.Reason.VIDEO_ASSEMBLED
+        message = (
+            f"final video s3://{record.bucket}/{record.s3_key}: {len(job.clips)} clips, "
+            f"{record.duration_seconds:.2f} s"
+            + (" with audio" if job.audio else "")
+            + (" (found at its key: not assembled again)" if how == "adopted" else f" ({how})")
+        )
+        await self._event(job, reason, message)
+
+    async def _event(self, job: Job, reason: str, message: str, type_: str = "Normal") -> None:
+        body = self.rt.store.projects.get(job.project)
+        if body is not None:
+            await self.rt.event(body, reason, message, type_)
+
+    def _build(self, job: Job, stop: threading.Event) -> tuple[FinalVideo, str]:
+        """Blocking: adopt the object at the key, or download, assemble, probe, upload."""
+        clips, s3 = self.rt.clips, m.S3_OPS
+        fact = clips.head(job.bucket, job.key)
+        s3.labels("head", "ok").inc()
+        if fact is not None and fact.etag != job.avoid_etag:
+            adopted = _adoptable(job, fact)
+            if adopted is not None:
+                return adopted, "adopted"
+        cap = self.rt.settings.assembly_max_bytes
+        inputs = sum(c.size for c in job.clips) + (job.audio.size if job.audio else 0)
+        if inputs >= cap:
+            raise engine.AssemblyError(
+                f"the clips and audio ({inputs} bytes) exceed the cap of {cap}"
+            )
+        with tempfile.TemporaryDirectory(prefix="assembly-", dir=self.rt._tmp.name) as d:
+            folder = Path(d)
+            paths = []
+            for i, c in enumerate(job.clips):
+                path = folder / f"clip-{i:03d}.mp4"
+                clips.download(c.bucket, c.key, path)
+                s3.labels("get", "ok").inc()
+                if SHA256.match(c.sha256) and file_sha256(path)[0] != c.sha256:
+                    raise engine.AssemblyError(f"clip s3://{c.bucket}/{c.key} changed in S3")
+                paths.append(path)
+            audio = None
+            if job.audio is not None:
+                audio = folder / "audio"
+                clips.download(job.audio.bucket, job.audio.key, audio)
+                s3.labels("get", "ok").inc()
+            out = folder / "final.mp4"
+            made = engine.assemble(
+                paths, out, audio=audio, resolution=job.resolution, max_bytes=cap - inputs
+            )
+            if stop.is_set():
+                raise _Stopped
+            metadata = {
+                "inputs-hash": job.inputs_hash,
+                "duration-seconds": f"{made.duration_seconds:.3f}",
+                "clips": str(len(job.clips)),
+                "project": f"{job.project[0]}/{job.project[1]}",
+            }
+            fact = clips.put_clip(job.bucket, job.key, out, metadata=metadata)  # HEAD-verified
+            s3.labels("put", "ok").inc()
+        record = _record(job, fact, made.duration_seconds)
+        return record, "stream copy" if made.mode == "copy" else "re-encoded"
+
+    # ------------------------------------------------------------------ status
+    def apply(self, body: Body, spec: ProjectSpec | None, new: ProjectStatus) -> ProjectStatus:
+        """The status the Project should have, with its final video (pure, from memory)."""
+        if spec is None:
+            return new
+        mem = self.memory.get(key_of(body)) or Memory()
+        d = decide(self._observe(body, spec, mem)[0])
+        gen = new.observed_generation
+        now = rfc3339(utcnow())
+        ok = "True" if d.assembled else "False"
+        conds = set_condition(
+            new.conditions, v.Cond.ASSEMBLED, ok, d.reason, d.message, generation=gen, now=now
+        )
+        phase = new.phase
+        ready = get_condition(conds, v.Cond.READY)
+        if spec.assembly_enabled() and ready is not None and ready.status == "True":
+            if d.assembled:
+                message = ready.message + ", final video assembled"
+                conds = set_condition(
+                    conds, v.Cond.READY, "True", ready.reason, message, generation=gen, now=now
+                )
+            else:
+                conds = set_condition(
+                    conds, v.Cond.READY, "False", d.reason, d.message, generation=gen, now=now
+                )
+                if phase == ProjectPhase.COMPLETED:
+                    phase = ProjectPhase.PROCESSING
+        return new.model_copy(
+            update={"conditions": conds, "final_video": d.final_video, "phase": phase}
+        )
+
+    # ------------------------------------------------------------------ drift
+    async def drift(self, project: Body, spec: ProjectSpec, listing: dict[str, Any]) -> None:
+        """After the drift LIST: a recorded final video not listed as recorded is verified
+        (and rebuilt if gone); the audio object is re-read (HEAD) when there is one."""
+        if not spec.assembly_enabled():
+            return
+        key = key_of(project)
+        mem = self.memory.setdefault(key, Memory())
+        rec = _recorded(project)
+        if rec is not None and mem.running is None:
+            obj = listing.get(rec.s3_key)
+            if obj is None or obj.size != rec.size or obj.etag != rec.etag:
+                mem.suspect = True
+                self.wake(key, 0.0)
+        where = self._audio_location(spec)
+        if where is not None and await self._read_audio(mem, where):
+            self.wake(key, 0.0)
+
+    async def stop(self, key: Key) -> None:
+        """The Project is gone or going: no upload after this returns (the finalizer
+        deletes the prefix next)."""
+        mem = self.memory.pop(key, None)
+        if mem is not None and mem.task is not None:
+            mem.stop.set()
+            await asyncio.wait({mem.task})
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _recorded(body: Body) -> FinalVideo | None:
+    raw = (body.get("status") or {}).get("finalVideo")
+    if not raw:
+        return None
+    try:
+        return FinalVideo.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _record(job: Job, fact: ObjectFact, duration: float) -> FinalVideo:
+    assert fact.sha256 is not None
+    return FinalVideo(
+        bucket=job.bucket,
+        s3_key=job.key,
+        size=fact.size,
+        etag=fact.etag,
+        sha256=fact.sha256,
+        duration_seconds=round(duration, 3),
+        inputs_hash=job.inputs_hash,
+        assembled_at=rfc3339(utcnow()),
+    )
+
+
+def _adoptable(job: Job, fact: ObjectFact) -> FinalVideo | None:
+    """An object at the key that this operator uploaded for these inputs (a restart
+    between its upload and the status write): taken as it is."""
+    meta = fact.metadata
+    if meta.get("inputs-hash") != job.inputs_hash or not fact.sha256:
+        return None
+    try:
+        duration = float(meta.get("duration-seconds", ""))
+    except ValueError:
+        return None
+    return _record(job, fact, duration)

@@ -173,8 +173,12 @@ class Assembler:
 
     async def _read_audio(self, mem: Memory, where: tuple[str, str]) -> bool:
         """HEAD the audio object; True if what is known of it changed."""
-        fact = await self._head(*where)
         before = (mem.audio_for, mem.audio, mem.audio_error)
+        try:
+            fact = await self._head(*where)
+        except Exception as e:  # S3 trouble: say so; the next pass or drift check reads again
+            mem.audio_for, mem.audio, mem.audio_error = None, None, str(e)[:500]
+            return before != (mem.audio_for, mem.audio, mem.audio_error)
         mem.audio_for = where
         if fact is None:
             mem.audio, mem.audio_error = None, f"audio object s3://{where[0]}/{where[1]} not found"
@@ -196,7 +200,16 @@ class Assembler:
     async def _verify(self, body: Body, mem: Memory, d: AssemblyDecision) -> None:
         rec = d.final_video
         assert rec is not None
-        fact = await self._head(rec.bucket, rec.s3_key)
+        try:
+            fact = await self._head(rec.bucket, rec.s3_key)
+        except Exception as e:  # S3 unreachable: the next drift check looks again
+            key = key_of(body)
+            log.warning(
+                "final video not verified",
+                extra={"namespace": key[0], "object": key[1], "error": str(e)},
+            )
+            mem.suspect = False
+            return
         mem.suspect = False
         if fact is not None and fact.size == rec.size and fact.etag == rec.etag:
             return  # the listing was behind: nothing to repair

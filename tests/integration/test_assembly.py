@@ -96,7 +96,7 @@ def check_film(s3: Any, project: dict, scenes: list[dict], folder: Path) -> None
 
 
 def jobs_started(op: Any) -> float:
-    return metric_sum(op.metrics(), "scene_operator_jobs_total", outcome="started")
+    return metric_sum(op.metrics(), "scene_operator_provider_jobs_total", outcome="started")
 
 
 def s3_ops(op: Any, operation: str) -> float:

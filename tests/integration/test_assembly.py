@@ -71,8 +71,11 @@ def lengths(path: Path) -> dict[str, float]:
         return {s.type: float(s.duration * s.time_base) for s in c.streams}
 
 
-def check_film(s3: Any, project: dict, scenes: list[dict], folder: Path) -> None:
-    """The film in S3 is the clips, in order: length, decoding, each clip's middle frame."""
+def check_film(
+    s3: Any, project: dict, scenes: list[dict], folder: Path, *, exact: bool = True
+) -> None:
+    """The film in S3 is the clips, in order: length, decoding, each clip's middle frame
+    (bit for bit when remuxed; close, when re-encoded, for the clips of the film's size)."""
     final = project["status"]["finalVideo"]
     film = download(s3, final["s3Key"], folder / "film.mp4")
     head = s3.client.head_object(Bucket=s3.bucket, Key=final["s3Key"])
@@ -91,7 +94,11 @@ def check_film(s3: Any, project: dict, scenes: list[dict], folder: Path) -> None
     start = 0.0
     for clip, seconds in zip(clips, clip_lengths, strict=True):
         mid = seconds / 2
-        assert np.array_equal(frame_at(frames, start + mid), frame_at(decoded(clip), mid))
+        got, want = frame_at(frames, start + mid), frame_at(decoded(clip), mid)
+        if exact:
+            assert np.array_equal(got, want)
+        else:  # scaled: compare the average colour of the picture
+            assert np.abs(got.mean(axis=(0, 1)) - want.mean(axis=(0, 1))).max() < 8
         start += seconds
 
 
@@ -251,3 +258,39 @@ def test_a_music_video_gets_its_song_for_exactly_the_film(
         what="the film rebuilt for the new song",
     )
     assert p["status"]["finalVideo"]["s3Key"] != old["s3Key"]
+
+
+def test_sigkill_during_assembly_loses_nothing_and_assembles_once(
+    cluster: Cluster, namespace: str, run_operator, s3, files: Path
+) -> None:
+    # A re-encode to a larger size takes seconds: long enough to be killed in the middle.
+    op = run_operator(namespace)
+    cluster.create_project(
+        namespace,
+        "crash",
+        spec(scenes={"count": 3, "durationSeconds": 6}, assembly={"resolution": "640x360"}),
+    )
+
+    def assembling() -> bool:
+        c = condition(cluster.project(namespace, "crash"), "Assembled") or {}
+        return c.get("reason") == "Assembling"
+
+    wait_until(assembling, timeout=120, interval=0.05, what="Assembled=False Assembling")
+    op.kill()
+    uid = cluster.project(namespace, "crash")["metadata"]["uid"]
+    prefix = f"t/{'test_sigkill_during_assembly_loses_nothing_and_assembles_once'[:40]}"
+    final_prefix = f"{prefix}/{namespace}/{uid}/final/"
+    at_kill = s3.client.list_objects_v2(Bucket=s3.bucket, Prefix=final_prefix).get("Contents", [])
+    op.start()
+    op.wait_healthy()
+    p = wait_until(lambda: film_of(cluster, namespace, "crash"), timeout=120, what="the film")
+    listed = s3.client.list_objects_v2(Bucket=s3.bucket, Prefix=final_prefix).get("Contents", [])
+    assert [o["Key"] for o in listed] == [p["status"]["finalVideo"]["s3Key"]]  # one film
+    assert jobs_started(op) == 0  # the restarted operator paid for nothing
+    reasons = cluster.event_reasons(namespace, "crash")
+    # killed before its upload: assembled once, by the second process; killed after it:
+    # the object at the key is adopted, not assembled again
+    done = reasons.count("VideoAssembled") + reasons.count("FinalVideoAdopted")
+    assert done == 1, reasons
+    assert ("FinalVideoAdopted" in reasons) == bool(at_kill)
+    check_film(s3, p, cluster.scenes(namespace, "crash"), files, exact=False)

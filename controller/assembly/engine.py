@@ -8,6 +8,7 @@ not swscale, whose output varied between runs), so a rebuild gives the same byte
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import heapq
 import math
@@ -252,23 +253,27 @@ def _planes(arr: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np
 
 
 def _resize(plane: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Bilinear resize of one plane (pixel centres aligned), in numpy: deterministic."""
+    """Bilinear resize of one plane (pixel centres aligned), in numpy: deterministic.
+    Separable: rows first, then columns, so each pass gathers one axis only."""
     sh, sw = plane.shape
     if (sw, sh) == (w, h):
         return plane
-
-    def axis(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-        lo = np.floor(pos).astype(np.intp)
-        return lo, np.minimum(lo + 1, n_in - 1), (pos - lo).astype(np.float32)
-
-    y0, y1, wy = axis(h, sh)
-    x0, x1, wx = axis(w, sw)
+    x0, x1, wx = _axis(w, sw)
+    y0, y1, wy = _axis(h, sh)
     a = plane.astype(np.float32)
-    top = a[y0][:, x0] * (1 - wx) + a[y0][:, x1] * wx
-    bottom = a[y1][:, x0] * (1 - wx) + a[y1][:, x1] * wx
-    out = top * (1 - wy)[:, None] + bottom * wy[:, None]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    rows = a[:, x0]
+    rows += (a[:, x1] - rows) * wx
+    out = rows[y0]
+    out += (rows[y1] - out) * wy[:, None]
+    out += 0.5
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _axis(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    lo = np.floor(pos).astype(np.intp)
+    return lo, np.minimum(lo + 1, n_in - 1), (pos - lo).astype(np.float32)
 
 
 def _audio_packets(

@@ -43,6 +43,7 @@ class ClipProbe:
     start: int  # first pts, in the stream's time base
     end: int  # last pts + its duration
     fps: Fraction
+    audio: bool = False  # the clip has its own sound (e.g. Veo 3)
 
     @property
     def seconds(self) -> float:
@@ -85,7 +86,7 @@ def probe_input(path: Path) -> ClipProbe:
                 extradata=hashlib.sha256(bytes(cc.extradata or b"")).hexdigest(),
             )
             rate = s.average_rate or s.guessed_rate or DEFAULT_FPS
-            return ClipProbe(Path(path), info, start, end, Fraction(rate))
+            return ClipProbe(Path(path), info, start, end, Fraction(rate), bool(src.streams.audio))
     except av.FFmpegError as e:
         raise AssemblyError(f"{path.name}: unreadable video: {e}") from e
 
@@ -113,7 +114,8 @@ def assemble(
                 break
             except _NotMonotonic:
                 continue  # packets that would not join cleanly: re-encode instead
-        result = verify_output(tmp, expected, len(probes), audio is not None)
+        with_audio = audio is not None or any(p.audio for p in probes)
+        result = verify_output(tmp, expected, len(probes), with_audio)
         os.replace(tmp, out)
         return Assembled(mode, *result)
     finally:
@@ -143,8 +145,11 @@ def _write(
             size = resolution or (probes[0].info.width, probes[0].info.height)
             video = _encoded_packets(probes, dst, size, probes[0].fps)
         streams: list[Iterator[tuple[float, av.Packet]]] = [video]
-        if audio is not None:
-            streams.append(_audio_packets(audio, expected, dst))
+        if audio is not None:  # laid under the whole film
+            streams.append(_audio_packets([(audio, expected)], dst))
+        elif any(p.audio for p in probes):  # the clips' own sound, silence where there is none
+            segments = [(p.path if p.audio else None, p.seconds) for p in probes]
+            streams.append(_audio_packets(segments, dst))
         for n, (_, packet) in enumerate(heapq.merge(*streams, key=lambda item: item[0])):
             dst.mux(packet)
             if n % SIZE_CHECK_EVERY == 0 and tmp.stat().st_size > max_bytes:
@@ -277,12 +282,12 @@ def _axis(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _audio_packets(
-    path: Path, seconds: float, dst: av.container.OutputContainer
+    segments: list[tuple[Path | None, float]], dst: av.container.OutputContainer
 ) -> Iterator[tuple[float, av.Packet]]:
-    """The audio object as AAC, cut or padded with silence to exactly `seconds`."""
+    """One AAC track of the segments in order, each cut or padded with silence to its
+    length (None: silence), so the audio stays in sync with the video at every cut."""
     stream = dst.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
     tb = Fraction(1, AUDIO_RATE)
-    total = round(seconds * AUDIO_RATE)
     written = 0
     pending = np.zeros((2, 0), np.float32)
 
@@ -299,24 +304,38 @@ def _audio_packets(
             for pkt in stream.encode(frame):
                 yield _time(pkt, tb), pkt
 
-    taken = 0
-    try:
-        with av.open(str(path)) as src:
-            if not src.streams.audio:
-                raise AssemblyError("the audio object has no audio stream")
-            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
-            for frame in _decoded_audio(src, resampler):
-                arr = frame.to_ndarray().astype(np.float32, copy=False)
+    start = 0.0
+    for path, seconds in segments:
+        # sample counts from the running total: no rounding drift over many segments
+        total = round((start + seconds) * AUDIO_RATE) - round(start * AUDIO_RATE)
+        start += seconds
+        taken = 0
+        with contextlib.closing(_samples(path)) as samples:
+            for arr in samples:
                 arr = arr[:, : max(0, total - taken)]
                 taken += arr.shape[1]
                 yield from chunks(arr, False)
                 if taken >= total:
                     break
-    except av.FFmpegError as e:
-        raise AssemblyError(f"unreadable audio object: {e}") from e
-    yield from chunks(np.zeros((2, total - taken), np.float32), True)
+        yield from chunks(np.zeros((2, total - taken), np.float32), False)
+    yield from chunks(np.zeros((2, 0), np.float32), True)
     for pkt in stream.encode(None):
         yield _time(pkt, tb), pkt
+
+
+def _samples(path: Path | None) -> Iterator[np.ndarray]:
+    """The first audio stream of `path` as 48 kHz stereo float planes (None: nothing)."""
+    if path is None:
+        return
+    try:
+        with av.open(str(path)) as src:
+            if not src.streams.audio:
+                raise AssemblyError(f"{path.name}: no audio stream")
+            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+            for frame in _decoded_audio(src, resampler):
+                yield frame.to_ndarray().astype(np.float32, copy=False)
+    except av.FFmpegError as e:
+        raise AssemblyError(f"{path.name}: unreadable audio: {e}") from e
 
 
 def _decoded_audio(

@@ -134,6 +134,30 @@ def test_audio_is_laid_under_for_exactly_the_film(
     assert abs(heard - min(seconds, 5.0)) < 0.1
 
 
+def test_the_clips_own_sound_is_kept_in_sync_with_silence_where_a_clip_has_none(
+    three: list[Path], tmp_path: Path
+) -> None:
+    voiced = []
+    for i in (0, 2):  # clips with sound, as Veo 3 makes them
+        path = tmp_path / f"voiced{i}.mp4"
+        assemble([three[i]], path, audio=tone(tmp_path / f"tone{i}.wav", 10))
+        voiced.append(path)
+    out = tmp_path / "film.mp4"
+    result = assemble([voiced[0], three[1], voiced[1]], out)  # 2 s, 1 s silent, 2 s
+    assert result.mode == "copy"
+    lengths = durations(out)
+    assert abs(lengths["audio"] - lengths["video"]) < 1024 / 48_000 + 1e-3
+    with av.open(str(out)) as c:
+        pcm = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
+    loud = np.abs(pcm) > 0.05
+
+    def share(a: float, b: float) -> float:
+        return loud[int(a * 48_000) : int(b * 48_000)].mean()
+
+    assert share(0.1, 1.9) > 0.5 and share(3.1, 4.9) > 0.5  # the clips' sound ...
+    assert share(2.05, 2.95) == 0  # ... and silence under the silent clip, at its place
+
+
 def test_the_same_inputs_give_the_same_bytes(
     three: list[Path], folder: Path, tmp_path: Path
 ) -> None:

@@ -197,13 +197,17 @@ class FinalVideo(ApiModel):
     """The assembled video in S3, recorded only after HEAD confirmed size and checksum."""
 
     bucket: str
+    """Bucket of the final video (the Project's clip bucket)."""
     s3_key: str = Field(alias="s3Key")
     """`<prefix>/<ns>/<project uid>/final/<inputsHash>.mp4`."""
     size: int = Field(ge=0)
+    """Bytes, as HEAD showed them."""
     etag: str
     """The object's ETag, compared with the drift check's listing."""
     sha256: str
+    """SHA-256 of the bytes uploaded, checked against the object's metadata."""
     duration_seconds: float = Field(ge=0)
+    """Length of the video, measured from the file."""
     inputs_hash: str
     """Hash of the ordered clips (sequence and SHA-256), the audio object and the settings."""
     assembled_at: str

@@ -20,6 +20,7 @@ import random
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,11 +250,13 @@ class Assembler:
 
     async def _run(self, job: Job, mem: Memory) -> None:
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             record, how = await loop.run_in_executor(self.pool, self._build, job, mem.stop)
         except _Stopped:
             return
         except Exception as e:  # bad input, S3 trouble, cap reached: retried with backoff
+            m.ASSEMBLIES.labels("failed").inc()
             mem.running, mem.task = None, None
             attempts = (mem.failure.attempts if mem.failure else 0) + 1
             delay = retry_delay(attempts, random.random())
@@ -267,17 +270,20 @@ class Assembler:
             )
             await self._event(job, v.Reason.ASSEMBLY_FAILED, message, "Warning")
             return
+        m.ASSEMBLIES.labels(how).inc()
+        m.ASSEMBLY_SECONDS.observe(time.perf_counter() - started)
         mem.running, mem.task = None, None
         mem.result, mem.failure = record, None
         mem.suspect = mem.missing = False
         mem.bad_etag = None
         self.wake(job.project, 0.0)
         reason = v.Reason.FINAL_VIDEO_ADOPTED if how == "adopted" else v.Reason.VIDEO_ASSEMBLED
+        done = {"adopted": "found at its key: not assembled again", "copy": "stream copy"}
         message = (
             f"final video s3://{record.bucket}/{record.s3_key}: {len(job.clips)} clips, "
             f"{record.duration_seconds:.2f} s"
             + (" with audio" if job.audio else "")
-            + (" (found at its key: not assembled again)" if how == "adopted" else f" ({how})")
+            + f" ({done.get(how, 're-encoded')})"
         )
         await self._event(job, reason, message)
 
@@ -330,8 +336,7 @@ class Assembler:
             }
             fact = clips.put_clip(job.bucket, job.key, out, metadata=metadata)  # HEAD-verified
             s3.labels("put", "ok").inc()
-        record = _record(job, fact, made.duration_seconds)
-        return record, "stream copy" if made.mode == "copy" else "re-encoded"
+        return _record(job, fact, made.duration_seconds), made.mode
 
     # ------------------------------------------------------------------ status
     def apply(self, body: Body, spec: ProjectSpec | None, new: ProjectStatus) -> ProjectStatus:

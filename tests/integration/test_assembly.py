@@ -144,6 +144,7 @@ def test_a_three_scene_project_gets_its_final_video_and_keeps_it_without_writes(
     assert len(scenes) == 3
     check_film(s3, project, scenes, files)
     assert cluster.event_reasons(namespace, "boat").count("VideoAssembled") == 1
+    assert metric_sum(op.metrics(), "scene_operator_assemblies_total", outcome="copy") == 1
 
     # Healthy: the same manifest applied again, then several drift intervals: no API
     # write, no HEAD, no upload, no new job.

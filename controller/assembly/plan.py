@@ -23,6 +23,7 @@ from controller.vocabulary import Reason
 ASSEMBLY_FORMAT = "v1"
 # Codecs whose packets may be copied into an MP4 as they are.
 COPYABLE_CODECS = frozenset({"h264", "hevc"})
+AUDIO_RECHECK = 30.0  # seconds between two looks at an audio object that could not be read
 
 
 @dataclass(frozen=True)
@@ -174,8 +175,10 @@ def decide(o: AssemblyObservation) -> AssemblyDecision:
         msg = f"{len(o.clips)} of {o.scene_count} clips verified"
         return AssemblyDecision(Step.WAIT, False, Reason.WAITING_FOR_SCENES, msg, keep)
     if o.inputs_hash is None:
-        if o.audio_error is not None:
-            return AssemblyDecision(Step.FAILED, False, Reason.ASSEMBLY_FAILED, o.audio_error, keep)
+        if o.audio_error is not None:  # looked at again shortly: it may be uploaded yet
+            return AssemblyDecision(
+                Step.FAILED, False, Reason.ASSEMBLY_FAILED, o.audio_error, keep, AUDIO_RECHECK
+            )
         msg = "reading the audio object"
         return AssemblyDecision(Step.ASSEMBLE, False, Reason.ASSEMBLING, msg, keep)
     h = o.inputs_hash

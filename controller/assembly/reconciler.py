@@ -180,10 +180,11 @@ class Assembler:
         except Exception as e:  # S3 trouble: say so; the next pass or drift check reads again
             mem.audio_for, mem.audio, mem.audio_error = None, None, str(e)[:500]
             return before != (mem.audio_for, mem.audio, mem.audio_error)
-        mem.audio_for = where
-        if fact is None:
-            mem.audio, mem.audio_error = None, f"audio object s3://{where[0]}/{where[1]} not found"
+        if fact is None:  # read again on the next pass (AUDIO_RECHECK)
+            mem.audio_for, mem.audio = None, None
+            mem.audio_error = f"audio object s3://{where[0]}/{where[1]} not found"
         else:
+            mem.audio_for = where
             version = fact.sha256 or fact.etag
             mem.audio, mem.audio_error = AudioRef(*where, version, fact.size), None
         return before != (mem.audio_for, mem.audio, mem.audio_error)

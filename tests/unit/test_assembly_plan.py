@@ -220,3 +220,4 @@ def test_unreadable_audio_fails_and_says_why() -> None:
     d = decide(observe(inputs_hash=None, audio_error="audio s3://b/song.mp3 not found"))
     assert (d.step, d.assembled, d.reason) == (Step.FAILED, False, Reason.ASSEMBLY_FAILED)
     assert "song.mp3 not found" in d.message
+    assert d.requeue_after is not None and d.requeue_after > 0  # looked at again

@@ -8,6 +8,7 @@ import concurrent.futures
 import logging
 import tempfile
 import uuid
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,37 @@ def test_off_when_generate_videos_is_false_or_assembly_disabled(world) -> None:
         status = a.apply(body, spec, ProjectStatus())
         assert assembled(status) == ("False", v.Reason.ASSEMBLY_NOT_REQUESTED)
     assert a.memory[(NS, NAME)].task is None and rt.events == []
+
+
+def test_a_missing_audio_object_fails_until_it_is_uploaded(world, tmp_path: Path) -> None:
+    rt, clips = world
+    spec = ProjectSpec.model_validate(
+        {"prompt": "x", "generateVideos": True, "assembly": {"audio": {"key": "song.wav"}}}
+    )
+    a = assembler(rt)
+
+    async def settle_with_audio() -> ProjectStatus:
+        body = rt.store.projects[(NS, NAME)]
+        await a.reconcile(body, spec)
+        mem = a.memory[(NS, NAME)]
+        if mem.task is not None:
+            await mem.task
+        status = a.apply(body, spec, ProjectStatus(observed_generation=1))
+        rt.store.upsert_project(project(status.wire()))
+        return status
+
+    status = asyncio.run(settle_with_audio())
+    assert assembled(status) == ("False", v.Reason.ASSEMBLY_FAILED)
+    assert "song.wav not found" in next(
+        c.message for c in status.conditions if c.type == "Assembled"
+    )
+    assert any(delay > 0 for _, delay in rt.woken)  # looked at again without a drift check
+    with wave.open(str(tmp_path / "song.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x10\x00" * 8000)
+    rt.clips.client.upload_file(str(tmp_path / "song.wav"), clips[0]["bucket"], "song.wav")
+    status = asyncio.run(settle_with_audio())
+    assert assembled(status) == ("True", v.Reason.VIDEO_ASSEMBLED)
+    assert "with audio" in rt.events[-1][1]

@@ -151,6 +151,7 @@ class AssemblyObservation:
     running: str | None = None  # inputs hash of the assembly under way
     failure: Failure | None = None
     audio_error: str | None = None  # the audio object could not be read (HEAD)
+    paused: bool = False  # spec.paused: no new work is started
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,9 @@ def decide(o: AssemblyObservation) -> AssemblyDecision:
             return AssemblyDecision(Step.VERIFY, True, Reason.VIDEO_ASSEMBLED, _done(rec), rec)
         return AssemblyDecision(Step.DONE, True, Reason.VIDEO_ASSEMBLED, _done(rec), rec)
     reason = Reason.FINAL_VIDEO_MISSING if current else Reason.ASSEMBLING
+    if o.paused and o.running != h:
+        msg = "spec.paused is true: the final video is not assembled"
+        return AssemblyDecision(Step.WAIT, False, Reason.PAUSED, msg, keep)
     if o.running == h:
         msg = _rebuild(current, f"assembling {len(o.clips)} clips")
         return AssemblyDecision(Step.RUNNING, False, reason, msg, keep)

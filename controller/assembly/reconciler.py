@@ -141,6 +141,7 @@ class Assembler:
             running=mem.running,
             failure=mem.failure,
             audio_error=mem.audio_error if spec.assembly.audio else None,
+            paused=spec.paused,
         )
         return obs, audio
 

@@ -221,3 +221,10 @@ def test_unreadable_audio_fails_and_says_why() -> None:
     assert (d.step, d.assembled, d.reason) == (Step.FAILED, False, Reason.ASSEMBLY_FAILED)
     assert "song.mp3 not found" in d.message
     assert d.requeue_after is not None and d.requeue_after > 0  # looked at again
+
+
+def test_paused_starts_no_assembly_but_lets_one_under_way_finish() -> None:
+    d = decide(observe(paused=True))
+    assert (d.step, d.assembled, d.reason) == (Step.WAIT, False, Reason.PAUSED)
+    assert decide(observe(paused=True, running=HASH)).step == Step.RUNNING
+    assert decide(observe(paused=True, recorded=RECORD)).step == Step.DONE  # nothing to do

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from controller.testing.controlplane import REPO_ROOT, ControlPlane, Kubectl, install_crds
-from controller.testing.operator import OperatorProcess
-from controller.testing.s3server import S3Server
+from controller.embedded.cluster import Kubectl, install_crds
+from controller.embedded.controlplane import REPO_ROOT, ControlPlane
+from controller.embedded.operator import OperatorProcess
+from controller.embedded.s3server import S3Server
 
 EXAMPLE = REPO_ROOT / "manifests" / "examples" / "local-demo.yaml"
 BUCKET = "scene-operator-demo"

@@ -15,15 +15,27 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import random
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 URGENT_BURST = 4
+# Per-key exponential backoff after errors (client-go's ItemExponentialFailureRateLimiter),
+# with equal jitter so keys that failed together do not come back together.
+ERROR_BACKOFF_BASE_SECONDS = 0.5
+ERROR_BACKOFF_MAX_SECONDS = 30.0
 
 
 class WorkQueue:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.clock = clock  # a test passes a fake clock and calls move_due itself
+        self.rand = rand
+        self._failures: dict[Hashable, int] = {}
         self._lanes: tuple[deque[Hashable], deque[Hashable]] = (deque(), deque())  # urgent, normal
         self._dirty: dict[Hashable, bool] = {}  # queued (or re-queued after processing) -> urgent
         self._processing: set[Hashable] = set()
@@ -55,12 +67,29 @@ class WorkQueue:
         if delay <= 0:
             self.add(key, urgent=urgent)
             return
-        due = time.monotonic() + delay
+        due = self.clock() + delay
         if self._due.get(key, float("inf")) <= due:
             return  # an earlier wake-up is already scheduled
         self._due[key] = due
         heapq.heappush(self._delayed, (due, next(self._seq), key, urgent))
         self._wakeup.set()
+
+    def add_rate_limited(self, key: Hashable, *, at_least: float | None = None) -> float:
+        """Re-add a key whose reconcile failed, after a backoff that doubles with each
+        failure in a row (until `forget`); returns the delay."""
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        capped = min(ERROR_BACKOFF_BASE_SECONDS * 2**failures, ERROR_BACKOFF_MAX_SECONDS)
+        delay = max(capped * (0.5 + 0.5 * self.rand()), at_least or 0.0)
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: Hashable) -> None:
+        """The key was reconciled without an error: its backoff starts over."""
+        self._failures.pop(key, None)
+
+    def failures(self, key: Hashable) -> int:
+        return self._failures.get(key, 0)
 
     async def get(self) -> Hashable:
         while not (self._lanes[0] or self._lanes[1]):
@@ -93,15 +122,23 @@ class WorkQueue:
     def delayed(self) -> int:
         return len(self._due)
 
+    def move_due(self, now: float) -> None:
+        """Move the delayed keys due at `now` into the queue."""
+        while self._delayed and self._delayed[0][0] <= now:
+            due, _, key, urgent = heapq.heappop(self._delayed)
+            if self._due.get(key) == due:
+                del self._due[key]
+                self.add(key, urgent=urgent)
+
+    def next_due(self) -> float | None:
+        """When the earliest delayed key is due (None: none is delayed)."""
+        return self._delayed[0][0] if self._delayed else None
+
     async def run_timer(self) -> None:
         """Moves due delayed keys into the queue."""
         while not self.shutting_down:
-            now = time.monotonic()
-            while self._delayed and self._delayed[0][0] <= now:
-                due, _, key, urgent = heapq.heappop(self._delayed)
-                if self._due.get(key) == due:
-                    del self._due[key]
-                    self.add(key, urgent=urgent)
+            now = self.clock()
+            self.move_due(now)
             timeout = self._delayed[0][0] - now if self._delayed else 1.0
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):

@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check controller tests
+.venv/bin/ruff check controller tests benchmarks
 .venv/bin/python -m controller crds --output "$(mktemp -d)" >/dev/null
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -12,16 +12,10 @@ from typing import Any
 
 import pytest
 
-from controller.testing.controlplane import (
-    EXISTING_KUBECONFIG_ENV,
-    REPO_ROOT,
-    ControlPlane,
-    ExistingCluster,
-    Kubectl,
-    from_env,
-    install_crds,
-)
-from controller.testing.s3server import S3Server
+from controller.embedded.cluster import ExistingCluster, Kubectl, install_crds
+from controller.embedded.controlplane import REPO_ROOT, ControlPlane
+from controller.embedded.s3server import S3Server
+from tests.support.kubeconfigs import EXISTING_KUBECONFIG_ENV, from_env
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 TEST_BUCKET = "scene-operator-test"

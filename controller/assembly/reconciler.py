@@ -1,6 +1,6 @@
 """The final video at run time: observe (Scenes, S3), decide (plan.decide), act.
 
-Called from three places of the Project's reconcile loop: `reconcile` before its status
+Called from three places of the Project's reconcile (controller/runtime/projects.py, drift.py): `reconcile` before its status
 write (reads S3 only when something may have changed, starts an assembly), `apply` inside
 the status write (pure: the condition Assembled, Ready, phase, status.finalVideo), and
 `drift` after the drift LIST. An assembly runs as a task whose blocking work (downloads,
@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -48,8 +48,13 @@ from controller.assembly.plan import (
 )
 from controller.reconcile.conditions import get_condition, set_condition
 from controller.reconcile.timeutil import rfc3339, utcnow
+from controller.settings import Settings
 from controller.storage.clips import ObjectFact, file_sha256
-from controller.store import Body, Key, key_of
+from controller.store import Body, Key, Store, key_of
+
+if TYPE_CHECKING:  # the runtime package imports this module
+    from controller.runtime.events import Recorder
+    from controller.runtime.ports import Threads
 
 log = logging.getLogger("scene_operator")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -85,24 +90,52 @@ class Job:
     avoid_etag: str | None  # an object seen changed at the key: rebuild, do not adopt
 
 
+class AssemblyStorage(Protocol):
+    """The part of the S3 clip store assembly uses (blocking calls, run in threads)."""
+
+    def head(self, bucket: str, key: str) -> ObjectFact | None: ...
+
+    def download(self, bucket: str, key: str, dest: Path) -> None: ...
+
+    def put_clip(
+        self, bucket: str, key: str, path: Path, *, metadata: dict[str, str]
+    ) -> ObjectFact: ...
+
+
 class Assembler:
-    def __init__(self, rt: Any, wake: Wake) -> None:
-        self.rt = rt  # the Runtime: settings, store, clips (S3), event(), _tmp
-        self.wake = wake
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        clips: AssemblyStorage,
+        threads: Threads,
+        recorder: Recorder,
+        wake: Wake,
+        tmp_dir: str,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clips = clips
+        self.threads = threads  # the shared I/O pool, for HEADs
+        self.recorder = recorder
+        self.wake = wake  # make the Project due after a delay
+        self.tmp_dir = tmp_dir
         self.memory: dict[Key, Memory] = {}
+        # CPU work gets its own threads: an assembly never takes an I/O thread for long.
         self.pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=rt.settings.assembly_concurrency, thread_name_prefix="assembly"
+            max_workers=settings.assembly_concurrency, thread_name_prefix="assembly"
         )
 
     # ------------------------------------------------------------------ observe
     def _storage(self, spec: ProjectSpec) -> tuple[str, str]:
-        s = self.rt.settings
+        s = self.settings
         prefix = spec.storage.prefix if spec.storage.prefix is not None else s.s3_prefix
         return spec.storage.bucket or s.bucket, prefix
 
     def _clips(self, key: Key) -> tuple[int, tuple[ClipRef, ...]]:
         """(Scenes of the Project, verified clips in sequence order)."""
-        scenes = self.rt.store.scenes_of(key)
+        scenes = self.store.scenes_of(key)
         refs = []
         for scene in scenes:
             status = scene.get("status") or {}
@@ -191,9 +224,8 @@ class Assembler:
         return before != (mem.audio_for, mem.audio, mem.audio_error)
 
     async def _head(self, bucket: str, key: str) -> ObjectFact | None:
-        loop = asyncio.get_running_loop()
         try:
-            fact = await loop.run_in_executor(self.rt.pool, self.rt.clips.head, bucket, key)
+            fact = await self.threads.run(self.clips.head, bucket, key)
         except Exception:
             m.S3_OPS.labels("head", "error").inc()
             raise
@@ -218,7 +250,7 @@ class Assembler:
             return  # the listing was behind: nothing to repair
         mem.missing, mem.bad_etag = True, fact.etag if fact else None
         what = "changed" if fact else "missing"
-        await self.rt.event(
+        await self.recorder.post(
             body,
             v.Reason.FINAL_VIDEO_MISSING,
             f"final video s3://{rec.bucket}/{rec.s3_key} is {what} in S3: rebuilding it from the clips",
@@ -290,26 +322,26 @@ class Assembler:
         await self._event(job, reason, message)
 
     async def _event(self, job: Job, reason: str, message: str, type_: str = "Normal") -> None:
-        body = self.rt.store.projects.get(job.project)
+        body = self.store.projects.get(job.project)
         if body is not None:
-            await self.rt.event(body, reason, message, type_)
+            await self.recorder.post(body, reason, message, type_)
 
     def _build(self, job: Job, stop: threading.Event) -> tuple[FinalVideo, str]:
         """Blocking: adopt the object at the key, or download, assemble, probe, upload."""
-        clips, s3 = self.rt.clips, m.S3_OPS
+        clips, s3 = self.clips, m.S3_OPS
         fact = clips.head(job.bucket, job.key)
         s3.labels("head", "ok").inc()
         if fact is not None and fact.etag != job.avoid_etag:
             adopted = _adoptable(job, fact)
             if adopted is not None:
                 return adopted, "adopted"
-        cap = self.rt.settings.assembly_max_bytes
+        cap = self.settings.assembly_max_bytes
         inputs = sum(c.size for c in job.clips) + (job.audio.size if job.audio else 0)
         if inputs >= cap:
             raise engine.AssemblyError(
                 f"the clips and audio ({inputs} bytes) exceed the cap of {cap}"
             )
-        with tempfile.TemporaryDirectory(prefix="assembly-", dir=self.rt._tmp.name) as d:
+        with tempfile.TemporaryDirectory(prefix="assembly-", dir=self.tmp_dir) as d:
             folder = Path(d)
             paths = []
             for i, c in enumerate(job.clips):

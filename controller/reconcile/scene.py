@@ -1,10 +1,12 @@
 """The Scene state machine, as a pure function: observation -> decision.
 
-No I/O here. The runtime gathers an observation, calls `decide`, carries out the one
-effect the decision asks for (a status write, a look at S3, a poll, a job start, an
-upload), folds what it learned back into the observation and calls `decide` again.
-Each rule is a small named step; the reason of the rule that fired is returned with the
-decision so logs, metrics and tests can name it (cert-manager's policy-chain idea).
+No I/O here. The effect loop (controller/reconcile/effects.py) gathers an observation,
+calls `decide`, has its actuator carry out the one effect the decision asks for (a
+status write, a look at S3, a poll, a job start, an upload), folds what it learned back
+into the observation and calls `decide` again. Each rule is a small named step; the
+`Rule` that fired is returned with the decision, and the decision says what the runtime
+must know of it (`park`, `outcome` for the metrics), so logs, metrics and tests name it
+(cert-manager's policy-chain idea). See docs/architecture.md for the state machine.
 
 Invariants (property-tested):
 - phase Completed is only ever produced together with a clip that came from a verified
@@ -35,11 +37,89 @@ class Effect(StrEnum):
     NONE = "None"  # nothing to do now (maybe requeue later)
     WRITE = "Write"  # write `status`, then decide again
     LOOK_EXPECTED = "LookExpected"  # HEAD the key of the desired clip, then decide again
-    VERIFY_CLIP = "VerifyClip"  # HEAD the key status points at, then decide again
     POLL = "Poll"  # poll the recorded job, then decide again
     START = "Start"  # write `status` (the pending marker), then create the job
     FINISH = "Finish"  # download the output, upload, verify, then decide again
     FIND_JOB = "FindJob"  # search the provider for a started job whose id was never recorded
+
+
+class Rule(StrEnum):
+    """The name of every rule that can fire: metrics labels, logs and test ids."""
+
+    # blocked, and the controls (annotation tokens)
+    BLOCKED = "blocked"
+    RETRY_TOKEN = "retry-token"
+    PROJECT_RETRY_TOKEN = "project-retry-token"
+    REGENERATE_TOKEN = "regenerate-token"
+    PROJECT_REGENERATE_TOKEN = "project-regenerate-token"
+    # a job in flight
+    ABANDON_STALE_JOB = "abandon-stale-job"
+    POLL_JOB = "poll-job"
+    JOB_RUNNING = "job-running"
+    POLL_FAILED = "poll-failed"
+    FINISH_JOB = "finish-job"
+    CLIP_UPLOADED = "clip-uploaded"
+    LOOK_BEFORE_RETRY = "look-before-retry"
+    ADOPT_AFTER_JOB_ENDED = "adopt-after-job-ended"
+    JOB_FAILED = "job-failed"
+    JOB_LOST = "job-lost"
+    # a pending marker without a job id (the orphan window, an unanswered create)
+    ORPHAN_SETTLING = "orphan-settling"
+    FIND_ORPHAN = "find-orphan"
+    ORPHAN_RECOVERED = "orphan-recovered"
+    UNANSWERED_RECOVERED = "unanswered-recovered"
+    ORPHAN_SEARCH_FAILED = "orphan-search-failed"
+    START_AMBIGUOUS = "start-ambiguous"
+    ORPHAN_WINDOW = "orphan-window"
+    # between attempts, Completed and Failed
+    SPEC_MOVED = "spec-moved"
+    COMPLETED_WITHOUT_CLIP = "completed-without-clip"
+    SPEC_CHANGED = "spec-changed"
+    CLIP_MISSING_IGNORED = "clip-missing-ignored"
+    CLIP_MISSING_FAIL = "clip-missing-fail"
+    CLIP_MISSING_REGENERATE = "clip-missing-regenerate"
+    CLIP_RESTORED = "clip-restored"
+    COMPLETED = "completed"
+    FAILED_SPEC_CHANGED = "failed-spec-changed"
+    FAILED = "failed"
+    # generating
+    VIDEOS_NOT_REQUESTED = "videos-not-requested"
+    BACKING_OFF = "backing-off"
+    LOOK_EXPECTED = "look-expected"
+    ADOPT = "adopt"
+    PAUSED = "paused"
+    ATTEMPTS_EXHAUSTED = "attempts-exhausted"
+    BUDGET_EXHAUSTED = "budget-exhausted"
+    WAITING_CAPACITY = "waiting-capacity"
+    START_JOB = "start-job"
+    # the answer to a start (after_start_error), and a provider that cannot be built
+    START_UNANSWERED = "start-unanswered"
+    START_REJECTED = "start-rejected"
+    START_REFUSED = "start-refused"
+    PROVIDER_UNAVAILABLE = "provider-unavailable"
+
+
+class Outcome(StrEnum):
+    """What a decision means for the metrics, beyond the rule's own counter."""
+
+    ORPHAN_RECOVERED = "recovered"  # JobRecovered: scene_operator_orphan_window_total
+    ORPHAN_AGAIN = "again"  # JobMayBeOrphaned: a new job; the only pay-twice window
+    DRIFT_REPAIRED = "drift-repaired"  # scene_operator_drift_repairs_total
+    JOB_SUCCEEDED = "job-succeeded"  # a job's clip is verified
+
+
+OUTCOMES: dict[Rule, Outcome] = {
+    Rule.ORPHAN_RECOVERED: Outcome.ORPHAN_RECOVERED,
+    Rule.UNANSWERED_RECOVERED: Outcome.ORPHAN_RECOVERED,
+    Rule.ORPHAN_WINDOW: Outcome.ORPHAN_AGAIN,
+    Rule.CLIP_UPLOADED: Outcome.JOB_SUCCEEDED,
+    Rule.COMPLETED_WITHOUT_CLIP: Outcome.DRIFT_REPAIRED,
+    Rule.CLIP_MISSING_IGNORED: Outcome.DRIFT_REPAIRED,
+    Rule.CLIP_MISSING_FAIL: Outcome.DRIFT_REPAIRED,
+    Rule.CLIP_MISSING_REGENERATE: Outcome.DRIFT_REPAIRED,
+    Rule.ADOPT: Outcome.DRIFT_REPAIRED,
+    Rule.ADOPT_AFTER_JOB_ENDED: Outcome.DRIFT_REPAIRED,
+}
 
 
 class JobPhase(StrEnum):
@@ -145,9 +225,18 @@ class Observation:
 class Decision:
     effect: Effect
     status: SceneStatus
-    rule: str
+    rule: Rule
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
+
+    @property
+    def park(self) -> bool:
+        """The Scene waits for a job slot: the runtime parks it until one frees."""
+        return self.rule == Rule.WAITING_CAPACITY
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return OUTCOMES.get(self.rule)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -217,7 +306,7 @@ def _conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) -> Sce
 def _settle(
     o: Observation,
     s: SceneStatus,
-    rule: str,
+    rule: Rule,
     waiting: tuple[str, str] = (Reason.IN_PROGRESS, ""),
     events: tuple[Event, ...] = (),
     requeue_after: float | None = None,
@@ -273,7 +362,7 @@ def _clip_gone(s: SceneStatus, **update: object) -> SceneStatus:
     )
 
 
-def retry_or_fail(o: Observation, s: SceneStatus, err: ErrorInfo, rule: str) -> Decision:
+def retry_or_fail(o: Observation, s: SceneStatus, err: ErrorInfo, rule: Rule) -> Decision:
     """A failed attempt (already counted): back off and retry, or fail for good."""
     c = o.controls
     base = s.model_copy(update={"generation": None, "last_error": err})
@@ -330,14 +419,14 @@ def after_start_error(
         return _settle(
             o,
             kept,
-            "start-unanswered",
+            Rule.START_UNANSWERED,
             requeue_after=max(_search_wait(o, marker.generation, err), 0.0),
         )
     restored = marker.model_copy(
         update={"attempts": before.attempts, "generations_started": before.generations_started}
     )
     if not err.retryable:
-        return retry_or_fail(o, restored, err, "start-rejected")
+        return retry_or_fail(o, restored, err, Rule.START_REJECTED)
     delay = backoff_seconds(max(before.attempts, 1), o.controls.backoff, o.jitter)
     at = rfc3339(o.now + dt.timedelta(seconds=delay))
     nxt = restored.model_copy(update={"generation": None, "last_error": err, "next_retry_at": at})
@@ -345,7 +434,7 @@ def after_start_error(
     return _settle(
         o,
         nxt,
-        "start-refused",
+        Rule.START_REFUSED,
         (Reason.RETRY_SCHEDULED, ""),
         (Event(Reason.RETRY_SCHEDULED, msg, "Warning"),),
     )
@@ -357,19 +446,23 @@ def after_start_error(
 def _tokens(o: Observation) -> Decision | None:
     s, c = o.status, o.controls
     if o.retry_token and o.retry_token != s.handled_retry_token:
-        return _retry(o, {"handled_retry_token": o.retry_token}, "retry-token")
+        return _retry(o, {"handled_retry_token": o.retry_token}, Rule.RETRY_TOKEN)
     if c.retry_token and c.retry_token != s.handled_project_retry_token:
-        return _retry(o, {"handled_project_retry_token": c.retry_token}, "project-retry-token")
+        return _retry(o, {"handled_project_retry_token": c.retry_token}, Rule.PROJECT_RETRY_TOKEN)
     if o.regenerate_token and o.regenerate_token != s.handled_regenerate_token:
-        return _regenerate(o, {"handled_regenerate_token": o.regenerate_token}, "regenerate-token")
+        return _regenerate(
+            o, {"handled_regenerate_token": o.regenerate_token}, Rule.REGENERATE_TOKEN
+        )
     if c.regenerate_token and c.regenerate_token != s.handled_project_regenerate_token:
         return _regenerate(
-            o, {"handled_project_regenerate_token": c.regenerate_token}, "project-regenerate-token"
+            o,
+            {"handled_project_regenerate_token": c.regenerate_token},
+            Rule.PROJECT_REGENERATE_TOKEN,
         )
     return None
 
 
-def _retry(o: Observation, handled: dict[str, object], rule: str) -> Decision:
+def _retry(o: Observation, handled: dict[str, object], rule: Rule) -> Decision:
     s = o.status
     update = dict(handled)
     events: tuple[Event, ...] = ()
@@ -384,7 +477,7 @@ def _retry(o: Observation, handled: dict[str, object], rule: str) -> Decision:
     )
 
 
-def _regenerate(o: Observation, handled: dict[str, object], rule: str) -> Decision:
+def _regenerate(o: Observation, handled: dict[str, object], rule: Rule) -> Decision:
     s = o.status
     update = dict(handled)
     update.update(take=s.take + 1, attempts=0, generation=None, last_error=None, next_retry_at=None)
@@ -428,8 +521,8 @@ def _orphaned(o: Observation, s: SceneStatus, g: GenerationInfo) -> Decision:
     if o.orphan is None:
         wait = _search_wait(o, g, unanswered)
         if wait > 0:
-            return _settle(o, s, "orphan-settling", requeue_after=wait)
-        return Decision(Effect.FIND_JOB, s, "find-orphan")
+            return _settle(o, s, Rule.ORPHAN_SETTLING, requeue_after=wait)
+        return Decision(Effect.FIND_JOB, s, Rule.FIND_ORPHAN)
     if o.orphan.job_id is not None:
         cause = (
             f"the create got no answer ({unanswered.reason})"
@@ -440,12 +533,12 @@ def _orphaned(o: Observation, s: SceneStatus, g: GenerationInfo) -> Decision:
         found = with_job_id(s, o.orphan.job_id)
         if unanswered:
             found = found.model_copy(update={"last_error": None})
-        rule = "unanswered-recovered" if unanswered else "orphan-recovered"
+        rule = Rule.UNANSWERED_RECOVERED if unanswered else Rule.ORPHAN_RECOVERED
         return _settle(o, found, rule, events=(Event(Reason.JOB_RECOVERED, msg),))
     if o.orphan.error is not None and o.orphan.error.retryable:
-        return _settle(o, s, "orphan-search-failed", requeue_after=o.poll_delay)
+        return _settle(o, s, Rule.ORPHAN_SEARCH_FAILED, requeue_after=o.poll_delay)
     if unanswered:  # no job came of it: the attempt failed with the create's own error
-        return retry_or_fail(o, s, unanswered, "start-ambiguous")
+        return retry_or_fail(o, s, unanswered, Rule.START_AMBIGUOUS)
     if o.orphan.error is not None:
         why = f"searching the provider failed: {o.orphan.error.message}"
     else:
@@ -456,7 +549,7 @@ def _orphaned(o: Observation, s: SceneStatus, g: GenerationInfo) -> Decision:
         f"the operator stopped between starting a job and recording its id ({why})",
         True,
     )
-    d_ = retry_or_fail(o, s, err, "orphan-window")
+    d_ = retry_or_fail(o, s, err, Rule.ORPHAN_WINDOW)
     return replace(
         d_, events=(Event(Reason.JOB_MAY_BE_ORPHANED, err.message, "Warning"), *d_.events)
     )
@@ -473,32 +566,36 @@ def _in_flight(o: Observation) -> Decision | None:
             update.update(attempts=0, last_error=None, next_retry_at=None, spec_hash=d.spec_hash)
         nxt = s.model_copy(update=update)
         msg = f"spec or take changed while job {g.job_id} ran; its output will not be used"
-        return _settle(o, nxt, "abandon-stale-job", events=(Event(Reason.SPEC_CHANGED, msg),))
+        return _settle(o, nxt, Rule.ABANDON_STALE_JOB, events=(Event(Reason.SPEC_CHANGED, msg),))
     if g.job_id is None:
         return _orphaned(o, s, g)
     job = o.job
     if job is None or job.job_id != g.job_id:
-        return Decision(Effect.POLL, s, "poll-job")
+        return Decision(Effect.POLL, s, Rule.POLL_JOB)
     if job.phase == JobPhase.RUNNING:
-        return _settle(o, s, "job-running", requeue_after=o.poll_delay)
+        return _settle(o, s, Rule.JOB_RUNNING, requeue_after=o.poll_delay)
     if job.phase == JobPhase.UNREACHABLE:
-        return _settle(o, s, "poll-failed", requeue_after=max(o.poll_delay, job.retry_after or 0.0))
+        return _settle(
+            o, s, Rule.POLL_FAILED, requeue_after=max(o.poll_delay, job.retry_after or 0.0)
+        )
     if job.phase == JobPhase.SUCCEEDED:
         key = d.key(s.take)
         if o.finished is None or o.finished.key != key or o.finished.obj is None:
-            return Decision(Effect.FINISH, s, "finish-job")
+            return Decision(Effect.FINISH, s, Rule.FINISH_JOB)
         done = _completed(o, o.finished, g.job_id)
         msg = f"clip uploaded and verified: s3://{d.bucket}/{key} ({o.finished.obj.size} bytes)"
-        return _settle(o, done, "clip-uploaded", events=(Event(Reason.CLIP_UPLOADED, msg),))
+        return _settle(o, done, Rule.CLIP_UPLOADED, events=(Event(Reason.CLIP_UPLOADED, msg),))
     # Lost or Failed (e.g. "output download failed" after its upload went through but the
     # Completed write was lost): what is at the deterministic key wins.
     key = d.key(s.take)
     if o.expected is None or o.expected.key != key:
-        return Decision(Effect.LOOK_EXPECTED, s, "look-before-retry")
+        return Decision(Effect.LOOK_EXPECTED, s, Rule.LOOK_BEFORE_RETRY)
     if o.expected.obj is not None:
         done = _completed(o, o.expected, g.job_id)
         msg = f"job {g.job_id} ended {job.phase} but its clip is at s3://{d.bucket}/{key}: adopted"
-        return _settle(o, done, "adopt-after-job-ended", events=(Event(Reason.CLIP_ADOPTED, msg),))
+        return _settle(
+            o, done, Rule.ADOPT_AFTER_JOB_ENDED, events=(Event(Reason.CLIP_ADOPTED, msg),)
+        )
     err = job.error or _error(o, Reason.GENERATION_FAILED, "the job failed", False)
     if job.phase == JobPhase.LOST:
         err = _error(
@@ -507,7 +604,9 @@ def _in_flight(o: Observation) -> Decision | None:
             (job.error.message if job.error else "job unknown to the provider"),
             True,
         )
-    return retry_or_fail(o, s, err, "job-failed" if job.phase == JobPhase.FAILED else "job-lost")
+    return retry_or_fail(
+        o, s, err, Rule.JOB_FAILED if job.phase == JobPhase.FAILED else Rule.JOB_LOST
+    )
 
 
 def _spec_moved(o: Observation) -> Decision | None:
@@ -525,7 +624,7 @@ def _spec_moved(o: Observation) -> Decision | None:
         update={"attempts": 0, "last_error": None, "next_retry_at": None, "spec_hash": d.spec_hash}
     )
     msg = f"spec changed ({s.spec_hash} -> {d.spec_hash}): attempts reset"
-    return _settle(o, nxt, "spec-moved", events=(Event(Reason.SPEC_CHANGED, msg),))
+    return _settle(o, nxt, Rule.SPEC_MOVED, events=(Event(Reason.SPEC_CHANGED, msg),))
 
 
 def _completed_checks(o: Observation) -> Decision | None:
@@ -537,7 +636,10 @@ def _completed_checks(o: Observation) -> Decision | None:
         nxt = _clip_gone(s, phase=ScenePhase.PENDING)
         msg = "status said Completed but recorded no clip; generating it"
         return _settle(
-            o, nxt, "completed-without-clip", events=(Event(Reason.CLIP_MISSING, msg, "Warning"),)
+            o,
+            nxt,
+            Rule.COMPLETED_WITHOUT_CLIP,
+            events=(Event(Reason.CLIP_MISSING, msg, "Warning"),),
         )
     if clip.spec_hash != d.spec_hash or clip.take != s.take:
         nxt = s.model_copy(
@@ -550,7 +652,7 @@ def _completed_checks(o: Observation) -> Decision | None:
             }
         )
         msg = f"spec changed (clip {clip.spec_hash}, spec {d.spec_hash}): regenerating; the old clip stays until the new one is verified"
-        return _settle(o, nxt, "spec-changed", events=(Event(Reason.SPEC_CHANGED, msg),))
+        return _settle(o, nxt, Rule.SPEC_CHANGED, events=(Event(Reason.SPEC_CHANGED, msg),))
     check = o.clip_check
     if check is not None and check.key == clip.key:
         obj = check.obj
@@ -565,7 +667,7 @@ def _completed_checks(o: Observation) -> Decision | None:
             msg = f"clip s3://{clip.bucket}/{clip.key} is {what}"
             if c.missing_clip == MissingClipPolicy.IGNORE:
                 if clip_missing(s):
-                    return _settle(o, s, "clip-missing-ignored")  # reported already
+                    return _settle(o, s, Rule.CLIP_MISSING_IGNORED)  # reported already
                 msg += "; repair.missingClip is Ignore: not regenerated"
                 nxt = s.model_copy(
                     update={"last_error": _error(o, Reason.CLIP_MISSING, msg, False)}
@@ -573,7 +675,7 @@ def _completed_checks(o: Observation) -> Decision | None:
                 return _settle(
                     o,
                     nxt,
-                    "clip-missing-ignored",
+                    Rule.CLIP_MISSING_IGNORED,
                     events=(Event(Reason.CLIP_MISSING, msg, "Warning"),),
                 )
             if c.missing_clip == MissingClipPolicy.FAIL:
@@ -582,7 +684,7 @@ def _completed_checks(o: Observation) -> Decision | None:
                 return _settle(
                     o,
                     nxt,
-                    "clip-missing-fail",
+                    Rule.CLIP_MISSING_FAIL,
                     events=(Event(Reason.CLIP_MISSING, msg, "Warning"),),
                 )
             nxt = _clip_gone(
@@ -591,14 +693,14 @@ def _completed_checks(o: Observation) -> Decision | None:
             return _settle(
                 o,
                 nxt,
-                "clip-missing-regenerate",
+                Rule.CLIP_MISSING_REGENERATE,
                 events=(Event(Reason.CLIP_MISSING, msg + "; regenerating", "Warning"),),
             )
         if clip_missing(s):  # an ignored missing clip is back, intact
             msg = f"clip s3://{clip.bucket}/{clip.key} is back and intact"
             nxt = s.model_copy(update={"last_error": None})
-            return _settle(o, nxt, "clip-restored", events=(Event(Reason.CLIP_RESTORED, msg),))
-    return _settle(o, s, "completed")
+            return _settle(o, nxt, Rule.CLIP_RESTORED, events=(Event(Reason.CLIP_RESTORED, msg),))
+    return _settle(o, s, Rule.COMPLETED)
 
 
 def clip_missing(s: SceneStatus) -> bool:
@@ -623,17 +725,17 @@ def _failed_checks(o: Observation) -> Decision | None:
         return _settle(
             o,
             nxt,
-            "failed-spec-changed",
+            Rule.FAILED_SPEC_CHANGED,
             events=(Event(Reason.SPEC_CHANGED, "spec changed: trying again"),),
         )
-    return _settle(o, s, "failed")
+    return _settle(o, s, Rule.FAILED)
 
 
 def _waiting_capacity(o: Observation) -> Decision:
     return _settle(
         o,
         o.status,
-        "waiting-capacity",
+        Rule.WAITING_CAPACITY,
         (Reason.WAITING, f"waiting for a free job slot: {o.capacity_limit or 'limit reached'}"),
         requeue_after=CAPACITY_RECHECK_SECONDS,
     )
@@ -644,7 +746,7 @@ def _generate(o: Observation) -> Decision:
     assert d is not None
     if not c.generate_videos:
         return _settle(
-            o, s, "videos-not-requested", (Reason.NOT_REQUESTED, "spec.generateVideos is false")
+            o, s, Rule.VIDEOS_NOT_REQUESTED, (Reason.NOT_REQUESTED, "spec.generateVideos is false")
         )
     if s.next_retry_at:
         at = parse_rfc3339(s.next_retry_at)
@@ -652,7 +754,7 @@ def _generate(o: Observation) -> Decision:
             return _settle(
                 o,
                 s,
-                "backing-off",
+                Rule.BACKING_OFF,
                 (Reason.RETRY_SCHEDULED, ""),
                 requeue_after=(at - o.now).total_seconds(),
             )
@@ -666,13 +768,13 @@ def _generate(o: Observation) -> Decision:
         if startable and not o.capacity:
             # Look at S3 only once a slot is free: a waiting Scene then costs no HEAD.
             return _waiting_capacity(o)
-        return Decision(Effect.LOOK_EXPECTED, s, "look-expected")
+        return Decision(Effect.LOOK_EXPECTED, s, Rule.LOOK_EXPECTED)
     if o.expected.obj is not None:
         done = _completed(o, o.expected, s.clip.job_id if s.clip and s.clip.key == key else None)
         msg = f"adopted existing clip s3://{d.bucket}/{key}: no new job"
-        return _settle(o, done, "adopt", events=(Event(Reason.CLIP_ADOPTED, msg),))
+        return _settle(o, done, Rule.ADOPT, events=(Event(Reason.CLIP_ADOPTED, msg),))
     if c.paused:
-        return _settle(o, s, "paused", (Reason.PAUSED, "spec.paused is true: no new jobs"))
+        return _settle(o, s, Rule.PAUSED, (Reason.PAUSED, "spec.paused is true: no new jobs"))
     if s.attempts >= c.retry_limit:
         err = s.last_error or _error(
             o, Reason.RETRIES_EXHAUSTED, f"{s.attempts} attempts used", False
@@ -683,14 +785,14 @@ def _generate(o: Observation) -> Decision:
         return _settle(
             o,
             failed,
-            "attempts-exhausted",
+            Rule.ATTEMPTS_EXHAUSTED,
             events=(Event(Reason.RETRIES_EXHAUSTED, err.message, "Warning"),),
         )
     if c.budget_left is not None and c.budget_left <= 0:
         return _settle(
             o,
             s,
-            "budget-exhausted",
+            Rule.BUDGET_EXHAUSTED,
             (Reason.BUDGET_EXHAUSTED, "spec.budget.maxGenerations reached"),
         )
     if not o.capacity:
@@ -714,13 +816,13 @@ def _generate(o: Observation) -> Decision:
             "spec_hash": d.spec_hash,
         }
     )
-    return _settle(o, marker, "start-job", effect=Effect.START)
+    return _settle(o, marker, Rule.START_JOB, effect=Effect.START)
 
 
 def decide(o: Observation) -> Decision:
     if o.blocked is not None or o.desired is None:
         err = o.blocked or ErrorInfo(reason=Reason.INVALID_SPEC, message="no desired state")
-        return _settle(o, o.status, "blocked", (err.reason, err.message))
+        return _settle(o, o.status, Rule.BLOCKED, (err.reason, err.message))
     for rule in (_tokens, _in_flight, _spec_moved, _completed_checks, _failed_checks):
         decision = rule(o)
         if decision is not None:

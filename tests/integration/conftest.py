@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from kubernetes import config as k8s_config
 
-from controller.testing.operator import OperatorProcess
 from tests.integration.helpers import Cluster
+from tests.support.operator_process import OperatorProcess
 
 
 @pytest.fixture(scope="session")

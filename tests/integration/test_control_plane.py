@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from controller.testing.controlplane import ControlPlane, ExistingCluster, Kubectl
+from controller.embedded.cluster import ExistingCluster, Kubectl
+from controller.embedded.controlplane import ControlPlane
 
 
 def configmap(name: str, namespace: str, **extra: object) -> str:

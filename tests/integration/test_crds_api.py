@@ -22,7 +22,7 @@ from controller.api.common import Condition
 from controller.api.crd import project_crd, scene_crd
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import SceneSpec, SceneStatus
-from controller.testing.controlplane import Kubectl
+from controller.embedded.cluster import Kubectl
 
 GROUP, VERSION = "video.scene-operator.io", "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"

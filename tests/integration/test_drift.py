@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller.testing.replicate_server import ReplicateServer
 from tests.integration.clips import replicate_video
 from tests.integration.helpers import (
     Cluster,
@@ -18,6 +17,7 @@ from tests.integration.helpers import (
     wait_project,
     wait_until,
 )
+from tests.support.replicate_server import ReplicateServer
 
 INTERVAL = 2
 

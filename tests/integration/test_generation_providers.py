@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller.testing.replicate_server import ReplicateServer
-from controller.testing.veo_server import VeoServer
 from tests.integration.clips import probe_s3_clip, replicate_video, veo_video
 from tests.integration.helpers import Cluster, condition, is_true, wait_project, wait_until
+from tests.support.replicate_server import ReplicateServer
+from tests.support.veo_server import VeoServer
 
 
 @pytest.fixture

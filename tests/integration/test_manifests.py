@@ -21,14 +21,11 @@ import pytest
 import yaml
 
 from controller import vocabulary as v
-from controller.testing.controlplane import (
-    REPO_ROOT,
-    Kubectl,
-    kubectl_path,
-    service_account_kubeconfig,
-)
-from controller.testing.operator import OperatorProcess
+from controller.embedded.cluster import Kubectl, kubectl_path
+from controller.embedded.controlplane import REPO_ROOT
 from tests.integration.helpers import Cluster, is_true, wait_until
+from tests.support.kubeconfigs import service_account_kubeconfig
+from tests.support.operator_process import OperatorProcess
 
 MANIFESTS = REPO_ROOT / "manifests"
 EXAMPLES = MANIFESTS / "examples"

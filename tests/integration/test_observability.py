@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import socket
 
-from controller.testing.gemini_server import GeminiServer
-from controller.testing.operator import OperatorProcess
-from controller.testing.replicate_server import ReplicateServer
 from tests.integration.clips import replicate_video
 from tests.integration.helpers import Cluster, metric_sum, wait_project
+from tests.support.gemini_server import GeminiServer
+from tests.support.operator_process import OperatorProcess
+from tests.support.replicate_server import ReplicateServer
 
 
 def test_metrics_logs_and_events_are_useful_and_leak_no_secret(

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from controller.testing.gemini_server import GeminiServer
 from tests.integration.helpers import Cluster, condition, is_true, wait_project, wait_until
+from tests.support.gemini_server import GeminiServer
 
 
 @pytest.fixture

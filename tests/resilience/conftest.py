@@ -38,7 +38,6 @@ from typing import Any, TypeVar
 import pytest
 
 from controller import vocabulary as v
-from controller.testing.replicate_server import ReplicateServer, Reply
 from tests.integration.clips import replicate_video
 from tests.integration.conftest import (  # noqa: F401 - fixtures and hook reused as is
     cluster,
@@ -46,13 +45,14 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures and hook reuse
     run_operator,
 )
 from tests.integration.helpers import Cluster, condition, is_true
+from tests.support.replicate_server import ReplicateServer, Reply
 
 T = TypeVar("T")
 STRICT_PAY_ONCE = os.environ.get("RESILIENCE_STRICT_PAY_ONCE", "") not in ("", "0")
 
 
 class PaidTwiceWarning(UserWarning):
-    """A duplicate provider job explained by the known orphan window (design §3)."""
+    """A duplicate provider job explained by the known orphan window (docs/architecture.md)."""
 
 
 def env_int(name: str, default: int) -> int:

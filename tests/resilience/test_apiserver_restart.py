@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from controller.testing.controlplane import ControlPlane
+from controller.embedded.controlplane import ControlPlane
 from tests.resilience.conftest import (
     PROJECTS,
     SCENES,
@@ -123,7 +123,7 @@ def test_apiserver_outage_while_creates_are_in_flight_never_pays_twice(
 ) -> None:
     """The operator is alive the whole time: it knows every job id the provider returned,
     so an API server that is down when the id is to be written must not cost a second
-    job (design §3: the only pay-twice window is a crash)."""
+    job (docs/architecture.md: the only pay-twice window is a crash)."""
     op = run_operator(namespace, env=slow_creates.env())
     counts = {"outage": 3}
     cluster.create_project(

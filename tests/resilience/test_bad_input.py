@@ -21,7 +21,6 @@ from pydantic import ValidationError
 
 from controller import vocabulary as v
 from controller.api.project import ProjectSpec
-from controller.testing.replicate_server import ReplicateServer
 from tests.integration.helpers import condition, is_true
 from tests.resilience.conftest import (
     EXAMPLES,
@@ -31,6 +30,7 @@ from tests.resilience.conftest import (
     tolerant,
     wait_for,
 )
+from tests.support.replicate_server import ReplicateServer
 
 pytestmark = [pytest.mark.resilience, pytest.mark.integration]
 

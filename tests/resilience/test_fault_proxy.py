@@ -8,7 +8,7 @@ import botocore.exceptions as bce
 import pytest
 from botocore.config import Config
 
-from controller.testing.faults import FaultProxy
+from tests.support.faults import FaultProxy
 
 pytestmark = pytest.mark.resilience
 

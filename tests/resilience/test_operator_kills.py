@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from controller.testing.replicate_server import ReplicateServer
 from tests.integration.helpers import metric_sum
 from tests.resilience.conftest import (
     KILLS,
@@ -28,6 +27,7 @@ from tests.resilience.conftest import (
     tolerant,
     wait_for,
 )
+from tests.support.replicate_server import ReplicateServer
 
 pytestmark = [pytest.mark.resilience, pytest.mark.integration]
 
@@ -115,7 +115,7 @@ def test_random_sigkills_lose_nothing_and_never_pay_twice(
 def test_kill_inside_the_orphan_window_finds_the_job_and_pays_once(
     cluster, namespace, run_operator, s3, slow_creates: SlowCreates
 ) -> None:
-    """The one window design §3 admits: killed after the pending marker, while the create
+    """The one pay-twice window (docs/architecture.md): killed after the pending marker, while the create
     is on its way (here a create that takes 2 s). The job exists but its id was never
     recorded. After the restart the operator waits until a create sent before the stop
     has been answered, finds the job in Replicate's prediction list (same model, same

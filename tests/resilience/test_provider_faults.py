@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from controller.testing.replicate_server import ReplicateServer, Reply
 from tests.integration.clips import replicate_video
 from tests.resilience.conftest import (
     FAULT_RATE,
@@ -35,6 +34,7 @@ from tests.resilience.conftest import (
     tolerant,
     wait_for,
 )
+from tests.support.replicate_server import ReplicateServer, Reply
 
 pytestmark = [pytest.mark.resilience, pytest.mark.integration]
 

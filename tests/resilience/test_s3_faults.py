@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from controller.testing.faults import FaultProxy
-from controller.testing.replicate_server import ReplicateServer
 from tests.integration.helpers import metric_sum
 from tests.resilience.conftest import (
     PROJECTS,
@@ -26,6 +24,8 @@ from tests.resilience.conftest import (
     tolerant,
     wait_for,
 )
+from tests.support.faults import FaultProxy
+from tests.support.replicate_server import ReplicateServer
 
 pytestmark = [pytest.mark.resilience, pytest.mark.integration]
 

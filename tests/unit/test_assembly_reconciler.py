@@ -18,11 +18,12 @@ from controller import vocabulary as v
 from controller.api.common import Condition
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.assembly.reconciler import Assembler
+from controller.embedded.s3server import S3Server
 from controller.providers.render import render_clip
+from controller.runtime.ports import Threads
 from controller.settings import Settings
 from controller.storage.clips import ClipStore
 from controller.store import Store
-from controller.testing.s3server import S3Server
 
 NS, NAME, UID = "ns", "film", "uid-123"
 SPEC = ProjectSpec.model_validate({"prompt": "x", "generateVideos": True})
@@ -48,16 +49,18 @@ def store(s3, monkeypatch, tmp_path) -> ClipStore:
 
 
 class FakeRuntime:
+    """What the Runtime hands the Assembler; Events are recorded, not posted."""
+
     def __init__(self, clips: ClipStore, bucket: str) -> None:
         self.settings = Settings(bucket=bucket, s3_prefix="p")
         self.clips = clips
         self.store = Store()
-        self.pool = concurrent.futures.ThreadPoolExecutor(2)
+        self.threads = Threads(concurrent.futures.ThreadPoolExecutor(2))
         self._tmp = tempfile.TemporaryDirectory()
         self.events: list[tuple[str, str]] = []
         self.woken: list[tuple[Any, float]] = []
 
-    async def event(self, body: dict, reason: str, message: str, type_: str = "Normal") -> None:
+    async def post(self, body: dict, reason: str, message: str, type_: str = "Normal") -> None:
         self.events.append((reason, message))
 
 
@@ -103,7 +106,15 @@ def world(store: ClipStore, tmp_path: Path) -> tuple[FakeRuntime, list[dict]]:
 
 
 def assembler(rt: FakeRuntime) -> Assembler:
-    return Assembler(rt, lambda key, delay: rt.woken.append((key, delay)))
+    return Assembler(
+        settings=rt.settings,
+        store=rt.store,
+        clips=rt.clips,
+        threads=rt.threads,
+        recorder=rt,  # type: ignore[arg-type]
+        wake=lambda key, delay: rt.woken.append((key, delay)),
+        tmp_dir=rt._tmp.name,
+    )
 
 
 async def settle(a: Assembler, rt: FakeRuntime) -> ProjectStatus:

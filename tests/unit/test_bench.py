@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller import bench
+from benchmarks import bench
 
 # ----------------------------------------------------------------------- ideal makespan
 

@@ -15,6 +15,8 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+from controller.embedded.ports import free_port
+from controller.embedded.s3server import S3Server
 from controller.providers.render import render_clip
 from controller.storage.clips import (
     ClipStore,
@@ -24,8 +26,6 @@ from controller.storage.clips import (
     clip_key,
     project_prefix,
 )
-from controller.testing.ports import free_port
-from controller.testing.s3server import S3Server
 
 
 @pytest.fixture(scope="module")

@@ -212,6 +212,8 @@ def test_dockerignore_sends_only_the_package() -> None:
         ".git/HEAD",
         ".venv/bin/python",
         "tests/conftest.py",
+        "tests/support/replicate_server.py",
+        "benchmarks/bench.py",
         "scripts/test.sh",
         "manifests/deployment.yaml",
         "Dockerfile",

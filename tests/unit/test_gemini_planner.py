@@ -11,7 +11,7 @@ import pytest
 
 from controller.providers.base import PlannedScene, Planner, PlanRequest, ProviderError
 from controller.providers.gemini_planner import GeminiPlanner
-from controller.testing.gemini_server import GeminiServer
+from tests.support.gemini_server import GeminiServer
 
 REQUEST = PlanRequest(
     prompt="A lighthouse keeper finds a message in a bottle and sails into the storm.",

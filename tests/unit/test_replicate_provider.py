@@ -19,7 +19,7 @@ from controller.providers.base import (
     VideoRequest,
 )
 from controller.providers.replicate_video import ReplicateVideoProvider, match_prediction
-from controller.testing.replicate_server import ReplicateServer
+from tests.support.replicate_server import ReplicateServer
 
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
 REQUEST = VideoRequest(

@@ -1,12 +1,9 @@
-"""The Scene state machine, rule by rule (design §3): one table row per rule, ids name the rule.
+"""The Scene state machine, rule by rule (docs/architecture.md): one table row per rule, ids name the rule.
 
 `decide` is pure, so every case is an `Observation` built by hand and a check of the
-`Decision`. Flows that need several steps use `drive`, a tiny stand-in for the runtime that
-folds each effect back into the observation (a dict plays S3, a fixed `JobSeen` plays the
-provider).
-
-Tests named `test_bugN_*` pin bugs found (and fixed) in scene.py while these tests were
-written: they are regression tests now.
+`Decision`. Flows that need several steps use `drive`: the runtime's own effect loop
+(`controller.reconcile.effects.run_pass`) with a scripted actuator (a dict plays S3, a
+fixed `JobSeen` plays the provider).
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ from controller.api.scene import ClipInfo, GenerationInfo, ScenePhase, SceneStat
 from controller.reconcile import scene as sc
 from controller.reconcile.backoff import backoff_seconds
 from controller.reconcile.conditions import get_condition
+from controller.reconcile.effects import MAX_STEPS, Ended, Facts, run_pass
 from controller.reconcile.scene import (
     CAPACITY_RECHECK_SECONDS,
     Controls,
@@ -32,6 +30,7 @@ from controller.reconcile.scene import (
     JobSeen,
     ObjectSeen,
     Observation,
+    Outcome,
     StoredObject,
     after_start_error,
     decide,
@@ -39,6 +38,7 @@ from controller.reconcile.scene import (
 )
 from controller.reconcile.timeutil import parse_rfc3339, rfc3339
 from controller.vocabulary import Cond, Reason
+from tests.unit.fakes import run_now
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 BUCKET = "clips"
@@ -181,38 +181,75 @@ def next_pass(o: Observation, **kw: object) -> Observation:
     return replace(o, expected=None, job=None, finished=None, clip_check=None, **kw)  # type: ignore[arg-type]
 
 
+class Scripted:
+    """A SceneActuator for `drive`: a dict plays S3, a fixed `JobSeen` plays the provider,
+    an upload is the given object; a START is not carried out (the pass ends there)."""
+
+    def __init__(
+        self,
+        o: Observation,
+        s3: dict[str, StoredObject],
+        job: JobSeen | None,
+        upload: StoredObject | None,
+    ) -> None:
+        self.o, self.s3, self.job, self.upload = o, s3, job, upload
+
+    async def observe(self, facts: Facts) -> Observation:
+        self.o = replace(
+            self.o,
+            expected=facts.expected,
+            clip_check=facts.clip_check,
+            job=facts.job,
+            finished=facts.finished,
+            orphan=facts.orphan,
+        )
+        return self.o
+
+    def decided(self, o: Observation, d: Decision) -> None:
+        pass
+
+    async def write(self, o: Observation, d: Decision) -> bool:
+        self.o = replace(self.o, status=d.status)
+        return True
+
+    async def look(self, o: Observation) -> ObjectSeen:
+        assert o.desired is not None
+        k = o.desired.key(o.status.take)
+        return ObjectSeen(k, self.s3.get(k))
+
+    async def poll(self, o: Observation) -> JobSeen:
+        assert self.job is not None, "a POLL needs a scripted job"
+        return self.job
+
+    async def find_job(self, o: Observation) -> sc.OrphanSearch:
+        raise AssertionError("unexpected effect FindJob")
+
+    async def start(self, o: Observation, d: Decision) -> float | None:
+        return None
+
+    async def finish(self, o: Observation) -> ObjectSeen:
+        assert o.desired is not None and self.upload is not None
+        k = o.desired.key(o.status.take)
+        self.s3[k] = replace(self.upload, key=k)
+        return ObjectSeen(k, self.s3[k])
+
+
 def drive(
     o: Observation,
     s3: dict[str, StoredObject] | None = None,
     job: JobSeen | None = None,
     upload: StoredObject | None = None,
-    max_steps: int = 12,
+    max_steps: int = MAX_STEPS,
 ) -> tuple[Observation, list[Decision]]:
-    """A miniature runtime for one pass: fold each effect back, stop at NONE or START."""
-    s3 = {} if s3 is None else s3
-    trail: list[Decision] = []
-    for _ in range(max_steps):
-        d = decide(o)
-        trail.append(d)
-        if d.effect in (Effect.NONE, Effect.START):
-            return o, trail
-        if d.effect == Effect.WRITE:
-            o = replace(o, status=d.status)
-        elif d.effect == Effect.LOOK_EXPECTED:
-            assert o.desired is not None
-            k = o.desired.key(o.status.take)
-            o = replace(o, expected=ObjectSeen(k, s3.get(k)))
-        elif d.effect == Effect.POLL:
-            assert job is not None, "a POLL needs a scripted job"
-            o = replace(o, job=job)
-        elif d.effect == Effect.FINISH:
-            assert o.desired is not None and upload is not None
-            k = o.desired.key(o.status.take)
-            s3[k] = replace(upload, key=k)
-            o = replace(o, finished=ObjectSeen(k, s3[k]))
-        else:
-            raise AssertionError(f"unexpected effect {d.effect}")
-    raise AssertionError(f"no settle within {max_steps} steps: {[d.rule for d in trail]}")
+    """One pass of the runtime's own effect loop over scripted effects; stops at NONE or
+    START. Returns the last observation and the decisions made."""
+    actuator = Scripted(o, {} if s3 is None else s3, job, upload)
+    facts = Facts(o.expected, o.clip_check, o.job, o.finished, o.orphan)
+    result = run_now(run_pass(actuator, facts, max_steps))
+    trail = result.decisions
+    if result.ended == Ended.UNSETTLED:
+        raise AssertionError(f"no settle within {max_steps} steps: {[d.rule for d in trail]}")
+    return actuator.o, trail
 
 
 def cond(s: SceneStatus, type_: str):
@@ -1693,11 +1730,11 @@ def test_conditions_agree_with_phase() -> None:
 
 
 # ----------------------------------------------------------------------------- regressions
-# Found while writing these tests (BUG-1..4 of the report) and fixed in scene.py since.
+# Bugs found while writing these tests and fixed in scene.py since (regression tests now).
 
 
 def test_spec_change_during_the_last_attempt_gets_a_fresh_attempt_budget() -> None:
-    """BUG-1: the abandoned job's attempts used to carry over and fail the scene."""
+    """the abandoned job's attempts used to carry over and fail the scene."""
     o = observe(in_flight(LIMIT), desired=desired("h2"), generation=2)
     _, trail = drive(o)
     rules = [d.rule for d in trail]
@@ -1710,7 +1747,7 @@ def test_spec_change_during_the_last_attempt_gets_a_fresh_attempt_budget() -> No
 
 
 def test_spec_change_while_backing_off_resets_the_attempt_budget() -> None:
-    """BUG-1: attempts and backoff of the old spec used to apply to the new one."""
+    """attempts and backoff of the old spec used to apply to the new one."""
     s = settle(
         observe(
             status(
@@ -1731,7 +1768,7 @@ def test_spec_change_while_backing_off_resets_the_attempt_budget() -> None:
 
 
 def test_job_lost_on_the_last_attempt_adopts_the_already_uploaded_clip() -> None:
-    """BUG-2 (Lost): upload done, Completed write lost, then the provider forgot the job."""
+    """upload done, Completed write lost, then the provider forgot the job."""
     s3 = {key(): obj(key(), etag='"uploaded"')}
     o, trail = drive(observe(in_flight(LIMIT)), s3, job=JobSeen("job-1", JobPhase.LOST))
     assert o.status.phase == ScenePhase.COMPLETED, [d.rule for d in trail]
@@ -1741,7 +1778,7 @@ def test_job_lost_on_the_last_attempt_adopts_the_already_uploaded_clip() -> None
 
 
 def test_after_start_error_always_asks_to_overwrite_the_marker() -> None:
-    """BUG-3: the decision used to be settled against the pre-marker status, so a refusal
+    """the decision used to be settled against the pre-marker status, so a refusal
     in the same second with backoff 0 answered NONE and left the stored marker behind."""
     ctl = controls(backoff=Backoff(initial_seconds=0))
     refusal = err("RateLimited", "HTTP 429", True)
@@ -1755,7 +1792,7 @@ def test_after_start_error_always_asks_to_overwrite_the_marker() -> None:
 
 
 def test_clip_missing_ignored_still_follows_metadata_generation() -> None:
-    """BUG-4: the Ignore rule used to return the status unsettled (stale observedGeneration)."""
+    """the Ignore rule used to return the status unsettled (stale observedGeneration)."""
     o = observe(
         completed(),
         generation=2,
@@ -1848,3 +1885,34 @@ def test_unanswered_create_is_searched_for_before_paying_again(
         assert s.last_error is None
     else:
         assert s.generation is None and s.last_error is not None
+
+
+@pytest.mark.parametrize(
+    ("unanswered", "search", "outcome"),
+    [
+        pytest.param(
+            False, sc.OrphanSearch("job-9"), Outcome.ORPHAN_RECOVERED, id="orphan-recovered"
+        ),
+        pytest.param(
+            True, sc.OrphanSearch("job-7"), Outcome.ORPHAN_RECOVERED, id="unanswered-recovered"
+        ),
+        pytest.param(False, sc.OrphanSearch(None), Outcome.ORPHAN_AGAIN, id="orphan-window"),
+        pytest.param(True, sc.OrphanSearch(None), None, id="start-ambiguous"),
+    ],
+)
+def test_every_job_recovered_or_maybe_orphaned_is_an_orphan_window_outcome(
+    unanswered: bool, search: sc.OrphanSearch, outcome: Outcome | None
+) -> None:
+    """scene_operator_orphan_window_total counts decisions by `Decision.outcome`; an
+    unanswered create whose job was found posts JobRecovered and is counted too."""
+    if unanswered:
+        o, marker = _start(BEFORE_RETRY)
+        timeout = err("Timeout", "read timed out", True).model_copy(update={"at": rfc3339(NOW)})
+        kept = after_start_error(o, marker, timeout, ambiguous=True).status
+        o = replace(o, status=kept, now=NOW + dt.timedelta(seconds=31), orphan=search)
+    else:
+        o = observe(in_flight(1, job_id=None), orphan=search)
+    d = decide(o)
+    assert d.outcome == outcome, d.rule
+    assert (Reason.JOB_RECOVERED in reasons(d)) == (outcome == Outcome.ORPHAN_RECOVERED)
+    assert (Reason.JOB_MAY_BE_ORPHANED in reasons(d)) == (outcome == Outcome.ORPHAN_AGAIN)

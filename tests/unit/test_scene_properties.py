@@ -2,8 +2,8 @@
 
 The simulator is a pure, in-test stand-in for the world outside the state machine: a dict
 plays S3, a table of scripted jobs plays the provider, a `SceneStatus` plays the API
-server. Its pass loop does what the real runtime does (observe, decide, perform the one
-effect, fold the result back, decide again) and checks the invariants at every step.
+server. The pass loop is the runtime's own (`controller.reconcile.effects.run_pass`), with
+this world as its actuator; the invariants are checked at every step.
 Hypothesis draws the world's policy and a sequence of events: job progress, S3 deletions
 and corruptions, spec edits, token annotations, pause, capacity, the project vanishing,
 provider outages and crashes at any point of a pass (which drop what the pass learned).
@@ -35,6 +35,7 @@ from controller.api.project import Backoff, MissingClipPolicy
 from controller.api.scene import GenerationInfo, ScenePhase, SceneStatus
 from controller.reconcile.backoff import backoff_seconds
 from controller.reconcile.conditions import get_condition
+from controller.reconcile.effects import MAX_STEPS, Ended, Facts, run_pass
 from controller.reconcile.scene import (
     Controls,
     Decision,
@@ -45,6 +46,8 @@ from controller.reconcile.scene import (
     ObjectSeen,
     Observation,
     OrphanSearch,
+    Outcome,
+    Rule,
     StoredObject,
     after_start_error,
     decide,
@@ -52,8 +55,8 @@ from controller.reconcile.scene import (
 )
 from controller.reconcile.timeutil import parse_rfc3339, rfc3339
 from controller.vocabulary import Cond, Reason
+from tests.unit.fakes import run_now
 
-MAX_STEPS = 12  # controller.runtime.MAX_STEPS: decisions allowed in one reconcile pass
 CALM_PASSES = 40
 T0 = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 HASHES = ("h1", "h2", "h3")
@@ -166,7 +169,7 @@ class World:
         return self.s3[key]
 
     # ------------------------------------------------------------------ the API server
-    def write(self, new: SceneStatus, facts: dict[str, ObjectSeen | JobSeen]) -> None:
+    def write(self, new: SceneStatus, facts: Facts) -> None:
         old = self.stored
         # (a) Completed only with a clip verified in S3 when that clip was written.
         if new.phase == ScenePhase.COMPLETED:
@@ -176,11 +179,7 @@ class World:
                 obj = self.s3.get(new.clip.key)
                 assert obj is not None, f"Completed with a missing object {new.clip.key}"
                 assert (obj.size, obj.etag) == (new.clip.size, new.clip.etag)
-                looked = [
-                    f.obj
-                    for f in (facts.get("expected"), facts.get("finished"))
-                    if isinstance(f, ObjectSeen)
-                ]
+                looked = [f.obj for f in (facts.expected, facts.finished) if f is not None]
                 assert obj in looked, "Completed from an object not seen in this pass"
                 assert new.clip.spec_hash == self.spec_hash
                 assert new.clip.key == self.desired().key(new.clip.take)
@@ -211,7 +210,7 @@ class World:
         return OrphanSearch(min(found, key=lambda j: j.created_at).job_id if found else None)
 
     # ------------------------------------------------------------------ the runtime
-    def observe(self, facts: dict[str, ObjectSeen | JobSeen], jitter: float) -> Observation:
+    def observe(self, facts: Facts, jitter: float) -> Observation:
         blocked = None
         if not self.project_exists:
             blocked = ErrorInfo(reason=Reason.PROJECT_NOT_FOUND, message="project gone")
@@ -236,73 +235,34 @@ class World:
             ),
             regenerate_token=self.tokens["regen"],
             retry_token=self.tokens["retry"],
-            expected=facts.get("expected"),  # type: ignore[arg-type]
-            clip_check=facts.get("clip_check"),  # type: ignore[arg-type]
-            job=facts.get("job"),  # type: ignore[arg-type]
-            finished=facts.get("finished"),  # type: ignore[arg-type]
-            orphan=facts.get("orphan"),  # type: ignore[arg-type]
+            expected=facts.expected,
+            clip_check=facts.clip_check,
+            job=facts.job,
+            finished=facts.finished,
+            orphan=facts.orphan,
             capacity=self.capacity,
             jitter=jitter,
         )
 
     def run_pass(self, jitter: float = 0.5, crash: tuple[int, str] | None = None) -> PassResult:
         """One reconcile pass; `crash=(n, stage)` kills the operator at its n-th effect."""
-        facts: dict[str, ObjectSeen | JobSeen] = {}
+        facts = Facts()
         if self.verify_clip and self.stored.phase == ScenePhase.COMPLETED and self.stored.clip:
-            facts["clip_check"] = self.head(self.stored.clip.key)
+            facts.clip_check = self.head(self.stored.clip.key)
         self.verify_clip = False
-        decisions: list[Decision] = []
-        writes = 0
-        for step in range(MAX_STEPS):
-            o = self.observe(facts, jitter)
-            d = check_decision(o)
-            decisions.append(d)
-            crash_here = crash is not None and crash[0] == step
-            stage = crash[1] if crash_here and crash else ""
-            if d.effect == Effect.NONE:
-                return PassResult(decisions, writes, "none")
-            if stage == "before":
-                return PassResult(decisions, writes, "crash")
-            if d.effect == Effect.WRITE:
-                self.write(d.status, facts)
-                writes += 1
-                if d.rule in RESET_RULES and o.status.phase == ScenePhase.FAILED:
-                    self.epoch_jobs.clear()  # a person asked for a fresh set of attempts
-            elif d.effect == Effect.LOOK_EXPECTED:
-                assert o.desired is not None
-                facts["expected"] = self.head(o.desired.key(o.status.take))
-            elif d.effect == Effect.POLL:
-                g = o.status.generation
-                assert g is not None and g.job_id is not None
-                facts["job"] = self.poll(g.job_id)
-            elif d.effect == Effect.FINISH:
-                g = o.status.generation
-                assert g is not None and g.job_id is not None and o.desired is not None
-                job = self.jobs[g.job_id]
-                if job.fetch == "upload-fails":
-                    job.fetch = "ok"  # the next attempt works
-                    return PassResult(decisions, writes, "upload-failed")
-                if job.fetch == "download-fails":
-                    facts["job"] = JobSeen(
-                        job.job_id,
-                        JobPhase.FAILED,
-                        _error("OutputUnavailable", "output download failed", True),
-                    )
-                else:
-                    key = o.desired.key(o.status.take)
-                    facts["finished"] = ObjectSeen(key, self.upload(job, key))
-            elif d.effect == Effect.FIND_JOB:
-                g = o.status.generation
-                assert g is not None and g.job_id is None
-                facts["orphan"] = self.find(g)
-            elif d.effect == Effect.START:
-                writes += self.start(o, d, stage)
-                return PassResult(decisions, writes, "crash" if stage else "start")
-            else:
-                raise AssertionError(f"unexpected effect {d.effect}")
-            if stage:
-                return PassResult(decisions, writes, "crash")
-        raise AssertionError(f"(f) pass did not end in {MAX_STEPS} steps: {_rules(decisions)}")
+        actuator = WorldActuator(self, jitter, crash)
+        try:
+            result = run_now(run_pass(actuator, facts))
+        except Crash:
+            return PassResult(actuator.decisions, actuator.writes, "crash")
+        except UploadFailed:
+            return PassResult(actuator.decisions, actuator.writes, "upload-failed")
+        if result.ended == Ended.UNSETTLED:
+            raise AssertionError(
+                f"(f) pass did not end in {MAX_STEPS} steps: {_rules(result.decisions)}"
+            )
+        ended = {Ended.SETTLED: "none", Ended.STARTED: "start"}
+        return PassResult(result.decisions, actuator.writes, ended[result.ended])
 
     def start(self, o: Observation, d: Decision, stage: str) -> int:
         """The runtime's START: pending marker, provider call, job id (or the start error)."""
@@ -412,6 +372,94 @@ class World:
         raise AssertionError(f"did not settle in {CALM_PASSES} calm passes: {self.stored}")
 
 
+class Crash(Exception):
+    """The operator process dies: what the pass learned is lost."""
+
+
+class UploadFailed(Exception):
+    """The upload failed: the pass ends and the worker will try again later."""
+
+
+class WorldActuator:
+    """The world as the runtime's actuator for one pass, with crashes injected."""
+
+    def __init__(self, world: World, jitter: float, crash: tuple[int, str] | None) -> None:
+        self.w, self.jitter, self.crash = world, jitter, crash
+        self.decisions: list[Decision] = []
+        self.writes = 0
+        self.facts = Facts()
+
+    @property
+    def stage(self) -> str:
+        """The crash stage at the current step ("" if the operator survives it)."""
+        step = len(self.decisions) - 1
+        return self.crash[1] if self.crash is not None and self.crash[0] == step else ""
+
+    def survive(self) -> None:
+        if self.stage:
+            raise Crash()
+
+    async def observe(self, facts: Facts) -> Observation:
+        self.facts = facts
+        return self.w.observe(facts, self.jitter)
+
+    def decided(self, o: Observation, d: Decision) -> None:
+        check_decision(o, d)
+        self.decisions.append(d)
+        if d.effect != Effect.NONE and self.stage == "before":
+            raise Crash()
+
+    async def write(self, o: Observation, d: Decision) -> bool:
+        self.w.write(d.status, self.facts)
+        self.writes += 1
+        if d.rule in RESET_RULES and o.status.phase == ScenePhase.FAILED:
+            self.w.epoch_jobs.clear()  # a person asked for a fresh set of attempts
+        self.survive()
+        return True
+
+    async def look(self, o: Observation) -> ObjectSeen:
+        assert o.desired is not None
+        seen = self.w.head(o.desired.key(o.status.take))
+        self.survive()
+        return seen
+
+    async def poll(self, o: Observation) -> JobSeen:
+        g = o.status.generation
+        assert g is not None and g.job_id is not None
+        seen = self.w.poll(g.job_id)
+        self.survive()
+        return seen
+
+    async def find_job(self, o: Observation) -> OrphanSearch:
+        g = o.status.generation
+        assert g is not None and g.job_id is None
+        found = self.w.find(g)
+        self.survive()
+        return found
+
+    async def start(self, o: Observation, d: Decision) -> float | None:
+        self.writes += self.w.start(o, d, self.stage)
+        self.survive()
+        return None
+
+    async def finish(self, o: Observation) -> ObjectSeen | JobSeen:
+        g = o.status.generation
+        assert g is not None and g.job_id is not None and o.desired is not None
+        job = self.w.jobs[g.job_id]
+        if job.fetch == "upload-fails":
+            job.fetch = "ok"  # the next attempt works
+            raise UploadFailed()
+        seen: ObjectSeen | JobSeen
+        if job.fetch == "download-fails":
+            err = _error("OutputUnavailable", "output download failed", True)
+            seen = JobSeen(job.job_id, JobPhase.FAILED, err)
+        else:
+            key = o.desired.key(o.status.take)
+            seen = ObjectSeen(key, self.w.upload(job, key))
+        self.survive()
+        return seen
+
+
 def _error(reason: str, message: str, retryable: bool) -> ErrorInfo:
     return ErrorInfo(reason=reason, message=message, retryable=retryable, at=rfc3339(T0))
 
@@ -420,14 +468,18 @@ def _rules(decisions: list[Decision]) -> list[str]:
     return [d.rule for d in decisions]
 
 
-def check_decision(o: Observation) -> Decision:
-    """decide, with the properties that hold for every single decision."""
+def check_decision(o: Observation, d: Decision) -> None:
+    """The properties that hold for every single decision the loop made (`d`)."""
     before = o.status.wire()
-    d = decide(o)
     # (e) deterministic and pure.
+    assert d == decide(o), "decide is not deterministic"
     assert o.status.wire() == before, "decide mutated the observation"
-    assert decide(o) == d, "decide is not deterministic"
     assert decide(replace(o, status=SceneStatus.model_validate(before))) == d
+    # The orphan-window metric follows the Events it counts (it once missed one).
+    posted = {e.reason for e in d.events}
+    assert (Reason.JOB_RECOVERED in posted) == (d.outcome == Outcome.ORPHAN_RECOVERED), d.rule
+    assert (Reason.JOB_MAY_BE_ORPHANED in posted) == (d.outcome == Outcome.ORPHAN_AGAIN), d.rule
+    assert d.park == (d.rule == Rule.WAITING_CAPACITY)
     # (b) never a second job while one is recorded.
     if o.status.generation is not None:
         assert d.effect != Effect.START, d.rule
@@ -442,7 +494,6 @@ def check_decision(o: Observation) -> Decision:
         assert d.effect not in (Effect.START, Effect.LOOK_EXPECTED)
     if d.effect == Effect.WRITE:
         assert d.status.wire() != o.status.wire(), f"{d.rule}: WRITE of an unchanged status"
-    return d
 
 
 # ----------------------------------------------------------------------------- strategies

@@ -19,7 +19,7 @@ from controller.providers.base import (
     VideoRequest,
 )
 from controller.providers.veo_video import VeoVideoProvider
-from controller.testing.veo_server import RAI_REASON, VeoServer
+from tests.support.veo_server import RAI_REASON, VeoServer
 
 T = TypeVar("T")
 

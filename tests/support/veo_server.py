@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controller.testing.protocol import (
+from tests.support.protocol import (
     DEFAULT_VIDEO_BYTES,
     Failure,
     ProtocolServer,

@@ -29,7 +29,7 @@ import secrets
 import threading
 from typing import Any, Self
 
-from controller.testing.protocol import LocalHTTPServer, Reply
+from tests.support.protocol import LocalHTTPServer, Reply
 
 Behaviour = str | int | tuple[int, str]
 

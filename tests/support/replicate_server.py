@@ -2,7 +2,7 @@
 tested without the internet (see shared/reference/providers.md).
 
 `ReplicateServer` adds Replicate's routes and job model to `ProtocolServer` (threaded HTTP
-on 127.0.0.1, auth, request log, fault injection; see controller/testing/protocol.py).
+on 127.0.0.1, auth, request log, fault injection; see tests/support/protocol.py).
 All controls are plain attributes guarded by `lock`, so tests may change them at runtime.
 """
 
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from controller.testing.protocol import (
+from tests.support.protocol import (
     DEFAULT_DETAIL,
     DEFAULT_VIDEO_BYTES,
     Failure,

@@ -1,18 +1,18 @@
 """Run the operator as a real separate process (`python -m controller run`), as users do.
 
-Used by the end-to-end tests (which also SIGKILL it), the demo and the benchmark.
+The demo starts it this way; the tests and the benchmark extend it
+(tests/support/operator_process.py: SIGKILL, metrics scrape).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from controller.testing.ports import free_port
+from controller.embedded.ports import free_port
 
 
 class OperatorProcess:
@@ -60,12 +60,6 @@ class OperatorProcess:
         self.starts += 1
         return self
 
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, as a node failure or OOM kill would do."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -83,14 +77,6 @@ class OperatorProcess:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
-
-    def metrics(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
-        ) as r:
-            return r.read().decode()
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         import urllib.request

@@ -18,7 +18,7 @@ until every one is Ready, and reports:
   of the API server, etcd and the harness (which hosts the S3 and Replicate fakes);
 - provider jobs created against Scenes, and duplicates per Scene.
 
-``python -m controller.bench --scenario small|medium|large|all [--projects N --scenes M]
+``python -m benchmarks.bench --scenario small|medium|large|all [--projects N --scenes M]
 [--latency 2.0] [--concurrency 200] [--out benchmarks/results/NAME.json]``
 """
 
@@ -495,10 +495,11 @@ class Bench:
     def run(self) -> dict[str, Any]:
         import boto3
 
-        from controller.testing.controlplane import REPO_ROOT, ControlPlane, Kubectl, install_crds
-        from controller.testing.operator import OperatorProcess
-        from controller.testing.replicate_server import ReplicateServer
-        from controller.testing.s3server import S3Server
+        from controller.embedded.cluster import Kubectl, install_crds
+        from controller.embedded.controlplane import REPO_ROOT, ControlPlane
+        from controller.embedded.s3server import S3Server
+        from tests.support.operator_process import OperatorProcess
+        from tests.support.replicate_server import ReplicateServer
 
         result: dict[str, Any] = {
             "scenario": self.name,
@@ -978,7 +979,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m controller.bench", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="small")
     p.add_argument("--projects", type=int, help="custom size (with --scenes)")
@@ -1015,7 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table([json.loads(f.read_text()) for f in args.table]))
         return 0
 
-    from controller.testing.controlplane import REPO_ROOT
+    from controller.embedded.controlplane import REPO_ROOT
 
     if args.projects:
         runs = [(f"custom-{args.projects}x{args.scenes}", args.projects, args.scenes)]
@@ -1046,7 +1047,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.name = args.name
         result = bench.run()
         result["command"] = " ".join(
-            ["python -m controller.bench", *(argv if argv is not None else sys.argv[1:])]
+            ["python -m benchmarks.bench", *(argv if argv is not None else sys.argv[1:])]
         )
         out = (
             args.out

@@ -1,46 +1,35 @@
-"""A real, throw-away Kubernetes control plane for tests (no Docker, no kubelet).
+"""A real, throw-away Kubernetes control plane (no Docker, no kubelet) for the demo and tests.
 
 etcd + kube-apiserver + kube-controller-manager (garbage collector and namespace
 controllers only) on free loopback ports, with a temporary data dir, token auth and RBAC.
 Binaries come from ``scripts/build-control-plane.sh`` (KUBEBUILDER_ASSETS, PATH, cache,
 or a one-time build from Debian's source; see shared/reference/control-plane.md).
-
-Set ``SCENE_OPERATOR_TEST_KUBECONFIG`` to use an existing cluster instead.
-``service_account_kubeconfig`` gives a kubeconfig that acts as a ServiceAccount on either.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import ctypes
 import json
 import os
 import secrets
 import shutil
-import signal
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
 
 import yaml
 
-from controller.testing.ports import free_port
+from controller.embedded.cluster import ControlPlaneError
+from controller.embedded.ports import free_port
+from controller.embedded.processes import Process, tail_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-control-plane.sh"
-EXISTING_KUBECONFIG_ENV = "SCENE_OPERATOR_TEST_KUBECONFIG"
-
-
-class ControlPlaneError(RuntimeError):
-    pass
 
 
 def binaries() -> Path:
@@ -49,83 +38,9 @@ def binaries() -> Path:
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise ControlPlaneError(
-            f"{BUILD_SCRIPT} failed (exit {proc.returncode}):\n{_tail_text(proc.stderr, 40)}"
+            f"{BUILD_SCRIPT} failed (exit {proc.returncode}):\n{tail_text(proc.stderr, 40)}"
         )
     return Path(lines[-1])
-
-
-def kubectl_path() -> str:
-    found = shutil.which("kubectl") or shutil.which("kubectl", path="/usr/bin")
-    if not found:
-        raise ControlPlaneError("kubectl not found on PATH")
-    return found
-
-
-# --- child process hygiene -------------------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-try:
-    _libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
-except OSError:  # not Linux/glibc: rely on atexit and explicit stop() only
-    _libc = None
-
-
-def _preexec(parent_pid: int) -> None:
-    # Runs in the child between fork and exec: if the test process dies without running
-    # atexit (SIGKILL, SIGTERM), the kernel kills the child too. The death signal fires
-    # when the *forking thread* exits, so this is only used when forking from the main thread.
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # parent already gone before prctl took effect
-        os._exit(1)
-
-
-class _Process:
-    """One child in its own process group, logging to a file."""
-
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        main = threading.current_thread() is threading.main_thread()
-        parent = os.getpid()
-        self.popen = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            # Own session: a terminal Ctrl-C does not hit the children before our orderly stop,
-            # and killpg() also reaches anything they fork.
-            start_new_session=True,
-            preexec_fn=(lambda: _preexec(parent)) if main else None,
-        )
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds (at once if grace is 0)."""
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
-            try:
-                self.popen.wait(grace if grace > 0 else None)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self._log.close()
-
-    def tail(self, lines: int = 25) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return f"--- {self.name} ({self.log_path}) ---\n{_tail_text(text, lines)}"
-
-
-def _tail_text(text: str, lines: int) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 def _default_base_dir() -> str | None:
@@ -180,9 +95,9 @@ class ControlPlane:
         self.dir: Path | None = None
         self.token = secrets.token_hex(16)
         self.etcd_port = self.etcd_peer_port = self.apiserver_port = self.kcm_port = 0
-        self._etcd: _Process | None = None
-        self._apiserver: _Process | None = None
-        self._kcm: _Process | None = None
+        self._etcd: Process | None = None
+        self._apiserver: Process | None = None
+        self._kcm: Process | None = None
         self._bins: dict[str, str] = {}
         self.startup_seconds: float | None = None
 
@@ -264,7 +179,7 @@ class ControlPlane:
         if self._apiserver is not None and self._apiserver.alive():
             return
         d = self._require_dir()
-        self._apiserver = _Process(
+        self._apiserver = Process(
             "kube-apiserver",
             [
                 self._bins["kube-apiserver"],
@@ -335,7 +250,7 @@ class ControlPlane:
     def _start_etcd(self) -> None:
         d = self._require_dir()
         url = f"http://127.0.0.1:{self.etcd_port}"
-        self._etcd = _Process(
+        self._etcd = Process(
             "etcd",
             [
                 self._bins["etcd"],
@@ -355,7 +270,7 @@ class ControlPlane:
 
     def _start_kcm(self) -> None:
         d = self._require_dir()
-        self._kcm = _Process(
+        self._kcm = Process(
             "kube-controller-manager",
             [
                 self._bins["kube-controller-manager"],
@@ -382,7 +297,7 @@ class ControlPlane:
             lambda b: json.loads(b).get("status", {}).get("phase") == "Active",
         )
 
-    def _wait_http(self, proc: _Process | None, url: str, ok: Callable[[str], bool]) -> None:
+    def _wait_http(self, proc: Process | None, url: str, ok: Callable[[str], bool]) -> None:
         assert proc is not None
         deadline = time.monotonic() + self.startup_timeout
         ctx = ssl.create_default_context()
@@ -410,7 +325,7 @@ class ControlPlane:
     def _stop_processes(self) -> None:
         # Reverse order: controllers first, storage last, so nothing logs errors on the way down.
         for attr in ("_kcm", "_apiserver", "_etcd"):
-            proc: _Process | None = getattr(self, attr)
+            proc: Process | None = getattr(self, attr)
             if proc is not None:
                 proc.stop()
                 setattr(self, attr, None)
@@ -455,204 +370,4 @@ def _rsa_keypair() -> tuple[bytes, bytes]:
         private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
-    )
-
-
-# --- an existing cluster ------------------------------------------------------------------
-
-
-class ExistingCluster:
-    """Same surface as ControlPlane for a cluster someone else runs; start/stop do nothing."""
-
-    def __init__(self, kubeconfig: str | os.PathLike[str]) -> None:
-        self._kubeconfig = str(Path(kubeconfig).expanduser().resolve())
-        config = yaml.safe_load(Path(self._kubeconfig).read_text()) or {}
-        current = config.get("current-context")
-        context = _named(config.get("contexts"), current).get("context", {})
-        self.server: str = (
-            _named(config.get("clusters"), context.get("cluster"))
-            .get("cluster", {})
-            .get("server", "")
-        )
-        self.token: str | None = (
-            _named(config.get("users"), context.get("user")).get("user", {}).get("token")
-        )
-        self.startup_seconds: float | None = 0.0
-
-    @property
-    def kubeconfig(self) -> str:
-        return self._kubeconfig
-
-    def env(self) -> dict[str, str]:
-        return {"KUBECONFIG": self._kubeconfig}
-
-    def start(self) -> ExistingCluster:
-        return self
-
-    def stop(self) -> None:
-        pass
-
-    def __enter__(self) -> ExistingCluster:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def restart_apiserver(self, *args: object, **kwargs: object) -> None:
-        raise NotImplementedError("cannot stop or start the API server of an existing cluster")
-
-    stop_apiserver = start_apiserver = restart_apiserver
-
-
-def _named(items: Iterable[dict[str, Any]] | None, name: str | None) -> dict[str, Any]:
-    return next((i for i in items or () if i.get("name") == name), {})
-
-
-def from_env(kubeconfig: str | None = None) -> ControlPlane | ExistingCluster:
-    """ExistingCluster if a kubeconfig is given (or in the env), else an unstarted ControlPlane."""
-    kubeconfig = kubeconfig or os.environ.get(EXISTING_KUBECONFIG_ENV)
-    return ExistingCluster(kubeconfig) if kubeconfig else ControlPlane()
-
-
-# --- kubectl and CRDs ---------------------------------------------------------------------
-
-
-class KubectlError(subprocess.CalledProcessError):
-    def __str__(self) -> str:
-        return f"{super().__str__()}\nstdout: {self.stdout}\nstderr: {self.stderr}"
-
-
-class Kubectl:
-    """``kubectl(*args, input=None, check=True)`` bound to one kubeconfig."""
-
-    def __init__(self, kubeconfig: str, cache_dir: str | os.PathLike[str] | None = None) -> None:
-        self.kubeconfig = kubeconfig
-        self.binary = kubectl_path()
-        # A private discovery cache: ports are reused across sessions with different CRDs.
-        self.cache_dir = str(cache_dir) if cache_dir else None
-
-    def __call__(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        argv = [self.binary, f"--kubeconfig={self.kubeconfig}"]
-        if self.cache_dir:
-            argv.append(f"--cache-dir={self.cache_dir}")
-        argv += args
-        proc = subprocess.run(
-            argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if check and proc.returncode != 0:
-            raise KubectlError(proc.returncode, argv, proc.stdout, proc.stderr)
-        return proc
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "-o", "json").stdout)
-
-
-def install_crds(
-    kubeconfig: str,
-    paths: Iterable[str | os.PathLike[str]],
-    *,
-    timeout: float = 60.0,
-    kubectl: Kubectl | None = None,
-) -> list[str]:
-    """Server-side apply CRD files; wait until Established and listable; return the CRD names."""
-    kubectl = kubectl or Kubectl(kubeconfig)
-    names: list[str] = []
-    for path in paths:
-        for doc in yaml.safe_load_all(Path(path).read_text()):
-            if doc and doc.get("kind") == "CustomResourceDefinition":
-                names.append(doc["metadata"]["name"])
-        kubectl(
-            "apply", "--server-side", "--force-conflicts",
-            "--field-manager=scene-operator-tests", "-f", str(path),
-        )  # fmt: skip
-    deadline = time.monotonic() + timeout
-    for name in names:
-        kubectl(
-            "wait", "--for=condition=Established", f"crd/{name}",
-            f"--timeout={max(1, int(deadline - time.monotonic()))}s",
-        )  # fmt: skip
-        # Established can precede the resource showing up in discovery by a moment.
-        while (
-            proc := kubectl("get", name, "--all-namespaces", "-o", "name", check=False)
-        ).returncode:
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(f"CRD {name} established but not served: {proc.stderr}")
-            time.sleep(0.2)
-    return names
-
-
-# --- other identities ---------------------------------------------------------------------
-#
-# Tests that must act as someone other than the admin (e.g. the operator as its
-# ServiceAccount, to prove its RBAC is enough) get a real, bound ServiceAccount token from
-# the TokenRequest API rather than a static token: it works the same on the local control
-# plane (started with a service-account signing key) and on an existing cluster, and the
-# API server authenticates it exactly as it does a Pod's projected token (user
-# system:serviceaccount:NS:NAME, groups system:serviceaccounts[:NS], system:authenticated).
-
-
-def kubeconfig_with_token(
-    kubeconfig: str | os.PathLike[str],
-    token: str,
-    path: str | os.PathLike[str],
-    *,
-    user: str = "token-user",
-) -> str:
-    """Write a kubeconfig at ``path``: the cluster of ``kubeconfig``'s current context,
-    authenticated only by the bearer ``token``. Returns the path."""
-    source = Path(kubeconfig).expanduser().resolve()
-    config = yaml.safe_load(source.read_text()) or {}
-    current = _named(config.get("contexts"), config.get("current-context")).get("context", {})
-    cluster_name = current.get("cluster")
-    cluster = dict(_named(config.get("clusters"), cluster_name).get("cluster", {}))
-    if not cluster.get("server"):
-        raise ControlPlaneError(f"{source}: no server in the current context's cluster")
-    ca = cluster.get("certificate-authority")
-    if ca and not Path(ca).is_absolute():  # relative to the file it came from
-        cluster["certificate-authority"] = str(source.parent / ca)
-    out = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": cluster_name or "cluster", "cluster": cluster}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [
-            {"name": user, "context": {"cluster": cluster_name or "cluster", "user": user}}
-        ],
-        "current-context": user,
-    }
-    target = Path(path)
-    target.write_text(yaml.safe_dump(out, sort_keys=False))
-    target.chmod(0o600)
-    return str(target)
-
-
-def service_account_token(
-    kubectl: Kubectl, namespace: str, name: str, *, duration_seconds: int = 3600
-) -> str:
-    """A bound token for ServiceAccount ``namespace/name`` (TokenRequest API, via
-    ``kubectl create token``); the ServiceAccount must exist."""
-    proc = kubectl(
-        "create", "token", name, f"--namespace={namespace}", f"--duration={duration_seconds}s"
-    )
-    token = proc.stdout.strip()
-    if not token:
-        raise ControlPlaneError(f"no token for serviceaccount {namespace}/{name}: {proc.stderr}")
-    return token
-
-
-def service_account_kubeconfig(
-    kubectl: Kubectl,
-    namespace: str,
-    name: str,
-    path: str | os.PathLike[str],
-    *,
-    duration_seconds: int = 3600,
-) -> str:
-    """A kubeconfig at ``path`` that authenticates as ServiceAccount ``namespace/name`` on
-    ``kubectl``'s cluster (what the operator's Pod would use in-cluster). Returns the path."""
-    token = service_account_token(kubectl, namespace, name, duration_seconds=duration_seconds)
-    return kubeconfig_with_token(
-        kubectl.kubeconfig, token, path, user=f"system:serviceaccount:{namespace}:{name}"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.testing.ports import free_port
+from controller.embedded.ports import free_port
 
 
 @dataclass

@@ -1,0 +1,135 @@
+"""The operator at run time: the cache, the work queue, and the reconcilers.
+
+kopf delivers watch events (controller/handlers.py) to `Runtime.on_*_event`: the intake
+updates the cache and queues keys. Workers take keys from the queue and run one pass
+each: observe, decide (pure functions in controller/reconcile), act through an
+actuator. Waiting is a delayed re-add. See docs/architecture.md for the picture.
+
+Parts, by responsibility:
+- worker.py     the generic worker loop (the only place that requeues)
+- intake.py     watch events into the cache; which keys they make due
+- capacity.py   job slots, reservations, parked Scenes, budget left, wake-ups
+- scenes.py     the Scene pass; actuator.py and jobs.py its effects
+- projects.py   Project status and finalizer; planning.py plans and creates Scenes
+- drift.py      the periodic S3 listing per Project
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+from collections.abc import Callable
+
+from controller.assembly.reconciler import Assembler
+from controller.reconcile.timeutil import utcnow
+from controller.runtime.capacity import Capacity
+from controller.runtime.drift import Drift
+from controller.runtime.events import Recorder
+from controller.runtime.intake import Intake
+from controller.runtime.planning import plan_hash, scene_name
+from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
+from controller.runtime.projects import Projects
+from controller.runtime.scenes import Scenes
+from controller.runtime.state import Kind, Memory
+from controller.runtime.worker import Worker
+from controller.settings import Settings
+from controller.store import Body, Store
+from controller.workqueue import WorkQueue
+
+__all__ = ["Runtime", "plan_hash", "scene_name"]
+
+
+class Runtime:
+    """Wires the parts together; the edges (API, clip store, providers) are passed in."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        api: KubeClient,
+        clips: ClipStorage,
+        providers: ProviderRegistry,
+        queue: WorkQueue | None = None,
+        pool: concurrent.futures.ThreadPoolExecutor | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.api = api
+        self.store = Store()
+        self.queue = queue if queue is not None else WorkQueue()
+        self.pool = (
+            pool
+            if pool is not None
+            else concurrent.futures.ThreadPoolExecutor(
+                max_workers=settings.io_threads, thread_name_prefix="io"
+            )
+        )
+        threads = Threads(self.pool)
+        self.memory = Memory()
+        self.capacity = Capacity(settings, self.store)
+        self.intake = Intake(self.store, self.queue, self.capacity, self.memory, api)
+        recorder = Recorder(settings, api)
+        self.scenes = Scenes(
+            settings=settings,
+            api=api,
+            clips=clips,
+            providers=providers,
+            threads=threads,
+            store=self.store,
+            intake=self.intake,
+            capacity=self.capacity,
+            memory=self.memory,
+            recorder=recorder,
+            clock=clock,
+        )
+        self.assembly = Assembler(
+            settings=settings,
+            store=self.store,
+            clips=clips,  # type: ignore[arg-type]  # also downloads: ClipStore does
+            threads=threads,
+            recorder=recorder,
+            wake=lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay),
+            tmp_dir=self.scenes.tmp_dir,
+        )
+        self.projects = Projects(
+            settings=settings,
+            api=api,
+            clips=clips,
+            providers=providers,
+            threads=threads,
+            store=self.store,
+            intake=self.intake,
+            memory=self.memory,
+            recorder=recorder,
+            assembly=self.assembly,
+        )
+        self.drift = Drift(
+            settings=settings,
+            clips=clips,
+            threads=threads,
+            store=self.store,
+            intake=self.intake,
+            memory=self.memory,
+            assembly=self.assembly,
+        )
+        self.worker = Worker(
+            self.queue,
+            {
+                Kind.SCENE: self.scenes.reconcile,
+                Kind.PROJECT: self.projects.reconcile,
+                Kind.DRIFT: self.drift.check,
+            },
+            after_each=self.intake.wake,
+        )
+
+    def on_scene_event(self, kind: str | None, body: Body) -> None:
+        self.intake.on_scene_event(kind, body)
+
+    def on_project_event(self, kind: str | None, body: Body) -> None:
+        self.intake.on_project_event(kind, body)
+
+    async def run(self) -> None:
+        # asyncio.to_thread (used by the local renderer) shares the same bounded pool.
+        asyncio.get_running_loop().set_default_executor(self.pool)
+        await self.worker.run(self.settings.workers)

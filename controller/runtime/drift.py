@@ -1,0 +1,101 @@
+"""Drift: one LIST of a Project's prefix per interval, compared with its Scenes by size
+and ETag. No HEAD per Scene and no API write unless something disagrees; a Scene that
+disagrees is queued with a note to look (the Scene pass decides the repair)."""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+
+from controller import metrics as m
+from controller.api.project import ProjectSpec
+from controller.api.scene import ScenePhase
+from controller.assembly.reconciler import Assembler
+from controller.runtime.intake import Intake
+from controller.runtime.ports import ClipStorage, Threads
+from controller.runtime.projects import drift_interval, reported_missing
+from controller.runtime.state import Memory, Result
+from controller.settings import Settings
+from controller.storage.clips import project_prefix
+from controller.store import Key, Store, key_of
+
+log = logging.getLogger("scene_operator")
+
+
+class Drift:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        clips: ClipStorage,
+        threads: Threads,
+        store: Store,
+        intake: Intake,
+        memory: Memory,
+        assembly: Assembler,
+    ) -> None:
+        self.settings = settings
+        self.clips = clips
+        self.threads = threads
+        self.store = store
+        self.intake = intake
+        self.memory = memory
+        self.assembly = assembly
+
+    async def check(self, key: Key) -> Result:
+        mem = self.memory.project(key)
+        mem.drift_scheduled = False
+        project = self.store.projects.get(key)
+        if project is None:
+            return Result()
+        try:
+            spec = ProjectSpec.model_validate(project.get("spec") or {})
+        except ValidationError:
+            return Result()
+        scenes = self.store.scenes_of(key)
+        mem.drift_scheduled = True
+        again = Result(drift_interval(spec))
+        tracked = [
+            s for s in scenes if (s.get("status") or {}).get("phase") == ScenePhase.COMPLETED
+        ]
+        if not tracked and not spec.generate_videos:
+            return again
+        bucket = spec.storage.bucket or self.settings.bucket
+        prefix = spec.storage.prefix if spec.storage.prefix is not None else self.settings.s3_prefix
+        folder = project_prefix(prefix, key[0], project["metadata"]["uid"])
+        try:
+            listing = await self.threads.run(self.clips.list_prefix, bucket, folder)
+        except Exception as e:
+            m.S3_OPS.labels("list", "error").inc()
+            log.warning(
+                "drift check could not list S3",
+                extra={"namespace": key[0], "object": key[1], "error": str(e)},
+            )
+            return again
+        m.S3_OPS.labels("list", "ok").inc()
+        for scene in scenes:
+            status = scene.get("status") or {}
+            clip = status.get("clip") or {}
+            skey = key_of(scene)
+            if status.get("phase") == ScenePhase.COMPLETED:
+                obj = listing.get(clip.get("key", ""))
+                if (
+                    not clip
+                    or obj is None
+                    or obj.size != clip.get("size")
+                    or obj.etag != clip.get("etag")
+                    or reported_missing(status)  # is the ignored missing clip back?
+                ):
+                    self.memory.scene(skey).verify_clip = True
+                    self.intake.enqueue_scene(skey)
+            elif not status.get("generation") and spec.generate_videos:
+                # an object for this scene exists but status never said so: adopt it
+                seq = (scene.get("spec") or {}).get("sequence")
+                if isinstance(seq, int) and any(
+                    k.startswith(f"{folder}scenes/{seq:03d}/") for k in listing
+                ):
+                    self.memory.scene(skey).look_first = True
+                    self.intake.enqueue_scene(skey)
+        await self.assembly.drift(project, spec, listing)  # the final video, same LIST
+        return again

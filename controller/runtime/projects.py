@@ -1,0 +1,229 @@
+"""Projects: status (recounted from their Scenes), the clip finalizer, and the entry to
+planning and Scene creation (controller/runtime/planning.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+from pydantic import ValidationError
+
+from controller import metrics as m
+from controller import vocabulary as v
+from controller.api.project import ProjectSpec, ProjectStatus
+from controller.api.scene import ScenePhase
+from controller.assembly.reconciler import Assembler
+from controller.kube import ApiError
+from controller.reconcile.patching import merge_patch
+from controller.reconcile.project import ProjectObservation, SceneView, project_status
+from controller.reconcile.timeutil import utcnow
+from controller.runtime import planning
+from controller.runtime.events import Recorder
+from controller.runtime.intake import Intake
+from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
+from controller.runtime.scenes import short
+from controller.runtime.state import Kind, Memory, ProjectMemory, Result
+from controller.settings import Settings
+from controller.storage.clips import project_prefix
+from controller.store import Body, Key, Store, is_owned_by, key_of
+
+
+def drift_interval(spec: ProjectSpec) -> float:
+    """The next drift check of a Project, jittered so Projects do not check in step."""
+    return spec.repair.interval_seconds * (0.9 + 0.2 * random.random())
+
+
+class Projects:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        api: KubeClient,
+        clips: ClipStorage,
+        providers: ProviderRegistry,
+        threads: Threads,
+        store: Store,
+        intake: Intake,
+        memory: Memory,
+        recorder: Recorder,
+        assembly: Assembler,
+    ) -> None:
+        self.settings = settings
+        self.api = api
+        self.clips = clips
+        self.providers = providers
+        self.threads = threads
+        self.store = store
+        self.intake = intake
+        self.memory = memory
+        self.recorder = recorder
+        self.assembly = assembly  # the final video (controller/assembly)
+
+    async def reconcile(self, key: Key) -> Result:
+        body = self.store.projects.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            await self.assembly.stop(key)  # no final video is uploaded after this
+        if body is None:
+            self.memory.projects.pop(key, None)
+            return Result()
+        mem = self.memory.project(key)
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            await self.finalize(body)
+            return Result()
+        try:
+            spec: ProjectSpec | None = ProjectSpec.model_validate(body.get("spec") or {})
+            spec_error = None
+        except ValidationError as e:
+            spec, spec_error = None, short(e)
+        retry_after = None
+        if spec is not None:
+            await self.ensure_finalizer(body, spec)
+            body = self.store.projects.get(key, body)
+            status = project_status_of(body)
+            if not self.store.scene_names_of(key):
+                retry_after = await planning.plan(self, body, spec, status, mem)
+            elif status.plan is not None:
+                await planning.create_missing(self, body, status.plan)
+            await self.assembly.reconcile(self.store.projects.get(key, body), spec)
+        await self.write_status(body, spec, spec_error, mem)
+        if spec is not None and not mem.drift_scheduled:
+            mem.drift_scheduled = True
+            self.intake.schedule(Kind.DRIFT, key, drift_interval(spec))
+        return Result(retry_after)
+
+    async def write_status(
+        self, body: Body, spec: ProjectSpec | None, spec_error: str | None, mem: ProjectMemory
+    ) -> None:
+        key = key_of(body)
+        body = self.store.projects.get(key, body)
+        old = project_status_of(body)
+        obs = ProjectObservation(
+            now=utcnow(),
+            generation=int(body["metadata"].get("generation", 1)),
+            status=old,
+            spec=spec,
+            spec_error=spec_error,
+            scenes=tuple(self.scene_views(body)),
+            planning=mem.planning,
+            planning_error=mem.planning_error,
+            budget_used=self.store.started_by_project[key],
+        )
+        new = self.assembly.apply(body, spec, project_status(obs))
+        patch = merge_patch(body.get("status") or {}, new.wire())
+        if not patch:
+            return
+        try:
+            updated = await self.api.patch_status(v.PROJECT_PLURAL, key[0], key[1], patch)
+        except ApiError as e:
+            if e.not_found:  # deleted meanwhile
+                return
+            raise
+        self.store.upsert_project(updated)
+        if spec is None and old.observed_generation != obs.generation:
+            await self.recorder.post(
+                body, v.Reason.INVALID_SPEC, spec_error or "invalid spec", "Warning"
+            )
+
+    def scene_views(self, project: Body) -> list[SceneView]:
+        views = []
+        for body in self.store.scenes_of(key_of(project)):
+            status = body.get("status") or {}
+            spec = body.get("spec") or {}
+            phase = status.get("phase") or "Pending"
+            try:
+                phase = ScenePhase(phase)
+            except ValueError:
+                phase = ScenePhase.PENDING
+            clip = status.get("clip") or {}
+            provider = (
+                (status.get("generation") or {}).get("provider") or clip.get("provider") or ""
+            )
+            duration = spec.get("durationSeconds") or 0
+            if not duration:
+                with contextlib.suppress(ValidationError):
+                    duration = ProjectSpec.model_validate(
+                        project.get("spec") or {}
+                    ).duration_seconds()
+            completed = phase == ScenePhase.COMPLETED
+            views.append(
+                SceneView(
+                    name=body["metadata"]["name"],
+                    sequence=int(spec.get("sequence") or 0),
+                    phase=phase if not (completed and not clip) else ScenePhase.PENDING,
+                    owned=is_owned_by(body, project),
+                    generations_started=int(status.get("generationsStarted") or 0),
+                    clip_missing=completed and reported_missing(status),
+                    clip_seconds=duration if completed and clip else 0,
+                    cost_per_second=self.settings.cost_per_second(provider) if provider else 0.0,
+                    duration_seconds=duration,
+                )
+            )
+        return views
+
+    # ------------------------------------------------------------------ finalizer
+    async def ensure_finalizer(self, body: Body, spec: ProjectSpec) -> None:
+        finalizers = list(body["metadata"].get("finalizers") or [])
+        want = spec.deletion_policy == "Delete"
+        has = v.FINALIZER_CLIPS in finalizers
+        if want == has:
+            return
+        new = (
+            [*finalizers, v.FINALIZER_CLIPS]
+            if want
+            else [f for f in finalizers if f != v.FINALIZER_CLIPS]
+        )
+        ns, name = key_of(body)
+        updated = await self.api.patch_metadata(
+            v.PROJECT_PLURAL,
+            ns,
+            name,
+            {"finalizers": new, "resourceVersion": body["metadata"]["resourceVersion"]},
+        )
+        self.store.upsert_project(updated)
+
+    async def finalize(self, body: Body) -> None:
+        finalizers = list(body["metadata"].get("finalizers") or [])
+        if v.FINALIZER_CLIPS not in finalizers:
+            return
+        ns, name = key_of(body)
+        bucket, folder = self.folder(body)
+        deleted = await self.threads.run(self.clips.delete_prefix, bucket, folder)
+        m.S3_OPS.labels("delete", "ok").inc()
+        await self.recorder.post(
+            body, v.Reason.CLIPS_DELETED, f"deleted {deleted} objects under s3://{bucket}/{folder}"
+        )
+        updated = await self.api.patch_metadata(
+            v.PROJECT_PLURAL,
+            ns,
+            name,
+            {
+                "finalizers": [f for f in finalizers if f != v.FINALIZER_CLIPS],
+                "resourceVersion": body["metadata"]["resourceVersion"],
+            },
+        )
+        self.store.upsert_project(updated)
+
+    def folder(self, body: Body) -> tuple[str, str]:
+        """The bucket and the key prefix of a Project's clips."""
+        try:
+            spec = ProjectSpec.model_validate(body.get("spec") or {})
+            bucket = spec.storage.bucket or self.settings.bucket
+            prefix = (
+                spec.storage.prefix if spec.storage.prefix is not None else self.settings.s3_prefix
+            )
+        except ValidationError:
+            bucket, prefix = self.settings.bucket, self.settings.s3_prefix
+        return bucket, project_prefix(prefix, key_of(body)[0], body["metadata"]["uid"])
+
+
+def project_status_of(body: Body) -> ProjectStatus:
+    try:
+        return ProjectStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return ProjectStatus()
+
+
+def reported_missing(status: dict[str, object]) -> bool:
+    err = status.get("lastError")
+    return isinstance(err, dict) and err.get("reason") == v.Reason.CLIP_MISSING

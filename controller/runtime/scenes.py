@@ -1,0 +1,146 @@
+"""The Scene pass: what a Scene's decision reads (its spec, its Project, capacity and
+budget), and one run of the effect loop (controller/reconcile/effects.py) with the real
+actuator (controller/runtime/actuator.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from controller import vocabulary as v
+from controller.api.common import ErrorInfo
+from controller.api.project import ProjectSpec
+from controller.api.scene import SceneSpec
+from controller.desired import desired_for
+from controller.providers.base import VideoRequest
+from controller.ratelimit import TokenBucket
+from controller.reconcile import scene as sc
+from controller.reconcile.effects import Facts, run_pass
+from controller.reconcile.timeutil import utcnow
+from controller.runtime.capacity import Capacity
+from controller.runtime.events import Recorder
+from controller.runtime.intake import Intake
+from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
+from controller.runtime.state import Memory, Result
+from controller.settings import Settings
+from controller.store import Body, Key, Store, key_of, project_of_scene
+
+
+@dataclass(frozen=True)
+class SceneInputs:
+    """What a Scene's decision reads besides its own status."""
+
+    desired: sc.Desired | None
+    request: VideoRequest | None
+    blocked: ErrorInfo | None
+    controls: sc.Controls
+    project: Body | None
+
+
+class Scenes:
+    """Long-lived parts of Scene passes: the edges, rate limiters, and the jobs found for
+    markers without a job id (never handed to a second Scene searching at the same
+    time)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        api: KubeClient,
+        clips: ClipStorage,
+        providers: ProviderRegistry,
+        threads: Threads,
+        store: Store,
+        intake: Intake,
+        capacity: Capacity,
+        memory: Memory,
+        recorder: Recorder,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.api = api
+        self.clips = clips
+        self.providers = providers
+        self.threads = threads
+        self.store = store
+        self.intake = intake
+        self.capacity = capacity
+        self.memory = memory
+        self.recorder = recorder
+        self.now = clock  # the decisions' `now` (a test passes a fake clock)
+        self.poll_limits: dict[str, TokenBucket] = {}
+        self.create_limits: dict[str, TokenBucket] = {}
+        self.recovering: dict[str, Key] = {}  # job id -> the Scene that found it
+        self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
+        self.tmp_dir = self._tmp.name
+
+    def limiter(self, op: str, provider: str) -> TokenBucket:
+        """One token bucket per provider for polls (`reads`) and for creates (`creates`)."""
+        table = self.poll_limits if op == "reads" else self.create_limits
+        if provider not in table:
+            rate = getattr(self.settings, f"{op}_per_second_{provider}", 1000.0)
+            table[provider] = TokenBucket(rate)
+        return table[provider]
+
+    async def reconcile(self, key: Key) -> Result:
+        from controller.runtime.actuator import Actuator
+
+        self.capacity.reconciled(key)  # release the slot held for it, if it was woken
+        actuator = Actuator(self, key)
+        try:
+            result = await run_pass(actuator, Facts())
+        finally:
+            if actuator.parked is not None:
+                self.capacity.park(key, *actuator.parked)
+            else:
+                self.capacity.unpark(key)
+            for job_id in [j for j, owner in self.recovering.items() if owner == key]:
+                del self.recovering[job_id]  # recorded in status now, or not taken
+        if actuator.gone:
+            self.memory.scenes.pop(key, None)
+        return Result(result.requeue_after, urgent=self.intake.scene_is_urgent(key))
+
+    def inputs(self, body: Body) -> SceneInputs:
+        ns, _ = key_of(body)
+        project = self.store.projects.get(project_of_scene(body))
+
+        def blocked(reason: str, message: str) -> SceneInputs:
+            err = ErrorInfo(reason=reason, message=message)
+            return SceneInputs(None, None, err, sc.Controls(), project)
+
+        try:
+            spec = SceneSpec.model_validate(body.get("spec") or {})
+        except ValidationError as e:
+            return blocked(v.Reason.INVALID_SPEC, short(e))
+        if project is None or project.get("metadata", {}).get("deletionTimestamp"):
+            msg = f"project {spec.project_ref.name!r} not found in namespace {ns}"
+            return blocked(v.Reason.PROJECT_NOT_FOUND, msg)
+        try:
+            pspec = ProjectSpec.model_validate(project.get("spec") or {})
+        except ValidationError as e:
+            return blocked(v.Reason.INVALID_SPEC, f"project: {short(e)}")
+        desired, request = desired_for(spec, pspec, ns, project["metadata"]["uid"], self.settings)
+        annotations = project.get("metadata", {}).get("annotations") or {}
+        controls = sc.Controls(
+            generate_videos=pspec.generate_videos,
+            paused=pspec.paused,
+            retry_limit=pspec.retry.limit,
+            backoff=pspec.retry.backoff,
+            missing_clip=pspec.repair.missing_clip,
+            budget_left=self.capacity.budget_left(key_of(project), pspec.budget.max_generations),
+            regenerate_token=annotations.get(v.ANNOTATION_REGENERATE),
+            retry_token=annotations.get(v.ANNOTATION_RETRY),
+        )
+        return SceneInputs(desired, request, None, controls, project)
+
+
+def short(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,74 @@
+"""What the runtime keeps between passes: queue items and per-object memory.
+
+Memory is lost on restart by design: everything that matters is in the API server and
+S3, and a restart must lose nothing and pay nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from controller.api.common import ErrorInfo
+from controller.api.scene import SceneStatus
+from controller.providers.base import JobState
+from controller.store import Key
+
+
+class Kind(StrEnum):
+    """What a queue item asks to reconcile (also the `kind` label of the metrics)."""
+
+    SCENE = "scene"
+    PROJECT = "project"
+    DRIFT = "drift"
+
+
+Item = tuple[Kind, str, str]  # (kind, namespace, name)
+
+
+@dataclass
+class SceneMemory:
+    polls: int = 0
+    job_state: JobState | None = None
+    verify_clip: bool = False  # drift polling asked for a HEAD of the recorded clip
+    fetch_failures: int = 0
+    unrecorded: SceneStatus | None = None  # a started job whose id write failed: retry it
+    look_first: bool = False  # drift saw an object for this scene: HEAD it before deciding
+
+
+@dataclass
+class ProjectMemory:
+    planning: bool = False
+    planning_error: ErrorInfo | None = None
+    plan_failures: int = 0
+    drift_scheduled: bool = False
+
+
+@dataclass
+class Memory:
+    scenes: dict[Key, SceneMemory] = field(default_factory=dict)
+    projects: dict[Key, ProjectMemory] = field(default_factory=dict)
+
+    def scene(self, key: Key) -> SceneMemory:
+        return self.scenes.setdefault(key, SceneMemory())
+
+    def project(self, key: Key) -> ProjectMemory:
+        return self.projects.setdefault(key, ProjectMemory())
+
+
+class TransientError(Exception):
+    """An expected, temporary failure (an upload failed, the API server did not answer):
+    the worker re-adds the key with backoff and logs one warning, no traceback."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a reconciler asks of the worker loop: look again after `requeue_after`
+    seconds (None: only when an event says so). Errors are raised, not returned."""
+
+    requeue_after: float | None = None
+    urgent: bool = False

@@ -1,0 +1,68 @@
+"""A fake clip store: objects in a dict, with the ClipStore's verbs and fault hooks."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.storage.clips import ObjectFact
+
+
+@dataclass
+class FakeClips:
+    objects: dict[tuple[str, str], ObjectFact] = field(default_factory=dict)
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+    # Called before every operation with (operation, bucket, key); raise to fail it.
+    before: list[Callable[[str, str, str], None]] = field(default_factory=list)
+
+    def _call(self, op: str, bucket: str, key: str) -> None:
+        self.calls.append((op, bucket, key))
+        for hook in list(self.before):
+            hook(op, bucket, key)
+
+    def put(self, bucket: str, key: str, data: bytes, sha256: str | None = None) -> ObjectFact:
+        """An object written by someone else (or an earlier run)."""
+        fact = ObjectFact(
+            key=key,
+            size=len(data),
+            etag=hashlib.md5(data).hexdigest(),
+            sha256=sha256 if sha256 is not None else hashlib.sha256(data).hexdigest(),
+            metadata={},
+        )
+        self.objects[(bucket, key)] = fact
+        return fact
+
+    def keys(self) -> list[str]:
+        return sorted(k for _, k in self.objects)
+
+    # ------------------------------------------------------------------ ClipStorage
+    def head(self, bucket: str, key: str) -> ObjectFact | None:
+        self._call("head", bucket, key)
+        return self.objects.get((bucket, key))
+
+    def put_clip(
+        self, bucket: str, key: str, path: Path, *, metadata: dict[str, str]
+    ) -> ObjectFact:
+        self._call("put", bucket, key)
+        fact = self.put(bucket, key, Path(path).read_bytes())
+        self.objects[(bucket, key)] = ObjectFact(
+            fact.key, fact.size, fact.etag, fact.sha256, dict(metadata)
+        )
+        return self.objects[(bucket, key)]
+
+    def list_prefix(self, bucket: str, prefix: str) -> dict[str, ObjectFact]:
+        self._call("list", bucket, prefix)
+        return {
+            k: ObjectFact(f.key, f.size, f.etag, None, {})
+            for (b, k), f in self.objects.items()
+            if b == bucket and k.startswith(prefix)
+        }
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        self._call("delete", bucket, prefix)
+        doomed = [bk for bk in self.objects if bk[0] == bucket and bk[1].startswith(prefix)]
+        for bk in doomed:
+            del self.objects[bk]
+        return len(doomed)

@@ -1,0 +1,140 @@
+"""Fake providers: a video provider whose every verb can be scripted per call, and a
+planner. Jobs live in a dict; the provider's job list (`find_job`) is optional, like
+Replicate's (present) and Veo's (absent)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.providers.base import (
+    JobLostError,
+    JobState,
+    JobStatus,
+    PlannedScene,
+    PlanRequest,
+    ProviderError,
+    VideoRequest,
+)
+
+
+@dataclass
+class FakeJob:
+    job_id: str
+    request: VideoRequest
+    created_at: dt.datetime
+    polls_left: int = 0
+    outcome: str = "succeed"  # succeed | fail | lost
+
+
+def refused(status: int = 503) -> ProviderError:
+    """An HTTP answer: no job was created."""
+    return ProviderError("ServerError", f"HTTP {status}", retryable=True, status_code=status)
+
+
+def no_answer() -> ProviderError:
+    """A timeout or a dropped connection: a job may or may not exist."""
+    return ProviderError("Timeout", "no answer", retryable=True, status_code=None)
+
+
+@dataclass
+class FakeVideo:
+    name: str = "replicate"
+    default_model: str = "fake-model"
+    polls: int = 0  # polls a new job answers Running before its outcome
+    outcome: str = "succeed"
+    jobs: dict[str, FakeJob] = field(default_factory=dict)
+    # One entry per start call, in order: None creates the job and answers; an
+    # exception is raised; ("created", exc) creates the job and then raises (no answer).
+    start_script: list[object] = field(default_factory=list)
+    fetch_errors: list[Exception] = field(default_factory=list)
+    search_errors: list[Exception] = field(default_factory=list)
+    starts: int = 0
+    searches: int = 0
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+
+    def create(self, request: VideoRequest) -> str:
+        job_id = f"{self.name}-job-{next(self._ids)}"
+        self.jobs[job_id] = FakeJob(job_id, request, self.now(), self.polls, self.outcome)
+        return job_id
+
+    async def start(self, request: VideoRequest) -> str:
+        self.starts += 1
+        step = self.start_script.pop(0) if self.start_script else None
+        if isinstance(step, tuple):
+            self.create(request)
+            raise step[1]
+        if isinstance(step, Exception):
+            raise step
+        return self.create(request)
+
+    async def poll(self, job_id: str, request: VideoRequest) -> JobState:
+        job = self.jobs.get(job_id)
+        if job is None or job.outcome == "lost":
+            raise JobLostError(f"unknown job {job_id}")
+        if job.polls_left > 0:
+            job.polls_left -= 1
+            return JobState(JobStatus.RUNNING)
+        if job.outcome == "fail":
+            err = ProviderError("ContentRejected", "the model refused", retryable=False)
+            return JobState(JobStatus.FAILED, error=err)
+        return JobState(JobStatus.SUCCEEDED, output_bytes=f"video of {job_id}".encode())
+
+    async def fetch(self, job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
+        if self.fetch_errors:
+            raise self.fetch_errors.pop(0)
+        Path(dest).write_bytes(state.output_bytes or b"")
+
+
+@dataclass
+class FakeFinder(FakeVideo):
+    """A provider that can list its jobs (like Replicate)."""
+
+    async def find_job(
+        self, request: VideoRequest, since: dt.datetime, exclude: frozenset[str]
+    ) -> str | None:
+        self.searches += 1
+        if self.search_errors:
+            raise self.search_errors.pop(0)
+        found = [
+            j
+            for j in self.jobs.values()
+            if j.request == request
+            and j.created_at >= since - dt.timedelta(seconds=5)
+            and j.job_id not in exclude
+        ]
+        return min(found, key=lambda j: j.created_at).job_id if found else None
+
+
+@dataclass
+class FakePlanner:
+    name: str = "local"
+    default_model: str = "fake-planner"
+    errors: list[Exception] = field(default_factory=list)
+    calls: int = 0
+
+    async def plan(self, request: PlanRequest) -> list[PlannedScene]:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return [
+            PlannedScene(f"{request.prompt}, shot {i}", "") for i in range(1, request.count + 1)
+        ]
+
+
+@dataclass
+class FakeProviders:
+    videos: dict[str, FakeVideo] = field(default_factory=dict)
+    planners: dict[str, FakePlanner] = field(default_factory=dict)
+
+    def video(self, name: str) -> FakeVideo:
+        if name not in self.videos:
+            raise ProviderError("ProviderUnavailable", f"no {name} credentials", retryable=False)
+        return self.videos[name]
+
+    def planner(self, name: str) -> FakePlanner:
+        return self.planners.setdefault(name, FakePlanner(name))

@@ -1,11 +1,11 @@
 """The final video at run time: observe (Scenes, S3), decide (plan.decide), act.
 
-Called from three places of the Project's reconcile (controller/runtime/projects.py, drift.py): `reconcile` before its status
-write (reads S3 only when something may have changed, starts an assembly), `apply` inside
-the status write (pure: the condition Assembled, Ready, phase, status.finalVideo), and
-`drift` after the drift LIST. An assembly runs as a task whose blocking work (downloads,
-PyAV, upload) happens in its own threads (SCENE_OPERATOR_ASSEMBLY_CONCURRENCY); it holds
-no reconcile worker. What it learns lives in memory until the next status write; after a
+Called from the Project's reconcile (controller/runtime/projects.py): `reconcile` before
+its status write (reads S3 only when something may have changed, starts an assembly),
+`apply` inside it (pure: the condition Assembled, Ready, phase, status.finalVideo); and
+from the drift check (drift.py), `drift` after its LIST. An assembly runs as a task whose
+blocking work (build.py: downloads, PyAV, upload) happens in its own threads
+(SCENE_OPERATOR_ASSEMBLY_CONCURRENCY); it holds no reconcile worker. What it learns lives in memory until the next status write; after a
 restart the deterministic key is HEADed first, so a film uploaded before a crash is
 adopted, not built again.
 """
@@ -17,14 +17,11 @@ import concurrent.futures
 import datetime as dt
 import logging
 import random
-import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -32,7 +29,7 @@ from controller import metrics as m
 from controller import vocabulary as v
 from controller.api.project import FinalVideo, ProjectPhase, ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
-from controller.assembly import engine
+from controller.assembly.build import AssemblyStorage, Job, Stopped, build
 from controller.assembly.plan import (
     AssemblyDecision,
     AssemblyObservation,
@@ -49,7 +46,7 @@ from controller.assembly.plan import (
 from controller.reconcile.conditions import get_condition, set_condition
 from controller.reconcile.timeutil import rfc3339, utcnow
 from controller.settings import Settings
-from controller.storage.clips import ObjectFact, file_sha256
+from controller.storage.clips import ObjectFact
 from controller.store import Body, Key, Store, key_of
 
 if TYPE_CHECKING:  # the runtime package imports this module
@@ -57,7 +54,6 @@ if TYPE_CHECKING:  # the runtime package imports this module
     from controller.runtime.ports import Threads
 
 log = logging.getLogger("scene_operator")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 Wake = Callable[[Key, float], None]
 
 
@@ -76,30 +72,6 @@ class Memory:
     audio_for: tuple[str, str] | None = None  # (bucket, key) that `audio` describes
     audio: AudioRef | None = None
     audio_error: str | None = None
-
-
-@dataclass(frozen=True)
-class Job:
-    project: Key
-    bucket: str
-    key: str
-    inputs_hash: str
-    clips: tuple[ClipRef, ...]
-    audio: AudioRef | None
-    resolution: tuple[int, int] | None
-    avoid_etag: str | None  # an object seen changed at the key: rebuild, do not adopt
-
-
-class AssemblyStorage(Protocol):
-    """The part of the S3 clip store assembly uses (blocking calls, run in threads)."""
-
-    def head(self, bucket: str, key: str) -> ObjectFact | None: ...
-
-    def download(self, bucket: str, key: str, dest: Path) -> None: ...
-
-    def put_clip(
-        self, bucket: str, key: str, path: Path, *, metadata: dict[str, str]
-    ) -> ObjectFact: ...
 
 
 class Assembler:
@@ -286,8 +258,16 @@ class Assembler:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            record, how = await loop.run_in_executor(self.pool, self._build, job, mem.stop)
-        except _Stopped:
+            record, how = await loop.run_in_executor(
+                self.pool,
+                build,
+                job,
+                self.clips,
+                self.settings.assembly_max_bytes,
+                self.tmp_dir,
+                mem.stop,
+            )
+        except Stopped:
             return
         except Exception as e:  # bad input, S3 trouble, cap reached: retried with backoff
             m.ASSEMBLIES.labels("failed").inc()
@@ -325,52 +305,6 @@ class Assembler:
         body = self.store.projects.get(job.project)
         if body is not None:
             await self.recorder.post(body, reason, message, type_)
-
-    def _build(self, job: Job, stop: threading.Event) -> tuple[FinalVideo, str]:
-        """Blocking: adopt the object at the key, or download, assemble, probe, upload."""
-        clips, s3 = self.clips, m.S3_OPS
-        fact = clips.head(job.bucket, job.key)
-        s3.labels("head", "ok").inc()
-        if fact is not None and fact.etag != job.avoid_etag:
-            adopted = _adoptable(job, fact)
-            if adopted is not None:
-                return adopted, "adopted"
-        cap = self.settings.assembly_max_bytes
-        inputs = sum(c.size for c in job.clips) + (job.audio.size if job.audio else 0)
-        if inputs >= cap:
-            raise engine.AssemblyError(
-                f"the clips and audio ({inputs} bytes) exceed the cap of {cap}"
-            )
-        with tempfile.TemporaryDirectory(prefix="assembly-", dir=self.tmp_dir) as d:
-            folder = Path(d)
-            paths = []
-            for i, c in enumerate(job.clips):
-                path = folder / f"clip-{i:03d}.mp4"
-                clips.download(c.bucket, c.key, path)
-                s3.labels("get", "ok").inc()
-                if SHA256.match(c.sha256) and file_sha256(path)[0] != c.sha256:
-                    raise engine.AssemblyError(f"clip s3://{c.bucket}/{c.key} changed in S3")
-                paths.append(path)
-            audio = None
-            if job.audio is not None:
-                audio = folder / "audio"
-                clips.download(job.audio.bucket, job.audio.key, audio)
-                s3.labels("get", "ok").inc()
-            out = folder / "final.mp4"
-            made = engine.assemble(
-                paths, out, audio=audio, resolution=job.resolution, max_bytes=cap - inputs
-            )
-            if stop.is_set():
-                raise _Stopped
-            metadata = {
-                "inputs-hash": job.inputs_hash,
-                "duration-seconds": f"{made.duration_seconds:.3f}",
-                "clips": str(len(job.clips)),
-                "project": f"{job.project[0]}/{job.project[1]}",
-            }
-            fact = clips.put_clip(job.bucket, job.key, out, metadata=metadata)  # HEAD-verified
-            s3.labels("put", "ok").inc()
-        return _record(job, fact, made.duration_seconds), made.mode
 
     # ------------------------------------------------------------------ status
     def apply(self, body: Body, spec: ProjectSpec | None, new: ProjectStatus) -> ProjectStatus:
@@ -430,10 +364,6 @@ class Assembler:
             await asyncio.wait({mem.task})
 
 
-class _Stopped(Exception):
-    pass
-
-
 def _recorded(body: Body) -> FinalVideo | None:
     raw = (body.get("status") or {}).get("finalVideo")
     if not raw:
@@ -442,30 +372,3 @@ def _recorded(body: Body) -> FinalVideo | None:
         return FinalVideo.model_validate(raw)
     except ValidationError:
         return None
-
-
-def _record(job: Job, fact: ObjectFact, duration: float) -> FinalVideo:
-    assert fact.sha256 is not None
-    return FinalVideo(
-        bucket=job.bucket,
-        s3_key=job.key,
-        size=fact.size,
-        etag=fact.etag,
-        sha256=fact.sha256,
-        duration_seconds=round(duration, 3),
-        inputs_hash=job.inputs_hash,
-        assembled_at=rfc3339(utcnow()),
-    )
-
-
-def _adoptable(job: Job, fact: ObjectFact) -> FinalVideo | None:
-    """An object at the key that this operator uploaded for these inputs (a restart
-    between its upload and the status write): taken as it is."""
-    meta = fact.metadata
-    if meta.get("inputs-hash") != job.inputs_hash or not fact.sha256:
-        return None
-    try:
-        duration = float(meta.get("duration-seconds", ""))
-    except ValueError:
-        return None
-    return _record(job, fact, duration)

@@ -29,6 +29,7 @@ from controller import metrics as m
 from controller import vocabulary as v
 from controller.api.project import FinalVideo, ProjectPhase, ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
+from controller.assembly import scratch
 from controller.assembly.build import AssemblyStorage, Job, Stopped, build
 from controller.assembly.plan import (
     AssemblyDecision,
@@ -93,6 +94,9 @@ class Assembler:
         self.recorder = recorder
         self.wake = wake  # make the Project due after a delay
         self.tmp_dir = tmp_dir
+        self._alive = scratch.claim(tmp_dir)
+        for name in scratch.sweep(tmp_dir):
+            log.info("removed the scratch space of a stopped operator", extra={"path": name})
         self.memory: dict[Key, Memory] = {}
         # CPU work gets its own threads: an assembly never takes an I/O thread for long.
         self.pool = concurrent.futures.ThreadPoolExecutor(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import tempfile
 import time
@@ -277,6 +278,15 @@ def test_sigkill_during_assembly_loses_nothing_and_assembles_once(
         return c.get("reason") == "Assembling"
 
     wait_until(assembling, timeout=120, interval=0.05, what="Assembled=False Assembling")
+
+    def scratch_space() -> set[Path]:  # of an assembly under way (locked while it lives)
+        return {
+            Path(p).parent
+            for p in glob.glob(f"{tempfile.gettempdir()}/scene-operator-*/assembly-*")
+            if (Path(p).parent / ".alive.lock").exists()
+        }
+
+    scratch = wait_until(scratch_space, timeout=20, interval=0.05, what="the assembly's files")
     op.kill()
     uid = cluster.project(namespace, "crash")["metadata"]["uid"]
     prefix = f"t/{'test_sigkill_during_assembly_loses_nothing_and_assembles_once'[:40]}"
@@ -288,6 +298,7 @@ def test_sigkill_during_assembly_loses_nothing_and_assembles_once(
     listed = s3.client.list_objects_v2(Bucket=s3.bucket, Prefix=final_prefix).get("Contents", [])
     assert [o["Key"] for o in listed] == [p["status"]["finalVideo"]["s3Key"]]  # one film
     assert jobs_started(op) == 0  # the restarted operator paid for nothing
+    assert not [d for d in scratch if d.exists()]  # the killed one's scratch space is gone
     reasons = cluster.event_reasons(namespace, "crash")
     # killed before its upload: assembled once, by the second process; killed after it:
     # the object at the key is adopted, not assembled again

@@ -378,7 +378,8 @@ def readiness(table: dict[str, Any]) -> tuple[int, int, int]:
 
 
 def tiny_clip() -> bytes:
-    """A real (tiny) H.264 MP4, rendered once and served for every job."""
+    """A real (tiny) H.264 MP4 of the scenes' length (the operator checks it), rendered
+    once and served for every job."""
     from controller.providers.render import render_clip
 
     with tempfile.TemporaryDirectory() as d:
@@ -387,7 +388,7 @@ def tiny_clip() -> bytes:
             path,
             prompt="benchmark",
             sequence=1,
-            duration_seconds=1,
+            duration_seconds=SCENE_DURATION,
             aspect_ratio="16:9",
             fps=4,
             height=32,
@@ -493,7 +494,6 @@ class Bench:
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
-        import boto3
 
         from controller.embedded.cluster import Kubectl, install_crds
         from controller.embedded.controlplane import REPO_ROOT, ControlPlane
@@ -521,14 +521,7 @@ class Bench:
             began = time.monotonic()
             self.cp = stack.enter_context(ControlPlane())
             s3 = stack.enter_context(S3Server())
-            env = s3.env()
-            boto3.client(
-                "s3",
-                endpoint_url=s3.endpoint_url,
-                region_name=env["AWS_DEFAULT_REGION"],
-                aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            ).create_bucket(Bucket=BUCKET)
+            s3.client().create_bucket(Bucket=BUCKET)
             self.replicate = stack.enter_context(
                 ReplicateServer(latency_seconds=self.latency, video_bytes=clip)
             )
@@ -540,7 +533,7 @@ class Bench:
             stack.callback(self.api.close)
             for ns in self.namespaces:
                 self.api.create("/api/v1/namespaces", {"metadata": {"name": ns}}, "namespaces")
-            op_env = self.operator_env(env)
+            op_env = self.operator_env(s3.env())
             result["operator_env"] = {k: val for k, val in op_env.items() if k not in SECRET_ENV}
             result["provider_limits_note"] = (
                 f"creates and reads limited to {PROVIDER_RATE:g}/s for the local server; real "

@@ -1,10 +1,15 @@
-"""Command line: run the operator, generate CRDs, the demo, and operator helpers."""
+"""scene-operator: run the operator, write its CRDs, or run the demo.
+
+Installed as `scene-operator` (also `python -m controller`). Looking at Projects and
+Scenes and acting on them is the kubectl plugin's job: `kubectl video --help`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,17 +17,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
-    from controller.api.crd import write_crds
+    from controller.api.crd import crd_files, write_crds
 
+    if args.output == "-":  # scene-operator crds --output - | kubectl apply -f -
+        print("---\n".join(crd_files().values()), end="")
+        return 0
     for path in write_crds(Path(args.output)):
         print(path)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller import handlers, logs, metrics
+    from controller import fleet_metrics, handlers, leadership, logs, metrics, webhooks
+    from controller.guard import Guarded, GuardedProviders, LeaderGatedQueue
     from controller.kube import KubeApi
-    from controller.providers.registry import Providers
+    from controller.leader import AlwaysLeader, LeaderElector
     from controller.runtime import Runtime
     from controller.settings import Settings
     from controller.storage.clips import ClipStore
@@ -35,9 +44,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.create_bucket:
         clips.ensure_bucket(settings.bucket)
 
+    elect = leadership.election_enabled(args.leader_elect, settings)
+
     async def main() -> None:
         api = KubeApi.from_environment()
-        runtime = Runtime(settings=settings, api=api, clips=clips, providers=Providers(settings))
+        lease_api = KubeApi.from_environment() if elect else None
+        elector: LeaderElector | AlwaysLeader = AlwaysLeader()
+        if lease_api is not None:
+            config = leadership.election_config(settings, args.namespace or [])
+            elector = leadership.elector(lease_api, config)
+            log.info(
+                "leader election on",
+                extra={"lease": f"{config.namespace}/{config.name}", "identity": config.identity},
+            )
+        # Every provider call, S3 call and API write of the work checks leadership first.
+        api.write_guard = elector.is_leader
+        runtime = Runtime(
+            settings=settings,
+            api=api,
+            clips=Guarded(clips, elector.is_leader, "clip store"),
+            providers=GuardedProviders(settings, elector.is_leader),
+            queue=LeaderGatedQueue(elector.wait_leading),
+        )
+        fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
+        # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby answers 503.
+        receiver = await webhooks.start(settings, runtime, is_leader=elector.is_leader)
         liveness = (
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         )
@@ -49,6 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "prefix": settings.s3_prefix,
             },
         )
+        election = None
+        if isinstance(elector, LeaderElector):
+            election = asyncio.create_task(elector.run())
+            election.add_done_callback(_election_ended)
         try:
             await handlers.run(
                 runtime,
@@ -59,34 +94,58 @@ def cmd_run(args: argparse.Namespace) -> int:
                 liveness_endpoint=liveness,
             )
         finally:
+            if receiver is not None:
+                await receiver.stop()
+            if election is not None and isinstance(elector, LeaderElector):
+                election.remove_done_callback(_election_ended)
+                election.cancel()
+                await elector.release()  # the workers are stopped: hand over at once
             await api.close()
+            if lease_api is not None:
+                await lease_api.close()
 
     asyncio.run(main())
     return 0
 
 
+def _election_ended(task: asyncio.Task[None]) -> None:
+    """The elector returns only through its exits (and is cancelled only after this
+    callback is removed): anything else, e.g. a bug, or kopf cancelling a task of ours
+    while it restarts, stops the process at once rather than run on without renewing."""
+    from controller import leadership
+
+    error = "cancelled" if task.cancelled() else repr(task.exception())
+    leadership.exit_now(leadership.EXIT_LOST_LEADERSHIP, "leader election stopped", error=error)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    import os
+
+    from controller.demo import DemoOptions
     from controller.demo import main as demo
 
-    return demo(Path(args.output), timeout=args.timeout)
-
-
-def cmd_annotate(args: argparse.Namespace) -> int:
-    from controller.cli import annotate
-
-    print(annotate(args.ref, args.namespace, args.command))
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from controller.cli import status_table
-
-    print(status_table(args.ref, args.namespace))
-    return 0
+    options = DemoOptions(
+        output=Path(args.output),
+        timeout=args.timeout,
+        kubeconfig=args.kubeconfig,
+        namespace=args.namespace,
+        real_providers=args.real_providers,
+        max_generations=args.max_generations,
+    )
+    try:
+        return demo(options, os.environ)
+    except KeyboardInterrupt:  # everything it started is stopped on the way out
+        print("demo interrupted", file=sys.stderr)
+        return 130
+    except subprocess.CalledProcessError as exc:  # kubectl failed: its stderr says why
+        print(exc, file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m controller", description=__doc__)
+    from controller.demo import DEMO_BUDGET  # a light module: the demo's parts load lazily
+
+    parser = argparse.ArgumentParser(prog="scene-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator against KUBECONFIG (or in-cluster)")
@@ -102,29 +161,47 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help="kopf peering object for multi-replica safety (default: standalone)",
     )
+    run.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="leader election on a Lease: run several replicas, one works "
+        "(default: SCENE_OPERATOR_LEADER_ELECT, else on in a cluster)",
+    )
     run.set_defaults(func=cmd_run)
 
-    crds = sub.add_parser("crds", help="write crds/*.yaml from the pydantic models")
-    crds.add_argument("--output", default=str(REPO / "crds"))
+    crds = sub.add_parser("crds", help="write the CRDs generated from the pydantic models")
+    crds.add_argument(
+        "--output",
+        default=str(REPO / "crds") if (REPO / "pyproject.toml").exists() else "-",
+        help="folder, or - for stdout (default: crds/ of a source checkout, else stdout)",
+    )
     crds.set_defaults(func=cmd_crds)
 
-    demo = sub.add_parser("demo", help="local control plane + S3 + operator + an example Project")
+    demo = sub.add_parser(
+        "demo", help="the operator, an S3 server and an example Project (local providers)"
+    )
     demo.add_argument("--output", default="demo-output", help="folder for the clips (MP4)")
     demo.add_argument("--timeout", type=float, default=600.0)
+    demo.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="use this cluster (kind, minikube, ...) instead of starting a local control plane",
+    )
+    demo.add_argument("--namespace", "-n", default="default", help="namespace of the Project")
+    demo.add_argument(
+        "--real-providers",
+        action="store_true",
+        help="use Gemini/Replicate where their keys are set (this costs money); by default "
+        "the local planner and renderer run and no provider key reaches the operator",
+    )
+    demo.add_argument(
+        "--max-generations",
+        type=int,
+        default=DEMO_BUDGET,
+        help="budget.maxGenerations with --real-providers (default: %(default)s)",
+    )
     demo.set_defaults(func=cmd_demo)
-
-    for name, text in (
-        ("regenerate", "new take for scene/NAME, or for every scene of project/NAME"),
-        ("retry", "retry failed scene/NAME, or every failed scene of project/NAME"),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("ref", metavar="KIND/NAME")
-        p.add_argument("--namespace", "-n", default="default")
-        p.set_defaults(func=cmd_annotate)
-    status = sub.add_parser("status", help="per-scene table of project/NAME")
-    status.add_argument("ref", metavar="project/NAME")
-    status.add_argument("--namespace", "-n", default="default")
-    status.set_defaults(func=cmd_status)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -109,10 +109,18 @@ async def run(
                     stop_flag=stop,
                 )
             )
-            done, _ = await asyncio.wait({operator, workers}, return_when=asyncio.FIRST_COMPLETED)
-            if workers in done:
+            await asyncio.wait({operator, workers}, return_when=asyncio.FIRST_COMPLETED)
+            if workers.cancelled() and not operator.done():
+                # A stopping kopf cancels every task started after it, the workers' own
+                # (timeouts, sub-tasks) too: let it finish, and judge by how it ended.
+                await asyncio.wait({operator})
+            if operator.done() and not operator.cancelled() and operator.exception() is None:
+                return  # a normal stop (signal)
+            if workers.done():
                 stop.set()
                 operator.cancel()
+                if workers.cancelled() and operator.done() and not operator.cancelled():
+                    raise operator.exception() or RuntimeError("kopf stopped")
                 workers.result()  # raises what stopped the workers
                 return
             error = None if operator.cancelled() else operator.exception()

@@ -13,6 +13,7 @@ import datetime as dt
 import json as jsonlib
 import ssl
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -41,6 +42,10 @@ class ApiError(Exception):
         return self.status == 404
 
 
+class NotLeaderError(RuntimeError):
+    """A write refused before it was sent: this process does not hold the Lease (any more)."""
+
+
 def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuration:
     cfg = k8s_client.Configuration()
     try:
@@ -57,6 +62,11 @@ def cr_path(plural: str, namespace: str, name: str | None = None, sub: str | Non
     if sub:
         path += f"/{sub}"
     return path
+
+
+def lease_path(namespace: str, name: str | None = None) -> str:
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+    return f"{path}/{name}" if name else path
 
 
 class KubeApi:
@@ -81,6 +91,9 @@ class KubeApi:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
+        # Checked right before every write (leader election, controller.guard): a process
+        # that lost its Lease writes nothing more. Reads are always allowed.
+        self.write_guard: Callable[[], bool] | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -125,6 +138,8 @@ class KubeApi:
         content_type: str | None = None,
         kind: str = "",
     ) -> dict[str, Any]:
+        if method != "GET" and self.write_guard is not None and not self.write_guard():
+            raise NotLeaderError(f"{method} {path}: this process is not the leader")
         resource = kind or _kind_of(path)
         self.requests[(method, resource)] += 1
         API_REQUESTS.labels(method, resource).inc()
@@ -193,6 +208,30 @@ class KubeApi:
             json={"metadata": metadata},
             content_type=MERGE,
         )
+
+    # ------------------------------------------------------------------ leases
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", lease_path(namespace, name))
+        except ApiError as e:
+            if e.not_found:
+                return None
+            raise
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", lease_path(namespace), json=body)
+
+    async def replace_lease(
+        self, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """PUT with the body's resourceVersion: a stale read fails with 409."""
+        return await self.request("PUT", lease_path(namespace, name), json=body)
+
+    async def list_leases(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        body = await self.request(
+            "GET", lease_path(namespace), params={"labelSelector": label_selector}
+        )
+        return list(body.get("items", []))
 
     # ------------------------------------------------------------------ events
     async def post_event(

@@ -1,12 +1,19 @@
-"""JSON logs with namespace/object/reason fields; secret values never reach a line."""
+"""JSON logs (python-json-logger) with namespace/object/reason fields; secrets never reach a line.
+
+Redaction is a logging filter on the one handler, so it holds for every formatter and
+for every library's records (kopf, botocore, the SDKs): the message, the structured
+fields and the traceback are cleaned before any formatter sees them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import re
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 # Environment variables whose values are secrets.
 SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
@@ -24,7 +31,11 @@ FIELDS = (
     "bucket",
     "prefix",
     "namespaces",
+    "identity",
+    "lease",
+    "transitions",
 )
+BASE = ("time", "level", "logger", "message")
 
 
 def secret_values() -> list[str]:
@@ -42,45 +53,82 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-class JsonLineFormatter(logging.Formatter):
+class RedactSecrets(logging.Filter):
+    """Replaces secret values in a record's message, fields, traceback and stack."""
+
     def __init__(self, secrets: list[str] | None = None) -> None:
         super().__init__()
         self.secrets = secrets if secrets is not None else secret_values()
+        self._plain = logging.Formatter()  # only to render tracebacks
 
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, object] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        cleaned = redact(message, self.secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
         for name in FIELDS:
             value = record.__dict__.get(name)
-            if isinstance(value, str | int | float | bool | list):
-                line[name] = value
+            if isinstance(value, str):
+                record.__dict__[name] = redact(value, self.secrets)
+            elif isinstance(value, list):
+                record.__dict__[name] = [
+                    redact(x, self.secrets) if isinstance(x, str) else x for x in value
+                ]
+        if record.exc_info:
+            # Formatters print exc_text when exc_info is gone: render it once, cleaned.
+            record.exc_text = self._plain.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.secrets)
+        return True
+
+
+class JsonLineFormatter(JsonFormatter):
+    """One JSON object per line: time, level, logger, message, FIELDS, exception."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception"},
+            json_ensure_ascii=True,
+        )
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["time"] = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+            timespec="milliseconds"
+        )
+        super().add_fields(log_data, record, message_dict)
         k8s_ref = record.__dict__.get("k8s_ref")
         if isinstance(k8s_ref, dict):  # kopf's per-object loggers
-            line.setdefault("namespace", str(k8s_ref.get("namespace", "")))
-            line.setdefault("object", str(k8s_ref.get("name", "")))
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(line, default=str), self.secrets)
+            log_data.setdefault("namespace", str(k8s_ref.get("namespace", "")))
+            log_data.setdefault("object", str(k8s_ref.get("name", "")))
 
-
-class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
-        self.secrets = secret_values()
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self.secrets)
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: log_data[k] for k in BASE}
+        for name in FIELDS:
+            value = log_data.get(name)
+            if isinstance(value, str | int | float | bool | list):
+                kept[name] = value
+        for name in ("exception", "stack_info"):
+            if log_data.get(name):
+                kept[name] = log_data[name]
+        return kept
 
 
 def setup(fmt: str = "json", level: str = "INFO") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonLineFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactSecrets())
+    handler.setFormatter(
+        JsonLineFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

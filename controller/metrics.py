@@ -54,12 +54,29 @@ ORPHAN_WINDOW = Counter(
     "recovered from the provider's job list, or started again (the only pay-twice window)",
     ["outcome"],
 )
+# Both series exist from the start at 0, so increase() sees the first one (the alert
+# SceneOperatorJobMayBePaidTwice reads `again`).
+for _outcome in ("recovered", "again"):
+    ORPHAN_WINDOW.labels(_outcome)
 QUEUE_DEPTH = Gauge("scene_operator_workqueue_depth", "Keys waiting in the work queue")
 WAITING = Gauge(
     "scene_operator_scenes_waiting_for_capacity",
     "Scenes parked until a job slot frees (provider or project concurrency)",
 )
 EVENTS = Counter("scene_operator_events_total", "Kubernetes Events posted", ["reason"])
+WEBHOOKS = Counter(
+    "scene_operator_webhooks_total",
+    "Webhook requests by outcome (accepted, unknown, replay, bad_signature, stale, ...)",
+    ["outcome"],
+)
+
+LEADER = Gauge(
+    "scene_operator_leader", "1 while this process holds the leader-election Lease, else 0"
+)
+LEASE_TRANSITIONS = Gauge(
+    "scene_operator_lease_transitions",
+    "leaseTransitions of the leader-election Lease as last observed: hand-overs between holders",
+)
 
 
 def serve(port: int) -> None:

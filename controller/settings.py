@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller.api.common import PlannerProviderName, VideoProviderName
@@ -67,6 +67,52 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
 
+    leader_elect: bool | None = None
+    """Leader election on a Lease (several replicas, one active); `--leader-elect` wins.
+    Unset: on when running in a cluster, off with a kubeconfig."""
+    leader_elect_namespace: str | None = None
+    """Namespace of the Lease; unset: the pod's namespace, else `default`."""
+    leader_elect_id: str = Field(
+        default="scene-operator", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+    )
+    """Name of the Lease; each shard needs its own."""
+    leader_elect_lease_duration_seconds: float = Field(default=15.0, gt=0)
+    """How long a standby waits, after the record last changed, before taking over."""
+    leader_elect_renew_deadline_seconds: float = Field(default=10.0, gt=0)
+    """A leader that could not renew for this long stops all work and exits."""
+    leader_elect_retry_period_seconds: float = Field(default=2.0, gt=0)
+    """Renew (leader) and acquire (standby) attempts are this far apart."""
+
+    @model_validator(mode="after")
+    def _leader_timings(self) -> Settings:
+        # client-go's rule: the leader gives up before anyone may take over.
+        lease, renew = (
+            self.leader_elect_lease_duration_seconds,
+            self.leader_elect_renew_deadline_seconds,
+        )
+        if not lease > renew > self.leader_elect_retry_period_seconds * 1.2:
+            raise ValueError(
+                "SCENE_OPERATOR_LEADER_ELECT_*: need lease duration > renew deadline > "
+                "1.2 x retry period"
+            )
+        return self
+
+    # Provider output (README "What the operator refuses").
+    output_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    """Largest clip accepted from a provider (download or inline bytes), in bytes; a
+    bigger one is refused (InvalidOutput) and never stored."""
+    output_duration_tolerance_seconds: float = Field(default=1.0, ge=0)
+    """How far a clip's length may be from the duration asked before it is refused."""
+    output_allowed_hosts: str = "api.replicate.com,replicate.delivery,*.replicate.delivery"
+    """Comma-separated hosts (`*.suffix` for subdomains) output URLs may point at, over
+    https only; the origin of REPLICATE_BASE_URL is allowed as well, exactly."""
+    output_allow_private_addresses: bool = False
+    """Allow output hosts that resolve to private, loopback or link-local addresses (an
+    in-cluster mirror); off, such URLs are refused."""
+    output_download_deadline_seconds: float = Field(default=300.0, gt=0)
+    """One deadline for a whole output download, redirects included: a body that drips
+    slowly is cut off and the download tried again."""
+
     assembly_concurrency: int = Field(default=1, ge=1, le=64)
     """Final videos assembled at once (CPU work, in threads off the event loop)."""
     assembly_max_bytes: int = Field(default=4 * 1024**3, ge=1024**2)
@@ -77,3 +123,14 @@ class Settings(BaseSettings):
 
     def cost_per_second(self, provider: str) -> float:
         return float(getattr(self, f"cost_per_second_{provider}", 0.0))
+
+    # ------------------------------------------------------------------ webhooks (issue 17)
+    webhook_url: str | None = None
+    """Public base URL at which Replicate reaches the webhook receiver (e.g.
+    https://hooks.example.com). Set, it turns webhooks on: predictions are created with
+    webhook=<url>/webhooks/replicate, and the receiver listens on `webhook_port`."""
+    webhook_port: int = Field(default=8000, ge=1, le=65535)
+    """Port of the webhook receiver (plain HTTP; TLS ends at the Ingress)."""
+    webhook_poll_seconds: float = Field(default=300.0, gt=0)
+    """While webhooks are on, Replicate jobs are polled this rarely: a safety net, so a
+    lost webhook delays a Scene but never loses it."""

@@ -26,6 +26,9 @@ MANAGER = "scene-operator"
 ANNOTATION_REGENERATE = f"{GROUP}/regenerate"
 ANNOTATION_RETRY = f"{GROUP}/retry"
 FINALIZER_CLIPS = f"{GROUP}/delete-clips"
+# On the leader-election Leases: which are ours, and the namespaces each shard serves.
+LABEL_LEADER_ELECTION = f"{GROUP}/leader-election"
+ANNOTATION_NAMESPACES = f"{GROUP}/namespaces"
 
 
 class Cond:
@@ -38,6 +41,9 @@ class Cond:
     FAILED = "Failed"
     PAUSED = "Paused"
     BUDGET_EXHAUSTED = "BudgetExhausted"
+    # kstatus (abnormal-true, absent when False): see controller/reconcile/health.py
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
     ASSEMBLED = "Assembled"
 
 
@@ -59,6 +65,7 @@ class Reason:
     CLIP_UPLOADED = "ClipUploaded"
     CLIP_ADOPTED = "ClipAdopted"
     UPLOAD_FAILED = "UploadFailed"
+    INVALID_OUTPUT = "InvalidOutput"  # the provider's output is not the clip asked for
     JOB_LOST = "JobLost"
     JOB_MAY_BE_ORPHANED = "JobMayBeOrphaned"
     JOB_RECOVERED = "JobRecovered"
@@ -73,6 +80,8 @@ class Reason:
     PAUSED = "Paused"
     BUDGET_EXHAUSTED = "BudgetExhausted"
     CLIPS_DELETED = "ClipsDeleted"
+    # leader election (client-go's Event reason, on the Lease)
+    LEADER_ELECTION = "LeaderElection"
     # readiness
     COMPLETED = "Completed"
     IN_PROGRESS = "InProgress"

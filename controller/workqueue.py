@@ -141,5 +141,9 @@ class WorkQueue:
             self.move_due(now)
             timeout = self._delayed[0][0] - now if self._delayed else 1.0
             self._wakeup.clear()
+            # asyncio.timeout, not wait_for: no task per wait. kopf takes every task made
+            # after its start for one of its own and, when it stops, waits 5 s for them and
+            # cancels them: a stop (and a Lease hand-over) would take 5 s longer.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=max(timeout, 0.005))
+                async with asyncio.timeout(max(timeout, 0.005)):
+                    await self._wakeup.wait()

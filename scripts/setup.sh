@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
+# promtool runs the alert tests (`promtool test rules`); Debian ships it in `prometheus`.
+# Only the tool is wanted: where systemd runs, the server the package starts would take
+# port 9090 (the operator's metrics port), so it is stopped and disabled again.
+if ! command -v promtool >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service || true; fi
+fi
 if ! command -v kubectl >/dev/null; then
   echo "kubectl is needed (it ships with the machine image; or install it from your distribution)" >&2
   exit 1

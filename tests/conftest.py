@@ -48,6 +48,17 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane | Exi
         cluster.stop()
 
 
+@pytest.fixture
+def garbage_collection(control_plane: ControlPlane | ExistingCluster) -> None:
+    """For tests that need the garbage collector: skipped only when the control plane runs
+    without kube-controller-manager (a KUBEBUILDER_ASSETS folder with none)."""
+    if not control_plane.garbage_collection:
+        pytest.skip(
+            "needs garbage collection: the control plane runs no kube-controller-manager "
+            "(KUBEBUILDER_ASSETS without one)"
+        )
+
+
 @pytest.fixture(scope="session")
 def kubeconfig(control_plane: ControlPlane | ExistingCluster) -> str:
     return control_plane.kubeconfig
@@ -104,18 +115,9 @@ class S3Fixture:
 @pytest.fixture(scope="session")
 def s3() -> Iterator[S3Fixture]:
     """A moto S3 server on loopback with the bucket "scene-operator-test"."""
-    import boto3
-
     server = S3Server().start()
     try:
-        env = server.env()
-        client = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint_url,
-            region_name=env["AWS_DEFAULT_REGION"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        )
+        client = server.client()
         client.create_bucket(Bucket=TEST_BUCKET)
         yield S3Fixture(server=server, bucket=TEST_BUCKET, client=client)
     finally:

@@ -46,6 +46,8 @@ def _structural(node: Schema, *, in_spec: bool) -> Schema:
         # Status needs no defaults (the operator writes it whole); "" defaults say nothing.
         if key == "default" and (val is None or val == "" or not in_spec):
             continue
+        if key == "description" and isinstance(val, str):
+            val = " ".join(val.split())  # docstrings wrap at 100 columns; kubectl explain rewraps
         out[key] = val
     if out.get("type") == "object" and out.get("additionalProperties") is True:
         out.pop("additionalProperties")
@@ -84,7 +86,28 @@ def _ready_column() -> dict[str, Any]:
     }
 
 
+def _message_column() -> dict[str, Any]:
+    """The Ready message, shown by `kubectl get -o wide` (priority 1), as cert-manager does."""
+    return {
+        "name": "Message",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+    }
+
+
 AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+# The standard texts every CRD generator (controller-gen) gives these two fields.
+API_VERSION_DOC = (
+    "APIVersion defines the versioned schema of this representation of an object. Servers "
+    "should convert recognized schemas to the latest internal value, and may reject "
+    "unrecognized values."
+)
+KIND_DOC = (
+    "Kind is a string value representing the REST resource this object represents. Servers "
+    "may infer this from the endpoint the client submits requests to. Cannot be updated. "
+    "In CamelCase."
+)
 
 
 def _crd(
@@ -102,8 +125,9 @@ def _crd(
         "description": description,
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
+            "apiVersion": {"type": "string", "description": API_VERSION_DOC},
+            "kind": {"type": "string", "description": KIND_DOC},
+            # ObjectMeta: kubectl explain documents it; only name/generateName may be set here
             "metadata": {"type": "object"},
             "spec": openapi_schema(spec, in_spec=True),
             "status": openapi_schema(status, in_spec=False),
@@ -150,6 +174,7 @@ def project_crd() -> dict[str, Any]:
             "jsonPath": f'.status.conditions[?(@.type=="{v.Cond.ASSEMBLED}")].status',
         },
         _ready_column(),
+        _message_column(),
         AGE,
     ]
     return _crd(
@@ -171,6 +196,7 @@ def scene_crd() -> dict[str, Any]:
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts"},
         _ready_column(),
+        _message_column(),
         AGE,
     ]
     return _crd(

@@ -77,8 +77,11 @@ class Backoff(ApiModel):
     """Exponential backoff between attempts (with jitter)."""
 
     initial_seconds: int = Field(default=10, ge=0, le=3600)
+    """Delay after the first failed attempt."""
     factor: float = Field(default=2.0, ge=1.0, le=10.0)
+    """Each further delay is the previous one times this."""
     max_seconds: int = Field(default=600, ge=0, le=86400)
+    """Upper bound of one delay."""
 
 
 class RetryPolicy(ApiModel):
@@ -109,7 +112,10 @@ class StorageConfig(ApiModel):
     """Where clips go; empty fields use the operator's defaults."""
 
     bucket: str | None = Field(default=None, min_length=3, max_length=63)
+    """S3 bucket of this project's clips; empty uses SCENE_OPERATOR_BUCKET."""
     prefix: str | None = Field(default=None, max_length=512)
+    """Key prefix; empty uses SCENE_OPERATOR_S3_PREFIX. Keys are
+    <prefix>/<namespace>/<project uid>/scenes/<seq>/<spec hash>-t<take>.mp4."""
 
 
 class AudioSource(ApiModel):
@@ -141,8 +147,11 @@ class ProjectSpec(ApiModel):
     mode: Mode = Mode.MUSIC_VIDEO
     """MusicVideo or AdCreative (their default scene count and duration differ)."""
     character_description: str | None = Field(default=None, max_length=2000)
+    """Who appears in the video, kept the same in every scene (given to the planner)."""
     product_description: str | None = Field(default=None, max_length=2000)
+    """The product an AdCreative shows (given to the planner)."""
     style: str | None = Field(default=None, max_length=1000)
+    """Visual style of every scene, e.g. "35 mm film, warm dusk light" (given to the planner)."""
     scenes: SceneDefaults = Field(default_factory=SceneDefaults)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     video: VideoConfig = Field(default_factory=VideoConfig)
@@ -171,26 +180,40 @@ class ProjectSpec(ApiModel):
 
 
 class PlannedSceneRecord(ApiModel):
+    """One scene of the recorded plan."""
+
     prompt: str = Field(max_length=MAX_PROMPT)
+    """What the planned clip shows."""
     negative_prompt: str | None = Field(default=None, max_length=1000)
+    """What it must not show."""
 
 
 class PlanInfo(ApiModel):
     """The scene plan, recorded before Scenes are created so a restart can finish it."""
 
     provider: str
+    """The planner that wrote the plan (gemini or local)."""
     model: str
+    """The planner's model."""
     planned_at: str
+    """When the plan was recorded (RFC 3339)."""
     spec_hash: str
+    """Hash of the planning inputs the plan was made from (prompt, mode, descriptions,
+    style, scenes, planner)."""
     scenes: list[PlannedSceneRecord] = Field(default_factory=list)
+    """The planned scenes, in order."""
 
 
 class Usage(ApiModel):
     """Paid work done for this project (recounted from its Scenes)."""
 
     generations_started: int = Field(default=0, ge=0)
+    """Generation jobs started for the project's Scenes (retries and new takes included)."""
     seconds_of_video: int = Field(default=0, ge=0)
+    """Seconds of video in verified clips."""
     estimated_cost_usd: float = Field(default=0.0, ge=0)
+    """Generations started x seconds per clip x the operator's price per second of the
+    provider (SCENE_OPERATOR_COST_PER_SECOND_<PROVIDER>): an upper estimate, not a bill."""
 
 
 class FinalVideo(ApiModel):
@@ -218,15 +241,25 @@ class ProjectStatus(ApiModel):
     """Observed state; every counter is a recount of the project's Scenes."""
 
     phase: ProjectPhase | None = None
+    """Pending, GeneratingScenes, ScenesReady, Processing, Completed or Failed."""
     conditions: list[Condition] = Field(default_factory=list)
+    """Ready, ScenesPlanned, VideosReady, Paused, BudgetExhausted, and kstatus's Reconciling
+    and Stalled (present only while True)."""
     observed_generation: int | None = None
+    """The metadata.generation this status was computed from."""
     scene_count: int = 0
+    """Scenes of this project."""
     pending_scenes: int = 0
+    """Scenes in phase Pending."""
     processing_scenes: int = 0
+    """Scenes in phase Processing (a job in flight)."""
     completed_scenes: int = 0
+    """Scenes in phase Completed (a verified clip)."""
     failed_scenes: int = 0
+    """Scenes in phase Failed."""
     usage: Usage | None = None
     plan: PlanInfo | None = None
     last_error: ErrorInfo | None = None
+    """Why planning failed (only while the project has no Scenes)."""
     final_video: FinalVideo | None = None
     """The final video (when assembly is enabled), once verified in S3."""

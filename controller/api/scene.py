@@ -18,6 +18,8 @@ class ScenePhase(StrEnum):
 
 
 class ProjectRef(ApiModel):
+    """The Project this scene belongs to."""
+
     name: str = Field(min_length=1, max_length=253)
     """Name of the Project (same namespace) this scene belongs to."""
 
@@ -44,14 +46,23 @@ class ClipInfo(ApiModel):
     """The verified object in S3 that this scene's status points at."""
 
     bucket: str
+    """S3 bucket."""
     key: str
+    """S3 key: <prefix>/<namespace>/<project uid>/scenes/<seq>/<spec hash>-t<take>.mp4."""
     size: int = Field(ge=0)
+    """Size in bytes."""
     etag: str
+    """S3 ETag, without quotes (drift compares it with the bucket listing)."""
     sha256: str | None = None
+    """SHA-256 of the bytes, from the object's metadata when the operator uploaded it."""
     spec_hash: str
+    """Hash of the scene inputs the clip was generated from."""
     take: int = Field(ge=0)
+    """The take the clip belongs to."""
     provider: str | None = None
+    """The video provider that generated it."""
     job_id: str | None = None
+    """The provider's job id."""
     verified_at: str
     """When HEAD last confirmed size and checksum (RFC 3339)."""
 
@@ -60,22 +71,33 @@ class GenerationInfo(ApiModel):
     """The external job in flight. Written before waiting, so a restart resumes it."""
 
     provider: str
+    """replicate, veo or local."""
     model: str
+    """The provider's model."""
     job_id: str | None = None
     """Empty only in the short window between the provider call and this write."""
     started_at: str
+    """When this record was written, before the provider was called (RFC 3339)."""
     attempt: int = Field(ge=1)
+    """Attempt number within the current take, from 1."""
     spec_hash: str
+    """Hash of the scene inputs the job was started for."""
     take: int = Field(ge=0)
+    """The take the job generates."""
     polls: int = Field(default=0, ge=0)
+    """Polls of the job so far."""
 
 
 class SceneStatus(ApiModel):
     """Observed state; Completed is written only after the object is verified in S3."""
 
     phase: ScenePhase | None = None
+    """Pending, Processing, Completed or Failed."""
     conditions: list[Condition] = Field(default_factory=list)
+    """Ready, Generating, Failed, and kstatus's Reconciling and Stalled (present only while
+    True)."""
     observed_generation: int | None = None
+    """The metadata.generation this status was computed from."""
     spec_hash: str | None = None
     """Hash of the inputs that decide the clip (prompt, duration, ratio, provider, model)."""
     original_video_clip_s3_key: str | None = Field(default=None, alias="originalVideoClipS3Key")
@@ -92,7 +114,12 @@ class SceneStatus(ApiModel):
     """All generation jobs ever started for this scene (usage and budget)."""
     last_error: ErrorInfo | None = None
     next_retry_at: str | None = None
+    """While backing off: when the next attempt may start (RFC 3339)."""
     handled_regenerate_token: str | None = None
+    """The last video.scene-operator.io/regenerate annotation value acted on (each acts once)."""
     handled_retry_token: str | None = None
+    """The last video.scene-operator.io/retry annotation value acted on (each acts once)."""
     handled_project_regenerate_token: str | None = None
+    """The last regenerate token of the Project acted on for this scene."""
     handled_project_retry_token: str | None = None
+    """The last retry token of the Project acted on for this scene."""

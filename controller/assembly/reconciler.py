@@ -45,6 +45,7 @@ from controller.assembly.plan import (
     retry_delay,
 )
 from controller.reconcile.conditions import get_condition, set_condition
+from controller.reconcile.health import project_health, with_health
 from controller.reconcile.timeutil import rfc3339, utcnow
 from controller.settings import Settings
 from controller.storage.clips import ObjectFact
@@ -337,6 +338,17 @@ class Assembler:
                 )
                 if phase == ProjectPhase.COMPLETED:
                     phase = ProjectPhase.PROCESSING
+                # kstatus: Ready turned False here, so Reconciling follows it (the clips
+                # are all done: nothing pending, nothing in flight, no budget question)
+                health = project_health(
+                    phase,
+                    get_condition(conds, v.Cond.READY),
+                    pending=new.pending_scenes,
+                    processing=new.processing_scenes,
+                    paused=spec.paused,
+                    budget=None,
+                )
+                conds = with_health(conds, health, generation=gen, now=now)
         return new.model_copy(
             update={"conditions": conds, "final_video": d.final_video, "phase": phase}
         )

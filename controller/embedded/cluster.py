@@ -42,6 +42,7 @@ class ExistingCluster:
             named(config.get("users"), context.get("user")).get("user", {}).get("token")
         )
         self.startup_seconds: float | None = 0.0
+        self.garbage_collection = True  # a real cluster runs its controller manager
 
     @property
     def kubeconfig(self) -> str:

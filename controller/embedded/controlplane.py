@@ -3,7 +3,9 @@
 etcd + kube-apiserver + kube-controller-manager (garbage collector and namespace
 controllers only) on free loopback ports, with a temporary data dir, token auth and RBAC.
 Binaries come from ``scripts/build-control-plane.sh`` (KUBEBUILDER_ASSETS, PATH, cache,
-or a one-time build from Debian's source; see shared/reference/control-plane.md).
+or a one-time build from Debian's source; see shared/reference/control-plane.md). A
+folder without kube-controller-manager (envtest's bundles have none) gives a control
+plane without garbage collection: ``garbage_collection`` says which one runs.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class ControlPlane:
         self._kcm: Process | None = None
         self._bins: dict[str, str] = {}
         self.startup_seconds: float | None = None
+        self.garbage_collection = False  # True once a kube-controller-manager runs
 
     binaries = staticmethod(binaries)
 
@@ -124,7 +127,10 @@ class ControlPlane:
         self._bins = {
             name: str(bin_dir / name)
             for name in ("etcd", "kube-apiserver", "kube-controller-manager")
+            if os.access(bin_dir / name, os.X_OK)
         }
+        if missing := {"etcd", "kube-apiserver"} - set(self._bins):
+            raise ControlPlaneError(f"{bin_dir} has no {' or '.join(sorted(missing))}")
         if self._given_dir:
             self._given_dir.mkdir(parents=True, exist_ok=True)
             self.dir = self._given_dir
@@ -141,7 +147,9 @@ class ControlPlane:
             self._write_kubeconfig()
             self._start_etcd()
             self.start_apiserver()
-            self._start_kcm()
+            if "kube-controller-manager" in self._bins:
+                self._start_kcm()
+                self.garbage_collection = True
             self._wait_default_namespace()
         except BaseException as exc:  # also KeyboardInterrupt: never leave children behind
             logs, failed_dir = self._tails(), self.dir

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from controller.embedded.ports import free_port
@@ -23,9 +24,11 @@ class OperatorProcess:
         env: dict[str, str] | None = None,
         namespaces: list[str] | None = None,
         log_path: Path | None = None,
+        unset: Iterable[str] = (),
     ) -> None:
         self.kubeconfig = kubeconfig
         self.extra_env = dict(env or {})
+        self.unset = tuple(unset)  # variables of this process the operator must not see
         self.namespaces = namespaces or []
         self.log_path = (
             log_path
@@ -37,7 +40,7 @@ class OperatorProcess:
         self.starts = 0
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {k: val for k, val in os.environ.items() if k not in self.unset}
         env.update(
             {
                 "KUBECONFIG": self.kubeconfig,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from controller.embedded.ports import free_port
 
@@ -30,8 +31,26 @@ class S3Server:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
 
+    def client(self) -> Any:
+        """A boto3 S3 client of this server (botocore's client class is generated)."""
+        import boto3
+
+        env = self.env()
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+
     def start(self) -> S3Server:
-        from moto.server import ThreadedMotoServer
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError:
+            raise RuntimeError(
+                "the local S3 server needs moto: pip install 'scene-operator[demo]'"
+            ) from None
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()

@@ -50,3 +50,7 @@ def set_condition(
 
 def get_condition(conditions: list[Condition], type_: str) -> Condition | None:
     return next((c for c in conditions if c.type == type_), None)
+
+
+def remove_condition(conditions: list[Condition], type_: str) -> list[Condition]:
+    return [c for c in conditions if c.type != type_]

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from controller.api.common import ErrorInfo
 from controller.api.project import ProjectPhase, ProjectSpec, ProjectStatus, Usage
 from controller.api.scene import ScenePhase
-from controller.reconcile.conditions import set_condition
+from controller.reconcile.conditions import get_condition, set_condition
+from controller.reconcile.health import Health, project_health, with_health
 from controller.reconcile.timeutil import rfc3339
 from controller.vocabulary import Cond, Reason
 
@@ -112,6 +113,8 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
         cond(Cond.SCENES_PLANNED, False, Reason.INVALID_SPEC, msg)
         cond(Cond.VIDEOS_READY, False, Reason.INVALID_SPEC, msg)
         cond(Cond.READY, False, Reason.INVALID_SPEC, msg)
+        stalled = Health(stalled=(Reason.INVALID_SPEC, msg))
+        conds = with_health(conds, stalled, generation=gen, now=now)
         return o.status.model_copy(
             update={"phase": ProjectPhase.FAILED, "conditions": conds, "observed_generation": gen}
         )
@@ -172,10 +175,22 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
         Reason.BUDGET_EXHAUSTED if exhausted else "WithinBudget",
         f"{o.budget_used} of {cap} generations used" if exhausted else "",
     )
+    phase = _phase(o, c)
+    health = project_health(
+        phase,
+        get_condition(conds, Cond.READY),
+        pending=c.pending,
+        processing=c.processing,
+        paused=spec.paused,
+        budget=(Reason.BUDGET_EXHAUSTED, f"{o.budget_used} of {cap} generations used")
+        if exhausted
+        else None,
+    )
+    conds = with_health(conds, health, generation=gen, now=now)
 
     return o.status.model_copy(
         update={
-            "phase": _phase(o, c),
+            "phase": phase,
             "conditions": conds,
             "observed_generation": gen,
             "scene_count": c.scene_count,

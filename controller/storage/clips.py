@@ -223,6 +223,9 @@ class ClipStore:
             max_concurrency=max_concurrency,
             preferred_transfer_client="classic",
         )
+        # Buckets whose existence head() has settled (a HEAD 404 cannot tell a missing
+        # bucket from a missing key): asked once each, unless the answer was "missing".
+        self._buckets_checked: set[str] = set()
 
     @classmethod
     def from_env(
@@ -307,14 +310,33 @@ class ClipStore:
             )
         return fact
 
+    def _require_bucket(self, bucket: str, key: str) -> None:
+        """Raise a permanent NoSuchBucket StorageError if `bucket` does not exist. Any other
+        answer (e.g. 403 for credentials without s3:ListBucket) settles nothing: proceed."""
+        if bucket in self._buckets_checked:
+            return
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except bce.ClientError as exc:
+            if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageError(
+                    False,
+                    f"head s3://{bucket}/{key}: NoSuchBucket: the bucket does not exist",
+                    code="NoSuchBucket",
+                ) from exc
+        except Exception:  # unreachable: the next HEAD will tell
+            return
+        self._buckets_checked.add(bucket)
+
     def head(self, bucket: str, key: str) -> ObjectFact | None:
         """The object at `key`, or None if there is none."""
         try:
             resp = self.client.head_object(Bucket=bucket, Key=key)
         except bce.ClientError as exc:
-            # HEAD has no body: a missing bucket also reads as a plain 404 here; the
-            # drift listing (list_prefix) reports NoSuchBucket properly.
+            # HEAD has no body: a missing bucket also reads as a plain 404, and "no clip
+            # here" would then start a paid job whose upload can only fail. Ask the bucket.
             if _is_not_found(exc):
+                self._require_bucket(bucket, key)
                 return None
             raise classify(exc, f"head s3://{bucket}/{key}") from exc
         except Exception as exc:

@@ -25,10 +25,12 @@ def run_operator(
     kubeconfig: str, crds_installed: list[str], s3, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[OperatorFactory]:
     """Start `python -m controller run --namespace NS` with the local S3 server and fast
-    timings; extra env overrides settings. Stopped (and its log printed on failure) after."""
+    timings; extra env overrides settings (and `kubeconfig_path` the kubeconfig). Stopped (and its log printed on failure) after."""
     started: list[OperatorProcess] = []
 
-    def factory(namespace: str, env: dict[str, str] | None = None) -> OperatorProcess:
+    def factory(
+        namespace: str, env: dict[str, str] | None = None, kubeconfig_path: str | None = None
+    ) -> OperatorProcess:
         base = {
             **s3.env(),
             "SCENE_OPERATOR_BUCKET": s3.bucket,
@@ -41,7 +43,7 @@ def run_operator(
         }
         base.update(env or {})
         op = OperatorProcess(
-            kubeconfig,
+            kubeconfig_path or kubeconfig,
             env=base,
             namespaces=[namespace],
             log_path=tmp_path / f"operator-{len(started)}.log",

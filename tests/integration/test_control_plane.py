@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
 from controller.embedded.cluster import ExistingCluster, Kubectl
-from controller.embedded.controlplane import ControlPlane
+from controller.embedded.controlplane import ControlPlane, binaries
 
 
 def configmap(name: str, namespace: str, **extra: object) -> str:
@@ -61,8 +62,31 @@ def assert_garbage_collected(kubectl: Kubectl, namespace: str) -> None:
     wait_gone(kubectl, "configmap", "owned", "-n", namespace, timeout=60)
 
 
+@pytest.mark.usefixtures("garbage_collection")
 def test_garbage_collection(kubectl: Kubectl, namespace: str) -> None:
     assert_garbage_collected(kubectl, namespace)
+
+
+def test_kubebuilder_assets_without_a_controller_manager_give_a_control_plane_without_gc(
+    control_plane: ControlPlane | ExistingCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """envtest's asset bundles hold etcd and kube-apiserver only: that is enough to start."""
+    if isinstance(control_plane, ExistingCluster):
+        pytest.skip("tests the local control plane")
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for name in ("etcd", "kube-apiserver"):
+        (assets / name).symlink_to((binaries() / name).resolve())
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(assets))
+    assert binaries() == assets  # taken as it is, nothing built
+    with ControlPlane() as cp:
+        assert cp.garbage_collection is False
+        kubectl = Kubectl(cp.kubeconfig, cache_dir=tmp_path / "cache")
+        assert kubectl.json("version")["serverVersion"]["gitVersion"].startswith("v1.")
+        kubectl("create", "-f", "-", input=configmap("no-kcm", "default"))
+        assert kubectl.json("get", "configmap", "no-kcm", "-n", "default")["metadata"]["uid"]
+        assert cp.dir is not None and not (cp.dir / "kube-controller-manager.log").exists()
+    assert control_plane.garbage_collection  # the session's own control plane has one
 
 
 # Last in this module on purpose: later tests then see a control plane that has already
@@ -81,4 +105,5 @@ def test_restart_apiserver_keeps_state(
     assert control_plane.server == server  # same port: clients keep their kubeconfig
     kubectl("get", "configmap", "survivor", "-n", namespace)  # state lives in etcd
     # The controller manager reconnects on its own: garbage collection still works.
-    assert_garbage_collected(kubectl, namespace)
+    if control_plane.garbage_collection:
+        assert_garbage_collected(kubectl, namespace)

@@ -287,6 +287,20 @@ def test_printer_columns(api: k8s.CustomObjectsApi, kubectl: Kubectl, namespace:
     )
     _, rows = table(kubectl, "vproj", "-n", namespace)
     assert rows[p][:7] == [p, "Processing", "3", "1", "0", "True", "False"]
+    # -o wide adds the Ready message (priority 1), as cert-manager's Status column does
+    header, rows = table(kubectl, "vproj", "-n", namespace, "-o", "wide")
+    assert header == [
+        "NAME",
+        "PHASE",
+        "SCENES",
+        "COMPLETED",
+        "FAILED",
+        "ASSEMBLED",
+        "READY",
+        "MESSAGE",
+        "AGE",
+    ]
+    assert rows[p][:10] == [p, "Processing", "3", "1", "0", "True", "False", "1", "of", "3"]
 
     header, rows = table(kubectl, "scn", "-n", namespace)
     assert header == ["NAME", "PROJECT", "SEQ", "PHASE", "ATTEMPTS", "READY", "AGE"]
@@ -419,6 +433,27 @@ def test_status_subresource_semantics(api: k8s.CustomObjectsApi, namespace: str)
     assert final["status"] == {"phase": "Processing", "sceneCount": 2, "observedGeneration": 2}
 
 
+@pytest.mark.parametrize("missing", ["reason", "message", "lastTransitionTime"])
+def test_a_condition_must_carry_what_metav1_condition_requires(
+    api: k8s.CustomObjectsApi, namespace: str, missing: str
+) -> None:
+    p = unique("cond")
+    create(api, PROJECTS, project(p, namespace))
+    condition = {"type": "Ready", "status": "False", "reason": "Waiting", "message": "m",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"}  # fmt: skip
+    del condition[missing]
+    with pytest.raises(ApiException) as info:
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PROJECTS, p,
+            {"status": {"conditions": [condition]}}, _content_type=MERGE,
+        )  # fmt: skip
+    assert info.value.status == 422
+    (cause,) = json.loads(info.value.body)["details"]["causes"]
+    assert cause["reason"] == "FieldValueRequired", cause
+    # 1.20 names the list field without the index; later servers add [0]
+    assert cause["field"] in {f"status.conditions.{missing}", f"status.conditions[0].{missing}"}
+
+
 def test_invalid_status_is_rejected(api: k8s.CustomObjectsApi, namespace: str) -> None:
     p = unique("bad-st")
     create(api, PROJECTS, project(p, namespace))
@@ -498,12 +533,12 @@ def test_every_status_field_survives_the_api_server(
 
 
 def test_empty_strings_are_valid_string_values(api: k8s.CustomObjectsApi, namespace: str) -> None:
-    # Kubernetes accepts "" for `type: string` (a Condition with an empty reason/message, a
-    # user's style: ""). An API server built with Go >= 1.16 from 1.20 sources without
+    # Kubernetes accepts "" for `type: string` (a Condition with an empty message, a user's
+    # style: ""). An API server built with Go >= 1.16 from 1.20 sources without
     # kube-openapi#230 reports "" as "null" and answers 422 (kubernetes/kubernetes#99804);
     # clients then have to avoid "" where a real cluster would take it.
     p = unique("empty")
-    condition = {"type": "Ready", "status": "False", "reason": "", "message": "",
+    condition = {"type": "Ready", "status": "False", "reason": "Waiting", "message": "",
                  "lastTransitionTime": "2026-01-01T00:00:00Z"}  # fmt: skip
     assert Condition.model_validate(condition).status == "False"
     rejected = []
@@ -520,13 +555,14 @@ def test_empty_strings_are_valid_string_values(api: k8s.CustomObjectsApi, namesp
         )  # fmt: skip
         assert patched["status"]["conditions"] == [condition]
     except ApiException as exc:
-        rejected.append(f"status.conditions with empty reason/message: {exc.body}")
+        rejected.append(f"status.conditions with an empty message: {exc.body}")
     assert not rejected, "the API server rejects empty strings (kubernetes#99804?):\n" + "\n".join(rejected)  # fmt: skip
 
 
 # --- garbage collection -------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("garbage_collection")
 def test_deleting_a_project_garbage_collects_its_scenes(
     api: k8s.CustomObjectsApi, kubectl: Kubectl, namespace: str
 ) -> None:

@@ -18,6 +18,8 @@ from tests.integration.helpers import (
     wait_until,
 )
 from tests.support.replicate_server import ReplicateServer
+from tests.unit import kstatus
+from tests.unit.test_argocd_health import health as argo_health
 
 INTERVAL = 2
 
@@ -315,6 +317,16 @@ def test_scenes_beyond_the_concurrency_limit_wait_and_are_woken_when_a_slot_free
     assert took < 60
 
 
+def wait_kstatus(cluster: Cluster, namespace: str, name: str, want: str) -> dict:
+    """The Project once kstatus (what Flux waits on) computes `want` for it."""
+
+    def reached() -> dict | None:
+        p = cluster.project(namespace, name)
+        return p if kstatus.compute(p)[0] == want else None
+
+    return wait_until(reached, timeout=30, what=f"kstatus {want} for {name}")
+
+
 def test_pause_stops_new_jobs_and_budget_caps_them(
     cluster, namespace, run_operator, s3, replicate
 ) -> None:
@@ -330,6 +342,9 @@ def test_pause_stops_new_jobs_and_budget_caps_them(
         timeout=30,
         what="Paused condition",
     )
+    # paused with work left: settled for kstatus (Flux), Suspended for Argo CD
+    p = wait_kstatus(cluster, namespace, "held", "Current")
+    assert argo_health(p)[0] == "Suspended"
     time.sleep(2)
     assert replicate.created == []
     cluster.patch_project(namespace, "held", {"spec": {"paused": False}})
@@ -347,6 +362,12 @@ def test_pause_stops_new_jobs_and_budget_caps_them(
     pending = [s for s in cluster.scenes(namespace, "held") if s["status"]["phase"] != "Completed"]
     assert len(pending) == 2
     assert all(condition(s, "Ready")["reason"] == "BudgetExhausted" for s in pending)
+    # budget used up with work left: Stalled, so kstatus Failed and Argo CD Degraded
+    p = wait_kstatus(cluster, namespace, "held", "Failed")
+    assert condition(p, "Stalled")["reason"] == "BudgetExhausted"
+    assert "Reconciling" not in {c["type"] for c in p["status"]["conditions"]}
+    assert argo_health(p)[0] == "Degraded"
+    assert all(kstatus.compute(s)[0] == "Failed" for s in pending)
 
 
 def test_refused_starts_give_the_budget_back(
@@ -403,3 +424,20 @@ def test_deletion_policy(policy, cluster, namespace, run_operator, kubectl, s3, 
     else:
         final = project["status"]["finalVideo"]["s3Key"]  # kept too
         assert sorted(o["Key"] for o in listed) == sorted([*keys, final])
+
+
+def test_a_missing_bucket_starts_no_paid_job(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    """S3 answers a HEAD in a missing bucket with a bare 404, like a missing key: taken as
+    "no clip yet", every Scene would pay for a job whose upload can only fail."""
+    op = run_operator(namespace, env=replicate.env())
+    cluster.create_project(namespace, "nowhere", spec(count=2, storage={"bucket": "no-such-clips"}))
+    wait_until(lambda: len(cluster.scenes(namespace, "nowhere")) == 2, timeout=30, what="2 scenes")
+    wait_until(
+        lambda: op.logs().count("NoSuchBucket") >= 4, timeout=60, what="HEADs refused twice each"
+    )
+    assert replicate.created == []
+    s3.client.create_bucket(Bucket="no-such-clips")  # the bucket appears: work goes on
+    wait_project(cluster, namespace, "nowhere", timeout=90)
+    assert len(replicate.created) == 2

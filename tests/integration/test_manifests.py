@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,11 @@ import pytest
 import yaml
 
 from controller import vocabulary as v
-from controller.embedded.cluster import Kubectl, kubectl_path
+from controller.embedded.cluster import Kubectl
 from controller.embedded.controlplane import REPO_ROOT
 from tests.integration.helpers import Cluster, is_true, wait_until
 from tests.support.kubeconfigs import service_account_kubeconfig
+from tests.support.kustomize import kustomize_build
 from tests.support.operator_process import OperatorProcess
 
 MANIFESTS = REPO_ROOT / "manifests"
@@ -66,15 +66,7 @@ PERMISSION_PROBLEMS = re.compile(
 
 
 def render() -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [kubectl_path(), "kustomize", str(MANIFESTS)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return kustomize_build(MANIFESTS)
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -99,7 +91,10 @@ def test_kustomize_renders_the_base() -> None:
             ("ServiceAccount", SA_NAME),
             ("ClusterRole", "scene-operator"),
             ("ClusterRoleBinding", "scene-operator"),
+            ("Role", "scene-operator-leader-election"),
+            ("RoleBinding", "scene-operator-leader-election"),
             ("Deployment", "scene-operator"),
+            ("PodDisruptionBudget", "scene-operator"),
             ("Service", "scene-operator-metrics"),
         ]
     )
@@ -133,9 +128,24 @@ def test_deployment_is_hardened_and_configured_for_production() -> None:
     docs = render()
     (deploy,) = by_kind(docs, "Deployment")
     spec = deploy["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Two replicas, one leader: a rolling update starts the new pod as a standby.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = spec["template"]["spec"]
+    (preferred,) = pod["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert preferred["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        preferred["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == spec["selector"]["matchLabels"]
+    )
+    (pdb,) = by_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == spec["selector"]
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
@@ -155,7 +165,15 @@ def test_deployment_is_hardened_and_configured_for_production() -> None:
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    from_pod = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container["env"]
+        if "valueFrom" in e
+    }
+    # Leader election on; the identity is the pod name, the Lease in the pod's namespace.
+    assert env["SCENE_OPERATOR_LEADER_ELECT"] == "true"
+    assert from_pod == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
     assert env["SCENE_OPERATOR_DEFAULT_PLANNER"] == "gemini"
     assert env["SCENE_OPERATOR_DEFAULT_VIDEO_PROVIDER"] == "replicate"
     assert env["SCENE_OPERATOR_LOG_FORMAT"] == "json"
@@ -170,6 +188,7 @@ def test_deployment_is_hardened_and_configured_for_production() -> None:
         **{k.removeprefix("SCENE_OPERATOR_").lower(): val for k, val in ours.items()}
     )
     assert (settings.liveness_port, settings.metrics_port) == (8080, 9090)
+    assert settings.leader_elect is True
     # Secrets only by reference, never as literal values.
     for name in env:
         assert not re.search(r"TOKEN|KEY|SECRET|PASSWORD|AWS_", name), name
@@ -180,6 +199,9 @@ def test_deployment_is_hardened_and_configured_for_production() -> None:
     assert ports == {"healthz": 8080, "metrics": 9090}
     probe = container["livenessProbe"]["httpGet"]
     assert probe["path"] == "/healthz" and ports[probe["port"]] == 8080
+    # A standby is ready (its watches run); readiness never depends on being the leader.
+    ready = container["readinessProbe"]["httpGet"]
+    assert ready["path"] == "/healthz" and ports[ready["port"]] == 8080
     res = container["resources"]
     assert res["requests"] == {"cpu": "100m", "memory": "256Mi"}
     assert res["limits"] == {"cpu": "1", "memory": "512Mi"}
@@ -214,6 +236,36 @@ def test_rbac_file_grants_no_wildcards_and_no_secrets() -> None:
                     key = f"{name}.{group}/{sub}"
                 granted.setdefault(key, set()).update(rule["verbs"])
     assert granted == EXPECTED_RULES
+
+
+def test_leader_election_rbac_is_one_lease_name_in_the_operators_namespace() -> None:
+    docs = load_yaml_docs(MANIFESTS / "leader-election-rbac.yaml")
+    assert {d["kind"] for d in docs} == {"Role", "RoleBinding"}
+    (role,) = by_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == SA_NAMESPACE
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["scene-operator"],
+            "verbs": ["get", "update"],
+        },
+        # Neither can be restricted to a name by Kubernetes RBAC (see the file's comment).
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["create", "list"],
+        },
+    ]
+    (binding,) = by_kind(docs, "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}
+    ]
 
 
 def test_secret_example_is_a_placeholder_outside_the_base() -> None:
@@ -254,7 +306,15 @@ def operator_identity(kubectl: Kubectl, crds_installed: list[str]) -> Iterator[s
     docs = [
         d
         for d in render()
-        if d["kind"] in {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+        if d["kind"]
+        in {
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+        }
     ]
     refs = [
         (f"{d['kind'].lower()}/{d['metadata']['name']}", d["metadata"].get("namespace"))
@@ -279,7 +339,18 @@ def operator_identity(kubectl: Kubectl, crds_installed: list[str]) -> Iterator[s
 
 def test_apply_k_dry_run_server_is_accepted(kubectl: Kubectl, operator_identity: str) -> None:
     # The namespace must exist for a dry run of what goes in it (operator_identity made it).
-    proc = kubectl("apply", "-k", str(MANIFESTS), "--dry-run=server")
+    docs = render()
+    served = kubectl("api-versions").stdout.split()
+    if "policy/v1" not in served:
+        # The test control plane (1.20) serves PodDisruptionBudget only as policy/v1beta1,
+        # whose fields the base uses identically: dry-run it there.
+        assert "policy/v1beta1" in served
+        (pdb,) = by_kind(docs, "PodDisruptionBudget")
+        docs.remove(pdb)
+        old = {**pdb, "apiVersion": "policy/v1beta1"}
+        out = kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(old)).stdout
+        assert "poddisruptionbudget.policy/scene-operator" in out, out
+    proc = kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs))
     applied = {
         line.split(" ")[0] for line in proc.stdout.splitlines() if "(server dry run)" in line
     }
@@ -289,8 +360,11 @@ def test_apply_k_dry_run_server_is_accepted(kubectl: Kubectl, operator_identity:
         f"serviceaccount/{SA_NAME}",
         "clusterrole.rbac.authorization.k8s.io/scene-operator",
         "clusterrolebinding.rbac.authorization.k8s.io/scene-operator",
+        "role.rbac.authorization.k8s.io/scene-operator-leader-election",
+        "rolebinding.rbac.authorization.k8s.io/scene-operator-leader-election",
         "deployment.apps/scene-operator",
         "service/scene-operator-metrics",
+        *(["poddisruptionbudget.policy/scene-operator"] if "policy/v1" in served else []),
     }, proc.stdout
 
 
@@ -355,7 +429,6 @@ DENIED: list[tuple[str, str, str]] = [
     ("create", "pods", ""),
     ("create", "pods", "exec"),
     ("create", "serviceaccounts", "token"),
-    ("create", "leases.coordination.k8s.io", ""),
     *((verb, PROJECTS, "") for verb in ("create", "update", "delete", "deletecollection")),
     ("patch", PROJECTS, "finalizers"),
     ("patch", PROJECTS, "scale"),
@@ -401,6 +474,42 @@ CLUSTER_DENIED = [
     ("list", "clusterkopfpeerings.kopf.dev"),
     ("create", "nodes"),
 ]
+
+
+# Leases: (allowed in the operator's namespace, verb, resource); never in another namespace.
+LEASE = "leases.coordination.k8s.io"
+LEASE_CHECKS: list[tuple[bool, str, str]] = [
+    (True, "get", f"{LEASE}/scene-operator"),
+    (True, "update", f"{LEASE}/scene-operator"),
+    (True, "create", LEASE),  # RBAC cannot restrict create to a name
+    (True, "list", LEASE),  # the shard-overlap check
+    (False, "patch", f"{LEASE}/scene-operator"),
+    (False, "delete", f"{LEASE}/scene-operator"),
+    (False, "watch", LEASE),
+    (False, "get", f"{LEASE}/kube-controller-manager"),
+    (False, "update", f"{LEASE}/kube-controller-manager"),
+    (False, "update", f"{LEASE}/another-shard"),
+    (False, "update", LEASE),  # any Lease
+    (False, "deletecollection", LEASE),
+]
+
+
+def test_service_account_can_update_its_lease_and_no_other(
+    kubectl: Kubectl, operator_identity: str, namespace: str
+) -> None:
+    checks = [(want, verb, res, SA_NAMESPACE) for want, verb, res in LEASE_CHECKS]
+    checks += [(False, verb, res, namespace) for _, verb, res in LEASE_CHECKS]
+    checks += [(False, "update", f"{LEASE}/scene-operator", "kube-system")]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(
+            pool.map(lambda c: can_i(kubectl, c[1], c[2], f"--namespace={c[3]}"), checks)
+        )
+    wrong = [
+        f"{'allowed' if got else 'denied'}: {verb} {res} in {ns}"
+        for (want, verb, res, ns), got in zip(checks, answers, strict=True)
+        if got != want
+    ]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_service_account_permission_matrix(
@@ -483,6 +592,10 @@ def operator_as_service_account(
             "SCENE_OPERATOR_POLL_INITIAL_SECONDS": "0.3",
             "SCENE_OPERATOR_POLL_MAX_SECONDS": "1",
             "SCENE_OPERATOR_WORKERS": "8",
+            # As the Deployment runs it: elected on the Lease scene-operator/scene-operator,
+            # so its RBAC (get, create, update, list) is exercised for real.
+            "SCENE_OPERATOR_LEADER_ELECT": "true",
+            "SCENE_OPERATOR_LEADER_ELECT_NAMESPACE": SA_NAMESPACE,
         }
         op = OperatorProcess(
             sa_kubeconfig,

@@ -68,6 +68,11 @@ def test_metrics_logs_and_events_are_useful_and_leak_no_secret(
         >= 3
     )
     assert metric_sum(text, "scene_operator_events_total", reason="ClipUploaded") == 3
+    # fleet gauges, counted from the operator's cache at scrape time
+    assert metric_sum(text, "scene_operator_scenes", namespace=namespace, phase="Completed") == 3
+    assert metric_sum(text, "scene_operator_projects", namespace=namespace, ready="True") == 1
+    cost = metric_sum(text, "scene_operator_estimated_cost_usd", namespace=namespace)
+    assert cost == project["status"]["usage"]["estimatedCostUsd"] > 0
     # no per-scene labels: cardinality does not grow with scenes
     assert "observed-scene-001" not in text
 

@@ -237,7 +237,10 @@ def test_waiting_for_a_scene_and_ready_held_back(world) -> None:
     body = rt.store.projects[(NS, NAME)]
     asyncio.run(a.reconcile(body, SPEC))
     assert a.memory[(NS, NAME)].task is None
-    ready = Condition(type="Ready", status="True", reason="Completed", message="ok")
+    ready = Condition(
+        type="Ready", status="True", reason="Completed", message="ok",
+        last_transition_time="2026-01-01T00:00:00Z",
+    )  # fmt: skip
     status = a.apply(body, SPEC, ProjectStatus(phase="Completed", conditions=[ready]))
     assert assembled(status) == ("False", v.Reason.WAITING_FOR_SCENES)
     got = next(c for c in status.conditions if c.type == v.Cond.READY)
@@ -246,6 +249,10 @@ def test_waiting_for_a_scene_and_ready_held_back(world) -> None:
         v.Reason.WAITING_FOR_SCENES,
         "Processing",
     )
+    # kstatus reads the Project as in progress, not as done
+    reconciling = next(c for c in status.conditions if c.type == v.Cond.RECONCILING)
+    assert (reconciling.status, reconciling.reason) == ("True", v.Reason.WAITING_FOR_SCENES)
+    assert not [c for c in status.conditions if c.type == v.Cond.STALLED]
 
 
 def test_off_when_generate_videos_is_false_or_assembly_disabled(world) -> None:

@@ -177,7 +177,23 @@ def test_verify_spots_missing_and_replaced_objects(store, bucket, clip):
 
 
 def test_head_of_a_missing_key_is_none(store, bucket):
+    asked = calls(store, "HeadBucket")
     assert store.head(bucket, "nothing/here.mp4") is None
+    assert store.head(bucket, "nor/here.mp4") is None
+    assert len(asked) == 1  # the bucket is asked about once, not per missing key
+
+
+def test_head_in_a_missing_bucket_is_not_a_missing_clip(store, s3):
+    # A HEAD 404 reads the same for a missing bucket and a missing key; taken as "no clip
+    # yet", it would start a paid job whose upload can only fail.
+    name = f"gone-{uuid.uuid4().hex[:12]}"
+    for _ in range(2):  # "missing" is not remembered: the bucket may be created meanwhile
+        with pytest.raises(StorageError) as err:
+            store.head(name, "scenes/001/h-t0.mp4")
+        assert (err.value.code, err.value.retryable) == ("NoSuchBucket", False)
+        assert name in err.value.message
+    store.ensure_bucket(name)
+    assert store.head(name, "scenes/001/h-t0.mp4") is None
 
 
 def test_download_round_trip(store, bucket, clip, tmp_path):

@@ -347,7 +347,16 @@ def _columns(key: str) -> dict[str, dict[str, Any]]:
 
 def test_project_printer_columns() -> None:
     columns = _columns("projects")
-    assert list(columns) == ["Phase", "Scenes", "Completed", "Failed", "Assembled", "Ready", "Age"]
+    assert list(columns) == [
+        "Phase",
+        "Scenes",
+        "Completed",
+        "Failed",
+        "Assembled",
+        "Ready",
+        "Message",
+        "Age",
+    ]
     assert columns["Assembled"]["jsonPath"] == '.status.conditions[?(@.type=="Assembled")].status'
     assert columns["Phase"]["jsonPath"] == ".status.phase"
     assert columns["Scenes"] == {"name": "Scenes", "type": "integer", "jsonPath": ".status.sceneCount"}  # fmt: skip
@@ -359,7 +368,7 @@ def test_project_printer_columns() -> None:
 
 def test_scene_printer_columns() -> None:
     columns = _columns("scenes")
-    assert {"Phase", "Ready", "Age"} <= columns.keys()
+    assert {"Phase", "Ready", "Message", "Age"} <= columns.keys()
     assert columns["Phase"]["jsonPath"] == ".status.phase"
     assert columns["Project"]["jsonPath"] == ".spec.projectRef.name"
     assert columns["Age"]["type"] == "date"
@@ -374,8 +383,40 @@ def test_printer_columns_point_at_schema_fields(key: str) -> None:
             continue
         node = node_at(schema, path.lstrip("."))
         assert column["type"] == node["type"], f"{name}: column {column['type']}, field {node}"
-    conditions = node_at(schema, "status.conditions")["items"]["properties"]
-    assert {"type", "status"} <= conditions.keys()
+    conditions = node_at(schema, "status.conditions")["items"]
+    assert {"type", "status", "message"} <= conditions["properties"].keys()
+
+
+@pytest.mark.parametrize("key", sorted(CRDS))
+def test_the_ready_message_is_a_wide_column(key: str) -> None:
+    # cert-manager's convention: `kubectl get -o wide` adds why an object is not Ready.
+    columns = _columns(key)
+    assert columns["Message"] == {
+        "name": "Message",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+    }
+    assert all(c.get("priority", 0) == 0 for n, c in columns.items() if n != "Message")
+
+
+def test_every_field_is_documented(crd: dict[str, Any]) -> None:
+    # `kubectl explain` shows these descriptions; metadata is ObjectMeta, documented by
+    # Kubernetes itself (the API server allows nothing but name/generateName there).
+    undocumented = [
+        path
+        for path, node in walk(root_schema(crd))
+        if path != ".metadata" and not str(node.get("description", "")).strip()
+    ]
+    assert not undocumented, f"fields without a description (add a docstring): {undocumented}"
+
+
+def test_conditions_require_what_metav1_condition_requires(crd: dict[str, Any]) -> None:
+    items = node_at(root_schema(crd), "status.conditions")["items"]
+    required = {"type", "status", "reason", "message", "lastTransitionTime"}
+    assert set(items["required"]) == required
+    assert items["properties"]["reason"]["minLength"] == 1
+    assert items["properties"]["status"]["enum"] == ["True", "False", "Unknown"]
 
 
 # --- the models and the CRD agree -------------------------------------------------------------

@@ -181,6 +181,7 @@ class World:
                 assert (obj.size, obj.etag) == (new.clip.size, new.clip.etag)
                 looked = [f.obj for f in (facts.expected, facts.finished) if f is not None]
                 assert obj in looked, "Completed from an object not seen in this pass"
+                assert obj.invalid is None, "Completed from an object that is not a video"
                 assert new.clip.spec_hash == self.spec_hash
                 assert new.clip.key == self.desired().key(new.clip.take)
         # (d) the retry limit and the budget hold in every stored status.
@@ -341,6 +342,9 @@ class World:
         elif kind == "stray":  # a clip uploaded by an earlier run whose status write was lost
             key = self.desired().key(self.stored.take)
             self.s3[key] = StoredObject(key, 777, '"stray"')
+        elif kind == "junk":  # something that is not a video lands at the clip's key
+            key = self.desired().key(self.stored.take)
+            self.s3[key] = StoredObject(key, 56, '"junk"', invalid="not a readable video")
         elif kind == "recreate":  # the Scene is deleted and applied again: status is gone
             self.stored = SceneStatus()
             self.epoch_jobs.clear()
@@ -487,13 +491,32 @@ def check_decision(o: Observation, d: Decision) -> None:
         assert o.desired is not None and o.controls.generate_videos and not o.controls.paused
         assert o.capacity and o.status.attempts < o.controls.retry_limit
         assert o.controls.budget_left is None or o.controls.budget_left > 0
-        assert o.expected is not None and o.expected.obj is None  # nothing to adopt
+        assert o.expected is not None  # nothing to adopt: no object, or not a video
+        assert o.expected.obj is None or o.expected.obj.invalid is not None
     if o.blocked is not None:
         assert d.effect in (Effect.WRITE, Effect.NONE)
     if not o.controls.generate_videos and o.status.generation is None:
         assert d.effect not in (Effect.START, Effect.LOOK_EXPECTED)
     if d.effect == Effect.WRITE:
         assert d.status.wire() != o.status.wire(), f"{d.rule}: WRITE of an unchanged status"
+    if d.effect in (Effect.WRITE, Effect.START):
+        check_kstatus(d)
+
+
+def check_kstatus(d: Decision) -> None:
+    """(f) kstatus conditions: abnormal-true, never both, and consistent with the phase."""
+    conds = {c.type: c for c in d.status.conditions}
+    for c in conds.values():  # metav1.Condition's required fields
+        assert c.reason and c.last_transition_time, (d.rule, c)
+    reconciling, stalled = conds.get(Cond.RECONCILING), conds.get(Cond.STALLED)
+    assert all(c is None or c.status == "True" for c in (reconciling, stalled)), d.rule
+    assert reconciling is None or stalled is None, d.rule
+    if conds[Cond.READY].status == "True":
+        assert reconciling is None and stalled is None, d.rule
+    if d.status.phase == ScenePhase.FAILED:
+        assert stalled is not None and stalled.message, d.rule
+    if d.status.generation is not None:
+        assert reconciling is not None, d.rule
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -511,6 +534,7 @@ world_events = st.one_of(
     ),
     st.just(("drift",)),
     st.just(("stray",)),
+    st.just(("junk",)),
     st.just(("recreate",)),
     st.tuples(
         st.sampled_from(

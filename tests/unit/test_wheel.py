@@ -63,10 +63,18 @@ def test_wheel_holds_the_operator_cli_and_the_demo(wheel: zipfile.ZipFile) -> No
         "controller/demo.py",
         "controller/embedded/controlplane.py",
         "controller/embedded/s3server.py",
+        "controller/plugin/cli.py",
     ):
         assert any(n == module or n.startswith((f"{module}.py", f"{module}/")) for n in names), (
             module
         )
+
+
+def test_wheel_installs_the_two_commands(wheel: zipfile.ZipFile) -> None:
+    (entry_points,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    text = wheel.read(entry_points).decode()
+    assert "scene-operator = controller.__main__:main" in text
+    assert "kubectl-video = controller.plugin.cli:main" in text
 
 
 def test_wheel_holds_no_test_servers_fault_proxy_or_benchmark(wheel: zipfile.ZipFile) -> None:

@@ -87,3 +87,15 @@ LEASE_TRANSITIONS = Gauge(
 def serve(port: int) -> None:
     if port:
         start_http_server(port, addr="0.0.0.0")
+
+
+ASSEMBLIES = Counter(
+    "scene_operator_assemblies_total",
+    "Final videos by outcome (copy, encode: assembled that way; adopted; failed)",
+    ["outcome"],
+)
+ASSEMBLY_SECONDS = Histogram(
+    "scene_operator_assembly_duration_seconds",
+    "Wall time of one final video: downloads, joining, checks and upload",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)

@@ -44,6 +44,7 @@ class Cond:
     # kstatus (abnormal-true, absent when False): see controller/reconcile/health.py
     RECONCILING = "Reconciling"
     STALLED = "Stalled"
+    ASSEMBLED = "Assembled"
 
 
 class Reason:
@@ -88,3 +89,11 @@ class Reason:
     IN_PROGRESS = "InProgress"
     SCENES_FAILED = "ScenesFailed"
     PROJECT_NOT_FOUND = "ProjectNotFound"
+    # the final video (condition Assembled; VIDEO_ASSEMBLED is also its Event)
+    ASSEMBLY_NOT_REQUESTED = "AssemblyNotRequested"
+    WAITING_FOR_SCENES = "WaitingForScenes"
+    ASSEMBLING = "Assembling"
+    ASSEMBLY_FAILED = "AssemblyFailed"
+    FINAL_VIDEO_MISSING = "FinalVideoMissing"
+    VIDEO_ASSEMBLED = "VideoAssembled"
+    FINAL_VIDEO_ADOPTED = "FinalVideoAdopted"

@@ -13,6 +13,7 @@ from controller import tenancy
 from controller import vocabulary as v
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
+from controller.assembly.reconciler import Assembler
 from controller.kube import ApiError
 from controller.reconcile.patching import merge_patch
 from controller.reconcile.project import ProjectObservation, SceneView, project_status
@@ -46,6 +47,7 @@ class Projects:
         intake: Intake,
         memory: Memory,
         recorder: Recorder,
+        assembly: Assembler,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -56,9 +58,12 @@ class Projects:
         self.intake = intake
         self.memory = memory
         self.recorder = recorder
+        self.assembly = assembly  # the final video (controller/assembly)
 
     async def reconcile(self, key: Key) -> Result:
         body = self.store.projects.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            await self.assembly.stop(key)  # no final video is uploaded after this
         if body is None:
             self.memory.projects.pop(key, None)
             return Result()
@@ -78,6 +83,7 @@ class Projects:
             elif status.plan is not None:
                 await planning.create_missing(self, body, status.plan)
             await self.report_bucket(body, spec, mem)
+            await self.assembly.reconcile(self.store.projects.get(key, body), spec)
         await self.write_status(body, spec, spec_error, mem)
         if spec is not None and not mem.drift_scheduled:
             mem.drift_scheduled = True
@@ -103,7 +109,7 @@ class Projects:
             name_conflicts=tuple(mem.name_conflicts),
             bucket_problem=mem.bucket_problem,
         )
-        new = project_status(obs)
+        new = self.assembly.apply(body, spec, project_status(obs))
         patch = merge_patch(body.get("status") or {}, new.wire())
         if not patch:
             return

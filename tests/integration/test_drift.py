@@ -478,7 +478,8 @@ def test_deletion_policy(policy, cluster, namespace, run_operator, kubectl, s3, 
         assert listed == []
         assert "ClipsDeleted" in cluster.event_reasons(namespace, "gone")
     else:
-        assert sorted(o["Key"] for o in listed) == sorted(keys)
+        final = project["status"]["finalVideo"]["s3Key"]  # kept too
+        assert sorted(o["Key"] for o in listed) == sorted([*keys, final])
 
 
 def test_a_missing_bucket_starts_no_paid_job(

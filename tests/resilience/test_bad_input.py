@@ -41,6 +41,7 @@ VERDICTS = {
     v.Reason.PLANNING_FAILED,
     v.Reason.SCENES_FAILED,
     v.Reason.BUDGET_EXHAUSTED,
+    v.Reason.BUCKET_UNAVAILABLE,  # a missing bucket, reported before any job is paid
 }
 
 ODD_TEXT = [

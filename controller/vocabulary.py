@@ -66,6 +66,7 @@ class Reason:
     CLIP_ADOPTED = "ClipAdopted"
     UPLOAD_FAILED = "UploadFailed"
     BUCKET_UNAVAILABLE = "BucketUnavailable"  # missing, denied or unreachable: no job starts
+    INVALID_OUTPUT = "InvalidOutput"  # the provider's output is not the clip asked for
     JOB_LOST = "JobLost"
     JOB_MAY_BE_ORPHANED = "JobMayBeOrphaned"
     JOB_RECOVERED = "JobRecovered"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from controller.retry_after import bounded
+from controller.text import bound
 
 
 class ProviderError(Exception):
@@ -20,7 +21,8 @@ class ProviderError(Exception):
 
     `retryable` is decided once, where the error is raised (see `errors.classify_status`):
     429, 5xx, timeouts and connection errors are retryable; other 4xx, safety blocks and
-    invalid input are permanent. `message` keeps the provider's own words (no secrets).
+    invalid input are permanent. `message` keeps the provider's own words (no secrets),
+    bounded (`controller.text.bound`): it ends up in status, Events and logs.
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class ProviderError(Exception):
         status_code: int | None = None,
         retry_after: float | None = None,
     ) -> None:
+        message = bound(message)
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message

@@ -17,6 +17,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from controller import fleet_metrics
 from controller import metrics as _metrics  # noqa: F401  (registers the operator's metrics)
+from controller.reconcile.scene import Outcome
 from controller.store import Store
 from tests.support.kustomize import kustomize_build
 
@@ -131,6 +132,8 @@ def test_every_alert_has_a_promtool_test() -> None:
         "SceneOperatorLeaderMissing",
     }
     for name, rule in alerts().items():
+        if "scene_operator_scenes" in rule["expr"] or "scene_operator_projects" in rule["expr"]:
+            assert "max by (namespace)" in rule["expr"], name  # replicas count the same cache
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}, name
         assert {"summary", "description"} <= rule["annotations"].keys(), name
 
@@ -140,8 +143,8 @@ def test_alerts_read_only_exported_metrics() -> None:
     assert used - exported() == NOT_YET_EXPORTED
     # the pay-twice alert reads the outcome the runtime really counts
     assert 'outcome="again"' in alerts()["SceneOperatorJobMayBePaidTwice"]["expr"]
-    from controller.reconcile.scene import Outcome
-
+    # (the runtime labels scene_operator_orphan_window_total with Decision.outcome; that
+    # a JobMayBeOrphaned counts "again" is checked in tests/unit/test_runtime_jobs.py)
     assert Outcome.ORPHAN_AGAIN.value == "again"
 
 
@@ -163,8 +166,20 @@ def test_the_dashboard_parses_and_reads_only_exported_metrics() -> None:
         "scene_operator_projects",
         "scene_operator_estimated_cost_usd",
         "scene_operator_provider_jobs_total",
+        "scene_operator_leader",
     ):
         assert name in used
+    # every replica (the standby too) counts its own cache: fleet gauges are never summed
+    # across replicas, only their max per namespace
+    fleet = (
+        "scene_operator_scenes",
+        "scene_operator_projects",
+        "scene_operator_estimated_cost_usd",
+    )
+    for expr in exprs:
+        for name in fleet:
+            if re.search(rf"\b{name}\{{", expr) and "label_values" not in expr:
+                assert "max by (namespace" in expr, expr
     for p in panels:
         assert p["targets"], p["title"]
         assert p["datasource"]["uid"] == "${datasource}", p["title"]

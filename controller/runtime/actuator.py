@@ -109,9 +109,7 @@ class Actuator:
             orphan_search_after=s.settings.orphan_search_after_seconds,
             capacity=desired is not None and not full,
             capacity_limit=full or "",
-            poll_delay=webhooks.poll_delay(
-                s.settings, status.generation and status.generation.provider, self.poll_delay()
-            ),
+            poll_delay=webhooks.poll_delay(s.settings, status.generation, self.poll_delay()),
             jitter=random.random(),
         )
 

@@ -34,6 +34,11 @@ def run_demo(kubeconfig: str, namespace: str, out: Path, env: dict[str, str], *e
     )  # fmt: skip
 
 
+def operator_log(out: Path) -> str:
+    path = out / "operator.log"
+    return path.read_text(errors="replace") if path.exists() else "(no operator log)"
+
+
 def check_clean_stop(out: Path, secrets: list[str]) -> None:
     log = (out / "operator.log").read_text()
     assert "scene_operator starting" in log
@@ -48,7 +53,8 @@ def test_keys_in_the_shell_do_not_make_the_demo_use_paid_providers(
     with ReplicateServer() as replicate, GeminiServer() as gemini:
         env = {**replicate.env(), **gemini.env(), "GOOGLE_API_KEY": "AIza-fake-google-key"}
         done = run_demo(kubeconfig, namespace, out, env)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        why = f"{done.stdout[-3000:]}{done.stderr[-3000:]}\n{operator_log(out)[-6000:]}"
+        assert done.returncode == 0, why
         assert replicate.requests == [] and gemini.request_count == 0
     assert "providers: planner local, video local" in done.stdout
     assert "GEMINI_API_KEY, GOOGLE_API_KEY, REPLICATE_API_TOKEN" in done.stdout
@@ -79,8 +85,10 @@ def test_real_providers_only_when_asked_and_with_a_small_budget(
     with ReplicateServer(video_bytes=replicate_video) as replicate, GeminiServer() as gemini:
         env = {**replicate.env(), **gemini.env()}
         done = run_demo(kubeconfig, namespace, out, env, "--real-providers")
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert gemini.request_count >= 1 and replicate.counts["create"] == 3
+        why = f"{done.stdout[-3000:]}{done.stderr[-3000:]}\n{operator_log(out)[-6000:]}"
+        assert done.returncode == 0, why
+        assert gemini.request_count >= 1, why
+        assert replicate.counts["create"] == 3, f"{replicate.requests}\n{why}"
     project = cluster.project(namespace, PROJECT_NAME)
     assert project["spec"]["planner"] == {"provider": "gemini"}
     assert project["spec"]["video"] == {"provider": "replicate"}

@@ -137,8 +137,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # everything it started is stopped on the way out
         print("demo interrupted", file=sys.stderr)
         return 130
-    except subprocess.CalledProcessError as exc:  # kubectl failed: its stderr says why
-        print(exc, file=sys.stderr)
+    except (subprocess.CalledProcessError, RuntimeError, OSError) as exc:
+        # kubectl failed (its stderr says why), no kubeconfig, no moto, no binaries, ...
+        print(f"demo failed: {exc}", file=sys.stderr)
         return 1
 
 

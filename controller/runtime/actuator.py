@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -27,7 +28,6 @@ from controller.reconcile.effects import Facts
 from controller.reconcile.patching import merge_patch
 from controller.reconcile.timeutil import rfc3339
 from controller.runtime import jobs
-from controller.runtime.scenes import SceneInputs
 from controller.runtime.state import SceneMemory
 from controller.store import Body, Key, key_of, project_of_scene
 
@@ -35,6 +35,17 @@ if TYPE_CHECKING:
     from controller.runtime.scenes import Scenes
 
 log = logging.getLogger("scene_operator")
+
+
+@dataclass(frozen=True)
+class SceneInputs:
+    """What a Scene's decision reads besides its own status."""
+
+    desired: sc.Desired | None
+    request: VideoRequest | None
+    blocked: ErrorInfo | None
+    controls: sc.Controls
+    project: Body | None
 
 
 class Actuator:
@@ -96,9 +107,7 @@ class Actuator:
             orphan_search_after=s.settings.orphan_search_after_seconds,
             capacity=desired is not None and not full,
             capacity_limit=full or "",
-            poll_delay=webhooks.poll_delay(
-                s.settings, status.generation and status.generation.provider, self.poll_delay()
-            ),
+            poll_delay=webhooks.poll_delay(s.settings, status.generation, self.poll_delay()),
             jitter=random.random(),
         )
 

@@ -113,7 +113,8 @@ async def start(a: Actuator, o: sc.Observation, d: sc.Decision) -> float | None:
         f"{desired.provider} job {job_id} started (model {desired.model}, attempt {g.attempts}, take {g.take})",
     )
     a.mem.polls, a.mem.job_state = 0, None
-    return webhooks.poll_delay(s.settings, desired.provider, s.settings.poll_initial_seconds)
+    recorded = sc.with_job_id(d.status, job_id).generation
+    return webhooks.poll_delay(s.settings, recorded, s.settings.poll_initial_seconds)
 
 
 async def record_job_id(a: Actuator, body: Body) -> bool:

@@ -123,8 +123,9 @@ class Settings(BaseSettings):
 
     assembly_concurrency: int = Field(default=1, ge=1, le=64)
     """Final videos assembled at once (CPU work, in threads off the event loop)."""
-    assembly_max_bytes: int = Field(default=4 * 1024**3, ge=1024**2)
-    """Cap on the temporary disk one assembly may use (clips, audio and the output)."""
+    assembly_max_bytes: int = Field(default=1024**3, ge=1024**2)
+    """Cap on the temporary disk one assembly may use (clips, audio and the output);
+    under the Deployment's 2Gi /tmp emptyDir, which clip downloads share."""
 
     def concurrency(self, provider: str) -> int:
         return int(getattr(self, f"concurrency_{provider}", self.concurrency_local))

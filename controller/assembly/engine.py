@@ -97,7 +97,7 @@ def assemble(
     *,
     audio: Path | None = None,
     resolution: tuple[int, int] | None = None,
-    max_bytes: int = 4 * 1024**3,
+    max_bytes: int = 1024**3,
 ) -> Assembled:
     """Join `clips` in order into `out` (written aside, renamed when probed good)."""
     if not clips:

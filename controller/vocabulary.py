@@ -78,6 +78,7 @@ class Reason:
     PAUSED = "Paused"
     BUDGET_EXHAUSTED = "BudgetExhausted"
     CLIPS_DELETED = "ClipsDeleted"
+    BUCKET_MISSING = "BucketMissing"
     # leader election (client-go's Event reason, on the Lease)
     LEADER_ELECTION = "LeaderElection"
     # readiness

@@ -38,7 +38,13 @@ SETTLED = Health()
 
 # Ready=False reasons of a Scene that no amount of waiting resolves.
 SCENE_STALLED = frozenset(
-    {Reason.INVALID_SPEC, Reason.BUDGET_EXHAUSTED, Reason.CLIP_MISSING, Reason.RETRIES_EXHAUSTED}
+    {
+        Reason.INVALID_SPEC,
+        Reason.BUDGET_EXHAUSTED,
+        Reason.CLIP_MISSING,
+        Reason.RETRIES_EXHAUSTED,
+        Reason.BUCKET_MISSING,
+    }
 )
 # Ready=False reasons where the spec itself asks for nothing more: neither condition.
 SCENE_SETTLED = frozenset({Reason.PAUSED, Reason.NOT_REQUESTED})

@@ -32,6 +32,9 @@ from controller.vocabulary import Cond, Reason
 # A safety net only: the runtime parks a Scene that waits for a job slot and wakes it
 # when a slot frees (controller/waiting.py).
 CAPACITY_RECHECK_SECONDS = 300.0
+# A Scene whose bucket does not exist looks again this often (creating it is a change the
+# operator cannot watch).
+BUCKET_RECHECK_SECONDS = 60.0
 
 
 class Effect(StrEnum):
@@ -87,6 +90,7 @@ class Rule(StrEnum):
     VIDEOS_NOT_REQUESTED = "videos-not-requested"
     BACKING_OFF = "backing-off"
     LOOK_EXPECTED = "look-expected"
+    BUCKET_MISSING = "bucket-missing"
     ADOPT = "adopt"
     PAUSED = "paused"
     ATTEMPTS_EXHAUSTED = "attempts-exhausted"
@@ -145,6 +149,7 @@ class ObjectSeen:
 
     key: str
     obj: StoredObject | None
+    bucket_missing: bool = False  # the bucket itself does not exist: nothing can be stored
 
 
 @dataclass(frozen=True)
@@ -746,6 +751,17 @@ def _waiting_capacity(o: Observation) -> Decision:
 def _generate(o: Observation) -> Decision:
     s, d, c = o.status, o.desired, o.controls
     assert d is not None
+    if o.expected is not None and o.expected.bucket_missing:
+        # No job: its clip could never be stored. Stalled until the bucket exists.
+        msg = f"bucket {d.bucket} does not exist: create it or fix spec.storage.bucket"
+        return _settle(
+            o,
+            s,
+            Rule.BUCKET_MISSING,
+            (Reason.BUCKET_MISSING, msg),
+            events=(Event(Reason.BUCKET_MISSING, msg, "Warning"),),
+            requeue_after=BUCKET_RECHECK_SECONDS,
+        )
     if not c.generate_videos:
         return _settle(
             o, s, Rule.VIDEOS_NOT_REQUESTED, (Reason.NOT_REQUESTED, "spec.generateVideos is false")

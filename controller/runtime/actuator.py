@@ -27,6 +27,7 @@ from controller.reconcile.timeutil import rfc3339
 from controller.runtime import jobs
 from controller.runtime.scenes import SceneInputs
 from controller.runtime.state import SceneMemory
+from controller.storage.clips import StorageError
 from controller.store import Body, Key, key_of, project_of_scene
 
 if TYPE_CHECKING:
@@ -155,7 +156,13 @@ class Actuator:
     # ------------------------------------------------------------------ S3 and provider
     async def look(self, o: sc.Observation) -> sc.ObjectSeen:
         assert o.desired is not None
-        return await self.look_at(o.desired.bucket, o.desired.key(o.status.take))
+        key = o.desired.key(o.status.take)
+        try:
+            return await self.look_at(o.desired.bucket, key)
+        except StorageError as e:
+            if e.code != "NoSuchBucket":
+                raise
+            return sc.ObjectSeen(key, None, bucket_missing=True)  # decide: Stalled, no job
 
     async def look_at(self, bucket: str, key: str) -> sc.ObjectSeen:
         try:

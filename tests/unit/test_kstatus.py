@@ -90,7 +90,11 @@ SCENES: dict[str, tuple[Callable[[], SceneStatus], str, str, str]] = {
         lambda: scene(observe(status(attempts=3, generations_started=3, spec_hash="h1"))),
         FAILED, "Degraded", v.Reason.RETRIES_EXHAUSTED,
     ),
-    "missing-bucket": (
+    "bucket-missing": (
+        lambda: scene(observe(expected=ObjectSeen(key(), None, bucket_missing=True))),
+        FAILED, "Degraded", v.Reason.BUCKET_MISSING,
+    ),
+    "upload-to-a-bucket-gone-meanwhile": (
         lambda: scene(
             observe(
                 in_flight(),
@@ -158,7 +162,7 @@ def test_scene_health(case: str) -> None:
 
 
 def test_the_missing_bucket_is_named_in_the_stalled_message() -> None:
-    obj = wrap(v.SCENE_KIND, SCENES["missing-bucket"][0]())
+    obj = wrap(v.SCENE_KIND, SCENES["upload-to-a-bucket-gone-meanwhile"][0]())
     assert "NoSuchBucket" in compute(obj)[1]
     assert "NoSuchBucket" in argo(obj)[1]
 

@@ -85,4 +85,5 @@ class Reason:
     COMPLETED = "Completed"
     IN_PROGRESS = "InProgress"
     SCENES_FAILED = "ScenesFailed"
+    SCENES_STALLED = "ScenesStalled"
     PROJECT_NOT_FOUND = "ProjectNotFound"

@@ -13,6 +13,7 @@ from controller import vocabulary as v
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
 from controller.kube import ApiError
+from controller.reconcile.health import stalled_reason
 from controller.reconcile.patching import merge_patch
 from controller.reconcile.project import ProjectObservation, SceneView, project_status
 from controller.reconcile.timeutil import utcnow
@@ -151,6 +152,7 @@ class Projects:
                     clip_seconds=duration if completed and clip else 0,
                     cost_per_second=self.settings.cost_per_second(provider) if provider else 0.0,
                     duration_seconds=duration,
+                    stalled=stalled_reason(status),
                 )
             )
         return views

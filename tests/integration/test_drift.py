@@ -445,6 +445,8 @@ def test_a_missing_bucket_starts_no_paid_job(
     assert all(kstatus.compute(s)[0] == "Failed" for s in scenes)
     assert "no-such-clips does not exist" in condition(scenes[0], "Ready")["message"]
     assert "BucketMissing" in cluster.event_reasons(namespace, scenes[0]["metadata"]["name"])
+    project = wait_kstatus(cluster, namespace, "nowhere", "Failed")  # every Scene left stalls
+    assert condition(project, "Stalled")["reason"] == "BucketMissing"
     assert replicate.created == []
     s3.client.create_bucket(Bucket="no-such-clips")  # the bucket appears: work goes on
     wait_project(cluster, namespace, "nowhere", timeout=150)  # looked at again within 60 s

@@ -10,22 +10,24 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from controller import metrics as m
 from controller import vocabulary as v
+from controller import webhooks
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase, SceneStatus
 from controller.kube import ApiError
-from controller.providers.base import JobLostError, JobStatus, ProviderError
+from controller.media.probe import OutputRules, check_stored, expected_seconds
+from controller.providers.base import JobLostError, JobStatus, ProviderError, VideoRequest
 from controller.reconcile import scene as sc
 from controller.reconcile.effects import Facts
 from controller.reconcile.patching import merge_patch
 from controller.reconcile.timeutil import rfc3339
 from controller.runtime import jobs
-from controller.runtime.scenes import SceneInputs
 from controller.runtime.state import SceneMemory
 from controller.storage.clips import StorageError
 from controller.store import Body, Key, key_of, project_of_scene
@@ -34,6 +36,17 @@ if TYPE_CHECKING:
     from controller.runtime.scenes import Scenes
 
 log = logging.getLogger("scene_operator")
+
+
+@dataclass(frozen=True)
+class SceneInputs:
+    """What a Scene's decision reads besides its own status."""
+
+    desired: sc.Desired | None
+    request: VideoRequest | None
+    blocked: ErrorInfo | None
+    controls: sc.Controls
+    project: Body | None
 
 
 class Actuator:
@@ -60,7 +73,8 @@ class Actuator:
         desired = inputs.desired
         if mem.look_first and desired is not None and facts.expected is None:
             # drift saw an object for this scene: look before any capacity wait
-            facts.expected = await self.look_at(desired.bucket, desired.key(status_take(body)))
+            key = desired.key(status_take(body))
+            facts.expected = await self.look_at(desired.bucket, key, inputs.request)
         mem.look_first = False
         try:
             status = SceneStatus.model_validate(body.get("status") or {})
@@ -94,7 +108,9 @@ class Actuator:
             orphan_search_after=s.settings.orphan_search_after_seconds,
             capacity=desired is not None and not full,
             capacity_limit=full or "",
-            poll_delay=self.poll_delay(),
+            poll_delay=webhooks.poll_delay(
+                s.settings, status.generation and status.generation.provider, self.poll_delay()
+            ),
             jitter=random.random(),
         )
 
@@ -158,13 +174,17 @@ class Actuator:
         assert o.desired is not None
         key = o.desired.key(o.status.take)
         try:
-            return await self.look_at(o.desired.bucket, key)
+            return await self.look_at(o.desired.bucket, key, self.inputs.request)
         except StorageError as e:
             if e.code != "NoSuchBucket":
                 raise
             return sc.ObjectSeen(key, None, bucket_missing=True)  # decide: Stalled, no job
 
-    async def look_at(self, bucket: str, key: str) -> sc.ObjectSeen:
+    async def look_at(
+        self, bucket: str, key: str, request: VideoRequest | None = None
+    ) -> sc.ObjectSeen:
+        """HEAD `key`; with `request`, an object found is also checked to be the clip
+        asked for (it may be adopted), by the same rule as a download."""
         try:
             fact = await self.scenes.threads.run(self.scenes.clips.head, bucket, key)
             m.S3_OPS.labels("head", "ok").inc()
@@ -173,7 +193,12 @@ class Actuator:
             raise
         if fact is None:
             return sc.ObjectSeen(key, None)
-        return sc.ObjectSeen(key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256))
+        invalid = None
+        if request is not None:
+            rules = OutputRules.from_settings(self.scenes.settings)
+            args = (bucket, key, fact.size, expected_seconds(request), rules)
+            invalid = await self.scenes.threads.run(check_stored, self.scenes.clips, *args)
+        return sc.ObjectSeen(key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256, invalid))
 
     async def poll(self, o: sc.Observation) -> sc.JobSeen:
         g, request = o.status.generation, self.inputs.request

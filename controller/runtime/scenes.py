@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -16,11 +15,11 @@ from controller.api.common import ErrorInfo
 from controller.api.project import ProjectSpec
 from controller.api.scene import SceneSpec
 from controller.desired import desired_for
-from controller.providers.base import VideoRequest
 from controller.ratelimit import TokenBucket
 from controller.reconcile import scene as sc
 from controller.reconcile.effects import Facts, run_pass
 from controller.reconcile.timeutil import utcnow
+from controller.runtime.actuator import Actuator, SceneInputs
 from controller.runtime.capacity import Capacity
 from controller.runtime.events import Recorder
 from controller.runtime.intake import Intake
@@ -28,17 +27,6 @@ from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, 
 from controller.runtime.state import Memory, Result
 from controller.settings import Settings
 from controller.store import Body, Key, Store, key_of, project_of_scene
-
-
-@dataclass(frozen=True)
-class SceneInputs:
-    """What a Scene's decision reads besides its own status."""
-
-    desired: sc.Desired | None
-    request: VideoRequest | None
-    blocked: ErrorInfo | None
-    controls: sc.Controls
-    project: Body | None
 
 
 class Scenes:
@@ -87,8 +75,6 @@ class Scenes:
         return table[provider]
 
     async def reconcile(self, key: Key) -> Result:
-        from controller.runtime.actuator import Actuator
-
         self.capacity.reconciled(key)  # release the slot held for it, if it was woken
         actuator = Actuator(self, key)
         try:

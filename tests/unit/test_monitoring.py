@@ -17,6 +17,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from controller import fleet_metrics
 from controller import metrics as _metrics  # noqa: F401  (registers the operator's metrics)
+from controller.reconcile.scene import Outcome
 from controller.store import Store
 from tests.support.kustomize import kustomize_build
 
@@ -142,8 +143,8 @@ def test_alerts_read_only_exported_metrics() -> None:
     assert used - exported() == NOT_YET_EXPORTED
     # the pay-twice alert reads the outcome the runtime really counts
     assert 'outcome="again"' in alerts()["SceneOperatorJobMayBePaidTwice"]["expr"]
-    from controller.reconcile.scene import Outcome
-
+    # (the runtime labels scene_operator_orphan_window_total with Decision.outcome; that
+    # a JobMayBeOrphaned counts "again" is checked in tests/unit/test_runtime_jobs.py)
     assert Outcome.ORPHAN_AGAIN.value == "again"
 
 

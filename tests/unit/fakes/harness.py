@@ -12,6 +12,8 @@ import concurrent.futures
 import datetime as dt
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from controller import vocabulary as v
 from controller.runtime import Runtime
 from controller.runtime.state import Kind
@@ -35,6 +37,15 @@ FAST = {
     "workers": 1,
     "io_threads": 2,
 }
+
+
+class Killed(BaseException):
+    """The operator process is killed (SIGKILL): nothing after this point runs."""
+
+
+def metric(name: str, **labels: str) -> float:
+    """A counter's current value (counters are process-wide: compare before and after)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 class Clock:
@@ -100,6 +111,17 @@ class Harness:
         await self.runtime.worker.process(item)  # type: ignore[arg-type]
         self.deliver()
         return True
+
+    async def together(self, count: int) -> list[tuple[str, str, str]]:
+        """Take the next `count` ready keys and reconcile them concurrently (as workers
+        do); a fake's hook can hold one of them at an await to interleave the others."""
+        self.deliver()
+        q = self.runtime.queue
+        q.move_due(self.clock.t)
+        items = [await q.get() for _ in range(count)]
+        await asyncio.gather(*(self.runtime.worker.process(i) for i in items))  # type: ignore[arg-type]
+        self.deliver()
+        return items  # type: ignore[return-value]
 
     async def settle(self, seconds: float = 0.0, max_steps: int = 2000) -> None:
         """Reconcile until nothing is ready, letting up to `seconds` of fake time pass

@@ -73,6 +73,19 @@ def _inflight(body: Body) -> tuple[str | None, int]:
     return provider, started if isinstance(started, int) else 0
 
 
+def pending_start(body: Body) -> bool:
+    """A pending marker: a start counted in generationsStarted whose job id is not known
+    yet (it may still be given back if the provider refuses the create)."""
+    gen = (body.get("status") or {}).get("generation")
+    return isinstance(gen, dict) and not gen.get("jobId")
+
+
+def generations_used(project: Body | None) -> int:
+    """The Project's status counter of generations used (only ever goes up)."""
+    used = ((project or {}).get("status") or {}).get("generationsUsed", 0)
+    return used if isinstance(used, int) else 0
+
+
 class Store:
     def __init__(self) -> None:
         self.projects: dict[Key, Body] = {}
@@ -81,6 +94,7 @@ class Store:
         self.inflight_by_provider: collections.Counter[str] = collections.Counter()
         self.inflight_by_project: collections.Counter[Key] = collections.Counter()
         self.started_by_project: collections.Counter[Key] = collections.Counter()
+        self.pending_by_project: collections.Counter[Key] = collections.Counter()
         self.freed: list[Key] = []  # Projects where a job ended since the runtime last looked
         # Projects whose generations-started total fell (a refused start gave its attempt
         # back, a Scene was deleted): Scenes held back by the budget may start now.
@@ -139,6 +153,15 @@ class Store:
             self.inflight_by_provider[provider] += sign
             self.inflight_by_project[project] += sign
         self.started_by_project[project] += sign * started
+        if pending_start(body):
+            self.pending_by_project[project] += sign
+
+    def budget_used(self, project: Key) -> int:
+        """Generations this Project has used: those of its Scenes now (pending starts
+        included), or, if more, the status counter (Scenes deleted since gave nothing
+        back) plus the pending starts, which the counter does not hold yet."""
+        counter = generations_used(self.projects.get(project))
+        return max(self.started_by_project[project], counter + self.pending_by_project[project])
 
     def scenes_of(self, project: Key) -> list[Body]:
         ns = project[0]
@@ -156,3 +179,17 @@ def is_owned_by(scene: Body, project: Body) -> bool:
     uid = project.get("metadata", {}).get("uid")
     refs = scene.get("metadata", {}).get("ownerReferences") or []
     return any(r.get("uid") == uid and r.get("kind") == v.PROJECT_KIND for r in refs)
+
+
+def scene_belongs_to(scene: Body, project: Body) -> bool:
+    """Whether an existing Scene is this Project's: owned by it (ownerReference uid), or,
+    with no Project owner at all, declared for it (spec.projectRef). A Scene owned by
+    another Project, even an earlier one of the same name, is not."""
+    refs = [
+        r
+        for r in scene.get("metadata", {}).get("ownerReferences") or []
+        if r.get("kind") == v.PROJECT_KIND
+    ]
+    if refs:
+        return is_owned_by(scene, project)
+    return project_of_scene(scene) == key_of(project)

@@ -44,7 +44,7 @@ SCENE_STALLED = frozenset(
         Reason.BUDGET_EXHAUSTED,
         Reason.CLIP_MISSING,
         Reason.RETRIES_EXHAUSTED,
-        Reason.BUCKET_MISSING,
+        Reason.BUCKET_UNAVAILABLE,
     }
 )
 # Ready=False reasons where the spec itself asks for nothing more: neither condition.

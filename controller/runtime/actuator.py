@@ -20,6 +20,7 @@ from controller import vocabulary as v
 from controller import webhooks
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase, SceneStatus
+from controller.drift import look_at_clip
 from controller.kube import ApiError
 from controller.media.probe import OutputRules, check_stored, expected_seconds
 from controller.providers.base import JobLostError, JobStatus, ProviderError, VideoRequest
@@ -29,7 +30,6 @@ from controller.reconcile.patching import merge_patch
 from controller.reconcile.timeutil import rfc3339
 from controller.runtime import jobs
 from controller.runtime.state import SceneMemory
-from controller.storage.clips import StorageError
 from controller.store import Body, Key, key_of, project_of_scene
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class Actuator:
             and status.phase == ScenePhase.COMPLETED
             and facts.clip_check is None
         ):
-            facts.clip_check = await self.look_at(status.clip.bucket, status.clip.key)
+            facts.clip_check = await s.threads.run(look_at_clip, s.clips, status.clip)
         mem.verify_clip = False
         annotations = body.get("metadata", {}).get("annotations") or {}
         # No await between this check and a START: `start` reserves the slot at once.
@@ -105,12 +105,11 @@ class Actuator:
             job=facts.job,
             finished=facts.finished,
             orphan=facts.orphan,
+            bucket=facts.bucket,
             orphan_search_after=s.settings.orphan_search_after_seconds,
             capacity=desired is not None and not full,
             capacity_limit=full or "",
-            poll_delay=webhooks.poll_delay(
-                s.settings, status.generation and status.generation.provider, self.poll_delay()
-            ),
+            poll_delay=webhooks.poll_delay(s.settings, status.generation, self.poll_delay()),
             jitter=random.random(),
         )
 
@@ -172,13 +171,9 @@ class Actuator:
     # ------------------------------------------------------------------ S3 and provider
     async def look(self, o: sc.Observation) -> sc.ObjectSeen:
         assert o.desired is not None
-        key = o.desired.key(o.status.take)
-        try:
-            return await self.look_at(o.desired.bucket, key, self.inputs.request)
-        except StorageError as e:
-            if e.code != "NoSuchBucket":
-                raise
-            return sc.ObjectSeen(key, None, bucket_missing=True)  # decide: Stalled, no job
+        return await self.look_at(
+            o.desired.bucket, o.desired.key(o.status.take), self.inputs.request
+        )
 
     async def look_at(
         self, bucket: str, key: str, request: VideoRequest | None = None
@@ -198,7 +193,7 @@ class Actuator:
             rules = OutputRules.from_settings(self.scenes.settings)
             args = (bucket, key, fact.size, expected_seconds(request), rules)
             invalid = await self.scenes.threads.run(check_stored, self.scenes.clips, *args)
-        return sc.ObjectSeen(key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256, invalid))
+        return sc.ObjectSeen(key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256, invalid=invalid))
 
     async def poll(self, o: sc.Observation) -> sc.JobSeen:
         g, request = o.status.generation, self.inputs.request
@@ -242,6 +237,10 @@ class Actuator:
 
     async def find_job(self, o: sc.Observation) -> sc.OrphanSearch:
         return await jobs.find_job(self, o)
+
+    async def check_bucket(self, o: sc.Observation) -> sc.BucketSeen:
+        assert o.desired is not None
+        return await self.scenes.check_bucket(o.desired.bucket)
 
     async def start(self, o: sc.Observation, d: sc.Decision) -> float | None:
         return await jobs.start(self, o, d)

@@ -70,7 +70,7 @@ class Capacity:
         if cap is None:
             return None
         pending = sum(1 for p in self.reserved.values() if p[1] == project)
-        return cap - self.store.started_by_project[project] - pending
+        return cap - self.store.budget_used(project) - pending
 
     # ------------------------------------------------------------------ reservations
     def reserve(self, scene: Key, provider: str, project: Key) -> bool:

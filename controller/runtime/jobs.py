@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controller import metrics as m
+from controller import naming, webhooks
 from controller import vocabulary as v
-from controller import webhooks
 from controller.api.common import ErrorInfo
 from controller.media import output
 from controller.media.probe import OutputRules
@@ -113,7 +113,8 @@ async def start(a: Actuator, o: sc.Observation, d: sc.Decision) -> float | None:
         f"{desired.provider} job {job_id} started (model {desired.model}, attempt {g.attempts}, take {g.take})",
     )
     a.mem.polls, a.mem.job_state = 0, None
-    return webhooks.poll_delay(s.settings, desired.provider, s.settings.poll_initial_seconds)
+    recorded = sc.with_job_id(d.status, job_id).generation
+    return webhooks.poll_delay(s.settings, recorded, s.settings.poll_initial_seconds)
 
 
 async def record_job_id(a: Actuator, body: Body) -> bool:
@@ -187,7 +188,7 @@ async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen:
         return sc.JobSeen("", sc.JobPhase.RUNNING)  # force a fresh poll
     provider = s.providers.video(g.provider)
     s3_key = desired.key(status.take)
-    path = Path(s.tmp_dir) / f"{key[0]}-{key[1]}-{g.job_id[-12:]}.mp4"
+    path = Path(s.tmp_dir) / naming.download_file_name(key[0], key[1], g.job_id)
     try:
         started = time.perf_counter()
         rules = OutputRules.from_settings(s.settings)

@@ -30,10 +30,17 @@ def endpoint(settings: Settings) -> str | None:
     return settings.webhook_url.rstrip("/") + PATH if settings.webhook_url else None
 
 
-def poll_delay(settings: Settings, provider: str | None, default: float) -> float:
-    """The delay before the next poll of a job: the slow safety net for a provider that
-    calls back while webhooks are on, else the usual growing interval."""
-    if provider == PROVIDER and enabled(settings):
+def poll_delay(settings: Settings, generation: Any, default: float) -> float:
+    """The delay before the next poll of the job recorded in `generation` (a
+    GenerationInfo, or None): the slow safety net for a recorded job of a provider that
+    calls back while webhooks are on; else the usual interval (also for a marker without
+    a job id, whose orphan search must not wait for a webhook that cannot come)."""
+    if (
+        generation is not None
+        and generation.job_id
+        and generation.provider == PROVIDER
+        and enabled(settings)
+    ):
         return settings.webhook_poll_seconds
     return default
 

@@ -170,6 +170,14 @@ class Receiver:
         try:
             outcome = self.on_completed(prediction["id"])
         except NotLeaderError:  # the Lease was lost a moment ago: the next leader acts
-            return Outcome.STANDBY
-        log.debug("webhook for prediction %s: %s", prediction["id"], outcome)
+            outcome = Outcome.STANDBY
+        if STATUS[outcome] >= 500:  # Replicate retries with the same webhook-id
+            self.replays.forget(checked.webhook_id)
+        # One line per authentic completion (like the job's start): what it did.
+        log.info(
+            "webhook for prediction %s: %s",
+            prediction["id"],
+            outcome,
+            extra={"provider": "replicate", "job_id": prediction["id"]},
+        )
         return outcome

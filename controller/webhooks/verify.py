@@ -99,6 +99,11 @@ class ReplayGuard:
         self._expiry[webhook_id] = expiry
         self._order.append((expiry, webhook_id))
 
+    def forget(self, webhook_id: str) -> None:
+        """The request was authentic but answered "retry" (503): its retry, with the
+        same webhook-id, must not count as a replay."""
+        self._expiry.pop(webhook_id, None)
+
     def _prune(self, now: float) -> None:
         # Expiries arrive almost in order; an out-of-order one is only dropped a bit late.
         # Kept through the window's last second: a request exactly at the tolerance passes

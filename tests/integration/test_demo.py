@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from controller.demo import DEMO_BUDGET, PROJECT_NAME
+from controller.providers.render import probe_clip
 from tests.integration.clips import replicate_video
 from tests.integration.helpers import Cluster
 from tests.support.gemini_server import GeminiServer
@@ -56,9 +57,18 @@ def test_keys_in_the_shell_do_not_make_the_demo_use_paid_providers(
     assert project["spec"]["video"] == {"provider": "local"}
     scenes = cluster.scenes(namespace, PROJECT_NAME)
     assert len(scenes) == 3 and all(s["status"]["clip"]["provider"] == "local" for s in scenes)
-    assert sorted(p.name for p in out.glob("*.mp4")) == [
-        f"{s['metadata']['name']}.mp4" for s in scenes
-    ]
+    assert sorted(p.name for p in out.glob("*.mp4")) == sorted(
+        [f"{s['metadata']['name']}.mp4" for s in scenes] + [f"{PROJECT_NAME}-final.mp4"]
+    )
+    final = probe_clip(out / f"{PROJECT_NAME}-final.mp4")  # every clip, in one film
+    assert (
+        abs(
+            final.duration_seconds
+            - sum(probe_clip(out / f"{s['metadata']['name']}.mp4").duration_seconds for s in scenes)
+        )
+        < 0.3
+    )
+    assert f"{PROJECT_NAME}-final.mp4" in done.stdout and "(final video)" in done.stdout
     check_clean_stop(out, [env["REPLICATE_API_TOKEN"], env["GEMINI_API_KEY"]])
 
 

@@ -159,7 +159,8 @@ class ReplicateServer(ProtocolServer):
         if isinstance(hook := payload.get("webhook"), str) and "completed" in (
             payload.get("webhook_events_filter") or ["completed"]
         ):
-            self.webhooks.schedule(self.latency_seconds + 0.05, job["id"], hook, self._body(job))
+            delay = self.latency_seconds + self.webhooks.lag
+            self.webhooks.schedule(delay, job["id"], hook, self._body(job))
         return Reply.json(201, created)
 
     def _body(self, job: dict[str, Any]) -> Callable[[], bytes]:

@@ -43,6 +43,7 @@ class WebhookSender:
     def __init__(self) -> None:
         self.secret = new_secret()
         self.drop = False  # True: completions are not delivered (a lost webhook)
+        self.lag = 0.05  # seconds from a job's completion to its webhook
         self.deliveries: list[Delivery] = []
         self.lock = threading.Lock()
         self._timers: list[threading.Timer] = []

@@ -90,10 +90,6 @@ SCENES: dict[str, tuple[Callable[[], SceneStatus], str, str, str]] = {
         lambda: scene(observe(status(attempts=3, generations_started=3, spec_hash="h1"))),
         FAILED, "Degraded", v.Reason.RETRIES_EXHAUSTED,
     ),
-    "bucket-missing": (
-        lambda: scene(observe(expected=ObjectSeen(key(), None, bucket_missing=True))),
-        FAILED, "Degraded", v.Reason.BUCKET_MISSING,
-    ),
     "upload-to-a-bucket-gone-meanwhile": (
         lambda: scene(
             observe(
@@ -281,12 +277,12 @@ PROJECTS: dict[str, tuple[Callable[[], ProjectStatus], str, str, str]] = {
         IN_PROGRESS, "Progressing", "InProgress",
     ),
     "every-scene-left-stalled": (
-        lambda: project(*views(C), *stalled_views(P, P, reason=v.Reason.BUCKET_MISSING)),
-        FAILED, "Degraded", v.Reason.BUCKET_MISSING,
+        lambda: project(*views(C), *stalled_views(P, P, reason=v.Reason.BUCKET_UNAVAILABLE)),
+        FAILED, "Degraded", v.Reason.BUCKET_UNAVAILABLE,
     ),
     "scenes-stalled-for-different-reasons": (
         lambda: project(
-            *stalled_views(P, reason=v.Reason.BUCKET_MISSING),
+            *stalled_views(P, reason=v.Reason.BUCKET_UNAVAILABLE),
             *stalled_views(P, reason=v.Reason.INVALID_SPEC, start=2),
         ),
         FAILED, "Degraded", v.Reason.SCENES_STALLED,
@@ -321,8 +317,8 @@ def test_budget_stall_says_how_much_is_left() -> None:
 def test_a_project_whose_scenes_are_all_stalled_says_why() -> None:
     st = PROJECTS["every-scene-left-stalled"][0]()
     cond = get_condition(st.conditions, v.Cond.STALLED)
-    assert cond is not None and cond.message == "2 scenes stalled: BucketMissing"
+    assert cond is not None and cond.message == "2 scenes stalled: BucketUnavailable"
     mixed = get_condition(
         PROJECTS["scenes-stalled-for-different-reasons"][0]().conditions, "Stalled"
     )
-    assert mixed is not None and mixed.message == "2 scenes stalled: BucketMissing, InvalidSpec"
+    assert mixed is not None and mixed.message == "2 scenes stalled: BucketUnavailable, InvalidSpec"

@@ -123,6 +123,7 @@ def observe(st: SceneStatus | None = None, **kw: object) -> Observation:
         "status": st if st is not None else SceneStatus(),
         "desired": desired(),
         "controls": controls(),
+        "bucket": sc.BucketSeen(),  # the bucket was looked at and is fine
     }
     return Observation(**{**base, **kw})  # type: ignore[arg-type]
 
@@ -223,6 +224,9 @@ class Scripted:
 
     async def find_job(self, o: Observation) -> sc.OrphanSearch:
         raise AssertionError("unexpected effect FindJob")
+
+    async def check_bucket(self, o: Observation) -> sc.BucketSeen:
+        return sc.BucketSeen()
 
     async def start(self, o: Observation, d: Decision) -> float | None:
         return None
@@ -1917,17 +1921,3 @@ def test_every_job_recovered_or_maybe_orphaned_is_an_orphan_window_outcome(
     assert (Reason.JOB_RECOVERED in reasons(d)) == (outcome == Outcome.ORPHAN_RECOVERED)
     assert (Reason.JOB_MAY_BE_ORPHANED in reasons(d)) == (outcome == Outcome.ORPHAN_AGAIN)
 
-
-def test_a_missing_bucket_starts_no_job_and_is_looked_at_again() -> None:
-    o = observe(expected=ObjectSeen(key(), None, bucket_missing=True))
-    d = decide(o)
-    assert (d.effect, d.rule, d.requeue_after) == (Effect.WRITE, "bucket-missing", 60.0)
-    ready = get_condition(d.status.conditions, Cond.READY)
-    assert (ready.status, ready.reason) == ("False", Reason.BUCKET_MISSING)
-    assert f"bucket {BUCKET} does not exist" in ready.message
-    assert [e.reason for e in d.events] == [Reason.BUCKET_MISSING]
-    again = decide(replace(o, status=d.status))
-    assert (again.effect, again.requeue_after, again.events) == (Effect.NONE, 60.0, ())
-    # once the bucket exists, the next look finds it empty and the job starts
-    _, trail = drive(next_pass(o, status=d.status))
-    assert trail[-1].effect == Effect.START

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -130,6 +131,30 @@ def test_verified_requests_that_wake_nothing(pid: str, status: str, expected: st
     run(scenario)
 
 
+def test_a_retry_after_pending_is_not_a_replay() -> None:
+    """503 pending asks Replicate to retry; the retry has the same webhook-id."""
+    known: set[str] = set()
+    woken: list[str] = []
+
+    def wake(pid: str) -> Outcome:
+        if pid in known:
+            woken.append(pid)
+            return Outcome.ACCEPTED
+        return Outcome.PENDING
+
+    async def main() -> None:
+        receiver = Receiver(SigningSecret(Fetcher(SECRET)), wake)
+        async with TestClient(TestServer(receiver.app())) as client:
+            body = prediction()
+            assert await post(client, body, headers_for(body)) == (503, "pending")
+            known.add("p1")  # meanwhile its id reached status
+            assert await post(client, body, headers_for(body)) == (200, "accepted")
+            assert await post(client, body, headers_for(body)) == (200, "replay")
+            assert woken == ["p1"]
+
+    asyncio.run(main())
+
+
 def test_invalid_requests_get_4xx_and_wake_nothing() -> None:
     async def scenario(client: TestClient, woken: list[str], fetcher: Fetcher) -> None:
         body = prediction()
@@ -220,12 +245,16 @@ def test_a_standby_answers_503_so_replicate_retries() -> None:
 
 
 def test_settings_turn_webhooks_on() -> None:
+    def job(provider: str, job_id: str | None = "p1") -> Any:  # a GenerationInfo's fields
+        return SimpleNamespace(provider=provider, job_id=job_id)
+
     off = Settings()
     assert endpoint(off) is None
-    assert poll_delay(off, "replicate", 5.0) == 5.0
+    assert poll_delay(off, job("replicate"), 5.0) == 5.0
     on = Settings(webhook_url="https://hooks.example.com/", webhook_poll_seconds=120)
     assert endpoint(on) == "https://hooks.example.com/webhooks/replicate"
-    assert poll_delay(on, "replicate", 5.0) == 120
-    assert poll_delay(on, "veo", 5.0) == 5.0  # Veo does not call back: polled as before
+    assert poll_delay(on, job("replicate"), 5.0) == 120
+    assert poll_delay(on, job("veo"), 5.0) == 5.0  # Veo does not call back: polled as before
+    assert poll_delay(on, job("replicate", None), 5.0) == 5.0  # a marker: orphan search
     assert poll_delay(on, None, 5.0) == 5.0
     assert Settings().webhook_poll_seconds == 300

@@ -1920,4 +1920,3 @@ def test_every_job_recovered_or_maybe_orphaned_is_an_orphan_window_outcome(
     assert d.outcome == outcome, d.rule
     assert (Reason.JOB_RECOVERED in reasons(d)) == (outcome == Outcome.ORPHAN_RECOVERED)
     assert (Reason.JOB_MAY_BE_ORPHANED in reasons(d)) == (outcome == Outcome.ORPHAN_AGAIN)
-

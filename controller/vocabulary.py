@@ -88,6 +88,7 @@ class Reason:
     COMPLETED = "Completed"
     IN_PROGRESS = "InProgress"
     SCENES_FAILED = "ScenesFailed"
+    SCENES_STALLED = "ScenesStalled"
     PROJECT_NOT_FOUND = "ProjectNotFound"
     # the final video (condition Assembled; VIDEO_ASSEMBLED is also its Event)
     ASSEMBLY_NOT_REQUESTED = "AssemblyNotRequested"

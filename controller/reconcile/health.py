@@ -20,6 +20,7 @@ The two are never True together: kstatus takes the first True one in list order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from controller.api.common import Condition
 from controller.reconcile.conditions import get_condition, remove_condition, set_condition
@@ -38,7 +39,13 @@ SETTLED = Health()
 
 # Ready=False reasons of a Scene that no amount of waiting resolves.
 SCENE_STALLED = frozenset(
-    {Reason.INVALID_SPEC, Reason.BUDGET_EXHAUSTED, Reason.CLIP_MISSING, Reason.RETRIES_EXHAUSTED}
+    {
+        Reason.INVALID_SPEC,
+        Reason.BUDGET_EXHAUSTED,
+        Reason.CLIP_MISSING,
+        Reason.RETRIES_EXHAUSTED,
+        Reason.BUCKET_UNAVAILABLE,
+    }
 )
 # Ready=False reasons where the spec itself asks for nothing more: neither condition.
 SCENE_SETTLED = frozenset({Reason.PAUSED, Reason.NOT_REQUESTED})
@@ -75,10 +82,12 @@ def project_health(
     processing: int,
     paused: bool,
     budget: Verdict | None,
+    stalled: tuple[str, ...] = (),
 ) -> Health:
     """Reconciling/Stalled of a Project from its recount and its (already derived) Ready.
 
-    `budget` is the BudgetExhausted verdict when `budget.maxGenerations` is used up.
+    `budget` is the BudgetExhausted verdict when `budget.maxGenerations` is used up;
+    `stalled` holds the Stalled reasons of its Pending Scenes.
     """
     if ready is None or ready.status == "True":
         return SETTLED
@@ -96,6 +105,11 @@ def project_health(
     if budget is not None and pending:
         left = f"{pending} scene{'s' if pending != 1 else ''} left without a clip"
         return Health(stalled=(budget[0], f"{budget[1]}; {left}"))
+    if pending and len(stalled) == pending:  # every Scene still to do is stuck
+        reasons = sorted(set(stalled))
+        reason = reasons[0] if len(reasons) == 1 else Reason.SCENES_STALLED
+        scenes = f"{pending} scene{'s' if pending != 1 else ''}"
+        return Health(stalled=(reason, f"{scenes} stalled: {', '.join(reasons)}"))
     return Health(reconciling=(reason, message or "reconciling"))
 
 
@@ -112,6 +126,14 @@ def with_health(
                 out, type_, "True", verdict[0], verdict[1], generation=generation, now=now
             )
     return out
+
+
+def stalled_reason(status: dict[str, Any]) -> str:
+    """The reason of a Scene's Stalled condition (wire form), or ""."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == Cond.STALLED and cond.get("status") == "True":
+            return str(cond.get("reason") or "")
+    return ""
 
 
 def with_scene_health(

@@ -28,6 +28,7 @@ class SceneView:
     clip_seconds: int = 0  # duration of the verified clip, if Completed
     cost_per_second: float = 0.0
     duration_seconds: int = 0
+    stalled: str = ""  # the reason of its Stalled condition, if it has one
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Counts:
     completed: int = 0
     failed: int = 0
     clips_missing: int = 0
+    stalled: tuple[str, ...] = ()  # Stalled reasons of the Pending scenes
 
 
 def recount(scenes: list[SceneView]) -> Counts:
@@ -51,6 +53,7 @@ def recount(scenes: list[SceneView]) -> Counts:
         completed=by[ScenePhase.COMPLETED],
         failed=by[ScenePhase.FAILED],
         clips_missing=sum(1 for s in scenes if s.clip_missing),
+        stalled=tuple(s.stalled for s in scenes if s.phase == ScenePhase.PENDING and s.stalled),
     )
 
 
@@ -204,6 +207,7 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
         get_condition(conds, Cond.READY),
         pending=c.pending,
         processing=c.processing,
+        stalled=c.stalled,
         paused=spec.paused,
         budget=(Reason.BUDGET_EXHAUSTED, f"{o.budget_used} of {cap} generations used")
         if exhausted

@@ -15,6 +15,7 @@ from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
 from controller.assembly.reconciler import Assembler
 from controller.kube import ApiError
+from controller.reconcile.health import stalled_reason
 from controller.reconcile.patching import merge_patch
 from controller.reconcile.project import ProjectObservation, SceneView, project_status
 from controller.reconcile.scene import BUCKET_RECHECK_SECONDS
@@ -158,6 +159,7 @@ class Projects:
                     clip_seconds=duration if completed and clip else 0,
                     cost_per_second=self.settings.cost_per_second(provider) if provider else 0.0,
                     duration_seconds=duration,
+                    stalled=stalled_reason(status),
                 )
             )
         return views

@@ -486,14 +486,24 @@ def test_a_missing_bucket_starts_no_paid_job(
     cluster, namespace, run_operator, s3, replicate
 ) -> None:
     """S3 answers a HEAD in a missing bucket with a bare 404, like a missing key: taken as
-    "no clip yet", every Scene would pay for a job whose upload can only fail."""
-    op = run_operator(namespace, env=replicate.env())
+    "no clip yet", every Scene would pay for a job whose upload can only fail. Instead the
+    Scenes are Stalled (BucketUnavailable) and go on once the bucket exists."""
+    run_operator(namespace, env=replicate.env())
     cluster.create_project(namespace, "nowhere", spec(count=2, storage={"bucket": "no-such-clips"}))
-    wait_until(lambda: len(cluster.scenes(namespace, "nowhere")) == 2, timeout=30, what="2 scenes")
-    wait_until(
-        lambda: op.logs().count("NoSuchBucket") >= 4, timeout=60, what="HEADs refused twice each"
-    )
+
+    def stalled() -> list[dict] | None:
+        scenes = cluster.scenes(namespace, "nowhere")
+        ok = len(scenes) == 2 and all(
+            (condition(s, "Stalled") or {}).get("reason") == "BucketUnavailable" for s in scenes
+        )
+        return scenes if ok else None
+
+    scenes = wait_until(stalled, timeout=60, what="both Scenes Stalled with BucketUnavailable")
+    assert all(kstatus.compute(s)[0] == "Failed" for s in scenes)
+    assert "no-such-clips" in condition(scenes[0], "Ready")["message"]
+    project = wait_kstatus(cluster, namespace, "nowhere", "Failed")  # every Scene left stalls
+    assert condition(project, "Stalled")["reason"] == "BucketUnavailable"
     assert replicate.created == []
     s3.client.create_bucket(Bucket="no-such-clips")  # the bucket appears: work goes on
-    wait_project(cluster, namespace, "nowhere", timeout=90)
+    wait_project(cluster, namespace, "nowhere", timeout=150)  # looked at again within 60 s
     assert len(replicate.created) == 2

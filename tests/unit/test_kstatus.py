@@ -90,7 +90,7 @@ SCENES: dict[str, tuple[Callable[[], SceneStatus], str, str, str]] = {
         lambda: scene(observe(status(attempts=3, generations_started=3, spec_hash="h1"))),
         FAILED, "Degraded", v.Reason.RETRIES_EXHAUSTED,
     ),
-    "missing-bucket": (
+    "upload-to-a-bucket-gone-meanwhile": (
         lambda: scene(
             observe(
                 in_flight(),
@@ -158,7 +158,7 @@ def test_scene_health(case: str) -> None:
 
 
 def test_the_missing_bucket_is_named_in_the_stalled_message() -> None:
-    obj = wrap(v.SCENE_KIND, SCENES["missing-bucket"][0]())
+    obj = wrap(v.SCENE_KIND, SCENES["upload-to-a-bucket-gone-meanwhile"][0]())
     assert "NoSuchBucket" in compute(obj)[1]
     assert "NoSuchBucket" in argo(obj)[1]
 
@@ -226,6 +226,13 @@ def project(
     )
 
 
+def stalled_views(*phases: ScenePhase, reason: str, start: int = 1) -> tuple[SceneView, ...]:
+    return tuple(
+        SceneView(name=f"s{i}", sequence=i, phase=p, owned=True, stalled=reason)
+        for i, p in enumerate(phases, start)
+    )
+
+
 P, C, F, R = ScenePhase.PENDING, ScenePhase.COMPLETED, ScenePhase.FAILED, ScenePhase.PROCESSING
 BUDGET = {"budget": {"maxGenerations": 2}}
 
@@ -269,6 +276,21 @@ PROJECTS: dict[str, tuple[Callable[[], ProjectStatus], str, str, str]] = {
         lambda: project(*views(R, P), spec={"paused": True}),
         IN_PROGRESS, "Progressing", "InProgress",
     ),
+    "every-scene-left-stalled": (
+        lambda: project(*views(C), *stalled_views(P, P, reason=v.Reason.BUCKET_UNAVAILABLE)),
+        FAILED, "Degraded", v.Reason.BUCKET_UNAVAILABLE,
+    ),
+    "scenes-stalled-for-different-reasons": (
+        lambda: project(
+            *stalled_views(P, reason=v.Reason.BUCKET_UNAVAILABLE),
+            *stalled_views(P, reason=v.Reason.INVALID_SPEC, start=2),
+        ),
+        FAILED, "Degraded", v.Reason.SCENES_STALLED,
+    ),
+    "one-stalled-one-waiting": (
+        lambda: project(*stalled_views(P, reason=v.Reason.INVALID_SPEC), *views(P, P)[1:]),
+        IN_PROGRESS, "Progressing", "InProgress",
+    ),
     "clip-missing-ignored": (
         lambda: project(
             SceneView(name="s1", sequence=1, phase=C, owned=True),
@@ -290,3 +312,13 @@ def test_budget_stall_says_how_much_is_left() -> None:
     cond = get_condition(st.conditions, v.Cond.STALLED)
     assert cond is not None
     assert cond.message == "2 of 2 generations used; 1 scene left without a clip"
+
+
+def test_a_project_whose_scenes_are_all_stalled_says_why() -> None:
+    st = PROJECTS["every-scene-left-stalled"][0]()
+    cond = get_condition(st.conditions, v.Cond.STALLED)
+    assert cond is not None and cond.message == "2 scenes stalled: BucketUnavailable"
+    mixed = get_condition(
+        PROJECTS["scenes-stalled-for-different-reasons"][0]().conditions, "Stalled"
+    )
+    assert mixed is not None and mixed.message == "2 scenes stalled: BucketUnavailable, InvalidSpec"

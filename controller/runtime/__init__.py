@@ -92,6 +92,7 @@ class Runtime:
             intake=self.intake,
             memory=self.memory,
             recorder=recorder,
+            capacity=self.capacity,
         )
         self.drift = Drift(
             settings=settings,

@@ -17,6 +17,7 @@ from controller.reconcile.patching import merge_patch
 from controller.reconcile.project import ProjectObservation, SceneView, project_status
 from controller.reconcile.timeutil import utcnow
 from controller.runtime import planning
+from controller.runtime.capacity import Capacity
 from controller.runtime.events import Recorder
 from controller.runtime.intake import Intake
 from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
@@ -45,6 +46,7 @@ class Projects:
         intake: Intake,
         memory: Memory,
         recorder: Recorder,
+        capacity: Capacity,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -55,6 +57,7 @@ class Projects:
         self.intake = intake
         self.memory = memory
         self.recorder = recorder
+        self.capacity = capacity
 
     async def reconcile(self, key: Key) -> Result:
         body = self.store.projects.get(key)
@@ -101,7 +104,7 @@ class Projects:
             scenes=tuple(self.scene_views(body)),
             planning=mem.planning,
             planning_error=mem.planning_error,
-            budget_used=self.store.started_by_project[key],
+            budget_used=self.capacity.started_by_project[key],
         )
         new = project_status(obs)
         patch = merge_patch(body.get("status") or {}, new.wire())

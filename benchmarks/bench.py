@@ -377,7 +377,8 @@ def readiness(table: dict[str, Any]) -> tuple[int, int, int]:
 
 
 def tiny_clip() -> bytes:
-    """A real (tiny) H.264 MP4, rendered once and served for every job."""
+    """A real (tiny) H.264 MP4 of the scenes' length (the operator checks it), rendered
+    once and served for every job."""
     from controller.providers.render import render_clip
 
     with tempfile.TemporaryDirectory() as d:
@@ -386,7 +387,7 @@ def tiny_clip() -> bytes:
             path,
             prompt="benchmark",
             sequence=1,
-            duration_seconds=1,
+            duration_seconds=SCENE_DURATION,
             aspect_ratio="16:9",
             fps=4,
             height=32,

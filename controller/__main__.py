@@ -28,7 +28,7 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller import fleet_metrics, handlers, leadership, logs, metrics
+    from controller import fleet_metrics, handlers, leadership, logs, metrics, webhooks
     from controller.guard import Guarded, GuardedProviders, LeaderGatedQueue
     from controller.kube import KubeApi
     from controller.leader import AlwaysLeader, LeaderElector
@@ -67,6 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             queue=LeaderGatedQueue(elector.wait_leading),
         )
         fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
+        # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby answers 503.
+        receiver = await webhooks.start(settings, runtime, is_leader=elector.is_leader)
         liveness = (
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         )
@@ -92,6 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 liveness_endpoint=liveness,
             )
         finally:
+            if receiver is not None:
+                await receiver.stop()
             if election is not None and isinstance(elector, LeaderElector):
                 election.remove_done_callback(_election_ended)
                 election.cancel()
@@ -133,8 +137,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # everything it started is stopped on the way out
         print("demo interrupted", file=sys.stderr)
         return 130
-    except subprocess.CalledProcessError as exc:  # kubectl failed: its stderr says why
-        print(exc, file=sys.stderr)
+    except (subprocess.CalledProcessError, RuntimeError, OSError) as exc:
+        # kubectl failed (its stderr says why), no kubeconfig, no moto, no binaries, ...
+        print(f"demo failed: {exc}", file=sys.stderr)
         return 1
 
 

@@ -102,9 +102,6 @@ class LeaderGatedQueue(WorkQueue):
         super().__init__()
         self._wait_leading = wait_leading
 
-    def __bool__(self) -> bool:
-        return True  # an empty queue is still this queue (`queue or WorkQueue()`)
-
     async def get(self) -> Hashable:
         await self._wait_leading()
         return await super().get()

@@ -104,8 +104,26 @@ class KubeApi:
                 # a free pooled connection, which under load is not a connect failure.
                 timeout=aiohttp.ClientTimeout(total=30.0, sock_connect=10.0),
                 json_serialize=jsonlib.dumps,
+                trace_configs=[self._guard_trace()],
             )
         return self._session
+
+    def _guard_trace(self) -> aiohttp.TraceConfig:
+        """The write guard again where a write can wait: once it has a pooled connection,
+        and right before its first bytes go out (aiohttp holds the headers back and sends
+        them with the body from a task of its own, a loop turn later). A write that
+        waited, or was under way when the process was frozen, is then not sent late."""
+
+        async def check(_: Any, ctx: Any, __: Any) -> None:
+            what = ctx.trace_request_ctx
+            if what and self.write_guard is not None and not self.write_guard():
+                raise NotLeaderError(f"{what}: this process is not the leader")
+
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_reuseconn.append(check)
+        trace.on_connection_create_end.append(check)
+        trace.on_request_chunk_sent.append(check)  # awaited before the bytes are written
+        return trace
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None) -> KubeApi:
@@ -144,14 +162,29 @@ class KubeApi:
         self.requests[(method, resource)] += 1
         API_REQUESTS.labels(method, resource).inc()
         data = None if json is None else jsonlib.dumps(json).encode()
+        try:
+            return await self._send(method, path, data, params, content_type, json is not None)
+        except aiohttp.ClientConnectionError as e:
+            if isinstance(e.__cause__, NotLeaderError):  # refused inside aiohttp's writer
+                raise e.__cause__ from None
+            raise
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        params: dict[str, str] | None,
+        content_type: str | None,
+        has_json: bool,
+    ) -> dict[str, Any]:
         async with self._http().request(
             method,
             path.lstrip("/"),
             data=data,
             params=params,
-            headers=self._headers(
-                content_type or ("application/json" if json is not None else None)
-            ),
+            headers=self._headers(content_type or ("application/json" if has_json else None)),
+            trace_request_ctx=None if method == "GET" else f"{method} {path}",
         ) as response:
             content = await response.read()
         if response.status >= 400:

@@ -181,6 +181,11 @@ class LeaderElector:
     def is_leader(self) -> bool:
         return self._leading and self.clock.monotonic() < self._valid_until
 
+    def may_write(self) -> bool:
+        """The guard of the elector's own writes: a candidate's, or a leader's before its
+        deadline; never one that a frozen leader had under way when it resumed."""
+        return not self._lost and (not self._leading or self.is_leader())
+
     async def wait_leading(self) -> None:
         await self.leading.wait()
 

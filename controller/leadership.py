@@ -116,4 +116,5 @@ def elector(api: KubeApi, config: ElectionConfig) -> LeaderElector:
             )
 
     chosen = LeaderElector(api, config, on_lost=lost, on_acquired=acquired)
+    api.write_guard = chosen.may_write
     return chosen

@@ -64,6 +64,11 @@ WAITING = Gauge(
     "Scenes parked until a job slot frees (provider or project concurrency)",
 )
 EVENTS = Counter("scene_operator_events_total", "Kubernetes Events posted", ["reason"])
+WEBHOOKS = Counter(
+    "scene_operator_webhooks_total",
+    "Webhook requests by outcome (accepted, unknown, replay, bad_signature, stale, ...)",
+    ["outcome"],
+)
 
 LEADER = Gauge(
     "scene_operator_leader", "1 while this process holds the leader-election Lease, else 0"

@@ -97,8 +97,35 @@ class Settings(BaseSettings):
             )
         return self
 
+    # Provider output (README "What the operator refuses").
+    output_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    """Largest clip accepted from a provider (download or inline bytes), in bytes; a
+    bigger one is refused (InvalidOutput) and never stored."""
+    output_duration_tolerance_seconds: float = Field(default=1.0, ge=0)
+    """How far a clip's length may be from the duration asked before it is refused."""
+    output_allowed_hosts: str = "api.replicate.com,replicate.delivery,*.replicate.delivery"
+    """Comma-separated hosts (`*.suffix` for subdomains) output URLs may point at, over
+    https only; the origin of REPLICATE_BASE_URL is allowed as well, exactly."""
+    output_allow_private_addresses: bool = False
+    """Allow output hosts that resolve to private, loopback or link-local addresses (an
+    in-cluster mirror); off, such URLs are refused."""
+    output_download_deadline_seconds: float = Field(default=300.0, gt=0)
+    """One deadline for a whole output download, redirects included: a body that drips
+    slowly is cut off and the download tried again."""
+
     def concurrency(self, provider: str) -> int:
         return int(getattr(self, f"concurrency_{provider}", self.concurrency_local))
 
     def cost_per_second(self, provider: str) -> float:
         return float(getattr(self, f"cost_per_second_{provider}", 0.0))
+
+    # ------------------------------------------------------------------ webhooks (issue 17)
+    webhook_url: str | None = None
+    """Public base URL at which Replicate reaches the webhook receiver (e.g.
+    https://hooks.example.com). Set, it turns webhooks on: predictions are created with
+    webhook=<url>/webhooks/replicate, and the receiver listens on `webhook_port`."""
+    webhook_port: int = Field(default=8000, ge=1, le=65535)
+    """Port of the webhook receiver (plain HTTP; TLS ends at the Ingress)."""
+    webhook_poll_seconds: float = Field(default=300.0, gt=0)
+    """While webhooks are on, Replicate jobs are polled this rarely: a safety net, so a
+    lost webhook delays a Scene but never loses it."""

@@ -64,6 +64,7 @@ class Reason:
     CLIP_UPLOADED = "ClipUploaded"
     CLIP_ADOPTED = "ClipAdopted"
     UPLOAD_FAILED = "UploadFailed"
+    INVALID_OUTPUT = "InvalidOutput"  # the provider's output is not the clip asked for
     JOB_LOST = "JobLost"
     JOB_MAY_BE_ORPHANED = "JobMayBeOrphaned"
     JOB_RECOVERED = "JobRecovered"

@@ -142,8 +142,8 @@ class WorkQueue:
             timeout = self._delayed[0][0] - now if self._delayed else 1.0
             self._wakeup.clear()
             # asyncio.timeout, not wait_for: no task per wait. kopf takes every task made
-            # after its start for one of its own and, when it stops, waits 5 s for them and
-            # cancels them: a stop (and a Lease hand-over) would take 5 s longer.
+            # after its start for one of its own and cancels it when it stops (a SIGTERM
+            # then ended the process with a CancelledError traceback).
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(timeout, 0.005)):
                     await self._wakeup.wait()

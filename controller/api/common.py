@@ -5,8 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+from controller.text import bound
 
 
 class ApiModel(BaseModel):
@@ -73,14 +75,24 @@ class VideoConfig(ApiModel):
     """Extra provider inputs passed through as given (e.g. resolution, seed)."""
 
 
+MAX_ERROR_MESSAGE = 4096
+
+
 class ErrorInfo(ApiModel):
     """The last failure, kept with the provider's own message."""
 
     reason: str
     """CamelCase reason, e.g. RateLimited, InvalidInput, UploadFailed, RetriesExhausted."""
-    message: str = Field(default="", max_length=4096)
+    message: str = Field(default="", max_length=MAX_ERROR_MESSAGE)
     """The provider's or S3's own message, without credentials."""
     retryable: bool = False
     """Whether trying again may succeed (a permanent error fails the scene at once)."""
     at: str | None = None
     """When it happened (RFC 3339)."""
+
+    @field_validator("message", mode="before")
+    @classmethod
+    def _bounded(cls, value: object) -> object:
+        # A long text is cut (with a marker), never refused: a refused status write
+        # would leave the Scene unable to record its failure.
+        return bound(value, MAX_ERROR_MESSAGE) if isinstance(value, str) else value

@@ -62,7 +62,7 @@ def cmd_events(args: argparse.Namespace, target: Target) -> str:
             ns = obj["metadata"]["namespace"]
             views = report.events_of(events, ns, v.SCENE_KIND, {name})
     else:
-        views = sorted((report.event_view(e) for e in events), key=lambda e: e.time)
+        views = sorted((report.event_view(e) for e in events), key=report.chronological)
     if args.output != "table":
         return report.dump(report.as_data(views), args.output)
     return "\n".join(report.events_table(views, now, indent=""))

@@ -44,6 +44,7 @@ class SceneView:
     attempts: int
     take: int
     ready: ConditionView
+    stalled: ConditionView  # kstatus: True when it cannot go on without a change
     clip_key: str
     job_id: str
     last_error: str
@@ -56,6 +57,7 @@ class ProjectView:
     name: str
     phase: str
     ready: ConditionView
+    stalled: ConditionView
     scene_count: int
     completed_scenes: int
     failed_scenes: int
@@ -91,6 +93,18 @@ def event_time(event: dict[str, Any]) -> str:
     )
 
 
+def parse_time(stamp: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def chronological(event: EventView) -> dt.datetime:
+    """Sort key: lastTimestamp (seconds) and eventTime (microseconds) compare as times."""
+    return parse_time(event.time) or dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
 def event_view(event: dict[str, Any]) -> EventView:
     involved = event.get("involvedObject") or {}
     return EventView(
@@ -119,7 +133,7 @@ def events_of(
     """Events about the named objects of one kind, oldest first; the last `limit` only."""
     views = sorted(
         (event_view(e) for e in events if about(e, namespace, kind, names)),
-        key=lambda e: e.time,
+        key=chronological,
     )
     return views[-limit:] if limit else views
 
@@ -135,6 +149,7 @@ def scene_view(scene: dict[str, Any], events: list[EventView] | None = None) -> 
         attempts=int(st.get("attempts", 0)),
         take=int(st.get("take", 0)),
         ready=condition(scene, v.Cond.READY),
+        stalled=condition(scene, v.Cond.STALLED),
         clip_key=str((st.get("clip") or {}).get("key") or st.get("originalVideoClipS3Key") or ""),
         job_id=str((st.get("generation") or {}).get("jobId") or ""),
         last_error=f"{err.get('reason')}: {err.get('message', '')}" if err else "",
@@ -170,13 +185,14 @@ def project_view(
     merged = sorted(
         events_of(events, ns, v.PROJECT_KIND, {meta["name"]})
         + events_of(events, ns, v.SCENE_KIND, names),
-        key=lambda e: e.time,
+        key=chronological,
     )
     return ProjectView(
         namespace=ns,
         name=meta["name"],
         phase=str(st.get("phase") or "Pending"),
         ready=condition(project, v.Cond.READY),
+        stalled=condition(project, v.Cond.STALLED),
         scene_count=int(st.get("sceneCount", len(own))),
         completed_scenes=int(st.get("completedScenes", 0)),
         failed_scenes=int(st.get("failedScenes", 0)),
@@ -193,9 +209,8 @@ def project_view(
 
 def age(timestamp: str, now: dt.datetime) -> str:
     """kubectl's short age: 42s, 5m, 3h, 2d."""
-    try:
-        then = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
+    then = parse_time(timestamp)
+    if then is None:
         return "-"
     seconds = max(0, int((now - then).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -239,6 +254,8 @@ def render_project(p: ProjectView, now: dt.datetime) -> str:
     ]
     if p.ready.message:
         lines.append(f"  Message:      {p.ready.message}")
+    if p.stalled.status == "True":
+        lines.append(f"  Stalled:      {p.stalled.reason}: {p.stalled.message}")
     lines += [
         f"  Scenes:       {p.scene_count} ({p.completed_scenes} completed, {p.failed_scenes} failed)",
         f"  Generations:  {p.generations_started} started, estimated cost ${p.estimated_cost_usd:.2f}",
@@ -278,6 +295,8 @@ def render_scene(s: SceneView, now: dt.datetime) -> str:
     ]
     if s.job_id:
         lines.append(f"  Job:          {s.job_id}")
+    if s.stalled.status == "True":
+        lines.append(f"  Stalled:      {s.stalled.reason}: {s.stalled.message}")
     if s.last_error:
         lines.append(f"  Last error:   {s.last_error}")
     lines += ["", f"Events (latest {len(s.events)}):", *events_table(s.events, now)]

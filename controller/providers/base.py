@@ -12,13 +12,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from controller.text import bound
+
 
 class ProviderError(Exception):
     """A classified provider failure.
 
     `retryable` is decided once, where the error is raised (see `errors.classify_status`):
     429, 5xx, timeouts and connection errors are retryable; other 4xx, safety blocks and
-    invalid input are permanent. `message` keeps the provider's own words (no secrets).
+    invalid input are permanent. `message` keeps the provider's own words (no secrets),
+    bounded (`controller.text.bound`): it ends up in status, Events and logs.
     """
 
     def __init__(
@@ -30,6 +33,7 @@ class ProviderError(Exception):
         status_code: int | None = None,
         retry_after: float | None = None,
     ) -> None:
+        message = bound(message)
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -114,6 +115,47 @@ def _genai_transport_errors() -> tuple[type[BaseException], ...]:
 
 def safety_blocked(message: str) -> ProviderError:
     return ProviderError("SafetyBlocked", message, retryable=False)
+
+
+# ----------------------------------------------------------------------------- failed jobs
+# A job the provider ran and that failed is retried up to the Project's retry.limit, with
+# backoff, like a Kubernetes Job's backoffLimit: worker faults ("CUDA error: an illegal
+# memory access was encountered"), timeouts and unknown errors alike. Only the failures
+# below are permanent, because another attempt would fail the same way or must not be
+# made (the README lists them under "What the operator refuses"):
+PERMANENT_FAILURES = {
+    "SafetyBlocked": "refused by the provider's safety filter (NSFW, sensitive content)",
+    "InvalidRequest": "the provider rejected the input (validation error)",
+    "Canceled": "canceled at the provider (by a user)",
+}
+_SAFETY_TEXT = re.compile(
+    r"\bnsfw\b|\bsafety\b|flagged|sensitive|responsible ai|content (polic|moderation|filter)"
+    r"|usage (guidelines|polic)|prohibited content|violates",
+    re.IGNORECASE,
+)
+_INPUT_TEXT = re.compile(
+    r"input validation|validation (error|failed)|failed validation|validationerror"
+    r"|invalid (input|parameter|prompt)|unprocessable",
+    re.IGNORECASE,
+)
+
+
+def job_failure(reason: str, message: str) -> ProviderError:
+    """A failed job: permanent if its text says the input was refused (safety, validation),
+    otherwise retryable under `reason`."""
+    if _SAFETY_TEXT.search(message):
+        return safety_blocked(message)
+    if _INPUT_TEXT.search(message):
+        return invalid_input(message)
+    return ProviderError(reason, message, retryable=True)
+
+
+def invalid_input(message: str) -> ProviderError:
+    return ProviderError("InvalidRequest", message, retryable=False)
+
+
+def canceled(message: str) -> ProviderError:
+    return ProviderError("Canceled", message, retryable=False)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -27,17 +27,30 @@ class Providers:
     def _make_video(self, name: str) -> Any:
         if name == "replicate":
             from controller.providers.replicate_video import ReplicateVideoProvider
+            from controller.webhooks import endpoint, gated
 
-            return ReplicateVideoProvider(max_workers=self.settings.io_threads)
+            return gated(
+                ReplicateVideoProvider(
+                    max_workers=self.settings.io_threads,
+                    fetch_rules=self._fetch_rules(),
+                    webhook=endpoint(self.settings),
+                ),
+                self.settings,
+            )
         if name == "veo":
             from controller.providers.veo_video import VeoVideoProvider
 
-            return VeoVideoProvider()
+            return VeoVideoProvider(fetch_rules=self._fetch_rules())
         if name == "local":
             from controller.providers.local_video import LocalVideoProvider
 
             return LocalVideoProvider(latency_seconds=self.settings.local_render_latency_seconds)
         raise ValueError(f"unknown video provider {name!r}")
+
+    def _fetch_rules(self) -> Any:
+        from controller.providers.fetch import FetchRules
+
+        return FetchRules.from_settings(self.settings)
 
     def _make_planner(self, name: str) -> Any:
         if name == "gemini":

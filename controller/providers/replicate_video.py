@@ -9,11 +9,11 @@ we: a failed create raises a classified ProviderError and the caller decides.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,9 +28,8 @@ import replicate
 from pydantic import v1 as pydantic_v1
 from replicate.exceptions import ReplicateError
 
-from controller.providers import errors
+from controller.providers import errors, fetch
 from controller.providers.base import (
-    JobLostError,
     JobState,
     JobStatus,
     ProviderError,
@@ -51,12 +50,6 @@ _VALIDATION_ERRORS: tuple[type[Exception], ...] = (
     pydantic_v1.ValidationError,
 )
 _RUNNING = frozenset({"starting", "processing"})
-# Failure texts worth another generation attempt (infrastructure, not the input).
-_TRANSIENT_TEXT = re.compile(
-    r"timed? ?out|timeout|temporar|unavailable|try again|rate.?limit|overloaded|capacity"
-    r"|internal (server )?error|connection (reset|refused|error)|\b(429|50[234])\b",
-    re.IGNORECASE,
-)
 # The client retries GETs on 429/503/504 in the worker thread, sleeping Retry-After
 # uncapped; cap it so a long Retry-After cannot pin pool threads for minutes.
 _MAX_CLIENT_RETRY_WAIT = 10.0
@@ -105,13 +98,22 @@ class ReplicateVideoProvider:
         timeout: float = 30.0,
         max_workers: int = 16,
         clock_skew: timedelta = FIND_CLOCK_SKEW,
+        fetch_rules: fetch.FetchRules | None = None,
+        webhook: str | None = None,
     ) -> None:
+        self._webhook = webhook  # the operator's receiver URL: webhooks on (see webhooks/)
         self.clock_skew = clock_skew  # how far the provider's clock may be behind ours
         # Resolved once here (same variables the client reads) so downloads and redaction
         # use exactly the token the client sends.
         self._token = api_token or os.environ.get("REPLICATE_API_TOKEN") or None
         self._base_url = base_url or os.environ.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL
         self.default_model = default_model
+        # Outputs come from Replicate's delivery hosts, or from the API's own origin.
+        rules = fetch_rules or fetch.FetchRules()
+        api = fetch.origin_of(self._base_url)
+        self.fetch_rules = dataclasses.replace(
+            rules, origins=(*rules.origins, *([api] if api else []))
+        )
         timeouts = httpx.Timeout(timeout)
         self._client = replicate.Client(
             api_token=self._token,
@@ -119,7 +121,7 @@ class ReplicateVideoProvider:
             timeout=timeouts,
             transport=_ClientTransport(timeouts),
         )
-        self._http = httpx.Client(timeout=timeouts, follow_redirects=True)
+        self._http = httpx.Client(timeout=timeouts, follow_redirects=False)  # fetch checks each hop
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="replicate")
 
     def close(self) -> None:
@@ -131,12 +133,17 @@ class ReplicateVideoProvider:
     async def start(self, request: VideoRequest) -> str:
         model, version = self.model_ref(request)
         payload = self.build_input(request, model)
+        hook: dict[str, Any] = {}
+        if self._webhook:  # Replicate calls back once, when the prediction is done
+            hook = {"webhook": self._webhook, "webhook_events_filter": ["completed"]}
         if version:
             create = functools.partial(
-                self._client.predictions.create, version=version, input=payload
+                self._client.predictions.create, version=version, input=payload, **hook
             )
         else:
-            create = functools.partial(self._client.predictions.create, model=model, input=payload)
+            create = functools.partial(
+                self._client.predictions.create, model=model, input=payload, **hook
+            )
         prediction = await self._run(create)
         log.debug("replicate prediction %s created for %s", prediction.id, model)
         return str(prediction.id)
@@ -161,6 +168,11 @@ class ReplicateVideoProvider:
         if state.status != JobStatus.SUCCEEDED or not state.output_url:
             raise ProviderError("NotReady", f"job {job_id} is {state.status}", retryable=True)
         await self._run(self._download, job_id, state.output_url, Path(dest))
+
+    def webhook_secret(self) -> str:
+        """The account's webhook signing secret (`whsec_...`), blocking: callers run it
+        in a thread. Never log it."""
+        return str(self._client.webhooks.default.secret().key)
 
     # ------------------------------------------------------------------ mapping
 
@@ -268,22 +280,15 @@ class ReplicateVideoProvider:
         return found
 
     def _download(self, job_id: str, url: str, dest: Path) -> None:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._sends_token(url) else {}
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_name(dest.name + ".part")
-        try:
-            with self._http.stream("GET", url, headers=headers) as response:
-                _check_download(job_id, response)
-                with partial.open("wb") as out:
-                    for chunk in response.iter_bytes(1 << 20):
-                        out.write(chunk)
-            partial.replace(dest)  # readers never see a half-written file
-        except OSError as exc:
-            raise ProviderError(
-                "DownloadFailed", f"cannot write {dest}: {exc}", retryable=True
-            ) from exc
-        finally:
-            partial.unlink(missing_ok=True)
+        headers = {"Authorization": f"Bearer {self._token}"}
+        fetch.download(
+            self._http,
+            url,
+            dest,
+            self.fetch_rules,
+            headers_for=lambda hop: headers if self._sends_token(hop) else {},
+            what=f"output of replicate prediction {job_id}",
+        )
 
     def _sends_token(self, url: str) -> bool:
         """The token goes to the API's origin and Replicate's own hosts, nowhere else."""
@@ -330,15 +335,6 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _check_download(job_id: str, response: httpx.Response) -> None:
-    if response.status_code in (404, 410):
-        # Replicate deletes outputs after an hour: the job has to be redone.
-        raise JobLostError(f"output of replicate prediction {job_id} is gone")
-    if response.status_code >= 400:
-        message = f"download of prediction {job_id} output failed: HTTP {response.status_code}"
-        raise errors.http_error(response.status_code, message, response.headers)
-
-
 def _first_output(output: Any) -> str | None:
     """Video models answer one URL; some answer a list of them."""
     if isinstance(output, list):
@@ -351,5 +347,5 @@ def _failure(status: str, error: Any) -> ProviderError:
     if status == "aborted":
         return ProviderError("Aborted", text, retryable=True)
     if status == "canceled":
-        return ProviderError("Canceled", text, retryable=False)
-    return ProviderError("GenerationFailed", text, retryable=bool(_TRANSIENT_TEXT.search(text)))
+        return errors.canceled(text)
+    return errors.job_failure("GenerationFailed", text)  # retried unless known permanent

@@ -19,7 +19,7 @@ import pydantic
 from google import genai
 from google.genai import types
 
-from controller.providers import errors
+from controller.providers import errors, fetch
 from controller.providers.base import JobState, JobStatus, ProviderError, VideoRequest
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,10 @@ class VeoVideoProvider:
         *,
         project: str | None = None,
         location: str | None = None,
+        fetch_rules: fetch.FetchRules | None = None,
     ) -> None:
         self.default_model = default_model
+        self.fetch_rules = fetch_rules or fetch.FetchRules()  # the size cap of inline output
         self._timeout = timeout
         self._api_key: str | None = None
         base_url = base_url or os.environ.get("GOOGLE_VERTEX_BASE_URL") or None
@@ -132,7 +134,7 @@ class VeoVideoProvider:
                 f"Veo returned a URI ({state.output_url}) but no video bytes",
                 retryable=False,
             )
-        await asyncio.to_thread(_write_atomically, Path(dest), state.output_bytes)
+        await asyncio.to_thread(fetch.write_bytes, state.output_bytes, Path(dest), self.fetch_rules)
 
     # ------------------------------------------------------------------ mapping
 
@@ -189,20 +191,15 @@ class VeoVideoProvider:
 
 
 def _operation_error(error: dict[str, Any]) -> ProviderError:
-    """A failed operation carries a google.rpc.Status; classify it like its HTTP twin."""
+    """A failed operation carries a google.rpc.Status. Like any failed job it is retried,
+    unless it was canceled or its input refused (INVALID_ARGUMENT, FAILED_PRECONDITION,
+    OUT_OF_RANGE: HTTP 400) or its text says a safety filter stopped it."""
     code = error.get("code")
     status = _RPC_TO_HTTP.get(code) if isinstance(code, int) and code < 100 else code
+    status = status if isinstance(status, int) else 500
     message = str(error.get("message") or f"Veo operation failed with code {code}")
-    return errors.classify_status(status if isinstance(status, int) else 500, message)
-
-
-def _write_atomically(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
-    try:
-        partial.write_bytes(data)
-        partial.replace(dest)  # readers never see a half-written file
-    except OSError as exc:
-        raise ProviderError("WriteFailed", f"cannot write {dest}: {exc}", retryable=True) from exc
-    finally:
-        partial.unlink(missing_ok=True)
+    if status == 499:
+        return errors.canceled(message)
+    if status == 400:
+        return errors.invalid_input(message)
+    return errors.job_failure(errors.reason_for_status(status), message)

@@ -20,13 +20,14 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from controller.api.common import ErrorInfo
+from controller.api.common import MAX_ERROR_MESSAGE, ErrorInfo
 from controller.api.project import Backoff, MissingClipPolicy
 from controller.api.scene import ClipInfo, GenerationInfo, ScenePhase, SceneStatus
 from controller.reconcile.backoff import backoff_seconds
 from controller.reconcile.conditions import set_condition
 from controller.reconcile.health import with_scene_health
 from controller.reconcile.timeutil import parse_rfc3339, rfc3339
+from controller.text import bound
 from controller.vocabulary import Cond, Reason
 
 # A safety net only: the runtime parks a Scene that waits for a job slot and wakes it
@@ -72,6 +73,7 @@ class Rule(StrEnum):
     ORPHAN_SEARCH_FAILED = "orphan-search-failed"
     START_AMBIGUOUS = "start-ambiguous"
     ORPHAN_WINDOW = "orphan-window"
+    UNANSWERED_WINDOW = "unanswered-window"
     # between attempts, Completed and Failed
     SPEC_MOVED = "spec-moved"
     COMPLETED_WITHOUT_CLIP = "completed-without-clip"
@@ -113,6 +115,7 @@ OUTCOMES: dict[Rule, Outcome] = {
     Rule.ORPHAN_RECOVERED: Outcome.ORPHAN_RECOVERED,
     Rule.UNANSWERED_RECOVERED: Outcome.ORPHAN_RECOVERED,
     Rule.ORPHAN_WINDOW: Outcome.ORPHAN_AGAIN,
+    Rule.UNANSWERED_WINDOW: Outcome.ORPHAN_AGAIN,
     Rule.CLIP_UPLOADED: Outcome.JOB_SUCCEEDED,
     Rule.COMPLETED_WITHOUT_CLIP: Outcome.DRIFT_REPAIRED,
     Rule.CLIP_MISSING_IGNORED: Outcome.DRIFT_REPAIRED,
@@ -137,6 +140,7 @@ class StoredObject:
     size: int
     etag: str
     sha256: str | None = None
+    invalid: str | None = None  # why the object is not a usable clip (not a video, ...)
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,7 @@ def _now(o: Observation) -> str:
 
 
 def _error(o: Observation, reason: str, message: str, retryable: bool) -> ErrorInfo:
-    return ErrorInfo(reason=reason, message=message[:4096], retryable=retryable, at=_now(o))
+    return ErrorInfo(reason=reason, message=message, retryable=retryable, at=_now(o))
 
 
 def _conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) -> SceneStatus:
@@ -387,7 +391,10 @@ def retry_or_fail(o: Observation, s: SceneStatus, err: ErrorInfo, rule: Rule) ->
         else err.model_copy(
             update={
                 "reason": Reason.RETRIES_EXHAUSTED,
-                "message": f"{s.attempts} attempts failed; last: {err.reason}: {err.message}",
+                "message": bound(
+                    f"{s.attempts} attempts failed; last: {err.reason}: {err.message}",
+                    MAX_ERROR_MESSAGE,
+                ),
             }
         )
     )
@@ -539,19 +546,24 @@ def _orphaned(o: Observation, s: SceneStatus, g: GenerationInfo) -> Decision:
         return _settle(o, found, rule, events=(Event(Reason.JOB_RECOVERED, msg),))
     if o.orphan.error is not None and o.orphan.error.retryable:
         return _settle(o, s, Rule.ORPHAN_SEARCH_FAILED, requeue_after=o.poll_delay)
-    if unanswered:  # no job came of it: the attempt failed with the create's own error
+    searched = o.orphan.searched and o.orphan.error is None
+    again = unanswered is not None and unanswered.retryable and s.attempts < o.controls.retry_limit
+    if unanswered and (searched or not again):
+        # No job came of it (or no other job will be started): the attempt failed with
+        # the create's own error.
         return retry_or_fail(o, s, unanswered, Rule.START_AMBIGUOUS)
     if o.orphan.error is not None:
         why = f"searching the provider failed: {o.orphan.error.message}"
     else:
-        why = "not found at the provider" if o.orphan.searched else "the provider cannot list jobs"
-    err = _error(
-        o,
-        Reason.JOB_MAY_BE_ORPHANED,
-        f"the operator stopped between starting a job and recording its id ({why})",
-        True,
-    )
-    d_ = retry_or_fail(o, s, err, Rule.ORPHAN_WINDOW)
+        why = "not found at the provider" if searched else "the provider cannot list jobs"
+    if unanswered:  # a job may exist, and nothing can tell: starting again may pay twice
+        cause = f"the create got no answer ({unanswered.reason}: {unanswered.message})"
+        rule = Rule.UNANSWERED_WINDOW
+    else:
+        cause = "the operator stopped between starting a job and recording its id"
+        rule = Rule.ORPHAN_WINDOW
+    err = _error(o, Reason.JOB_MAY_BE_ORPHANED, f"{cause} ({why})", True)
+    d_ = retry_or_fail(o, s, err, rule)
     return replace(
         d_, events=(Event(Reason.JOB_MAY_BE_ORPHANED, err.message, "Warning"), *d_.events)
     )
@@ -592,7 +604,7 @@ def _in_flight(o: Observation) -> Decision | None:
     key = d.key(s.take)
     if o.expected is None or o.expected.key != key:
         return Decision(Effect.LOOK_EXPECTED, s, Rule.LOOK_BEFORE_RETRY)
-    if o.expected.obj is not None:
+    if o.expected.obj is not None and not o.expected.obj.invalid:
         done = _completed(o, o.expected, g.job_id)
         msg = f"job {g.job_id} ended {job.phase} but its clip is at s3://{d.bucket}/{key}: adopted"
         return _settle(
@@ -771,7 +783,7 @@ def _generate(o: Observation) -> Decision:
             # Look at S3 only once a slot is free: a waiting Scene then costs no HEAD.
             return _waiting_capacity(o)
         return Decision(Effect.LOOK_EXPECTED, s, Rule.LOOK_EXPECTED)
-    if o.expected.obj is not None:
+    if o.expected.obj is not None and not o.expected.obj.invalid:
         done = _completed(o, o.expected, s.clip.job_id if s.clip and s.clip.key == key else None)
         msg = f"adopted existing clip s3://{d.bucket}/{key}: no new job"
         return _settle(o, done, Rule.ADOPT, events=(Event(Reason.CLIP_ADOPTED, msg),))
@@ -818,7 +830,17 @@ def _generate(o: Observation) -> Decision:
             "spec_hash": d.spec_hash,
         }
     )
-    return _settle(o, marker, Rule.START_JOB, effect=Effect.START)
+    return _settle(o, marker, Rule.START_JOB, events=_not_adopted(o), effect=Effect.START)
+
+
+def _not_adopted(o: Observation) -> tuple[Event, ...]:
+    """An object at the clip's key that is not a video is not adopted: the new job's clip
+    replaces it. Said once, with the start."""
+    seen = o.expected
+    if seen is None or seen.obj is None or not seen.obj.invalid:
+        return ()
+    msg = f"object at s3://{o.desired.bucket if o.desired else ''}/{seen.key} is not a usable clip ({seen.obj.invalid}): not adopted; generating"
+    return (Event(Reason.INVALID_OUTPUT, msg, "Warning"),)
 
 
 def decide(o: Observation) -> Decision:

@@ -17,9 +17,11 @@ from pydantic import ValidationError
 
 from controller import metrics as m
 from controller import vocabulary as v
+from controller import webhooks
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase, SceneStatus
 from controller.kube import ApiError
+from controller.media.probe import OutputRules, check_stored, expected_seconds
 from controller.providers.base import JobLostError, JobStatus, ProviderError, VideoRequest
 from controller.reconcile import scene as sc
 from controller.reconcile.effects import Facts
@@ -70,7 +72,8 @@ class Actuator:
         desired = inputs.desired
         if mem.look_first and desired is not None and facts.expected is None:
             # drift saw an object for this scene: look before any capacity wait
-            facts.expected = await self.look_at(desired.bucket, desired.key(status_take(body)))
+            key = desired.key(status_take(body))
+            facts.expected = await self.look_at(desired.bucket, key, inputs.request)
         mem.look_first = False
         try:
             status = SceneStatus.model_validate(body.get("status") or {})
@@ -104,7 +107,7 @@ class Actuator:
             orphan_search_after=s.settings.orphan_search_after_seconds,
             capacity=desired is not None and not full,
             capacity_limit=full or "",
-            poll_delay=self.poll_delay(),
+            poll_delay=webhooks.poll_delay(s.settings, status.generation, self.poll_delay()),
             jitter=random.random(),
         )
 
@@ -166,9 +169,15 @@ class Actuator:
     # ------------------------------------------------------------------ S3 and provider
     async def look(self, o: sc.Observation) -> sc.ObjectSeen:
         assert o.desired is not None
-        return await self.look_at(o.desired.bucket, o.desired.key(o.status.take))
+        return await self.look_at(
+            o.desired.bucket, o.desired.key(o.status.take), self.inputs.request
+        )
 
-    async def look_at(self, bucket: str, key: str) -> sc.ObjectSeen:
+    async def look_at(
+        self, bucket: str, key: str, request: VideoRequest | None = None
+    ) -> sc.ObjectSeen:
+        """HEAD `key`; with `request`, an object found is also checked to be the clip
+        asked for (it may be adopted), by the same rule as a download."""
         try:
             fact = await self.scenes.threads.run(self.scenes.clips.head, bucket, key)
             m.S3_OPS.labels("head", "ok").inc()
@@ -177,7 +186,12 @@ class Actuator:
             raise
         if fact is None:
             return sc.ObjectSeen(key, None)
-        return sc.ObjectSeen(key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256))
+        invalid = None
+        if request is not None:
+            rules = OutputRules.from_settings(self.scenes.settings)
+            args = (bucket, key, fact.size, expected_seconds(request), rules)
+            invalid = await self.scenes.threads.run(check_stored, self.scenes.clips, *args)
+        return sc.ObjectSeen(key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256, invalid))
 
     async def poll(self, o: sc.Observation) -> sc.JobSeen:
         g, request = o.status.generation, self.inputs.request

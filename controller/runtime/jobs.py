@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING
 
 from controller import metrics as m
 from controller import vocabulary as v
+from controller import webhooks
 from controller.api.common import ErrorInfo
+from controller.media import output
+from controller.media.probe import OutputRules
 from controller.providers.base import JobStatus, ProviderError
 from controller.reconcile import scene as sc
 from controller.reconcile.timeutil import parse_rfc3339, rfc3339
@@ -70,6 +73,7 @@ async def start(a: Actuator, o: sc.Observation, d: sc.Decision) -> float | None:
     finally:
         s.capacity.release(key, started=marked)
     marker_body = s.store.scenes.get(key, body)
+    await s.recorder.post_all(marker_body, d.events)
     limiter = s.limiter("creates", desired.provider)
     await limiter.acquire()
     started = time.perf_counter()
@@ -109,7 +113,8 @@ async def start(a: Actuator, o: sc.Observation, d: sc.Decision) -> float | None:
         f"{desired.provider} job {job_id} started (model {desired.model}, attempt {g.attempts}, take {g.take})",
     )
     a.mem.polls, a.mem.job_state = 0, None
-    return s.settings.poll_initial_seconds
+    recorded = sc.with_job_id(d.status, job_id).generation
+    return webhooks.poll_delay(s.settings, recorded, s.settings.poll_initial_seconds)
 
 
 async def record_job_id(a: Actuator, body: Body) -> bool:
@@ -186,7 +191,10 @@ async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen:
     path = Path(s.tmp_dir) / f"{key[0]}-{key[1]}-{g.job_id[-12:]}.mp4"
     try:
         started = time.perf_counter()
-        await provider.fetch(g.job_id, state, request, path)
+        rules = OutputRules.from_settings(s.settings)
+        mem.job_state = await output.fetch_clip(
+            provider, g.job_id, state, request, path, rules, s.threads.run
+        )
         m.PROVIDER_SECONDS.labels(g.provider, "fetch").observe(time.perf_counter() - started)
         metadata = {
             "spec-hash": desired.spec_hash,
@@ -201,13 +209,8 @@ async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen:
         m.S3_OPS.labels("put", "ok").inc()
     except ProviderError as e:
         mem.fetch_failures += 1
-        if not e.retryable or mem.fetch_failures >= FETCH_ATTEMPTS:
-            err = ErrorInfo(
-                reason=e.reason,
-                message=f"output download failed: {e.message}",
-                retryable=True,
-                at=rfc3339(s.now()),
-            )
+        err = output.failed_fetch(e, mem.fetch_failures, FETCH_ATTEMPTS, rfc3339(s.now()))
+        if err is not None:
             return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
         wait = FETCH_RETRY_STEP_SECONDS * mem.fetch_failures
         raise TransientError(f"output download failed: {e.message}", retry_after=wait) from e

@@ -25,7 +25,8 @@ def run_operator(
     kubeconfig: str, crds_installed: list[str], s3, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[OperatorFactory]:
     """Start `python -m controller run --namespace NS` with the local S3 server and fast
-    timings; extra env overrides settings (and `kubeconfig_path` the kubeconfig). Stopped (and its log printed on failure) after."""
+    timings; extra env overrides settings (and `kubeconfig_path` the kubeconfig). Stopped
+    (and its log printed on failure) after."""
     started: list[OperatorProcess] = []
 
     def factory(

@@ -86,6 +86,21 @@ class Cluster:
         ]
 
 
+def lose_completion(cluster: Cluster, ns: str, name: str) -> None:
+    """Rewind a Completed Scene's status as if the write that said so had been lost:
+    Processing, no job, no clip (the object stays in S3)."""
+    cluster.patch_scene_status(
+        ns,
+        name,
+        {
+            "phase": "Processing",
+            "clip": None,
+            "originalVideoClipS3Key": None,
+            "workingVideoClipS3Key": None,
+        },
+    )
+
+
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if c["type"] == type_:

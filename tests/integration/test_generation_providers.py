@@ -9,7 +9,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.clips import probe_s3_clip, replicate_video, veo_video
-from tests.integration.helpers import Cluster, condition, is_true, wait_project, wait_until
+from tests.integration.helpers import (
+    Cluster,
+    condition,
+    is_true,
+    lose_completion,
+    wait_project,
+    wait_until,
+)
 from tests.support.replicate_server import ReplicateServer
 from tests.support.veo_server import VeoServer
 
@@ -106,16 +113,7 @@ def test_lost_status_write_is_adopted_without_a_new_job(
     op.stop()
     scene = cluster.scenes(namespace, "adopt")[0]
     name = scene["metadata"]["name"]
-    cluster.patch_scene_status(
-        namespace,
-        name,
-        {
-            "phase": "Processing",
-            "clip": None,
-            "originalVideoClipS3Key": None,
-            "workingVideoClipS3Key": None,
-        },
-    )
+    lose_completion(cluster, namespace, name)
     op.start()
     op.wait_healthy()
 

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from controller import vocabulary as v
 from controller.api.project import ProjectSpec
+from tests.integration.clips import replicate_video
 from tests.integration.helpers import condition, is_true
 from tests.resilience.conftest import (
     EXAMPLES,
@@ -227,7 +228,7 @@ def verdict(project: dict[str, Any]) -> str | None:
 def test_fuzzed_project_specs_are_rejected_or_reported_never_crash(
     cluster, namespace, run_operator, s3, seed: int
 ) -> None:
-    with ReplicateServer(latency_seconds=0.3) as replicate:  # tiny default clip bytes
+    with ReplicateServer(latency_seconds=0.3, video_bytes=replicate_video) as replicate:
         op = run_operator(
             namespace,
             env={
@@ -360,7 +361,7 @@ def test_unusable_video_settings_fail_with_their_own_reason(
     """A provider that cannot even be called (no key, a model reference the client
     refuses) is a permanent, explained failure: not an exception out of the reconcile
     pass, and not 'JobMayBeOrphaned' (no job was started, the operator did not stop)."""
-    with ReplicateServer(latency_seconds=0.3) as replicate:
+    with ReplicateServer(latency_seconds=0.3, video_bytes=replicate_video) as replicate:
         op = run_operator(namespace, env={**replicate.env(), "GOOGLE_API_KEY": ""})
         cluster.create_project(
             namespace, "unusable", project_spec("A fox crosses a frozen river", 1, video=video)
@@ -391,7 +392,7 @@ def test_unusable_video_settings_fail_with_their_own_reason(
 def test_missing_bucket_is_reported_as_a_condition(cluster, namespace, run_operator, s3) -> None:
     """storage.bucket names a bucket that does not exist: the scene must end with a
     condition that says so (not retry the upload forever while Ready says InProgress)."""
-    with ReplicateServer(latency_seconds=0.3) as replicate:
+    with ReplicateServer(latency_seconds=0.3, video_bytes=replicate_video) as replicate:
         op = run_operator(namespace, env=replicate.env())
         bucket = f"no-such-bucket-{namespace[-6:]}"
         cluster.create_project(

@@ -44,10 +44,11 @@ CLIENT_TIMEOUT = 30.0  # ReplicateVideoProvider's HTTP timeout: a longer hang lo
 class FlakyReplicate(ReplicateServer):
     """Replicate whose create, get and file requests fail at `rate`, drawn from a seeded
     random: 429, 500, a dropped connection before the server acts ("drop") or after it
-    acted ("drop-after": a job is created but its id never reaches the client), or a hang
-    of `hang_seconds` before answering."""
+    acted ("drop-after": a job is created but its id never reaches the client), a hang
+    of `hang_seconds` before answering, or (on a create) a job that will fail with a long
+    traceback of 5-20 kB ("long-failure": a worker fault, retried)."""
 
-    KINDS = ("429", "500", "drop", "drop-after", "hang")
+    KINDS = ("429", "500", "drop", "drop-after", "hang", "long-failure")
 
     def __init__(self, *, seed: int, rate: float, hang_seconds: float, **kw: Any) -> None:
         super().__init__(**kw)
@@ -56,6 +57,7 @@ class FlakyReplicate(ReplicateServer):
         self.hang = hang_seconds
         self.injected: Counter[tuple[str, str]] = Counter()
         self.lost_creates: Counter[str] = Counter()  # prompt -> jobs made, answer lost
+        self.made_to_fail: set[str] = set()  # ids of jobs a long-failure fault made fail
 
     def dispatch(
         self, method: str, path: str, headers: dict[str, str], body: bytes
@@ -66,7 +68,12 @@ class FlakyReplicate(ReplicateServer):
             fault = None
             if route in ("create", "get", "file") and self.rng.random() < self.rate:
                 fault = self.rng.choice(self.KINDS)
-                self.injected[(route, fault)] += 1
+                if fault == "long-failure" and route != "create":
+                    fault = None
+                if fault is not None:
+                    self.injected[(route, fault)] += 1
+            if fault == "long-failure":
+                self.prediction_outcomes.insert(0, f"failed:{long_traceback(self.rng)}")
         if fault in ("429", "500"):
             return self.failure_reply(int(fault))
         if fault == "drop":
@@ -75,12 +82,24 @@ class FlakyReplicate(ReplicateServer):
             time.sleep(self.hang)
         reply = super().dispatch(method, path, headers, body)
         made = route == "create" and reply is not None and reply.status == 201
+        if made and fault == "long-failure" and reply is not None:
+            with self.lock:
+                self.made_to_fail.add(json.loads(reply.body)["id"])
         lost = fault == "drop-after" or (fault == "hang" and self.hang >= CLIENT_TIMEOUT)
         if made and lost:
             prompt = (json.loads(body).get("input") or {}).get("prompt")
             with self.lock:
                 self.lost_creates[str(prompt)] += 1
         return None if fault == "drop-after" else reply
+
+
+def long_traceback(rng: random.Random) -> str:
+    frame = '  File "/src/predict.py", line {n}, in predict\n    out = self.pipe(**inputs)\n'
+    frames = "".join(frame.format(n=n) for n in range(rng.randint(70, 280)))
+    return (
+        f"Traceback (most recent call last):\n{frames}"
+        "RuntimeError: CUDA error: an illegal memory access was encountered"
+    )
 
 
 @pytest.fixture
@@ -144,7 +163,9 @@ def test_provider_faults_end_completed_or_failed_never_wrong(
         sampler.stop()
     time.sleep(1.0)
     snap = snapshot(cluster, namespace, names)
-    jobs, unknown = jobs_by_scene(snap, list(flaky.created))
+    # A job made to fail is retried by design: a second job for its scene is no duplicate.
+    paid = [j for j in flaky.created if j["id"] not in flaky.made_to_fail]
+    jobs, unknown = jobs_by_scene(snap, paid)
     phases = snap.phases()
     print(
         f"[resilience] {SCENES} scenes in {time.monotonic() - began:.1f}s: {dict(phases)}; "

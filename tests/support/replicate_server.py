@@ -8,6 +8,7 @@ All controls are plain attributes guarded by `lock`, so tests may change them at
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -23,6 +24,7 @@ from tests.support.protocol import (
     ProtocolServer,
     Reply,
 )
+from tests.support.webhook_sender import WebhookSender
 
 # Also importable from here, where they used to live (tests import Reply from here).
 __all__ = [
@@ -46,6 +48,7 @@ _REPLICATE_ROUTES = [
     ("get", "GET", re.compile(r"^/v1/predictions/(?P<id>[^/]+)$")),
     ("list", "GET", re.compile(r"^/v1/predictions$")),
     ("file", "GET", re.compile(r"^/files/(?P<id>[^/]+)\.mp4$")),
+    ("secret", "GET", re.compile(r"^/v1/webhooks/default/secret$")),
 ]
 
 
@@ -67,12 +70,22 @@ class ReplicateServer(ProtocolServer):
         self.fail_next_gets: list[Failure] = []
         self.fail_next_files: list[Failure] = []
         self.prediction_outcomes: list[str] = []
+        # Where a succeeded prediction's output points (default: this server's /files/);
+        # tests point it elsewhere, e.g. at an internal address.
+        self.output_url: Callable[[dict[str, Any]], str] | None = None
         self.created: list[dict[str, Any]] = []
         self._jobs: dict[str, dict[str, Any]] = {}
         self.list_page_size = 100  # Replicate's page size
+        # Signed webhooks on completion for predictions created with `webhook`; the
+        # secret is served at /v1/webhooks/default/secret (webhooks.drop: lose them).
+        self.webhooks = WebhookSender()
 
     def env(self) -> dict[str, str]:
         return {"REPLICATE_API_TOKEN": self.token, "REPLICATE_BASE_URL": self.base_url}
+
+    def stop(self) -> None:
+        self.webhooks.cancel()
+        super().stop()
 
     def forget(self, prediction_id: str) -> None:
         """Simulate expiry: the prediction answers 404 from now on."""
@@ -108,6 +121,8 @@ class ReplicateServer(ProtocolServer):
             return self._file(params["id"])
         if (failure := self.take(self.fail_next_gets)) is not None:
             return self.failure_reply(failure)
+        if route == "secret":
+            return Reply.json(200, {"key": self.webhooks.secret})
         if route == "list":
             return self._list(int(params["cursor"]) if params["cursor"].isdigit() else 0)
         with self.lock:
@@ -140,7 +155,20 @@ class ReplicateServer(ProtocolServer):
         with self.lock:
             self._jobs[job["id"]] = job
             self.created.append({k: job[k] for k in ("id", "model", "version", "input", "time")})
-            return Reply.json(201, self._prediction_json(job))
+            created = self._prediction_json(job)
+        if isinstance(hook := payload.get("webhook"), str) and "completed" in (
+            payload.get("webhook_events_filter") or ["completed"]
+        ):
+            delay = self.latency_seconds + self.webhooks.lag
+            self.webhooks.schedule(delay, job["id"], hook, self._body(job))
+        return Reply.json(201, created)
+
+    def _body(self, job: dict[str, Any]) -> Callable[[], bytes]:
+        def body() -> bytes:
+            with self.lock:
+                return json.dumps(self._prediction_json(job)).encode()
+
+        return body
 
     def _list(self, offset: int) -> Reply:
         """A page of the account's predictions, newest first; `next` is a full URL."""
@@ -172,7 +200,13 @@ class ReplicateServer(ProtocolServer):
     def _prediction_json(self, job: dict[str, Any]) -> dict[str, Any]:
         status, completed = self._status(job)
         api = f"{self.base_url}/v1/predictions/{job['id']}"
-        output = f"{self.base_url}/files/{job['id']}.mp4" if status == "succeeded" else None
+        output = None
+        if status == "succeeded":
+            output = (
+                self.output_url(job)
+                if self.output_url
+                else f"{self.base_url}/files/{job['id']}.mp4"
+            )
         error = None
         if status == "failed":
             _, _, text = job["outcome"].partition(":")

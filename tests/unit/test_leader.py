@@ -344,6 +344,23 @@ def test_a_leader_frozen_during_a_renewal_writes_nothing_once_past_its_deadline(
     run(main())
 
 
+def test_the_electors_own_writes_stop_with_its_leadership() -> None:
+    async def main() -> None:
+        api, clock = FakeLeases(), FakeClock()
+        lost: list[str] = []
+        a = candidate(api, clock, "a", lost)
+        assert a.may_write()  # campaigning
+        task = asyncio.create_task(a.run())
+        await a.wait_leading()
+        assert a.may_write()
+        clock.advance(10.0)  # frozen past the deadline: not even a renewal may go out
+        assert not a.may_write()
+        await asyncio.wait_for(task, 5)
+        assert lost and not a.may_write()
+
+    run(main())
+
+
 def test_renewals_move_the_deadline_from_the_start_of_each_successful_attempt() -> None:
     async def main() -> None:
         api, clock = FakeLeases(), FakeClock()

@@ -77,7 +77,9 @@ def test_the_overlay_adds_monitoring_that_scrapes_the_metrics_service() -> None:
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
-    (dashboard,) = [d for d in docs if d["kind"] == "ConfigMap" and "dashboard" in d["metadata"]["name"]]
+    (dashboard,) = [
+        d for d in docs if d["kind"] == "ConfigMap" and "dashboard" in d["metadata"]["name"]
+    ]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["scene-operator.json"]) == json.loads(DASHBOARD.read_text())
 
@@ -130,6 +132,8 @@ def test_every_alert_has_a_promtool_test() -> None:
         "SceneOperatorLeaderMissing",
     }
     for name, rule in alerts().items():
+        if "scene_operator_scenes" in rule["expr"] or "scene_operator_projects" in rule["expr"]:
+            assert "max by (namespace)" in rule["expr"], name  # replicas count the same cache
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}, name
         assert {"summary", "description"} <= rule["annotations"].keys(), name
 
@@ -162,8 +166,20 @@ def test_the_dashboard_parses_and_reads_only_exported_metrics() -> None:
         "scene_operator_projects",
         "scene_operator_estimated_cost_usd",
         "scene_operator_provider_jobs_total",
+        "scene_operator_leader",
     ):
         assert name in used
+    # every replica (the standby too) counts its own cache: fleet gauges are never summed
+    # across replicas, only their max per namespace
+    fleet = (
+        "scene_operator_scenes",
+        "scene_operator_projects",
+        "scene_operator_estimated_cost_usd",
+    )
+    for expr in exprs:
+        for name in fleet:
+            if re.search(rf"\b{name}\{{", expr) and "label_values" not in expr:
+                assert "max by (namespace" in expr, expr
     for p in panels:
         assert p["targets"], p["title"]
         assert p["datasource"]["uid"] == "${datasource}", p["title"]

@@ -96,6 +96,32 @@ def test_a_project_view_has_its_own_scenes_by_sequence_and_their_events() -> Non
     assert (view.generations_started, view.estimated_cost_usd) == (3, 1.5)
 
 
+def test_events_are_ordered_by_time_whatever_their_precision() -> None:
+    events = [
+        event("Project", "lh", "Later", "", eventTime="2026-11-30T11:00:00.500000Z"),
+        event("Project", "lh", "Sooner", "2026-11-30T11:00:00Z"),  # as text it sorts last
+        event("Project", "lh", "Undated", ""),
+    ]
+    view = report.project_view(PROJECT, SCENES, events)
+    assert [e.reason for e in view.events] == ["Undated", "Sooner", "Later"]
+
+
+def test_a_stalled_project_or_scene_says_why() -> None:
+    stalled = {
+        "type": "Stalled",
+        "status": "True",
+        "reason": "BudgetExhausted",
+        "message": "budget.maxGenerations 3 used up; 1 scene left",
+    }
+    project = {**PROJECT, "status": {**PROJECT["status"], "conditions": [stalled]}}
+    text = report.render_project(report.project_view(project, SCENES, EVENTS), NOW)
+    assert "Stalled:      BudgetExhausted: budget.maxGenerations 3 used up; 1 scene left" in text
+    one = scene("s", "lh", 1, conditions=[{**stalled, "reason": "RetriesExhausted"}])
+    assert "Stalled:      RetriesExhausted" in report.render_scene(report.scene_view(one), NOW)
+    healthy = report.render_project(report.project_view(PROJECT, SCENES, EVENTS), NOW)
+    assert "Stalled" not in healthy
+
+
 def test_only_the_latest_events_are_kept() -> None:
     view = report.project_view(PROJECT, SCENES, EVENTS, event_limit=2)
     assert [e.reason for e in view.events] == ["ClipUploaded", "RetryScheduled"]

@@ -186,7 +186,7 @@ def test_failed_prediction_is_permanent_with_the_error_text(
 
     state = run(scenario())
     assert state.status == JobStatus.FAILED and state.error is not None
-    assert (state.error.reason, state.error.retryable) == ("GenerationFailed", False)
+    assert (state.error.reason, state.error.retryable) == ("SafetyBlocked", False)
     assert state.error.message == "The input prompt was flagged as sensitive (E005)"
 
 
@@ -283,13 +283,13 @@ def test_fetch_without_url_polls_again(
     assert (tmp_path / "c.mp4").read_bytes() == VIDEO
 
 
-def test_token_goes_to_the_api_origin_only(
+def test_output_at_another_origin_is_refused_and_never_fetched(
     server: ReplicateServer, provider: ReplicateVideoProvider, tmp_path: Path
 ):
     async def scenario() -> ProviderError:
         job_id = await provider.start(REQUEST)
         await until_done(provider, job_id, REQUEST)
-        # Same server, other origin ("localhost"): the server sees no token and says 401.
+        # Same server, other origin ("localhost"): not the API's origin, not https.
         url = f"http://localhost:{server.port}/files/{job_id}.mp4"
         state = JobState(JobStatus.SUCCEEDED, output_url=url)
         with pytest.raises(ProviderError) as info:
@@ -297,7 +297,19 @@ def test_token_goes_to_the_api_origin_only(
         return info.value
 
     err = run(scenario())
-    assert (err.reason, err.status_code) == ("Unauthorized", 401)
+    assert (err.reason, err.retryable) == ("InvalidOutput", False)
+    assert "not https" in err.message
+    assert server.count("file") == 0 and not (tmp_path / "clip.mp4").exists()
+
+
+def test_token_goes_to_the_api_origin_and_replicate_hosts_only(
+    provider: ReplicateVideoProvider, server: ReplicateServer
+):
+    assert provider._sends_token(f"{server.base_url}/files/x.mp4")
+    assert provider._sends_token("https://pbxt.replicate.delivery/x/out.mp4")
+    assert not provider._sends_token(f"http://localhost:{server.port}/files/x.mp4")
+    assert not provider._sends_token("https://replicate.delivery.evil.example/x.mp4")
+    assert not provider._sends_token("http://pbxt.replicate.delivery/x/out.mp4")
 
 
 def test_dropped_connection_is_a_retryable_connection_error(

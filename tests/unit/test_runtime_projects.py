@@ -12,6 +12,7 @@ from controller import vocabulary as v
 from controller.kube import ApiError
 from controller.providers.base import ProviderError
 from tests.unit.fakes.harness import NS, Harness, Killed
+from tests.unit.fakes.providers import clip_bytes
 
 ONE = {"scenes": {"count": 1, "durationSeconds": 4}}
 
@@ -240,7 +241,7 @@ def test_drift_adopts_an_object_whose_status_write_was_lost() -> None:
         assert cond(h.status("p-scene-001"), "Ready")["reason"] == "Paused"
         desired = h.runtime.scenes.inputs(h.scene("p-scene-001")).desired
         assert desired is not None
-        h.clips.put(desired.bucket, desired.key(0), b"an earlier upload")
+        h.clips.put(desired.bucket, desired.key(0), clip_bytes(4, "16:9"))  # a real video
         await h.settle(seconds=90)
 
     run(go())

@@ -181,6 +181,7 @@ class World:
                 assert (obj.size, obj.etag) == (new.clip.size, new.clip.etag)
                 looked = [f.obj for f in (facts.expected, facts.finished) if f is not None]
                 assert obj in looked, "Completed from an object not seen in this pass"
+                assert obj.invalid is None, "Completed from an object that is not a video"
                 assert new.clip.spec_hash == self.spec_hash
                 assert new.clip.key == self.desired().key(new.clip.take)
         # (d) the retry limit and the budget hold in every stored status.
@@ -341,6 +342,9 @@ class World:
         elif kind == "stray":  # a clip uploaded by an earlier run whose status write was lost
             key = self.desired().key(self.stored.take)
             self.s3[key] = StoredObject(key, 777, '"stray"')
+        elif kind == "junk":  # something that is not a video lands at the clip's key
+            key = self.desired().key(self.stored.take)
+            self.s3[key] = StoredObject(key, 56, '"junk"', invalid="not a readable video")
         elif kind == "recreate":  # the Scene is deleted and applied again: status is gone
             self.stored = SceneStatus()
             self.epoch_jobs.clear()
@@ -487,7 +491,8 @@ def check_decision(o: Observation, d: Decision) -> None:
         assert o.desired is not None and o.controls.generate_videos and not o.controls.paused
         assert o.capacity and o.status.attempts < o.controls.retry_limit
         assert o.controls.budget_left is None or o.controls.budget_left > 0
-        assert o.expected is not None and o.expected.obj is None  # nothing to adopt
+        assert o.expected is not None  # nothing to adopt: no object, or not a video
+        assert o.expected.obj is None or o.expected.obj.invalid is not None
     if o.blocked is not None:
         assert d.effect in (Effect.WRITE, Effect.NONE)
     if not o.controls.generate_videos and o.status.generation is None:
@@ -529,6 +534,7 @@ world_events = st.one_of(
     ),
     st.just(("drift",)),
     st.just(("stray",)),
+    st.just(("junk",)),
     st.just(("recreate",)),
     st.tuples(
         st.sampled_from(

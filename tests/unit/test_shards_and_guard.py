@@ -147,7 +147,6 @@ def test_a_standbys_queue_collects_keys_and_hands_out_none_until_it_leads() -> N
     async def main() -> None:
         leading = asyncio.Event()
         queue = LeaderGatedQueue(leading.wait)
-        assert queue  # an empty queue is not replaced by a default one
         runtime = Runtime(settings=Settings(), api=None, clips=None, providers=None, queue=queue)
         assert runtime.queue is queue
         queue.add("a")
@@ -179,6 +178,90 @@ def test_kube_writes_are_refused_before_they_are_sent_but_reads_go_through() -> 
                 await api.get("scenes", "ns", "s")
         finally:
             await api.close()
+
+    asyncio.run(main())
+
+
+def test_a_write_waiting_for_a_pooled_connection_is_not_sent_once_leadership_is_gone() -> None:
+    """The guard is checked again with the connection in hand: a PATCH that passed the
+    first check, then waited for the only connection while the deadline passed (or the
+    process was frozen), never reaches the server."""
+    from aiohttp import web
+
+    async def main() -> None:
+        seen: list[str] = []
+        release = asyncio.Event()
+
+        async def handle(request: web.Request) -> web.Response:
+            seen.append(request.method)
+            if request.method == "GET":
+                await release.wait()
+            return web.json_response({})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        cfg = k8s_client.Configuration()
+        cfg.host = f"http://127.0.0.1:{port}"
+        api = KubeApi(cfg, max_connections=1)
+        leading = [True]
+        api.write_guard = lambda: leading[0]
+        try:
+            slow_read = asyncio.create_task(api.get("scenes", "ns", "s"))
+            while not seen:
+                await asyncio.sleep(0.01)
+            write = asyncio.create_task(api.patch_status("scenes", "ns", "s", {"phase": "X"}))
+            await asyncio.sleep(0.1)  # the write waits for the one connection
+            leading[0] = False
+            release.set()
+            await slow_read
+            with pytest.raises(NotLeaderError, match="PATCH"):
+                await write
+            assert seen == ["GET"]
+        finally:
+            await api.close()
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def test_a_write_is_checked_once_more_right_before_its_bytes_go_out() -> None:
+    """aiohttp sends headers and body from a task of its own, a loop turn after the
+    connection is in hand: leadership lost in that turn (or a freeze there) still
+    stops the write before any byte of it is sent."""
+    from aiohttp import web
+
+    async def main() -> None:
+        seen: list[str] = []
+
+        async def handle(request: web.Request) -> web.Response:
+            seen.append(request.method)
+            return web.json_response({})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        cfg = k8s_client.Configuration()
+        cfg.host = f"http://127.0.0.1:{port}"
+        api = KubeApi(cfg)
+        answers = iter([True, True])  # the first check and the connection's: then lost
+        api.write_guard = lambda: next(answers, False)
+        try:
+            with pytest.raises(NotLeaderError, match="POST"):
+                await api.post_event({"metadata": {"name": "s"}}, reason="R", message="m")
+            await asyncio.sleep(0.1)
+            assert seen == []
+        finally:
+            await api.close()
+            await runner.cleanup()
 
     asyncio.run(main())
 

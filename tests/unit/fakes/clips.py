@@ -13,6 +13,7 @@ from controller.storage.clips import ObjectFact
 @dataclass
 class FakeClips:
     objects: dict[tuple[str, str], ObjectFact] = field(default_factory=dict)
+    data: dict[tuple[str, str], bytes] = field(default_factory=dict)
     calls: list[tuple[str, str, str]] = field(default_factory=list)
     # Called before every operation with (operation, bucket, key); raise to fail it.
     before: list[Callable[[str, str, str], None]] = field(default_factory=list)
@@ -32,6 +33,7 @@ class FakeClips:
             metadata={},
         )
         self.objects[(bucket, key)] = fact
+        self.data[(bucket, key)] = data
         return fact
 
     def keys(self) -> list[str]:
@@ -65,4 +67,9 @@ class FakeClips:
         doomed = [bk for bk in self.objects if bk[0] == bucket and bk[1].startswith(prefix)]
         for bk in doomed:
             del self.objects[bk]
+            self.data.pop(bk, None)
         return len(doomed)
+
+    def download(self, bucket: str, key: str, dest: Path) -> None:
+        self._call("download", bucket, key)
+        Path(dest).write_bytes(self.data[(bucket, key)])

@@ -5,7 +5,9 @@ Replicate's (present) and Veo's (absent)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,24 @@ from controller.providers.base import (
     ProviderError,
     VideoRequest,
 )
+from controller.providers.render import render_clip
+
+
+@functools.cache
+def clip_bytes(seconds: int, aspect_ratio: str) -> bytes:
+    """A tiny real MP4, rendered once per length and shape."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        render_clip(
+            path,
+            prompt="fake",
+            sequence=1,
+            duration_seconds=seconds,
+            aspect_ratio=aspect_ratio,
+            fps=4,
+            height=32,
+        )
+        return path.read_bytes()
 
 
 @dataclass
@@ -51,6 +71,8 @@ class FakeVideo:
     # exception is raised; ("created", exc) creates the job and then raises (no answer).
     start_script: list[object] = field(default_factory=list)
     fetch_errors: list[Exception] = field(default_factory=list)
+    # What a job's output is (default: a real clip of the length asked).
+    output: Callable[[FakeJob], bytes] | None = None
     search_errors: list[Exception] = field(default_factory=list)
     starts: int = 0
     searches: int = 0
@@ -87,7 +109,10 @@ class FakeVideo:
     async def fetch(self, job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
         if self.fetch_errors:
             raise self.fetch_errors.pop(0)
-        Path(dest).write_bytes(state.output_bytes or b"")
+        # A real clip of the length asked: the operator checks that output is a video.
+        job = self.jobs[job_id]
+        data = self.output(job) if self.output else None
+        Path(dest).write_bytes(data or clip_bytes(request.duration_seconds, request.aspect_ratio))
 
 
 @dataclass

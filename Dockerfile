@@ -5,8 +5,10 @@
 # package's wheel into a virtualenv at /opt/venv; the runtime stage copies only that venv.
 # It runs as uid 65532 with a read-only root filesystem: HOME and TMPDIR are /tmp (an
 # emptyDir in the Deployment), and nothing writes bytecode at run time.
+# The base is pinned by digest (python:3.11-slim as published for 3.11.16): a rebuild
+# gets the very same base until the digest is changed on purpose.
 
-FROM python:3.11-slim AS builder
+FROM python:3.11-slim@sha256:9534e5a8e315485d4061ed659af0fd78a284c015f9b73661b41d6bab25604534 AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -31,7 +33,7 @@ RUN pip wheel --no-deps --wheel-dir /tmp/wheels . \
  && python -c "import controller.__main__, kopf, boto3, av, google.genai, replicate"
 
 
-FROM python:3.11-slim AS runtime
+FROM python:3.11-slim@sha256:9534e5a8e315485d4061ed659af0fd78a284c015f9b73661b41d6bab25604534 AS runtime
 
 LABEL org.opencontainers.image.title="scene-operator" \
       org.opencontainers.image.description="Kubernetes operator: Projects to planned Scenes and AI-generated video clips in S3" \

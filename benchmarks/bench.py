@@ -356,6 +356,7 @@ def project_body(
             "video": {"provider": "replicate"},
             "generateVideos": True,
             "repair": {"intervalSeconds": drift_interval},
+            "assembly": {"enabled": False},  # measures the clip pipeline, not PyAV
         },
     }
 

@@ -199,4 +199,15 @@ def _wait_and_download(kubectl: Any, s3: Any, op: Any, options: DemoOptions, out
             f"{dest}  {info.width}x{info.height} {info.codec} {info.duration_seconds:.1f}s"
             f"  <- s3://{BUCKET}/{key}"
         )
+    final = (kubectl.json("get", "-n", ns, f"project/{PROJECT_NAME}").get("status") or {}).get(
+        "finalVideo"
+    )
+    if final:  # the assembled film: every clip in order
+        dest = output / f"{PROJECT_NAME}-final.mp4"
+        client.download_file(final["bucket"], final["s3Key"], str(dest))
+        info = probe_clip(dest)
+        print(
+            f"{dest}  {info.width}x{info.height} {info.codec} {info.duration_seconds:.1f}s"
+            f"  <- s3://{final['bucket']}/{final['s3Key']} (final video)"
+        )
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.api.common import RESERVED_PARAMS
 from controller.api.project import ProjectSpec
 from controller.api.scene import SceneSpec
 from controller.providers.base import VideoRequest
@@ -17,6 +18,8 @@ DEFAULT_MODELS = {
     "veo": "veo-3.1-generate-001",
     "local": "local-renderer-v1",
 }
+# The planners' default models (the providers' `default_model`; a unit test keeps them equal).
+DEFAULT_PLANNER_MODELS = {"gemini": "gemini-2.5-pro", "local": "local-shot-list-v1"}
 
 
 def effective_video(
@@ -38,6 +41,8 @@ def effective_video(
     ):
         model = project.video.model
     params = {**(project.video.params or {}), **((override.params if override else None) or {})}
+    # Validated away already (VideoConfig); dropped here too, so no path reaches a provider.
+    params = {k: val for k, val in params.items() if k.lower() not in RESERVED_PARAMS}
     return provider, model or DEFAULT_MODELS.get(provider, provider), params
 
 

@@ -8,6 +8,7 @@ so the cost of control can be measured (metrics, benchmark).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime as dt
 import json as jsonlib
@@ -21,17 +22,36 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from controller import vocabulary as v
-from controller.metrics import API_REQUESTS
+from controller.metrics import API_REQUESTS, API_RETRIES
+from controller.naming import event_name
+from controller.providers.errors import parse_retry_after
+from controller.retry_after import KUBE_MAX_SECONDS, bounded
 
 MERGE = "application/merge-patch+json"
+LIST_PAGE_SIZE = 500
+MAX_ATTEMPTS = 4  # one call and up to three retries of a 429 or 5xx answer
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def retry_delay(status: int, retry_after: float | None, attempt: int) -> float | None:
+    """How long to wait before retrying a call that got `status` on its `attempt`-th try,
+    or None to give up: only throttling (429) and server trouble (5xx) are retried, after
+    the server's Retry-After when it sent one (bounded), else 0.5 s, 1 s, 2 s."""
+    if status not in RETRY_STATUS or attempt >= MAX_ATTEMPTS:
+        return None
+    asked = bounded(retry_after, KUBE_MAX_SECONDS)
+    return asked if asked is not None else 0.5 * 2 ** (attempt - 1)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, reason: str = "") -> None:
+    def __init__(
+        self, status: int, message: str, reason: str = "", *, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after
 
     @property
     def conflict(self) -> bool:
@@ -156,6 +176,32 @@ class KubeApi:
         content_type: str | None = None,
         kind: str = "",
     ) -> dict[str, Any]:
+        """One API call; a 429 or 5xx answer is retried after its Retry-After (bounded),
+        like client-go does, before it is raised."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return await self._request_once(
+                    method, path, json=json, params=params, content_type=content_type, kind=kind
+                )
+            except ApiError as e:
+                delay = retry_delay(e.status, e.retry_after, attempt)
+                if delay is None:
+                    raise
+                API_RETRIES.labels(str(e.status)).inc()
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: dict[str, str] | None,
+        content_type: str | None,
+        kind: str,
+    ) -> dict[str, Any]:
+        # Checked before each try: a retry after the Lease was lost is not sent either.
         if method != "GET" and self.write_guard is not None and not self.write_guard():
             raise NotLeaderError(f"{method} {path}: this process is not the leader")
         resource = kind or _kind_of(path)
@@ -187,13 +233,20 @@ class KubeApi:
             trace_request_ctx=None if method == "GET" else f"{method} {path}",
         ) as response:
             content = await response.read()
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status >= 400:
             try:
                 body = jsonlib.loads(content)
-                raise ApiError(response.status, body.get("message", ""), body.get("reason", ""))
+                error = ApiError(
+                    response.status,
+                    body.get("message", ""),
+                    body.get("reason", ""),
+                    retry_after=retry_after,
+                )
             except (ValueError, AttributeError):
                 text = content[:500].decode("utf-8", "replace")
-                raise ApiError(response.status, text) from None
+                error = ApiError(response.status, text, retry_after=retry_after)
+            raise error
         return jsonlib.loads(content) if content else {}
 
     # ------------------------------------------------------------------ custom resources
@@ -206,11 +259,34 @@ class KubeApi:
             raise
 
     async def list(
-        self, plural: str, namespace: str, *, label_selector: str | None = None
+        self,
+        plural: str,
+        namespace: str,
+        *,
+        label_selector: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
     ) -> list[dict[str, Any]]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        body = await self.request("GET", cr_path(plural, namespace), params=params)
-        return list(body.get("items", []))
+        """Every object, fetched in pages (limit/continue) so a namespace with thousands
+        of Scenes is never one huge answer. If the continue token expires (410) between
+        pages, the list starts over in one piece, as client-go's pager does."""
+        base = {"labelSelector": label_selector} if label_selector else {}
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params = {**base, "limit": str(page_size)}
+            if token:
+                params["continue"] = token
+            try:
+                body = await self.request("GET", cr_path(plural, namespace), params=params)
+            except ApiError as e:
+                if e.status != 410 or not token:
+                    raise
+                body = await self.request("GET", cr_path(plural, namespace), params=base or None)
+                return list(body.get("items", []))
+            items.extend(body.get("items", []))
+            token = (body.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return items
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", cr_path(plural, namespace), json=body)
@@ -283,7 +359,7 @@ class KubeApi:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "name": f"{meta.get('name', 'x')[:200]}.{uuid.uuid4().hex[:12]}",
+                "name": event_name(meta.get("name") or "x", uuid.uuid4().hex[:12]),
                 "namespace": namespace,
             },
             "involvedObject": {

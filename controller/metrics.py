@@ -43,6 +43,11 @@ API_REQUESTS = Counter(
     "Kubernetes API requests made by the operator's client",
     ["verb", "resource"],
 )
+API_RETRIES = Counter(
+    "scene_operator_api_retries_total",
+    "Kubernetes API calls retried after a 429 or 5xx answer (Retry-After honoured, bounded)",
+    ["code"],
+)
 DUPLICATE_GUARD = Counter(
     "scene_operator_duplicate_job_guard_total",
     "Times a second job was not started because one was recorded or being recorded",
@@ -82,3 +87,15 @@ LEASE_TRANSITIONS = Gauge(
 def serve(port: int) -> None:
     if port:
         start_http_server(port, addr="0.0.0.0")
+
+
+ASSEMBLIES = Counter(
+    "scene_operator_assemblies_total",
+    "Final videos by outcome (copy, encode: assembled that way; adopted; failed)",
+    ["outcome"],
+)
+ASSEMBLY_SECONDS = Histogram(
+    "scene_operator_assembly_duration_seconds",
+    "Wall time of one final video: downloads, joining, checks and upload",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     they are still logged and counted, and Project Events are kept."""
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
+    allowed_buckets: str = ""
+    """Comma-separated buckets Projects may store clips in (the default bucket
+    included); empty allows any. Any other bucket makes the Project InvalidSpec."""
+    allowed_models: str = ""
+    """Comma-separated models (video and planner, defaults included) Projects and Scenes
+    may use; empty allows any. Any other model is InvalidSpec."""
+    default_max_generations: int | None = Field(default=None, ge=0)
+    """budget.maxGenerations of Projects that set none; empty: unlimited."""
 
     leader_elect: bool | None = None
     """Leader election on a Lease (several replicas, one active); `--leader-elect` wins.
@@ -112,6 +120,12 @@ class Settings(BaseSettings):
     output_download_deadline_seconds: float = Field(default=300.0, gt=0)
     """One deadline for a whole output download, redirects included: a body that drips
     slowly is cut off and the download tried again."""
+
+    assembly_concurrency: int = Field(default=1, ge=1, le=64)
+    """Final videos assembled at once (CPU work, in threads off the event loop)."""
+    assembly_max_bytes: int = Field(default=1024**3, ge=1024**2)
+    """Cap on the temporary disk one assembly may use (clips, audio and the output);
+    under the Deployment's 2Gi /tmp emptyDir, which clip downloads share."""
 
     def concurrency(self, provider: str) -> int:
         return int(getattr(self, f"concurrency_{provider}", self.concurrency_local))

@@ -44,6 +44,7 @@ class Cond:
     # kstatus (abnormal-true, absent when False): see controller/reconcile/health.py
     RECONCILING = "Reconciling"
     STALLED = "Stalled"
+    ASSEMBLED = "Assembled"
 
 
 class Reason:
@@ -55,6 +56,7 @@ class Reason:
     PLANNING_FAILED = "PlanningFailed"
     SCENES_DECLARED = "ScenesDeclared"
     INVALID_SPEC = "InvalidSpec"
+    SCENE_NAME_TAKEN = "SceneNameTaken"  # a Scene of the plan's name exists, not this Project's
     # generation
     NOT_REQUESTED = "VideosNotRequested"
     WAITING = "WaitingForCapacity"
@@ -65,6 +67,7 @@ class Reason:
     CLIP_ADOPTED = "ClipAdopted"
     UPLOAD_FAILED = "UploadFailed"
     INVALID_OUTPUT = "InvalidOutput"  # the provider's output is not the clip asked for
+    BUCKET_UNAVAILABLE = "BucketUnavailable"  # missing, denied or unreachable: no job starts
     JOB_LOST = "JobLost"
     JOB_MAY_BE_ORPHANED = "JobMayBeOrphaned"
     JOB_RECOVERED = "JobRecovered"
@@ -86,3 +89,11 @@ class Reason:
     IN_PROGRESS = "InProgress"
     SCENES_FAILED = "ScenesFailed"
     PROJECT_NOT_FOUND = "ProjectNotFound"
+    # the final video (condition Assembled; VIDEO_ASSEMBLED is also its Event)
+    ASSEMBLY_NOT_REQUESTED = "AssemblyNotRequested"
+    WAITING_FOR_SCENES = "WaitingForScenes"
+    ASSEMBLING = "Assembling"
+    ASSEMBLY_FAILED = "AssemblyFailed"
+    FINAL_VIDEO_MISSING = "FinalVideoMissing"
+    VIDEO_ASSEMBLED = "VideoAssembled"
+    FINAL_VIDEO_ADOPTED = "FinalVideoAdopted"

@@ -45,6 +45,22 @@ class PlannerProviderName(StrEnum):
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
+# Provider inputs the operator fills from the spec's own, bounded fields (lower case; the
+# spellings of Replicate's input, Veo's GenerateVideosConfig and the spec's camelCase).
+RESERVED_PARAMS = frozenset(
+    {
+        "prompt",
+        "negative_prompt",
+        "negativeprompt",
+        "duration",
+        "duration_seconds",
+        "durationseconds",
+        "seconds",
+        "aspect_ratio",
+        "aspectratio",
+    }
+)
+
 
 class Condition(ApiModel):
     """The metav1.Condition shape: type, status, reason, message and lastTransitionTime are
@@ -72,7 +88,20 @@ class VideoConfig(ApiModel):
     model: str | None = Field(default=None, max_length=200)
     """Provider model, e.g. google/veo-3.1 (Replicate) or veo-3.1-generate-001 (Veo)."""
     params: dict[str, Any] | None = None
-    """Extra provider inputs passed through as given (e.g. resolution, seed)."""
+    """Extra provider inputs (e.g. resolution, seed); not prompt, duration or aspect ratio."""
+
+    @field_validator("params")
+    @classmethod
+    def _no_reserved_params(cls, params: dict[str, Any] | None) -> dict[str, Any] | None:
+        # The schema bounds the prompt and the duration; a param of the same name would
+        # pass any value around them (Replicate's input takes params last).
+        taken = sorted(k for k in params or {} if k.lower() in RESERVED_PARAMS)
+        if taken:
+            raise ValueError(
+                f"params may not set {', '.join(taken)}: use the prompt, negativePrompt, "
+                "durationSeconds and aspectRatio fields, which the schema bounds"
+            )
+        return params
 
 
 MAX_ERROR_MESSAGE = 4096

@@ -168,6 +168,11 @@ def project_crd() -> dict[str, Any]:
         {"name": "Scenes", "type": "integer", "jsonPath": ".status.sceneCount"},
         {"name": "Completed", "type": "integer", "jsonPath": ".status.completedScenes"},
         {"name": "Failed", "type": "integer", "jsonPath": ".status.failedScenes"},
+        {
+            "name": "Assembled",
+            "type": "string",
+            "jsonPath": f'.status.conditions[?(@.type=="{v.Cond.ASSEMBLED}")].status',
+        },
         _ready_column(),
         _message_column(),
         AGE,

@@ -17,6 +17,8 @@ from controller.api.common import (
 
 MAX_SCENES = 50
 MAX_PROMPT = 5000
+# WIDTHxHEIGHT, both even (yuv420p) and from 10 to 9998.
+RESOLUTION_PATTERN = r"^[1-9][0-9]{0,2}[02468]x[1-9][0-9]{0,2}[02468]$"
 
 
 class Mode(StrEnum):
@@ -116,6 +118,27 @@ class StorageConfig(ApiModel):
     <prefix>/<namespace>/<project uid>/scenes/<seq>/<spec hash>-t<take>.mp4."""
 
 
+class AudioSource(ApiModel):
+    """An audio object in S3 (e.g. the song of a music video) laid under the final video."""
+
+    bucket: str | None = Field(default=None, min_length=3, max_length=63)
+    """Bucket of the audio object; empty means the Project's clip bucket."""
+    key: str = Field(min_length=1, max_length=1024)
+    """Key of the audio object (any format FFmpeg reads: mp3, m4a, wav, ...)."""
+
+
+class AssemblyConfig(ApiModel):
+    """The final video: the Scenes' clips joined in sequence order into one MP4 in S3."""
+
+    enabled: bool | None = None
+    """Assemble the final video; empty follows generateVideos (no clips, no final video)."""
+    audio: AudioSource | None = None
+    """Audio laid under the whole film, trimmed or padded with silence to its length."""
+    resolution: str | None = Field(default=None, pattern=RESOLUTION_PATTERN)
+    """WIDTHxHEIGHT of the final video, both even, e.g. 1280x720; empty uses the first
+    clip's. Clips of another size or aspect ratio are scaled and letterboxed."""
+
+
 class ProjectSpec(ApiModel):
     """The desired video: written by the user, never by the operator."""
 
@@ -142,6 +165,12 @@ class ProjectSpec(ApiModel):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
     """Retain keeps clips in S3 when the Project is deleted; Delete removes them first."""
+    assembly: AssemblyConfig = Field(default_factory=AssemblyConfig)
+    """The final video assembled from the clips (status.finalVideo)."""
+
+    def assembly_enabled(self) -> bool:
+        """Assembly needs clips: on when generateVideos is, unless assembly.enabled is false."""
+        return self.generate_videos and self.assembly.enabled is not False
 
     def scene_count(self) -> int:
         return self.scenes.count or MODE_DEFAULTS[self.mode][0]
@@ -187,8 +216,30 @@ class Usage(ApiModel):
     provider (SCENE_OPERATOR_COST_PER_SECOND_<PROVIDER>): an upper estimate, not a bill."""
 
 
+class FinalVideo(ApiModel):
+    """The assembled video in S3, recorded only after HEAD confirmed size and checksum."""
+
+    bucket: str
+    """Bucket of the final video (the Project's clip bucket)."""
+    s3_key: str = Field(alias="s3Key")
+    """`<prefix>/<ns>/<project uid>/final/<inputsHash>.mp4`."""
+    size: int = Field(ge=0)
+    """Bytes, as HEAD showed them."""
+    etag: str
+    """The object's ETag, compared with the drift check's listing."""
+    sha256: str
+    """SHA-256 of the bytes uploaded, checked against the object's metadata."""
+    duration_seconds: float = Field(ge=0)
+    """Length of the video, measured from the file."""
+    inputs_hash: str
+    """Hash of the ordered clips (sequence and SHA-256), the audio object and the settings."""
+    assembled_at: str
+    """When the object was verified (RFC 3339)."""
+
+
 class ProjectStatus(ApiModel):
-    """Observed state; every counter is a recount of the project's Scenes."""
+    """Observed state; the counters are recounts of the project's Scenes, except
+    generationsUsed, which only goes up."""
 
     phase: ProjectPhase | None = None
     """Pending, GeneratingScenes, ScenesReady, Processing, Completed or Failed."""
@@ -208,6 +259,11 @@ class ProjectStatus(ApiModel):
     failed_scenes: int = 0
     """Scenes in phase Failed."""
     usage: Usage | None = None
+    generations_used: int = Field(default=0, ge=0)
+    """Generations started for this Project, ever: only goes up (deleting Scenes gives
+    no budget back); budget.maxGenerations is checked against it."""
     plan: PlanInfo | None = None
     last_error: ErrorInfo | None = None
     """Why planning failed (only while the project has no Scenes)."""
+    final_video: FinalVideo | None = None
+    """The final video (when assembly is enabled), once verified in S3."""

@@ -66,6 +66,7 @@ class ProjectView:
     paused: bool
     scenes: list[SceneView] = field(default_factory=list)
     events: list[EventView] = field(default_factory=list)
+    final_video: str = ""  # s3://bucket/key of the assembled film, when there is one
 
 
 # ------------------------------------------------------------------------ building views
@@ -201,7 +202,12 @@ def project_view(
         paused=bool((project.get("spec") or {}).get("paused")),
         scenes=[scene_view(s) for s in own],
         events=merged[-event_limit:] if event_limit else merged,
+        final_video=_final(st.get("finalVideo")),
     )
+
+
+def _final(fv: dict[str, Any] | None) -> str:
+    return f"s3://{fv['bucket']}/{fv['s3Key']} ({fv['durationSeconds']} s)" if fv else ""
 
 
 # ------------------------------------------------------------------------ rendering
@@ -259,6 +265,7 @@ def render_project(p: ProjectView, now: dt.datetime) -> str:
     lines += [
         f"  Scenes:       {p.scene_count} ({p.completed_scenes} completed, {p.failed_scenes} failed)",
         f"  Generations:  {p.generations_started} started, estimated cost ${p.estimated_cost_usd:.2f}",
+        *([f"  Final video:  {p.final_video}"] if p.final_video else []),
         "",
         "Scenes:",
     ]

@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from controller.retry_after import bounded
 from controller.text import bound
 
 
@@ -39,7 +40,7 @@ class ProviderError(Exception):
         self.message = message
         self.retryable = retryable
         self.status_code = status_code
-        self.retry_after = retry_after
+        self.retry_after = bounded(retry_after)  # capped: see controller/retry_after.py
 
 
 class JobLostError(ProviderError):

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from controller.reconcile.scene import (
+    BucketSeen,
     Decision,
     Effect,
     JobSeen,
@@ -36,6 +37,7 @@ class Facts:
     job: JobSeen | None = None
     finished: ObjectSeen | None = None  # the verified upload of a succeeded job
     orphan: OrphanSearch | None = None
+    bucket: BucketSeen | None = None  # the bucket of the desired clip, before a start
 
 
 class Ended(StrEnum):
@@ -85,6 +87,10 @@ class SceneActuator(Protocol):
         """Search the provider for the job of a pending marker without a job id."""
         ...
 
+    async def check_bucket(self, o: Observation) -> BucketSeen:
+        """Is the desired clip's bucket there and ours (HeadBucket, cached)?"""
+        ...
+
     async def start(self, o: Observation, d: Decision) -> float | None:
         """Write the pending marker `d.status`, create the job, record its id. Returns
         when to look at the Scene again."""
@@ -127,6 +133,8 @@ async def run_pass(
             facts.job = await actuator.poll(o)
         elif d.effect == Effect.FIND_JOB:
             facts.orphan = await actuator.find_job(o)
+        elif d.effect == Effect.CHECK_BUCKET:
+            facts.bucket = await actuator.check_bucket(o)
         elif d.effect == Effect.FINISH:
             seen = await actuator.finish(o)
             if isinstance(seen, JobSeen):

@@ -23,6 +23,7 @@ class SceneView:
     phase: ScenePhase
     owned: bool
     generations_started: int = 0
+    pending_start: bool = False  # a start not known to be paid yet (no job id)
     clip_missing: bool = False  # Completed, but drift found its clip gone (policy Ignore)
     clip_seconds: int = 0  # duration of the verified clip, if Completed
     cost_per_second: float = 0.0
@@ -53,6 +54,14 @@ def recount(scenes: list[SceneView]) -> Counts:
     )
 
 
+def generations_used(previous: int, scenes: list[SceneView]) -> int:
+    """The counter only goes up: a recount of the Scenes may raise it, never lower it (a
+    deleted Scene keeps what it used). Pending starts wait until they are known to be
+    paid: a start the provider refused is given back and must not stick here."""
+    settled = sum(s.generations_started - (1 if s.pending_start else 0) for s in scenes)
+    return max(previous, settled)
+
+
 def usage(scenes: list[SceneView]) -> Usage:
     started = sum(s.generations_started for s in scenes)
     seconds = sum(s.clip_seconds for s in scenes)
@@ -73,6 +82,16 @@ class ProjectObservation:
     planning: bool = False  # a planner call is under way
     planning_error: ErrorInfo | None = None
     budget_used: int = 0
+    name_conflicts: tuple[str, ...] = ()  # Scenes of the plan whose names another owns
+    bucket_problem: str | None = None  # the clips' bucket is missing, denied or unreachable
+
+
+def name_conflict_message(names: list[str] | tuple[str, ...]) -> str:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (
+        f"Scene name{'s' if len(names) > 1 else ''} {shown} already taken by a Scene "
+        "of another Project: not counted as planned; retried"
+    )
 
 
 def _phase(o: ProjectObservation, c: Counts) -> ProjectPhase:
@@ -133,6 +152,8 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
         )
     else:
         planned = (False, Reason.PLANNING, "the planner is writing the scene plan")
+    if o.name_conflicts:
+        planned = (False, Reason.SCENE_NAME_TAKEN, name_conflict_message(o.name_conflicts))
     cond(Cond.SCENES_PLANNED, *planned)
 
     if not spec.generate_videos:
@@ -143,6 +164,8 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
         videos = (False, Reason.CLIP_MISSING, msg)
     elif c.scene_count and c.completed == c.scene_count:
         videos = (True, Reason.COMPLETED, f"{c.completed} clips verified in S3")
+    elif o.bucket_problem:
+        videos = (False, Reason.BUCKET_UNAVAILABLE, f"{o.bucket_problem}: no job is started")
     elif c.failed and not c.pending and not c.processing:
         videos = (False, Reason.SCENES_FAILED, f"{c.failed} of {c.scene_count} scenes failed")
     else:
@@ -199,6 +222,7 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
             "completed_scenes": c.completed,
             "failed_scenes": c.failed,
             "usage": usage(scenes),
+            "generations_used": generations_used(o.status.generations_used, scenes),
             "last_error": o.planning_error if c.scene_count == 0 else None,
         }
     )

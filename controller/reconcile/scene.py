@@ -33,6 +33,7 @@ from controller.vocabulary import Cond, Reason
 # A safety net only: the runtime parks a Scene that waits for a job slot and wakes it
 # when a slot frees (controller/waiting.py).
 CAPACITY_RECHECK_SECONDS = 300.0
+BUCKET_RECHECK_SECONDS = 15.0  # a Scene held by a missing or denied bucket looks again
 
 
 class Effect(StrEnum):
@@ -43,6 +44,7 @@ class Effect(StrEnum):
     START = "Start"  # write `status` (the pending marker), then create the job
     FINISH = "Finish"  # download the output, upload, verify, then decide again
     FIND_JOB = "FindJob"  # search the provider for a started job whose id was never recorded
+    CHECK_BUCKET = "CheckBucket"  # is the bucket there and writable? (cached), then decide again
 
 
 class Rule(StrEnum):
@@ -82,6 +84,7 @@ class Rule(StrEnum):
     CLIP_MISSING_FAIL = "clip-missing-fail"
     CLIP_MISSING_REGENERATE = "clip-missing-regenerate"
     CLIP_RESTORED = "clip-restored"
+    CLIP_SAME_CONTENT = "clip-etag-changed-same-content"  # a new ETag, the same bytes
     COMPLETED = "completed"
     FAILED_SPEC_CHANGED = "failed-spec-changed"
     FAILED = "failed"
@@ -94,6 +97,8 @@ class Rule(StrEnum):
     ATTEMPTS_EXHAUSTED = "attempts-exhausted"
     BUDGET_EXHAUSTED = "budget-exhausted"
     WAITING_CAPACITY = "waiting-capacity"
+    CHECK_BUCKET = "check-bucket"
+    BUCKET_UNAVAILABLE = "bucket-unavailable"
     START_JOB = "start-job"
     # the answer to a start (after_start_error), and a provider that cannot be built
     START_UNANSWERED = "start-unanswered"
@@ -139,7 +144,8 @@ class StoredObject:
     key: str
     size: int
     etag: str
-    sha256: str | None = None
+    sha256: str | None = None  # as recorded in the object's metadata at upload
+    content_sha256: str | None = None  # of the bytes, read back when the ETag moved
     invalid: str | None = None  # why the object is not a usable clip (not a video, ...)
 
 
@@ -157,6 +163,13 @@ class JobSeen:
     phase: JobPhase
     error: ErrorInfo | None = None
     retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class BucketSeen:
+    """A look at the bucket a clip goes to, before a job is paid for."""
+
+    problem: str | None = None  # None: there and reachable; else why not, naming it
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,7 @@ class Observation:
     capacity: bool = True  # a job slot is free for this provider and project
     capacity_limit: str = ""  # when not: which limit is reached, for the condition message
     orphan: OrphanSearch | None = None  # None: not searched yet
+    bucket: BucketSeen | None = None  # None: not looked at yet
     orphan_search_after: float = 30.0  # seconds after a marker's start
     poll_delay: float = 5.0
     jitter: float = 0.5  # a random draw in [0, 1) for backoff
@@ -670,12 +684,7 @@ def _completed_checks(o: Observation) -> Decision | None:
     check = o.clip_check
     if check is not None and check.key == clip.key:
         obj = check.obj
-        intact = (
-            obj is not None
-            and obj.size == clip.size
-            and obj.etag == clip.etag
-            and (clip.sha256 is None or obj.sha256 is None or obj.sha256 == clip.sha256)
-        )
+        intact = obj is not None and same_clip(clip, obj)
         if not intact:
             what = "missing" if obj is None else "changed (size or checksum differs)"
             msg = f"clip s3://{clip.bucket}/{clip.key} is {what}"
@@ -710,11 +719,31 @@ def _completed_checks(o: Observation) -> Decision | None:
                 Rule.CLIP_MISSING_REGENERATE,
                 events=(Event(Reason.CLIP_MISSING, msg + "; regenerating", "Warning"),),
             )
+        assert obj is not None
+        if obj.etag != clip.etag:  # the same bytes under a new ETag: remember the new one
+            s = s.model_copy(
+                update={"clip": clip.model_copy(update={"etag": obj.etag, "verified_at": _now(o)})}
+            )
         if clip_missing(s):  # an ignored missing clip is back, intact
             msg = f"clip s3://{clip.bucket}/{clip.key} is back and intact"
             nxt = s.model_copy(update={"last_error": None})
             return _settle(o, nxt, Rule.CLIP_RESTORED, events=(Event(Reason.CLIP_RESTORED, msg),))
+        if obj.etag != clip.etag:
+            return _settle(o, s, Rule.CLIP_SAME_CONTENT)
     return _settle(o, s, Rule.COMPLETED)
+
+
+def same_clip(clip: ClipInfo, obj: StoredObject) -> bool:
+    """Whether the object is still the recorded clip. Same size, and: the same bytes
+    (their SHA-256, read back, equals the one recorded at upload: an ETag may change
+    without them, e.g. a copy onto itself), or the same ETag and no contrary checksum."""
+    if obj.size != clip.size:
+        return False
+    if clip.sha256 is not None and obj.content_sha256 is not None:
+        return obj.content_sha256 == clip.sha256
+    return obj.etag == clip.etag and (
+        clip.sha256 is None or obj.sha256 is None or obj.sha256 == clip.sha256
+    )
 
 
 def clip_missing(s: SceneStatus) -> bool:
@@ -782,7 +811,8 @@ def _generate(o: Observation) -> Decision:
         if startable and not o.capacity:
             # Look at S3 only once a slot is free: a waiting Scene then costs no HEAD.
             return _waiting_capacity(o)
-        return Decision(Effect.LOOK_EXPECTED, s, Rule.LOOK_EXPECTED)
+        held = _bucket_hold(o) if startable else None
+        return held or Decision(Effect.LOOK_EXPECTED, s, Rule.LOOK_EXPECTED)
     if o.expected.obj is not None and not o.expected.obj.invalid:
         done = _completed(o, o.expected, s.clip.job_id if s.clip and s.clip.key == key else None)
         msg = f"adopted existing clip s3://{d.bucket}/{key}: no new job"
@@ -811,6 +841,9 @@ def _generate(o: Observation) -> Decision:
         )
     if not o.capacity:
         return _waiting_capacity(o)
+    held = _bucket_hold(o)
+    if held is not None:
+        return held
     attempt = s.attempts + 1
     marker = s.model_copy(
         update={
@@ -841,6 +874,22 @@ def _not_adopted(o: Observation) -> tuple[Event, ...]:
         return ()
     msg = f"object at s3://{o.desired.bucket if o.desired else ''}/{seen.key} is not a usable clip ({seen.obj.invalid}): not adopted; generating"
     return (Event(Reason.INVALID_OUTPUT, msg, "Warning"),)
+
+
+def _bucket_hold(o: Observation) -> Decision | None:
+    """No paid job whose clip cannot be stored: the bucket is looked at before a Scene
+    that may start looks for its clip or starts; a missing or denied one holds it."""
+    if o.bucket is None:
+        return Decision(Effect.CHECK_BUCKET, o.status, Rule.CHECK_BUCKET)
+    if o.bucket.problem:
+        return _settle(
+            o,
+            o.status,
+            Rule.BUCKET_UNAVAILABLE,
+            (Reason.BUCKET_UNAVAILABLE, o.bucket.problem),
+            requeue_after=BUCKET_RECHECK_SECONDS,
+        )
+    return None
 
 
 def decide(o: Observation) -> Decision:

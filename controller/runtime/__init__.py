@@ -21,6 +21,7 @@ import concurrent.futures
 import datetime as dt
 from collections.abc import Callable
 
+from controller.assembly.reconciler import Assembler
 from controller.reconcile.timeutil import utcnow
 from controller.runtime.capacity import Capacity
 from controller.runtime.drift import Drift
@@ -82,6 +83,15 @@ class Runtime:
             recorder=recorder,
             clock=clock,
         )
+        self.assembly = Assembler(
+            settings=settings,
+            store=self.store,
+            clips=clips,  # type: ignore[arg-type]  # also downloads: ClipStore does
+            threads=threads,
+            recorder=recorder,
+            wake=lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay),
+            tmp_dir=self.scenes.tmp_dir,
+        )
         self.projects = Projects(
             settings=settings,
             api=api,
@@ -92,7 +102,7 @@ class Runtime:
             intake=self.intake,
             memory=self.memory,
             recorder=recorder,
-            capacity=self.capacity,
+            assembly=self.assembly,
         )
         self.drift = Drift(
             settings=settings,
@@ -101,6 +111,7 @@ class Runtime:
             store=self.store,
             intake=self.intake,
             memory=self.memory,
+            assembly=self.assembly,
         )
         self.worker = Worker(
             self.queue,

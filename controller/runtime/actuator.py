@@ -20,6 +20,7 @@ from controller import vocabulary as v
 from controller import webhooks
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase, SceneStatus
+from controller.drift import look_at_clip
 from controller.kube import ApiError
 from controller.media.probe import OutputRules, check_stored, expected_seconds
 from controller.providers.base import JobLostError, JobStatus, ProviderError, VideoRequest
@@ -85,7 +86,7 @@ class Actuator:
             and status.phase == ScenePhase.COMPLETED
             and facts.clip_check is None
         ):
-            facts.clip_check = await self.look_at(status.clip.bucket, status.clip.key)
+            facts.clip_check = await s.threads.run(look_at_clip, s.clips, status.clip)
         mem.verify_clip = False
         annotations = body.get("metadata", {}).get("annotations") or {}
         # No await between this check and a START: `start` reserves the slot at once.
@@ -104,6 +105,7 @@ class Actuator:
             job=facts.job,
             finished=facts.finished,
             orphan=facts.orphan,
+            bucket=facts.bucket,
             orphan_search_after=s.settings.orphan_search_after_seconds,
             capacity=desired is not None and not full,
             capacity_limit=full or "",
@@ -191,7 +193,7 @@ class Actuator:
             rules = OutputRules.from_settings(self.scenes.settings)
             args = (bucket, key, fact.size, expected_seconds(request), rules)
             invalid = await self.scenes.threads.run(check_stored, self.scenes.clips, *args)
-        return sc.ObjectSeen(key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256, invalid))
+        return sc.ObjectSeen(key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256, invalid=invalid))
 
     async def poll(self, o: sc.Observation) -> sc.JobSeen:
         g, request = o.status.generation, self.inputs.request
@@ -235,6 +237,10 @@ class Actuator:
 
     async def find_job(self, o: sc.Observation) -> sc.OrphanSearch:
         return await jobs.find_job(self, o)
+
+    async def check_bucket(self, o: sc.Observation) -> sc.BucketSeen:
+        assert o.desired is not None
+        return await self.scenes.check_bucket(o.desired.bucket)
 
     async def start(self, o: sc.Observation, d: sc.Decision) -> float | None:
         return await jobs.start(self, o, d)

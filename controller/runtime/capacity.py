@@ -1,9 +1,9 @@
 """Capacity and budget: the one owner of job slots, reservations, parked Scenes and
 the budget left per Project.
 
-A job slot is taken by a job recorded in status (running totals kept here from every
-change to the cache), by a pending-marker write under way (a reservation), or by a
-parked Scene woken for a slot but not reconciled yet. Budget left counts generations recorded plus reservations.
+A job slot is taken by a job recorded in status (the Store's running totals), by a
+pending-marker write under way (a reservation), or by a parked Scene woken for a slot
+but not reconciled yet. Budget left counts generations recorded plus reservations.
 `wake` says which Scenes to queue now: one parked Scene per free slot, oldest first,
 and every Scene a given-back budget may have held back. No I/O here.
 """
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from controller import metrics as m
 from controller.api.scene import ScenePhase
 from controller.settings import Settings
-from controller.store import Body, Key, Store, project_of_scene
+from controller.store import Key, Store
 from controller.waiting import Waiters
 
 
@@ -24,42 +24,10 @@ class Capacity:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        store.on_scene_change = self.scene_changed
         self.waiters = Waiters()
-        # Running totals of what the cached Scenes record in status.
-        self.inflight_by_provider: collections.Counter[str] = collections.Counter()
-        self.inflight_by_project: collections.Counter[Key] = collections.Counter()
-        self.started_by_project: collections.Counter[Key] = collections.Counter()
-        self.freed: list[Key] = []  # Projects where a job ended since the last wake
-        # Projects whose generations-started total fell (a refused start gave its attempt
-        # back, a Scene was deleted): Scenes held back by the budget may start now.
-        self.budget_freed: list[Key] = []
         # scene -> (provider, project): a pending marker being written; no await between
         # the capacity check and the reservation, so two Scenes never take one slot.
         self.reserved: dict[Key, tuple[str, Key]] = {}
-
-    # ------------------------------------------------------------------ the totals
-    def scene_changed(self, old: Body | None, new: Body | None) -> None:
-        """A cached Scene was stored (`new`) over `old`, or deleted (`new` None)."""
-        if old is not None:
-            self._account(old, -1)
-        if new is not None:
-            self._account(new, +1)
-        if old is None:
-            return
-        was, now = _inflight(old), _inflight(new) if new is not None else (None, 0)
-        if was[0] and not now[0]:
-            self.freed.append(project_of_scene(old))
-        if was[1] > now[1]:
-            self.budget_freed.append(project_of_scene(old))
-
-    def _account(self, body: Body, sign: int) -> None:
-        project = project_of_scene(body)
-        provider, started = _inflight(body)
-        if provider:
-            self.inflight_by_provider[provider] += sign
-            self.inflight_by_project[project] += sign
-        self.started_by_project[project] += sign * started
 
     # ------------------------------------------------------------------ questions
     def _reserved(self) -> tuple[collections.Counter[str], collections.Counter[Key]]:
@@ -74,14 +42,14 @@ class Capacity:
         """Free job slots per provider and per Project, net of jobs in flight, marker
         writes under way, and Scenes woken for a slot but not yet reconciled."""
         res_p, res_q = self._reserved()
-        s, w = self.settings, self.waiters
+        s, store, w = self.settings, self.store, self.waiters
 
         def provider_free(p: str) -> int:
-            inflight = self.inflight_by_provider[p] + res_p[p] + w.woken_by_provider[p]
+            inflight = store.inflight_by_provider[p] + res_p[p] + w.woken_by_provider[p]
             return s.concurrency(p) - inflight
 
         def project_free(q: Key) -> int:
-            inflight = self.inflight_by_project[q] + res_q[q] + w.woken_by_project[q]
+            inflight = store.inflight_by_project[q] + res_q[q] + w.woken_by_project[q]
             return s.project_concurrency - inflight
 
         return provider_free, project_free
@@ -102,7 +70,7 @@ class Capacity:
         if cap is None:
             return None
         pending = sum(1 for p in self.reserved.values() if p[1] == project)
-        return cap - self.started_by_project[project] - pending
+        return cap - self.store.budget_used(project) - pending
 
     # ------------------------------------------------------------------ reservations
     def reserve(self, scene: Key, provider: str, project: Key) -> bool:
@@ -117,7 +85,7 @@ class Capacity:
         its budget is given back and the Scenes it held back are woken."""
         held = self.reserved.pop(scene, None)
         if held is not None and not started:
-            self.budget_freed.append(held[1])
+            self.store.budget_freed.append(held[1])
 
     # ------------------------------------------------------------------ parking
     def reconciled(self, scene: Key) -> None:
@@ -134,8 +102,8 @@ class Capacity:
         """Scenes to queue now: as many parked ones as there are free job slots, and
         every Scene that may have been held back by a budget that was given back."""
         woken = self._budget_woken()
-        freed, self.freed = self.freed, []
-        for provider, count in self.inflight_by_provider.items():
+        freed, self.store.freed = self.store.freed, []
+        for provider, count in self.store.inflight_by_provider.items():
             m.IN_FLIGHT.labels(provider).set(count)
         m.WAITING.set(len(self.waiters))
         if len(self.waiters):
@@ -149,9 +117,9 @@ class Capacity:
         those Scenes again. Rare, so every Scene of the Project that is neither done nor
         in flight is queued: one still being decided is re-run after (the queue's dirty
         mark), so a decision racing the give-back is not lost."""
-        if not self.budget_freed:
+        if not self.store.budget_freed:
             return []
-        projects, self.budget_freed = set(self.budget_freed), []
+        projects, self.store.budget_freed = set(self.store.budget_freed), []
         woken: list[Key] = []
         for project in projects:
             for name in self.store.scene_names_of(project):
@@ -159,12 +127,3 @@ class Capacity:
                 if status.get("phase") != ScenePhase.COMPLETED and not status.get("generation"):
                     woken.append((project[0], name))
         return woken
-
-
-def _inflight(body: Body) -> tuple[str | None, int]:
-    """The provider of the job a Scene records (None: none), and its generations started."""
-    status = body.get("status") or {}
-    gen = status.get("generation") or None
-    provider = gen.get("provider") if isinstance(gen, dict) else None
-    started = status.get("generationsStarted", 0)
-    return provider, started if isinstance(started, int) else 0

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from controller import metrics as m
 from controller.api.project import ProjectSpec
 from controller.api.scene import ScenePhase
+from controller.assembly.reconciler import Assembler
 from controller.runtime.intake import Intake
 from controller.runtime.ports import ClipStorage, Threads
 from controller.runtime.projects import drift_interval, reported_missing
@@ -32,6 +33,7 @@ class Drift:
         store: Store,
         intake: Intake,
         memory: Memory,
+        assembly: Assembler,
     ) -> None:
         self.settings = settings
         self.clips = clips
@@ -39,6 +41,7 @@ class Drift:
         self.store = store
         self.intake = intake
         self.memory = memory
+        self.assembly = assembly
 
     async def check(self, key: Key) -> Result:
         mem = self.memory.project(key)
@@ -94,4 +97,5 @@ class Drift:
                 ):
                     self.memory.scene(skey).look_first = True
                     self.intake.enqueue_scene(skey)
+        await self.assembly.drift(project, spec, listing)  # the final video, same LIST
         return again

@@ -9,8 +9,13 @@ from controller import vocabulary as v
 from controller.reconcile.scene import Event
 from controller.runtime.ports import Body, KubeClient
 from controller.settings import Settings
+from controller.text import bound
 
 log = logging.getLogger("scene_operator")
+
+# The API client keeps 1,024 characters of an Event's message; cut here first, so a long
+# provider text keeps its tail (what failed) and says that it was cut.
+EVENT_MESSAGE_LIMIT = 1024
 
 
 class Recorder:
@@ -38,7 +43,8 @@ class Recorder:
         ):
             return
         try:
-            await self.api.post_event(body, reason=reason, message=message, type_=type_)
+            note = bound(message, EVENT_MESSAGE_LIMIT)
+            await self.api.post_event(body, reason=reason, message=note, type_=type_)
         except Exception as e:  # Events are best effort
             log.warning("event not posted", extra={"reason": reason, "error": str(e)})
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controller import metrics as m
+from controller import naming, webhooks
 from controller import vocabulary as v
-from controller import webhooks
 from controller.api.common import ErrorInfo
 from controller.media import output
 from controller.media.probe import OutputRules
@@ -188,7 +188,7 @@ async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen:
         return sc.JobSeen("", sc.JobPhase.RUNNING)  # force a fresh poll
     provider = s.providers.video(g.provider)
     s3_key = desired.key(status.take)
-    path = Path(s.tmp_dir) / f"{key[0]}-{key[1]}-{g.job_id[-12:]}.mp4"
+    path = Path(s.tmp_dir) / naming.download_file_name(key[0], key[1], g.job_id)
     try:
         started = time.perf_counter()
         rules = OutputRules.from_settings(s.settings)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from controller import metrics as m
+from controller import naming
 from controller import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.api.project import PlanInfo, PlannedSceneRecord, ProjectSpec, ProjectStatus
@@ -21,15 +22,17 @@ from controller.api.scene import SceneSpec
 from controller.kube import ApiError
 from controller.providers.base import PlanRequest, ProviderError
 from controller.reconcile.hashing import spec_hash
+from controller.reconcile.project import name_conflict_message
 from controller.reconcile.timeutil import rfc3339, utcnow
-from controller.runtime.state import ProjectMemory
-from controller.store import Body, key_of
+from controller.runtime.state import Kind, ProjectMemory
+from controller.store import Body, key_of, scene_belongs_to
 
 if TYPE_CHECKING:
     from controller.runtime.projects import Projects
 
 PLAN_RETRY_INITIAL_SECONDS = 5.0
 PLAN_RETRY_MAX_SECONDS = 300.0
+NAME_CONFLICT_RETRY = 30.0  # seconds between tries to create a Scene whose name is taken
 
 PLAN_FIELDS = {
     "prompt",
@@ -48,7 +51,7 @@ def plan_hash(spec: ProjectSpec) -> str:
 
 
 def scene_name(project: str, sequence: int) -> str:
-    return f"{project}-scene-{sequence:03d}"
+    return naming.scene_name(project, sequence)  # shortened near the name limits
 
 
 async def plan(
@@ -155,6 +158,7 @@ async def create_missing(p: Projects, project: Body, info: PlanInfo) -> None:
         pspec = ProjectSpec.model_validate(project.get("spec") or {})
     except ValidationError:
         return
+    conflicts: list[str] = []
     for i, planned in enumerate(info.scenes, start=1):
         name = scene_name(key[1], i)
         if name in existing:
@@ -165,7 +169,10 @@ async def create_missing(p: Projects, project: Body, info: PlanInfo) -> None:
             "metadata": {
                 "name": name,
                 "namespace": key[0],
-                "labels": {v.LABEL_PROJECT: key[1], v.LABEL_MANAGED_BY: v.MANAGER},
+                "labels": {
+                    v.LABEL_PROJECT: naming.project_label(key[1]),
+                    v.LABEL_MANAGED_BY: v.MANAGER,
+                },
                 "ownerReferences": [
                     {
                         "apiVersion": v.API_VERSION,
@@ -189,7 +196,31 @@ async def create_missing(p: Projects, project: Body, info: PlanInfo) -> None:
         try:
             created = await p.api.create(v.SCENE_PLURAL, key[0], scene)
         except ApiError as e:
-            if e.conflict:
-                continue  # created before a restart: deterministic names make this safe
-            raise
+            if not e.conflict:
+                raise
+            # Counted as created only if it is this Project's (created before a
+            # restart); a Scene of another Project is reported, never taken over.
+            found = await p.api.get(v.SCENE_PLURAL, key[0], name)
+            if found is None:  # deleted meanwhile: create it on the next pass
+                p.intake.schedule(Kind.PROJECT, key, 1.0)
+                continue
+            if not scene_belongs_to(found, project):
+                conflicts.append(name)
+                continue
+            created = found
         p.intake.on_scene_event(None, created)
+    await report_name_conflicts(p, project, conflicts)
+
+
+async def report_name_conflicts(p: Projects, project: Body, conflicts: list[str]) -> None:
+    """Scenes of the plan that exist but are not this Project's: a Warning Event when the
+    set changes, the ScenesPlanned condition (see project_status), and another try later
+    (the other Scene may be garbage-collected, or renamed by its owner)."""
+    key = key_of(project)
+    mem = p.memory.project(key)
+    if conflicts and conflicts != mem.name_conflicts:
+        message = name_conflict_message(conflicts)
+        await p.recorder.post(project, v.Reason.SCENE_NAME_TAKEN, message, "Warning")
+    if conflicts:
+        p.intake.schedule(Kind.PROJECT, key, NAME_CONFLICT_RETRY)
+    mem.name_conflicts = conflicts

@@ -9,23 +9,24 @@ import random
 from pydantic import ValidationError
 
 from controller import metrics as m
+from controller import tenancy
 from controller import vocabulary as v
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
+from controller.assembly.reconciler import Assembler
 from controller.kube import ApiError
 from controller.reconcile.patching import merge_patch
 from controller.reconcile.project import ProjectObservation, SceneView, project_status
+from controller.reconcile.scene import BUCKET_RECHECK_SECONDS
 from controller.reconcile.timeutil import utcnow
 from controller.runtime import planning
-from controller.runtime.capacity import Capacity
 from controller.runtime.events import Recorder
 from controller.runtime.intake import Intake
 from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
-from controller.runtime.scenes import short
 from controller.runtime.state import Kind, Memory, ProjectMemory, Result
 from controller.settings import Settings
 from controller.storage.clips import project_prefix
-from controller.store import Body, Key, Store, is_owned_by, key_of
+from controller.store import Body, Key, Store, is_owned_by, key_of, pending_start
 
 
 def drift_interval(spec: ProjectSpec) -> float:
@@ -46,7 +47,7 @@ class Projects:
         intake: Intake,
         memory: Memory,
         recorder: Recorder,
-        capacity: Capacity,
+        assembly: Assembler,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -57,10 +58,12 @@ class Projects:
         self.intake = intake
         self.memory = memory
         self.recorder = recorder
-        self.capacity = capacity
+        self.assembly = assembly  # the final video (controller/assembly)
 
     async def reconcile(self, key: Key) -> Result:
         body = self.store.projects.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            await self.assembly.stop(key)  # no final video is uploaded after this
         if body is None:
             self.memory.projects.pop(key, None)
             return Result()
@@ -69,11 +72,7 @@ class Projects:
         if meta.get("deletionTimestamp"):
             await self.finalize(body)
             return Result()
-        try:
-            spec: ProjectSpec | None = ProjectSpec.model_validate(body.get("spec") or {})
-            spec_error = None
-        except ValidationError as e:
-            spec, spec_error = None, short(e)
+        spec, spec_error = tenancy.project_spec(body.get("spec"), self.settings)
         retry_after = None
         if spec is not None:
             await self.ensure_finalizer(body, spec)
@@ -83,6 +82,8 @@ class Projects:
                 retry_after = await planning.plan(self, body, spec, status, mem)
             elif status.plan is not None:
                 await planning.create_missing(self, body, status.plan)
+            await self.report_bucket(body, spec, mem)
+            await self.assembly.reconcile(self.store.projects.get(key, body), spec)
         await self.write_status(body, spec, spec_error, mem)
         if spec is not None and not mem.drift_scheduled:
             mem.drift_scheduled = True
@@ -104,9 +105,11 @@ class Projects:
             scenes=tuple(self.scene_views(body)),
             planning=mem.planning,
             planning_error=mem.planning_error,
-            budget_used=self.capacity.started_by_project[key],
+            budget_used=self.store.budget_used(key),
+            name_conflicts=tuple(mem.name_conflicts),
+            bucket_problem=mem.bucket_problem,
         )
-        new = project_status(obs)
+        new = self.assembly.apply(body, spec, project_status(obs))
         patch = merge_patch(body.get("status") or {}, new.wire())
         if not patch:
             return
@@ -150,6 +153,7 @@ class Projects:
                     phase=phase if not (completed and not clip) else ScenePhase.PENDING,
                     owned=is_owned_by(body, project),
                     generations_started=int(status.get("generationsStarted") or 0),
+                    pending_start=pending_start(body),
                     clip_missing=completed and reported_missing(status),
                     clip_seconds=duration if completed and clip else 0,
                     cost_per_second=self.settings.cost_per_second(provider) if provider else 0.0,
@@ -157,6 +161,23 @@ class Projects:
                 )
             )
         return views
+
+    async def report_bucket(self, body: Body, spec: ProjectSpec, mem: ProjectMemory) -> None:
+        """The bucket of a Project that generates videos, looked at (cached) so a missing
+        or denied one shows on the Project (condition, and an Event when it appears)."""
+        problem = None
+        if spec.generate_videos:
+            bucket = spec.storage.bucket or self.settings.bucket
+            problem = (
+                await self.memory.buckets.check(
+                    bucket, lambda b: self.threads.run(self.clips.bucket_problem, b)
+                )
+            ).problem
+        if problem and problem != mem.bucket_problem:
+            await self.recorder.post(body, v.Reason.BUCKET_UNAVAILABLE, problem, "Warning")
+        if problem:
+            self.intake.schedule(Kind.PROJECT, key_of(body), BUCKET_RECHECK_SECONDS)
+        mem.bucket_problem = problem
 
     # ------------------------------------------------------------------ finalizer
     async def ensure_finalizer(self, body: Body, spec: ProjectSpec) -> None:

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
+from controller import tenancy
 from controller import vocabulary as v
 from controller.api.common import ErrorInfo
-from controller.api.project import ProjectSpec
 from controller.api.scene import SceneSpec
 from controller.desired import desired_for
 from controller.ratelimit import TokenBucket
@@ -66,6 +66,12 @@ class Scenes:
         self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
         self.tmp_dir = self._tmp.name
 
+    async def check_bucket(self, bucket: str) -> sc.BucketSeen:
+        """HeadBucket before a job is paid for: shared and cached (controller/buckets.py)."""
+        return await self.memory.buckets.check(
+            bucket, lambda b: self.threads.run(self.clips.bucket_problem, b)
+        )
+
     def limiter(self, op: str, provider: str) -> TokenBucket:
         """One token bucket per provider for polls (`reads`) and for creates (`creates`)."""
         table = self.poll_limits if op == "reads" else self.create_limits
@@ -105,11 +111,15 @@ class Scenes:
         if project is None or project.get("metadata", {}).get("deletionTimestamp"):
             msg = f"project {spec.project_ref.name!r} not found in namespace {ns}"
             return blocked(v.Reason.PROJECT_NOT_FOUND, msg)
-        try:
-            pspec = ProjectSpec.model_validate(project.get("spec") or {})
-        except ValidationError as e:
-            return blocked(v.Reason.INVALID_SPEC, f"project: {short(e)}")
+        # The operator's limits stop new jobs; a paid job in flight is still finished.
+        limits = not (body.get("status") or {}).get("generation")
+        pspec, problem = tenancy.project_spec(project.get("spec"), self.settings, limits)
+        if pspec is None:
+            return blocked(v.Reason.INVALID_SPEC, f"project: {problem}")
         desired, request = desired_for(spec, pspec, ns, project["metadata"]["uid"], self.settings)
+        problem = tenancy.scene_problem(desired, self.settings) if limits else None
+        if problem:
+            return blocked(v.Reason.INVALID_SPEC, problem)
         annotations = project.get("metadata", {}).get("annotations") or {}
         controls = sc.Controls(
             generate_videos=pspec.generate_videos,
@@ -125,8 +135,4 @@ class Scenes:
 
 
 def short(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
+    return tenancy.short_error(e)

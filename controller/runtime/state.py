@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from controller.api.common import ErrorInfo
 from controller.api.scene import SceneStatus
+from controller.buckets import BucketChecks
 from controller.providers.base import JobState
 from controller.store import Key
 
@@ -42,12 +43,15 @@ class ProjectMemory:
     planning_error: ErrorInfo | None = None
     plan_failures: int = 0
     drift_scheduled: bool = False
+    name_conflicts: list[str] = field(default_factory=list)  # planning.report_name_conflicts
+    bucket_problem: str | None = None  # Projects.report_bucket
 
 
 @dataclass
 class Memory:
     scenes: dict[Key, SceneMemory] = field(default_factory=dict)
     projects: dict[Key, ProjectMemory] = field(default_factory=dict)
+    buckets: BucketChecks = field(default_factory=BucketChecks)  # HeadBucket, cached
 
     def scene(self, key: Key) -> SceneMemory:
         return self.scenes.setdefault(key, SceneMemory())

@@ -274,6 +274,22 @@ class ClipStore:
         except Exception as exc:
             raise classify(exc, f"create bucket {bucket}") from exc
 
+    def bucket_problem(self, bucket: str) -> str | None:
+        """None if `bucket` exists and answers us; else why not, naming it (a missing
+        bucket, denied access, or an S3 error), for a condition before any job is paid."""
+        try:
+            self.client.head_bucket(Bucket=bucket)
+            return None
+        except bce.ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404 or _code(exc) in ("NoSuchBucket", "404", "NotFound"):
+                return f"bucket {bucket!r} does not exist"
+            if status == 403 or _code(exc) in ("403", "AccessDenied", "Forbidden"):
+                return f"access to bucket {bucket!r} is denied"
+            return f"bucket {bucket!r} could not be checked: {classify(exc, 'head').message}"
+        except Exception as exc:
+            return f"bucket {bucket!r} could not be checked: {classify(exc, 'head').message}"
+
     # ------------------------------------------------------------------------- objects
 
     def put_clip(
@@ -366,6 +382,23 @@ class ClipStore:
         if etag is not None and fact.etag != _etag(etag):
             return None
         return fact
+
+    def content_sha256(self, bucket: str, key: str) -> str | None:
+        """The SHA-256 of the object's bytes, read back (streamed); None if it is gone.
+        For drift: an ETag can change while the bytes do not (a copy onto itself)."""
+        target = f"s3://{bucket}/{key}"
+        digest = hashlib.sha256()
+        try:
+            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+            for chunk in body.iter_chunks(MiB):
+                digest.update(chunk)
+        except bce.ClientError as exc:
+            if _is_not_found(exc):
+                return None
+            raise classify(exc, f"read {target}") from exc
+        except Exception as exc:
+            raise classify(exc, f"read {target}") from exc
+        return digest.hexdigest()
 
     def list_prefix(self, bucket: str, prefix: str) -> dict[str, ObjectFact]:
         """Every object under `prefix`, by key: one ListObjectsV2 call per 1000 keys."""

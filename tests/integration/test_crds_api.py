@@ -274,22 +274,33 @@ def test_printer_columns(api: k8s.CustomObjectsApi, kubectl: Kubectl, namespace:
     create(api, PROJECTS, project(p, namespace))
     create(api, SCENES, scene(s, namespace, p, sequence=4))
     header, rows = table(kubectl, "projects", "-n", namespace)
-    assert header == ["NAME", "PHASE", "SCENES", "COMPLETED", "FAILED", "READY", "AGE"]
+    assert header == ["NAME", "PHASE", "SCENES", "COMPLETED", "FAILED", "ASSEMBLED", "READY", "AGE"]
     assert len(rows[p]) == 2  # name and age only: no status yet
 
     ready = {"type": "Ready", "status": "False", "reason": "InProgress", "message": "1 of 3",
              "lastTransitionTime": "2026-01-01T00:00:00Z"}  # fmt: skip
+    assembled = {**ready, "type": "Assembled", "reason": "WaitingForScenes"}
     status = {"phase": "Processing", "sceneCount": 3, "completedScenes": 1, "failedScenes": 0,
-              "conditions": [ready]}  # fmt: skip
+              "conditions": [ready, {**assembled, "status": "True"}]}  # fmt: skip
     api.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PROJECTS, p, {"status": status}, _content_type=MERGE
     )
     _, rows = table(kubectl, "vproj", "-n", namespace)
-    assert rows[p][:6] == [p, "Processing", "3", "1", "0", "False"]
+    assert rows[p][:7] == [p, "Processing", "3", "1", "0", "True", "False"]
     # -o wide adds the Ready message (priority 1), as cert-manager's Status column does
     header, rows = table(kubectl, "vproj", "-n", namespace, "-o", "wide")
-    assert header == ["NAME", "PHASE", "SCENES", "COMPLETED", "FAILED", "READY", "MESSAGE", "AGE"]
-    assert rows[p][:9] == [p, "Processing", "3", "1", "0", "False", "1", "of", "3"]
+    assert header == [
+        "NAME",
+        "PHASE",
+        "SCENES",
+        "COMPLETED",
+        "FAILED",
+        "ASSEMBLED",
+        "READY",
+        "MESSAGE",
+        "AGE",
+    ]
+    assert rows[p][:10] == [p, "Processing", "3", "1", "0", "True", "False", "1", "of", "3"]
 
     header, rows = table(kubectl, "scn", "-n", namespace)
     assert header == ["NAME", "PROJECT", "SEQ", "PHASE", "ATTEMPTS", "READY", "AGE"]

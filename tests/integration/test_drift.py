@@ -153,6 +153,62 @@ def test_missing_clip_with_ignore_policy_is_reported_not_regenerated(
     assert len(replicate.created) == 1
 
 
+def copy_onto_itself(s3, key: str) -> str:
+    """What a backup or re-tagging tool does: copy the object onto itself with new
+    metadata, here through a multipart copy (UploadPartCopy, as `aws s3 cp` and boto3's
+    managed copy do for larger objects). The bytes stay; the ETag changes. Returns it."""
+    c, bucket = s3.client, s3.bucket
+    upload = c.create_multipart_upload(
+        Bucket=bucket, Key=key, ContentType="video/mp4", Metadata={"copied-by": "backup-tool"}
+    )
+    part = c.upload_part_copy(
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload["UploadId"],
+        PartNumber=1,
+        CopySource={"Bucket": bucket, "Key": key},
+    )
+    c.complete_multipart_upload(
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"ETag": part["CopyPartResult"]["ETag"], "PartNumber": 1}]},
+    )
+    return c.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+
+
+def test_a_copy_in_place_with_a_new_etag_is_the_same_clip(
+    cluster, namespace, run_operator, s3, replicate
+) -> None:
+    """Issue 12 #16: drift compares content, not only ETags: same bytes under a new ETag
+    (and without the checksum metadata) are the same clip: no new take, no new job."""
+    run_operator(namespace, env=replicate.env())
+    cluster.create_project(namespace, "copied", spec())
+    wait_project(cluster, namespace, "copied")
+    scene = completed_scene(cluster, namespace, "copied")
+    name, clip = scene["metadata"]["name"], scene["status"]["clip"]
+    before = s3.client.get_object(Bucket=s3.bucket, Key=clip["key"])["Body"].read()
+    etag = copy_onto_itself(s3, clip["key"])
+    assert etag != clip["etag"]
+    assert s3.client.get_object(Bucket=s3.bucket, Key=clip["key"])["Body"].read() == before
+
+    def etag_remembered() -> dict | None:
+        s = cluster.scenes(namespace, "copied")[0]
+        return s if s["status"]["clip"]["etag"] == etag else None
+
+    after = wait_until(etag_remembered, timeout=INTERVAL * 3 + 30, what="the new ETag in status")
+    time.sleep(INTERVAL * 2)  # further drift passes change nothing
+    after = cluster.scenes(namespace, "copied")[0]
+    assert after["status"]["phase"] == "Completed" and after["status"]["take"] == 0
+    assert after["status"]["clip"]["key"] == clip["key"]
+    assert after["status"]["clip"]["sha256"] == clip["sha256"]
+    assert after["status"]["clip"]["etag"] == etag
+    assert is_true(after, "Ready")
+    assert "ClipMissing" not in cluster.event_reasons(namespace, name)
+    assert len(replicate.created) == 1
+    wait_project(cluster, namespace, "copied")
+
+
 def test_completed_status_without_a_clip_is_repaired(
     cluster, namespace, run_operator, s3, replicate
 ) -> None:
@@ -422,7 +478,8 @@ def test_deletion_policy(policy, cluster, namespace, run_operator, kubectl, s3, 
         assert listed == []
         assert "ClipsDeleted" in cluster.event_reasons(namespace, "gone")
     else:
-        assert sorted(o["Key"] for o in listed) == sorted(keys)
+        final = project["status"]["finalVideo"]["s3Key"]  # kept too
+        assert sorted(o["Key"] for o in listed) == sorted([*keys, final])
 
 
 def test_a_missing_bucket_starts_no_paid_job(

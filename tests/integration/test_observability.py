@@ -49,7 +49,9 @@ def test_metrics_logs_and_events_are_useful_and_leak_no_secret(
     assert metric_sum(text, "scene_operator_reconciles_total", kind="scene", result="ok") >= 3
     assert metric_sum(text, "scene_operator_reconciles_total", result="error") == 0
     assert metric_sum(text, "scene_operator_reconcile_duration_seconds_count", kind="project") >= 1
-    assert metric_sum(text, "scene_operator_s3_operations_total", operation="put", result="ok") == 3
+    # three clips and the final video
+    assert metric_sum(text, "scene_operator_s3_operations_total", operation="put", result="ok") == 4
+    assert metric_sum(text, "scene_operator_events_total", reason="VideoAssembled") == 1
     assert (
         metric_sum(
             text, "scene_operator_api_requests_total", verb="PATCH", resource="scenes/status"

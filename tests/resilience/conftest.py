@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from controller import naming
 from controller import vocabulary as v
 from tests.integration.clips import replicate_video
 from tests.integration.conftest import (  # noqa: F401 - fixtures and hook reused as is
@@ -308,7 +309,7 @@ def check_scene_names(snap: Snapshot, counts: dict[str, int]) -> list[str]:
     problems = []
     for name, count in counts.items():
         got = sorted(s["metadata"]["name"] for s in snap.scenes[name])
-        want = [f"{name}-scene-{i:03d}" for i in range(1, count + 1)]
+        want = sorted(naming.scene_name(name, i) for i in range(1, count + 1))
         if got != want:
             problems.append(f"{name}: scenes {got}, expected {want}")
     return problems

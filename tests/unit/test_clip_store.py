@@ -176,6 +176,28 @@ def test_verify_spots_missing_and_replaced_objects(store, bucket, clip):
     assert store.verify(bucket, key, size=fact.size, sha256=fact.sha256, etag=fact.etag) is None
 
 
+def test_content_sha256_reads_the_bytes_not_the_metadata(store, bucket, clip):
+    """Drift's content check (issue 12 #16): the hash of what is stored, whatever the
+    metadata claims; None once the object is gone."""
+    key = clip_key("scene-operator", "ns", "uid-1", 3, "abc123", 0)
+    store.put_clip(bucket, key, clip, metadata={})
+    data = clip.read_bytes()
+    assert store.content_sha256(bucket, key) == hashlib.sha256(data).hexdigest()
+    store.client.put_object(
+        Bucket=bucket, Key=key, Body=b"x" * len(data), Metadata={"sha256": "claimed"}
+    )
+    assert store.content_sha256(bucket, key) == hashlib.sha256(b"x" * len(data)).hexdigest()
+    store.client.delete_object(Bucket=bucket, Key=key)
+    assert store.content_sha256(bucket, key) is None
+
+
+def test_bucket_problem_names_a_missing_bucket(store, bucket):
+    assert store.bucket_problem(bucket) is None
+    assert (
+        store.bucket_problem("no-such-bucket-here") == "bucket 'no-such-bucket-here' does not exist"
+    )
+
+
 def test_head_of_a_missing_key_is_none(store, bucket):
     asked = calls(store, "HeadBucket")
     assert store.head(bucket, "nothing/here.mp4") is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ def crd_errors(value: Any, schema: Schema, path: str = "") -> list[str]:
             errors.append(f"{path}: longer than {schema['maxLength']}")
         if len(value) < schema.get("minLength", 0):
             errors.append(f"{path}: shorter than {schema['minLength']}")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append(f"{path}: does not match {schema['pattern']}")
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value > schema.get("maximum", math.inf):
             errors.append(f"{path}: above {schema['maximum']}")
@@ -344,7 +347,17 @@ def _columns(key: str) -> dict[str, dict[str, Any]]:
 
 def test_project_printer_columns() -> None:
     columns = _columns("projects")
-    assert list(columns) == ["Phase", "Scenes", "Completed", "Failed", "Ready", "Message", "Age"]
+    assert list(columns) == [
+        "Phase",
+        "Scenes",
+        "Completed",
+        "Failed",
+        "Assembled",
+        "Ready",
+        "Message",
+        "Age",
+    ]
+    assert columns["Assembled"]["jsonPath"] == '.status.conditions[?(@.type=="Assembled")].status'
     assert columns["Phase"]["jsonPath"] == ".status.phase"
     assert columns["Scenes"] == {"name": "Scenes", "type": "integer", "jsonPath": ".status.sceneCount"}  # fmt: skip
     assert columns["Completed"]["jsonPath"] == ".status.completedScenes"
@@ -523,6 +536,8 @@ INT64 = 2**63 - 1
 
 
 def _text(schema: Schema) -> st.SearchStrategy[str]:
+    if "pattern" in schema:
+        return st.from_regex(schema["pattern"], fullmatch=True)
     lo, hi = schema.get("minLength", 0), schema.get("maxLength")
     short = st.text(min_size=lo, max_size=min(hi, lo + 20) if hi is not None else lo + 20)
     if hi is None:

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 BASE = "python:3.11-slim"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}")
 SECRET_NAME = re.compile(r"TOKEN|API_?KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AWS_|PRIVATE", re.I)
 
 
@@ -104,7 +105,13 @@ def env_pairs(instruction: Instruction) -> dict[str, str]:
 
 def test_multi_stage_on_the_slim_base(stages: list[Stage], final: Stage) -> None:
     assert len(stages) >= 2
-    assert all(stage.image == BASE for stage in stages), [s.image for s in stages]
+    # The slim base, pinned by digest (a tag moves; a digest is the same image for ever),
+    # and the same image for both stages.
+    images = {stage.image for stage in stages}
+    assert len(images) == 1, images
+    (image,) = images
+    tag, digest = image.split("@", 1) if "@" in image else (image, "")
+    assert tag == BASE and DIGEST.fullmatch("@" + digest), image
     names = [stage.name for stage in stages]
     assert names[0] == "builder" and final.name == "runtime"
     # The runtime stage copies the venv from the builder and installs nothing itself.

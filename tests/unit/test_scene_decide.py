@@ -123,6 +123,7 @@ def observe(st: SceneStatus | None = None, **kw: object) -> Observation:
         "status": st if st is not None else SceneStatus(),
         "desired": desired(),
         "controls": controls(),
+        "bucket": sc.BucketSeen(),  # the bucket was looked at and is fine
     }
     return Observation(**{**base, **kw})  # type: ignore[arg-type]
 
@@ -223,6 +224,9 @@ class Scripted:
 
     async def find_job(self, o: Observation) -> sc.OrphanSearch:
         raise AssertionError("unexpected effect FindJob")
+
+    async def check_bucket(self, o: Observation) -> sc.BucketSeen:
+        return sc.BucketSeen()
 
     async def start(self, o: Observation, d: Decision) -> float | None:
         return None

@@ -37,6 +37,7 @@ from controller.reconcile.backoff import backoff_seconds
 from controller.reconcile.conditions import get_condition
 from controller.reconcile.effects import MAX_STEPS, Ended, Facts, run_pass
 from controller.reconcile.scene import (
+    BucketSeen,
     Controls,
     Decision,
     Desired,
@@ -241,6 +242,7 @@ class World:
             job=facts.job,
             finished=facts.finished,
             orphan=facts.orphan,
+            bucket=facts.bucket,
             capacity=self.capacity,
             jitter=jitter,
         )
@@ -433,6 +435,9 @@ class WorldActuator:
         seen = self.w.poll(g.job_id)
         self.survive()
         return seen
+
+    async def check_bucket(self, o: Observation) -> BucketSeen:
+        return BucketSeen()
 
     async def find_job(self, o: Observation) -> OrphanSearch:
         g = o.status.generation

@@ -1,16 +1,8 @@
-"""The cache: bodies are stored slim; the capacity's counters follow jobs in flight, and
-freed slots and given-back budget are noted."""
+"""The cache: bodies are stored slim, counters follow jobs in flight, and freed slots are noted."""
 
 from __future__ import annotations
 
-from controller.runtime.capacity import Capacity
-from controller.settings import Settings
 from controller.store import Store, slim
-
-
-def cached() -> tuple[Store, Capacity]:
-    store = Store()
-    return store, Capacity(Settings(), store)
 
 
 def scene(rv: int, provider: str | None = None, **meta: object) -> dict:
@@ -41,30 +33,29 @@ def test_managed_fields_and_last_applied_are_not_cached_and_the_input_is_not_mut
 
 
 def test_a_job_ending_is_noted_as_a_freed_slot_and_old_events_are_ignored() -> None:
-    store, cap = cached()
+    store = Store()
     store.upsert_scene(scene(1))
     store.upsert_scene(scene(2, "replicate"))
-    assert cap.inflight_by_provider["replicate"] == 1 and cap.freed == []
+    assert store.inflight_by_provider["replicate"] == 1 and store.freed == []
     assert not store.upsert_scene(scene(1))  # a late event cannot undo a newer write
     store.upsert_scene(scene(3))
-    assert cap.inflight_by_provider["replicate"] == 0
-    assert cap.freed == [("ns", "p")]
+    assert store.inflight_by_provider["replicate"] == 0
+    assert store.freed == [("ns", "p")]
     store.upsert_scene(scene(4, "replicate"))
     store.delete_scene(("ns", "s1"))
-    assert cap.freed == [("ns", "p"), ("ns", "p")]
-    assert cap.inflight_by_project[("ns", "p")] == 0
-    assert store.scene_names_of(("ns", "p")) == []
+    assert store.freed == [("ns", "p"), ("ns", "p")]
+    assert store.inflight_by_project[("ns", "p")] == 0
 
 
 def test_a_generation_given_back_is_noted_and_a_finished_one_is_not() -> None:
-    store, cap = cached()
+    store = Store()
     store.upsert_scene(scene(1, "replicate"))  # the pending marker: one generation started
-    assert cap.started_by_project[("ns", "p")] == 1
+    assert store.started_by_project[("ns", "p")] == 1
     finished = scene(2)
     finished["status"] = {"phase": "Completed", "generationsStarted": 1}
     store.upsert_scene(finished)
-    assert cap.budget_freed == []  # a finished job still counts against the budget
+    assert store.budget_freed == []  # a finished job still counts against the budget
     store.upsert_scene(scene(3, "replicate"))
     store.upsert_scene(scene(4))  # refused by the provider: the attempt is given back
-    assert cap.budget_freed == [("ns", "p")]
-    assert cap.started_by_project[("ns", "p")] == 0
+    assert store.budget_freed == [("ns", "p")]
+    assert store.started_by_project[("ns", "p")] == 0

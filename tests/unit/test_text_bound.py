@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from controller.api.common import MAX_ERROR_MESSAGE, ErrorInfo
 from controller.api.scene import SceneStatus
 from controller.providers.base import ProviderError
+from controller.runtime.events import EVENT_MESSAGE_LIMIT, Recorder
+from controller.settings import Settings
 from controller.text import MAX_PROVIDER_TEXT, bound
+from tests.unit.fakes.kube import FakeKube
 
 TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -44,3 +49,13 @@ def test_error_info_cuts_instead_of_refusing() -> None:
     assert len(info.message) <= MAX_ERROR_MESSAGE and "characters cut" in info.message
     status = SceneStatus.model_validate({"lastError": {"reason": "X", "message": "y" * 9000}})
     assert status.last_error is not None and len(status.last_error.message) <= MAX_ERROR_MESSAGE
+
+
+def test_event_messages_keep_the_tail_and_say_they_were_cut() -> None:
+    kube = FakeKube()
+    body = {"kind": "Scene", "metadata": {"namespace": "ns", "name": "s", "uid": "u"}}
+    e = ProviderError("GenerationFailed", TRACEBACK, retryable=True)
+    asyncio.run(Recorder(Settings(), kube).post(body, "RetryScheduled", e.message, "Warning"))
+    (event,) = kube.events
+    assert len(event["message"]) <= EVENT_MESSAGE_LIMIT and "characters cut" in event["message"]
+    assert event["message"].endswith("an illegal memory access was encountered")

@@ -17,6 +17,7 @@ class FakeClips:
     calls: list[tuple[str, str, str]] = field(default_factory=list)
     # Called before every operation with (operation, bucket, key); raise to fail it.
     before: list[Callable[[str, str, str], None]] = field(default_factory=list)
+    missing_buckets: set[str] = field(default_factory=set)
 
     def _call(self, op: str, bucket: str, key: str) -> None:
         self.calls.append((op, bucket, key))
@@ -73,3 +74,11 @@ class FakeClips:
     def download(self, bucket: str, key: str, dest: Path) -> None:
         self._call("download", bucket, key)
         Path(dest).write_bytes(self.data[(bucket, key)])
+    def content_sha256(self, bucket: str, key: str) -> str | None:
+        self._call("get", bucket, key)
+        fact = self.objects.get((bucket, key))
+        return fact.sha256 if fact is not None else None  # the fake's bytes hash to it
+
+    def bucket_problem(self, bucket: str) -> str | None:
+        self._call("head-bucket", bucket, "")
+        return f"bucket {bucket!r} does not exist" if bucket in self.missing_buckets else None

@@ -149,6 +149,8 @@ class Harness:
             "video": {"provider": "replicate"},
             "generateVideos": True,
             "retry": {"limit": 3, "backoff": {"initialSeconds": 10, "factor": 2, "maxSeconds": 60}},
+            # The fake clips are not videos; the final video is tested in test_assembly_*.
+            "assembly": {"enabled": False},
         }
         body = {
             "apiVersion": v.API_VERSION,

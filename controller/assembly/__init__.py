@@ -1,0 +1,1 @@
+"""The final video: plan (pure), engine (PyAV), reconciler (S3 and threads)."""

@@ -1,0 +1,181 @@
+"""Operator-level limits (issue 12 #14): allow-lists of buckets and models, a default
+budget, and video.params that cannot reach around the bounded prompt and duration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from controller import tenancy
+from controller.api.project import ProjectSpec
+from controller.api.scene import SceneSpec
+from controller.desired import DEFAULT_PLANNER_MODELS, desired_for
+from controller.providers.gemini_planner import GeminiPlanner
+from controller.providers.local_planner import LocalPlanner
+from controller.providers.replicate_video import ReplicateVideoProvider
+from controller.settings import Settings
+
+BASE: dict[str, Any] = {
+    "prompt": "A lighthouse at dusk",
+    "planner": {"provider": "gemini", "model": "gemini-2.5-pro"},
+    "video": {"provider": "replicate", "model": "google/veo-3.1"},
+    "storage": {"bucket": "team-a-clips"},
+}
+
+
+def settings(**kw: Any) -> Settings:
+    return Settings(**kw)
+
+
+def spec(**kw: Any) -> dict[str, Any]:
+    return {**BASE, **kw}
+
+
+@pytest.mark.parametrize(
+    ("raw", "limits", "refused"),
+    [
+        pytest.param(spec(), {}, None, id="no-limits-allows-any"),
+        pytest.param(
+            spec(),
+            {
+                "allowed_buckets": "team-a-clips, other",
+                "allowed_models": "google/veo-3.1,gemini-2.5-pro",
+            },
+            None,
+            id="listed-bucket-and-models-allowed",
+        ),
+        pytest.param(
+            spec(), {"allowed_buckets": "other"}, "bucket 'team-a-clips'", id="bucket-not-listed"
+        ),
+        pytest.param(
+            spec(storage={}),
+            {"allowed_buckets": "team-a-clips", "bucket": "shared"},
+            "bucket 'shared'",
+            id="the-default-bucket-is-checked-too",
+        ),
+        pytest.param(
+            spec(video={"provider": "replicate", "model": "acme/expensive"}),
+            {"allowed_models": "google/veo-3.1,gemini-2.5-pro"},
+            "video model 'acme/expensive'",
+            id="video-model-not-listed",
+        ),
+        pytest.param(
+            spec(video={"provider": "replicate"}),
+            {"allowed_models": "gemini-2.5-pro"},
+            "video model 'google/veo-3.1'",
+            id="a-default-video-model-is-checked-too",
+        ),
+        pytest.param(
+            spec(planner={"provider": "gemini", "model": "gemini-ultra"}),
+            {"allowed_models": "google/veo-3.1,gemini-2.5-pro"},
+            "planner model 'gemini-ultra'",
+            id="planner-model-not-listed",
+        ),
+    ],
+)
+def test_allow_lists(raw: dict[str, Any], limits: dict[str, Any], refused: str | None) -> None:
+    parsed, problem = tenancy.project_spec(raw, settings(**limits))
+    if refused is None:
+        assert parsed is not None and problem is None
+    else:
+        assert parsed is None and problem is not None
+        assert refused in problem and "SCENE_OPERATOR_ALLOWED_" in problem
+
+
+def test_a_scene_override_of_the_model_is_checked() -> None:
+    s = settings(allowed_models="google/veo-3.1,gemini-2.5-pro")
+    pspec, problem = tenancy.project_spec(spec(), s)
+    assert pspec is not None and problem is None
+    scene = SceneSpec.model_validate(
+        {
+            "projectRef": {"name": "p"},
+            "sequence": 1,
+            "prompt": "x",
+            "video": {"model": "acme/expensive"},
+        }
+    )
+    desired, _ = desired_for(scene, pspec, "ns", "uid", s)
+    assert "video model 'acme/expensive'" in (tenancy.scene_problem(desired, s) or "")
+
+
+@pytest.mark.parametrize(
+    ("own", "default", "expected"),
+    [
+        pytest.param(None, None, None, id="no-default-unlimited"),
+        pytest.param(None, 5, 5, id="default-applies-when-unset"),
+        pytest.param(2, 5, 2, id="own-budget-wins"),
+        pytest.param(0, 5, 0, id="own-zero-budget-wins"),
+    ],
+)
+def test_default_max_generations(
+    own: int | None, default: int | None, expected: int | None
+) -> None:
+    raw = spec(budget={"maxGenerations": own} if own is not None else {})
+    parsed, _ = tenancy.project_spec(raw, settings(default_max_generations=default))
+    assert parsed is not None and parsed.budget.max_generations == expected
+
+
+def test_settings_read_the_issue_s_variable_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCENE_OPERATOR_ALLOWED_BUCKETS", "a,b")
+    monkeypatch.setenv("SCENE_OPERATOR_ALLOWED_MODELS", "m1, m2")
+    monkeypatch.setenv("SCENE_OPERATOR_DEFAULT_MAX_GENERATIONS", "7")
+    s = Settings()
+    assert tenancy.allow_list(s.allowed_buckets) == {"a", "b"}
+    assert tenancy.allow_list(s.allowed_models) == {"m1", "m2"}
+    assert s.default_max_generations == 7
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"prompt": "ignore the spec"},
+        {"negative_prompt": "x"},
+        {"duration": 600},
+        {"duration_seconds": 0},
+        {"durationSeconds": 999},
+        {"seconds": 120},
+        {"aspect_ratio": "21:9"},
+        {"Prompt": "case does not matter"},
+    ],
+)
+def test_params_cannot_override_the_prompt_or_the_duration(params: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="params may not set"):
+        ProjectSpec.model_validate(spec(video={"provider": "replicate", "params": params}))
+    scene = {"projectRef": {"name": "p"}, "sequence": 1, "prompt": "x", "video": {"params": params}}
+    with pytest.raises(ValidationError, match="params may not set"):
+        SceneSpec.model_validate(scene)
+    _, problem = tenancy.project_spec(spec(video={"params": params}), settings())
+    assert problem is not None and "params may not set" in problem
+
+
+def test_what_reaches_the_provider_keeps_the_spec_prompt_and_duration() -> None:
+    pspec = ProjectSpec.model_validate(
+        spec(video={"provider": "replicate", "params": {"seed": 7, "resolution": "1080p"}})
+    )
+    # A spec built around validation (model_construct) still cannot pass them on.
+    pspec.video.params = {"prompt": "other", "duration": 600, "seed": 7}
+    scene = SceneSpec.model_validate(
+        {"projectRef": {"name": "p"}, "sequence": 1, "prompt": "the scene", "durationSeconds": 4}
+    )
+    _, request = desired_for(scene, pspec, "ns", "uid", settings())
+    payload = ReplicateVideoProvider.build_input(request, "acme/model")
+    assert payload["prompt"] == "the scene" and payload["duration"] == 4
+    assert payload["seed"] == 7
+
+
+def test_default_planner_models_match_the_planners() -> None:
+    assert {
+        "gemini": GeminiPlanner.default_model,
+        "local": LocalPlanner.default_model,
+    } == DEFAULT_PLANNER_MODELS
+
+
+def test_limits_can_be_waived_for_a_job_already_paid_for() -> None:
+    s = settings(allowed_buckets="other", default_max_generations=3)
+    assert tenancy.project_spec(spec(), s)[0] is None
+    parsed, problem = tenancy.project_spec(spec(), s, limits=False)
+    assert problem is None and parsed is not None and parsed.budget.max_generations == 3
+    # Validation itself is never waived.
+    assert tenancy.project_spec({"prompt": ""}, s, limits=False)[0] is None

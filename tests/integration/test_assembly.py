@@ -6,7 +6,6 @@ import glob
 import json
 import tempfile
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tests.integration.helpers import (
     wait_project,
     wait_until,
 )
+from tests.support.video import durations, frame_at, frames, tone
 
 INTERVAL = 2
 SECONDS = 2  # per clip; the local renderer draws 12 frames a second
@@ -56,22 +56,6 @@ def download(s3: Any, key: str, dest: Path) -> Path:
     return dest
 
 
-def decoded(path: Path) -> list[tuple[float, np.ndarray]]:
-    """(seconds, RGB) of every video frame, decoded end to end."""
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        return [(float(f.pts * s.time_base), f.to_ndarray(format="rgb24")) for f in c.decode(s)]
-
-
-def frame_at(frames: list[tuple[float, np.ndarray]], t: float) -> np.ndarray:
-    return [img for when, img in frames if when <= t + 1e-6][-1]
-
-
-def lengths(path: Path) -> dict[str, float]:
-    with av.open(str(path)) as c:
-        return {s.type: float(s.duration * s.time_base) for s in c.streams}
-
-
 def check_film(
     s3: Any, project: dict, scenes: list[dict], folder: Path, *, exact: bool = True
 ) -> None:
@@ -86,16 +70,16 @@ def check_film(
         download(s3, sc["status"]["clip"]["key"], folder / f"c{i}.mp4")
         for i, sc in enumerate(scenes)
     ]
-    clip_lengths = [lengths(c)["video"] for c in clips]
+    clip_lengths = [durations(c)["video"] for c in clips]
     total = sum(clip_lengths)
-    assert abs(lengths(film)["video"] - total) <= len(clips) / FPS
+    assert abs(durations(film)["video"] - total) <= len(clips) / FPS
     assert abs(final["durationSeconds"] - total) <= len(clips) / FPS
-    frames = decoded(film)  # decodes end to end
-    assert len(frames) == round(total * FPS)
+    film_frames = frames(film)  # decodes end to end
+    assert len(film_frames) == round(total * FPS)
     start = 0.0
     for clip, seconds in zip(clips, clip_lengths, strict=True):
         mid = seconds / 2
-        got, want = frame_at(frames, start + mid), frame_at(decoded(clip), mid)
+        got, want = frame_at(film_frames, start + mid), frame_at(frames(clip), mid)
         if exact:
             assert np.array_equal(got, want)
         else:  # scaled: compare the average colour of the picture
@@ -220,22 +204,11 @@ def test_a_missing_or_changed_film_is_rebuilt_with_no_provider_job(
     assert cluster.event_reasons(namespace, "lost").count("VideoAssembled") == 2
 
 
-def tone(path: Path, seconds: float, rate: int = 44_100) -> Path:
-    t = np.arange(int(seconds * rate)) / rate
-    samples = (np.sin(2 * np.pi * 330 * t) * 10_000).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return path
-
-
 def test_a_music_video_gets_its_song_for_exactly_the_film(
     cluster: Cluster, namespace: str, run_operator, s3, files: Path
 ) -> None:
     song_key = f"songs/{namespace}/song.wav"
-    s3.client.upload_file(str(tone(files / "song.wav", 2.5)), s3.bucket, song_key)
+    s3.client.upload_file(str(tone(files / "song.wav", 2.5, hz=330, level=10_000)), s3.bucket, song_key)
     run_operator(namespace)
     cluster.create_project(
         namespace,
@@ -244,7 +217,7 @@ def test_a_music_video_gets_its_song_for_exactly_the_film(
     )
     project = wait_until(lambda: film_of(cluster, namespace, "song"), timeout=120, what="film")
     film = download(s3, project["status"]["finalVideo"]["s3Key"], files / "film.mp4")
-    got = lengths(film)
+    got = durations(film)
     assert abs(got["video"] - 2 * SECONDS) <= 2 / FPS
     assert abs(got["audio"] - got["video"]) < 1024 / 48_000 + 1e-3  # one AAC frame
     with av.open(str(film)) as c:  # the song, then silence where it ran out
@@ -253,7 +226,7 @@ def test_a_music_video_gets_its_song_for_exactly_the_film(
     assert abs(heard - 2.5) < 0.1
     # a new song (same key, new bytes) is a new input: a new film
     old = project["status"]["finalVideo"]
-    s3.client.upload_file(str(tone(files / "song2.wav", 6.0)), s3.bucket, song_key)
+    s3.client.upload_file(str(tone(files / "song2.wav", 6.0, hz=330, level=10_000)), s3.bucket, song_key)
     p = wait_until(
         lambda: film_of(cluster, namespace, "song", other_than=old["inputsHash"]),
         timeout=INTERVAL * 3 + 60,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import av
@@ -11,6 +10,7 @@ import pytest
 
 from controller.assembly.engine import AssemblyError, assemble, probe_input
 from controller.providers.render import render_clip
+from tests.support.video import durations, frame_at, frames, tone
 
 FPS = 12
 
@@ -22,33 +22,6 @@ def clip(folder: Path, n: int, aspect: str = "16:9", seconds: int = 2) -> Path:
         aspect_ratio=aspect, fps=FPS, height=64,
     )  # fmt: skip
     return path
-
-
-def tone(path: Path, seconds: float, rate: int = 44_100) -> Path:
-    t = np.arange(int(seconds * rate)) / rate
-    samples = (np.sin(2 * np.pi * 440 * t) * 12_000).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return path
-
-
-def frames(path: Path) -> list[tuple[float, np.ndarray]]:
-    """(time in seconds, RGB pixels) of every frame, decoded end to end."""
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        return [(float(f.pts * s.time_base), f.to_ndarray(format="rgb24")) for f in c.decode(s)]
-
-
-def frame_at(decoded: list[tuple[float, np.ndarray]], t: float) -> np.ndarray:
-    return [img for when, img in decoded if when <= t + 1e-6][-1]
-
-
-def durations(path: Path) -> dict[str, float]:
-    with av.open(str(path)) as c:
-        return {s.type: float(s.duration * s.time_base) for s in c.streams}
 
 
 @pytest.fixture(scope="module")

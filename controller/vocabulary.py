@@ -66,6 +66,7 @@ class Reason:
     CLIP_UPLOADED = "ClipUploaded"
     CLIP_ADOPTED = "ClipAdopted"
     UPLOAD_FAILED = "UploadFailed"
+    UPLOAD_RETRYING = "UploadRetrying"  # a paid output kept while its upload is tried again
     INVALID_OUTPUT = "InvalidOutput"  # the provider's output is not the clip asked for
     BUCKET_UNAVAILABLE = "BucketUnavailable"  # missing, denied or unreachable: no job starts
     JOB_LOST = "JobLost"

@@ -23,6 +23,7 @@ from controller.runtime.actuator import Actuator, SceneInputs
 from controller.runtime.capacity import Capacity
 from controller.runtime.events import Recorder
 from controller.runtime.intake import Intake
+from controller.runtime.kept import KeptOutputs
 from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
 from controller.runtime.state import Memory, Result
 from controller.settings import Settings
@@ -65,6 +66,7 @@ class Scenes:
         self.recovering: dict[str, Key] = {}  # job id -> the Scene that found it
         self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
         self.tmp_dir = self._tmp.name
+        self.kept = KeptOutputs(self.tmp_dir, settings.kept_outputs_max_bytes)
 
     async def check_bucket(self, bucket: str) -> sc.BucketSeen:
         """HeadBucket before a job is paid for: shared and cached (controller/buckets.py)."""

@@ -205,6 +205,8 @@ def in_flight(o: Observation) -> Decision | None:
     if job.phase == JobPhase.SUCCEEDED:
         key = d.key(s.take)
         if o.finished is None or o.finished.key != key or o.finished.obj is None:
+            if job.error is not None and job.error.reason == Reason.UPLOAD_RETRYING:
+                return _upload_retrying(o, s, job.error, job.retry_after)
             return Decision(Effect.FINISH, s, Rule.FINISH_JOB)
         done = completed(o, o.finished, g.job_id)
         msg = f"clip uploaded and verified: s3://{d.bucket}/{key} ({o.finished.obj.size} bytes)"
@@ -230,6 +232,20 @@ def in_flight(o: Observation) -> Decision | None:
         )
     return retry_or_fail(
         o, s, err, Rule.JOB_FAILED if job.phase == JobPhase.FAILED else Rule.JOB_LOST
+    )
+
+
+def _upload_retrying(
+    o: Observation, s: SceneStatus, err: ErrorInfo, retry_after: float | None
+) -> Decision:
+    """A succeeded (paid) job whose upload failed: never Failed for it. The job stays in
+    flight, the output is kept, and the condition says why it is not Completed yet. The
+    time of the first failure is kept, so a retry costs a write only if the error moved."""
+    last = s.last_error
+    if last is not None and last.reason == Reason.UPLOAD_RETRYING:
+        err = err.model_copy(update={"at": last.at})
+    return settle(
+        o, s.model_copy(update={"last_error": err}), Rule.UPLOAD_RETRYING, requeue_after=retry_after
     )
 
 

@@ -43,6 +43,7 @@ class Rule(StrEnum):
     POLL_FAILED = "poll-failed"
     FINISH_JOB = "finish-job"
     CLIP_UPLOADED = "clip-uploaded"
+    UPLOAD_RETRYING = "upload-retrying"
     LOOK_BEFORE_RETRY = "look-before-retry"
     ADOPT_AFTER_JOB_ENDED = "adopt-after-job-ended"
     JOB_FAILED = "job-failed"

@@ -72,6 +72,7 @@ class Reason:
     JOB_LOST = "JobLost"
     JOB_MAY_BE_ORPHANED = "JobMayBeOrphaned"
     JOB_RECOVERED = "JobRecovered"
+    JOB_ABANDONED = "JobAbandoned"  # its output will not be used; canceled where possible
     RETRIES_EXHAUSTED = "RetriesExhausted"
     # drift and controls
     CLIP_MISSING = "ClipMissing"

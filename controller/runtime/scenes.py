@@ -19,6 +19,7 @@ from controller.ratelimit import TokenBucket
 from controller.reconcile import scene as sc
 from controller.reconcile.effects import Facts, run_pass
 from controller.reconcile.timeutil import utcnow
+from controller.runtime import cancel
 from controller.runtime.actuator import Actuator, SceneInputs
 from controller.runtime.capacity import Capacity
 from controller.runtime.events import Recorder
@@ -96,6 +97,8 @@ class Scenes:
                 del self.recovering[job_id]  # recorded in status now, or not taken
         if actuator.gone:
             self.memory.scenes.pop(key, None)
+            self.kept.drop(key)
+        await cancel.deleted(self, key)
         return Result(result.requeue_after, urgent=self.intake.scene_is_urgent(key))
 
     def inputs(self, body: Body) -> SceneInputs:

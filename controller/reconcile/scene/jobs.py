@@ -249,6 +249,56 @@ def _upload_retrying(
     )
 
 
+# Rules that stop recording a job whose output will not be used: it is canceled at the
+# provider after the write (controller/runtime/cancel.py).
+ABANDONING = frozenset(
+    {
+        Rule.ABANDON_STALE_JOB,
+        Rule.ABANDON_BLOCKED_JOB,
+        Rule.REGENERATE_TOKEN,
+        Rule.PROJECT_REGENERATE_TOKEN,
+    }
+)
+
+
+def abandoned_job(o: Observation, d: Decision) -> GenerationInfo | None:
+    """The job `d` abandons (recorded before, not after, by an abandoning rule), if any."""
+    g, after = o.status.generation, d.status.generation
+    if d.rule not in ABANDONING or g is None or g.job_id is None:
+        return None
+    if after is not None and after.job_id == g.job_id:
+        return None
+    return g
+
+
+def blocked_job(o: Observation) -> Decision | None:
+    """A job in flight for a Scene that cannot go on (its Project gone, being deleted or
+    invalid; its own spec invalid): nothing can store its output, so it is abandoned
+    (canceled at the provider where it can be) and its job slot freed at once, rather
+    than held until the Project comes back, perhaps never. Attempts stay counted."""
+    s, g = o.status, o.status.generation
+    if g is None:
+        return None
+    err = o.blocked or ErrorInfo(reason=Reason.INVALID_SPEC, message="no desired state")
+    update: dict[str, object] = {"generation": None}
+    if s.phase == ScenePhase.PROCESSING and s.clip is None:
+        update["phase"] = ScenePhase.PENDING
+    what = (
+        f"job {g.job_id}" if g.job_id else "a job that may have started (its id was never recorded)"
+    )
+    msg = (
+        f"{err.message}: {g.provider} {what} abandoned, its output will not be used "
+        "(canceled at the provider where it can be)"
+    )
+    return settle(
+        o,
+        s.model_copy(update=update),
+        Rule.ABANDON_BLOCKED_JOB,
+        (err.reason, err.message),
+        (Event(Reason.JOB_ABANDONED, msg, "Warning"),),
+    )
+
+
 def spec_moved(o: Observation) -> Decision | None:
     """Between attempts, the spec changed: the new spec gets a fresh attempt budget."""
     s, d = o.status, o.desired

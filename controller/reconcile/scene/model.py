@@ -38,6 +38,7 @@ class Rule(StrEnum):
     PROJECT_REGENERATE_TOKEN = "project-regenerate-token"
     # a job in flight
     ABANDON_STALE_JOB = "abandon-stale-job"
+    ABANDON_BLOCKED_JOB = "abandon-blocked-job"  # its Project gone or invalid
     POLL_JOB = "poll-job"
     JOB_RUNNING = "job-running"
     POLL_FAILED = "poll-failed"

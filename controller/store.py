@@ -87,7 +87,8 @@ class Store:
         self.projects: dict[Key, Body] = {}
         self.scenes: dict[Key, Body] = {}
         self._by_project: dict[Key, set[str]] = collections.defaultdict(set)
-        # Told of every change to a cached Scene (the capacity keeps running totals).
+        # Told of every change to a cached Scene (the capacity keeps running totals), so
+        # Scenes enter and leave `scenes` only through upsert_scene and delete_scene.
         self.on_scene_change: SceneListener = lambda old, new: None
 
     # ------------------------------------------------------------------ projects

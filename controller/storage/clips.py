@@ -55,6 +55,8 @@ DEFAULT_MULTIPART_THRESHOLD = 16 * MiB
 CONTENT_TYPE = "video/mp4"
 SHA256_META = "sha256"
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys per call
+# Their names before the split, for modules written against it (prefer errors.py's).
+_RETRYABLE_CODES, _MAX_MESSAGE = RETRYABLE_CODES, MAX_MESSAGE
 
 
 class ClipStore:

@@ -52,6 +52,7 @@ class Memory:
     scenes: dict[Key, SceneMemory] = field(default_factory=dict)
     projects: dict[Key, ProjectMemory] = field(default_factory=dict)
     buckets: BucketChecks = field(default_factory=BucketChecks)  # HeadBucket, cached
+    abandoned: dict[Key, tuple[str, str]] = field(default_factory=dict)  # deleted Scene's job
 
     def scene(self, key: Key) -> SceneMemory:
         return self.scenes.setdefault(key, SceneMemory())

@@ -28,7 +28,6 @@ MiB = 1024 * 1024
 DEFAULT_MULTIPART_THRESHOLD = 16 * MiB
 CONTENT_TYPE = "video/mp4"
 SHA256_META = "sha256"
-_DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys per call
 _MAX_MESSAGE = 500
 
 # Codes worth another try (throttling, transient server trouble, bytes damaged in
@@ -421,38 +420,11 @@ class ClipStore:
         return facts
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
-        """Delete every object under `prefix`; returns how many were deleted."""
-        if not prefix.strip("/"):
-            raise ValueError("refusing to delete with an empty prefix (the whole bucket)")
-        target = f"s3://{bucket}/{prefix}"
-        deleted = 0
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": _DELETE_BATCH}
-            )
-            for page in pages:
-                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", ())]
-                if not keys:
-                    continue
-                resp = self.client.delete_objects(
-                    Bucket=bucket, Delete={"Objects": keys, "Quiet": True}
-                )
-                errors = resp.get("Errors") or []
-                deleted += len(keys) - len(errors)
-                if errors:
-                    first = errors[0]
-                    code = str(first.get("Code") or "Unknown")
-                    raise StorageError(
-                        code in _RETRYABLE_CODES,
-                        f"delete {target}: {len(errors)} of {len(keys)} keys failed, "
-                        f"first {first.get('Key')}: {code}: {first.get('Message')}"[:_MAX_MESSAGE],
-                        code=code,
-                    )
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise classify(exc, f"delete {target}") from exc
-        return deleted
+        """Delete every object under `prefix`, versions and delete markers included, until
+        a LIST finds nothing (controller/storage/purge.py); returns how many went."""
+        from controller.storage.purge import purge_prefix  # it imports this module
+
+        return purge_prefix(self.client, bucket, prefix)
 
     def download(self, bucket: str, key: str, dest: Path) -> None:
         """Copy an object to a local file (written aside and renamed by boto3)."""

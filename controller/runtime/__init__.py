@@ -33,6 +33,7 @@ from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, 
 from controller.runtime.projects import Projects
 from controller.runtime.scenes import Scenes
 from controller.runtime.state import Kind, Memory
+from controller.runtime.uploads import GatedClips
 from controller.runtime.worker import Worker
 from controller.settings import Settings
 from controller.store import Body, Store
@@ -68,6 +69,7 @@ class Runtime:
         )
         threads = Threads(self.pool)
         self.memory = Memory()
+        clips = GatedClips(clips, self.memory.uploads)  # type: ignore[assignment]
         self.capacity = Capacity(settings, self.store)
         self.intake = Intake(self.store, self.queue, self.capacity, self.memory, api)
         recorder = Recorder(settings, api)

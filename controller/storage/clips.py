@@ -24,8 +24,6 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from controller.storage.errors import (
-    MAX_MESSAGE,
-    RETRYABLE_CODES,
     ClipVerificationError,
     StorageError,
     classify,
@@ -34,6 +32,7 @@ from controller.storage.errors import (
 )
 from controller.storage.keys import clip_key, project_prefix
 from controller.storage.objects import MiB, ObjectFact, bare_etag, clean_metadata, file_sha256
+from controller.storage.purge import purge_prefix
 
 # The public names, importable from here as before the split.
 __all__ = [
@@ -54,9 +53,6 @@ __all__ = [
 DEFAULT_MULTIPART_THRESHOLD = 16 * MiB
 CONTENT_TYPE = "video/mp4"
 SHA256_META = "sha256"
-_DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys per call
-# Their names before the split, for modules written against it (prefer errors.py's).
-_RETRYABLE_CODES, _MAX_MESSAGE = RETRYABLE_CODES, MAX_MESSAGE
 
 
 class ClipStore:
@@ -277,38 +273,9 @@ class ClipStore:
         return facts
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
-        """Delete every object under `prefix`; returns how many were deleted."""
-        if not prefix.strip("/"):
-            raise ValueError("refusing to delete with an empty prefix (the whole bucket)")
-        target = f"s3://{bucket}/{prefix}"
-        deleted = 0
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": _DELETE_BATCH}
-            )
-            for page in pages:
-                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", ())]
-                if not keys:
-                    continue
-                resp = self.client.delete_objects(
-                    Bucket=bucket, Delete={"Objects": keys, "Quiet": True}
-                )
-                errors = resp.get("Errors") or []
-                deleted += len(keys) - len(errors)
-                if errors:
-                    first = errors[0]
-                    code = str(first.get("Code") or "Unknown")
-                    raise StorageError(
-                        code in RETRYABLE_CODES,
-                        f"delete {target}: {len(errors)} of {len(keys)} keys failed, "
-                        f"first {first.get('Key')}: {code}: {first.get('Message')}"[:MAX_MESSAGE],
-                        code=code,
-                    )
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise classify(exc, f"delete {target}") from exc
-        return deleted
+        """Delete every object under `prefix`, versions and delete markers included, until
+        a LIST finds nothing (controller/storage/purge.py); returns how many went."""
+        return purge_prefix(self.client, bucket, prefix)
 
     def download(self, bucket: str, key: str, dest: Path) -> None:
         """Copy an object to a local file (written aside and renamed by boto3)."""

@@ -7,7 +7,6 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from typing import Any
 
 import kopf
 import pytest
@@ -17,6 +16,7 @@ from controller import handlers
 from controller.runtime.liveness import stall
 from controller.runtime.state import Kind
 from tests.unit.fakes.harness import NS, Harness
+from tests.unit.fakes.providers import hold_fetch
 
 BASE = {"queued": 3, "busy": 4, "workers": 4, "last_progress": 100.0, "threshold": 60.0}
 
@@ -75,15 +75,7 @@ def test_a_stuck_download_fails_healthz_and_progress_heals_it() -> None:
         await ready.wait()
         get = lambda: asyncio.to_thread(healthz, port)  # noqa: E731
 
-        release, fetching = asyncio.Event(), asyncio.Event()
-        fetch = h.replicate.fetch
-
-        async def stuck(*args: Any) -> None:
-            fetching.set()
-            await release.wait()
-            await fetch(*args)
-
-        h.replicate.fetch = stuck  # type: ignore[method-assign]
+        release, fetching = hold_fetch(h.replicate)
         h.project()
         driving = asyncio.create_task(h.settle(seconds=300))
         await fetching.wait()

@@ -11,6 +11,7 @@ import pytest
 from controller.api.common import ErrorInfo
 from controller.api.project import MissingClipPolicy
 from controller.api.scene import ScenePhase
+from controller.reconcile import scene as sc
 from controller.reconcile.scene import (
     CAPACITY_RECHECK_SECONDS,
     Controls,
@@ -124,7 +125,9 @@ def test_gates_never_start_a_job(ctl: Controls) -> None:
     assert o.status.generation is None and o.status.attempts == 0
 
 
-def test_blocked_scene_with_a_job_in_flight_does_not_poll_or_start() -> None:
+def test_blocked_scene_with_a_job_in_flight_abandons_it_without_poll_or_start() -> None:
+    """Its Project gone: the job's output cannot be stored, so the job is abandoned (and
+    canceled by the runtime) and its slot freed, never polled or replaced."""
     o = observe(
         in_flight(),
         desired=None,
@@ -132,7 +135,9 @@ def test_blocked_scene_with_a_job_in_flight_does_not_poll_or_start() -> None:
     )
     _, trail = drive(o)
     assert {d.effect for d in trail} <= {Effect.WRITE, Effect.NONE}
-    assert all(d.status.generation == o.status.generation for d in trail)
+    assert trail[0].rule == sc.Rule.ABANDON_BLOCKED_JOB
+    assert sc.abandoned_job(o, trail[0]) == o.status.generation
+    assert all(d.status.generation is None for d in trail)
 
 
 def test_completed_without_clip_flows_back_into_generation() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import logging
 import resource
 import sys
 import time
@@ -25,6 +24,7 @@ from benchmarks.measure import (
     rounded,
 )
 from benchmarks.provider import completion_figures, jobs_against_scenes
+from benchmarks.s3fake import S3Process
 from benchmarks.scenarios import BUCKET, SECRET_ENV, Scenario, operator_env
 from benchmarks.snapshot import Snapshot, delta, drift
 from controller import vocabulary as v
@@ -76,6 +76,7 @@ class Bench:
         self.op: Any = None
         self.api: Any = None
         self.replicate: Any = None
+        self.s3: S3Process | None = None
         self.watch: CompletedWatch | None = None
         self.timeline: list[dict[str, Any]] = []
 
@@ -88,6 +89,7 @@ class Bench:
             "kube-apiserver": pid(getattr(self.cp, "_apiserver", None)),
             "etcd": pid(getattr(self.cp, "_etcd", None)),
             "kube-controller-manager": pid(getattr(self.cp, "_kcm", None)),
+            "s3-fake": self.s3.pid if self.s3 else None,
         }
 
     def header(self) -> dict[str, Any]:
@@ -116,7 +118,6 @@ class Bench:
         from controller.embedded.cluster import Kubectl, install_crds
         from controller.embedded.controlplane import REPO_ROOT, ControlPlane
         from controller.embedded.ports import free_port
-        from controller.embedded.s3server import S3Server
         from tests.support.operator_process import OperatorProcess
         from tests.support.replicate_server import ReplicateServer
 
@@ -124,11 +125,10 @@ class Bench:
         result = self.header()
         log(f"[{self.name}] {s.projects} projects x {s.scenes} scenes = {s.total}")
         clip = tiny_clip()
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
         with contextlib.ExitStack() as stack:
             began = time.monotonic()
             self.cp = stack.enter_context(ControlPlane())
-            s3 = stack.enter_context(S3Server())
+            self.s3 = s3 = stack.enter_context(S3Process())
             s3.client().create_bucket(Bucket=BUCKET)
             self.replicate = ReplicateServer(latency_seconds=s.latency, video_bytes=clip)
             self.replicate.quiet_errors = True  # a client that gave up is not news
@@ -160,7 +160,7 @@ class Bench:
             self.op.start()
             stack.callback(self.op.stop)
             self.op.wait_healthy(60)
-            if s.limited:  # the completion -> Completed delay needs sub-second times
+            if s.limited or s.webhooks:  # completion -> Completed needs sub-second times
                 self.watch = CompletedWatch(self.cp.server, self.cp.token).start()
                 stack.callback(self.watch.stop)
             time.sleep(3)  # let kopf open its watches

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import profile
-from benchmarks.cluster import Api, CompletedWatch, project_body, readiness, tiny_clip
+from benchmarks.kubeside import Api, CompletedWatch, project_body, readiness, tiny_clip
 from benchmarks.limits import ideal_makespan, limited_ideal, pipeline_bound
 from benchmarks.measure import (
     counter_diff,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import cluster, limits, measure, profile, table
+from benchmarks import kubeside, limits, measure, profile, table
 
 # ----------------------------------------------------------------------- ideal makespan
 
@@ -216,23 +216,23 @@ def test_readiness_reads_the_printer_columns_of_a_table() -> None:
             {"cells": ["p-2", None, None, None, None, None, "1s"]},
         ],
     }
-    assert cluster.readiness(table) == (3, 1, 14)
+    assert kubeside.readiness(table) == (3, 1, 14)
 
 
 def test_readiness_of_an_empty_table() -> None:
-    assert cluster.readiness({"columnDefinitions": [], "rows": []}) == (0, 0, 0)
+    assert kubeside.readiness({"columnDefinitions": [], "rows": []}) == (0, 0, 0)
 
 
 def test_project_body_is_a_valid_project_spec() -> None:
     from controller.api.project import ProjectSpec
 
-    body = cluster.project_body("bench-1", "p-00007", 7, 10, 20)
+    body = kubeside.project_body("bench-1", "p-00007", 7, 10, 20)
     spec = ProjectSpec.model_validate(body["spec"])
     assert spec.scene_count() == 10 and spec.duration_seconds() == 4
     assert spec.repair.interval_seconds == 20 and spec.generate_videos
     assert body["metadata"] == {"name": "p-00007", "namespace": "bench-1"}
     # the style lands in every planned scene prompt: jobs can be told apart per project
-    assert cluster.project_body("n", "p", 8, 10, 20)["spec"]["style"] != spec.style
+    assert kubeside.project_body("n", "p", 8, 10, 20)["spec"]["style"] != spec.style
 
 
 # ----------------------------------------------------------------------- profiles

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     """Prometheus metrics port; 0 turns metrics off."""
     liveness_port: int = Field(default=8080, ge=0, le=65535)
     """Port of the /healthz endpoint; 0 turns it off."""
+    liveness_stall_seconds: float = Field(default=300.0, ge=0)
+    """/healthz fails when work is queued, every worker is busy and none has started or
+    finished a pass for this long (a stuck download); 0 turns the check off."""
     scene_events: Literal["all", "warnings"] = "all"
     """Which Events to post on Scenes: `warnings` drops the two Normal ones per Scene
     (GenerationStarted, ClipUploaded: 2 of ~6.5 API writes per Scene) for large fleets;

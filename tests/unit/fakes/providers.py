@@ -4,6 +4,7 @@ Replicate's (present) and Veo's (absent)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import itertools
@@ -177,3 +178,18 @@ class FakeProviders:
 
     def planner(self, name: str) -> FakePlanner:
         return self.planners.setdefault(name, FakePlanner(name))
+
+
+def hold_fetch(video: FakeVideo) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make the provider's next downloads wait: returns (release, fetching); `fetching`
+    is set once a download has begun, which then waits for `release`."""
+    release, fetching = asyncio.Event(), asyncio.Event()
+    fetch = video.fetch
+
+    async def held(job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
+        fetching.set()
+        await release.wait()
+        await fetch(job_id, state, request, dest)
+
+    video.fetch = held  # type: ignore[method-assign]
+    return release, fetching

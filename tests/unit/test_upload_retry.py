@@ -142,7 +142,7 @@ def test_after_a_restart_an_expired_output_follows_the_failure_path() -> None:
 def test_the_decision_keeps_the_job_in_flight_and_writes_only_when_the_error_moves() -> None:
     """Pure: a succeeded job whose upload failed is never Failed, the job stays recorded,
     and a later failure with the same error costs no status write."""
-    from tests.unit.test_scene_decide import NOW, in_flight, observe
+    from tests.unit.scene_builders import NOW, in_flight, observe
 
     def seen(minutes: int, text: str) -> sc.JobSeen:
         at = rfc3339(NOW + dt.timedelta(minutes=minutes))

@@ -3,7 +3,9 @@ working clip's key, in the style of the spec hash)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from controller.api.scene import ClipEdit
 from controller.reconcile.hashing import spec_hash
@@ -61,3 +63,16 @@ def edit_of(spec: ClipEdit | None) -> Edit | None:
         bool(spec.mute_audio),
     )
     return None if edit == Edit() else edit
+
+
+def working_record(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The verified object a Scene's `workingVideoClipS3Key` names, from its status (wire
+    form): the working clip's record, or the original's when there is no edit. None while
+    a working clip is being derived: nothing downstream may use the Scene yet."""
+    key = status.get("workingVideoClipS3Key")
+    clip, working = status.get("clip") or {}, status.get("workingClip") or {}
+    if key and working.get("key") == key:
+        return working
+    if key and clip.get("key") == key:
+        return clip
+    return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from controller.api.scene import SceneStatus, WorkingClipInfo
 from controller.reconcile.scene.editing import refusal
-from controller.reconcile.scene.model import Decision, Effect, Event, Observation, Rule
+from controller.reconcile.scene.model import Decision, Derived, Effect, Event, Observation, Rule
 from controller.reconcile.scene.status import error_at, now_text, same_clip, settle
 from controller.vocabulary import Reason
 
@@ -55,28 +55,7 @@ def working_checks(o: Observation, s: SceneStatus) -> Decision | None:
             o, nxt, Rule.EDIT_REFUSED, events=(Event(Reason.INVALID_SPEC, msg, "Warning"),)
         )
     w = s.working_clip
-    intact = (
-        w is not None
-        and w.key == key
-        and w.edit_hash == edit.hash
-        and w.source_key == clip.key
-        and s.working_video_clip_s3_key == key
-        and not s.refused_edit
-    )
-    check = o.working_check
-    if intact and check is not None and check.key == key and derived is None:
-        assert w is not None
-        obj = check.obj
-        if obj is None or not same_clip(w, obj):  # type: ignore[arg-type]
-            intact = False  # drift: missing or changed; derived again, for free
-        elif obj.etag != w.etag:  # the same bytes under a new ETag
-            record = w.model_copy(update={"etag": obj.etag, "verified_at": now_text(o)})
-            return settle(
-                o, s.model_copy(update={"working_clip": record}), Rule.WORKING_SAME_CONTENT
-            )
-    if intact:
-        return None
-    if derived is not None and derived.obj is not None:
+    if derived is not None and derived.obj is not None and not _recorded(s, derived):
         obj = derived.obj
         record = WorkingClipInfo(
             bucket=clip.bucket,
@@ -95,9 +74,42 @@ def working_checks(o: Observation, s: SceneStatus) -> Decision | None:
             f" {derived.duration_seconds:.2f} s, {obj.size} bytes; no provider job"
         )
         return settle(o, nxt, Rule.WORKING_DERIVED, events=(Event(Reason.CLIP_EDITED, msg),))
+    intact = (
+        w is not None
+        and w.key == key
+        and w.edit_hash == edit.hash
+        and w.source_key == clip.key
+        and s.working_video_clip_s3_key == key
+        and not s.refused_edit
+    )
+    check = o.working_check
+    if intact and check is not None and check.key == key:
+        assert w is not None
+        obj = check.obj
+        if obj is None or not same_clip(w, obj):  # type: ignore[arg-type]
+            intact = False  # drift: missing or changed; derived again, for free
+        elif obj.etag != w.etag:  # the same bytes under a new ETag
+            record = w.model_copy(update={"etag": obj.etag, "verified_at": now_text(o)})
+            return settle(
+                o, s.model_copy(update={"working_clip": record}), Rule.WORKING_SAME_CONTENT
+            )
+    if intact:
+        return None
     # Say that the working clip is being derived (Ready False) before doing it; a repair
     # of a working object drift found gone changes nothing visible until it is done.
     pending = settle(o, s, Rule.EDIT_PENDING)
     if pending.effect == Effect.WRITE:
         return pending
     return Decision(Effect.DERIVE_WORKING, pending.status, Rule.DERIVE_WORKING)
+
+
+def _recorded(s: SceneStatus, derived: Derived) -> bool:
+    """The derived object is the one status already names (written earlier in the pass)."""
+    w, obj = s.working_clip, derived.obj
+    return (
+        w is not None
+        and obj is not None
+        and s.working_video_clip_s3_key == derived.key == w.key
+        and (w.size, w.etag) == (obj.size, obj.etag)
+        and not s.refused_edit
+    )

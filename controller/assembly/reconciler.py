@@ -117,7 +117,7 @@ class Assembler:
         refs = []
         for scene in scenes:
             status = scene.get("status") or {}
-            clip = working_record(status) or {}  # the working clip: the original, edited
+            clip = working_record(scene) or {}  # the working clip: the original, edited
             missing = (status.get("lastError") or {}).get("reason") == v.Reason.CLIP_MISSING
             if status.get("phase") != ScenePhase.COMPLETED or not clip.get("key") or missing:
                 continue

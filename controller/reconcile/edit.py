@@ -65,14 +65,18 @@ def edit_of(spec: ClipEdit | None) -> Edit | None:
     return None if edit == Edit() else edit
 
 
-def working_record(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The verified object a Scene's `workingVideoClipS3Key` names, from its status (wire
-    form): the working clip's record, or the original's when there is no edit. None while
-    a working clip is being derived: nothing downstream may use the Scene yet."""
-    key = status.get("workingVideoClipS3Key")
+def working_record(scene: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The verified object downstream uses for a Scene (wire form): the original's record
+    without an edit; with one, the working clip's record once it matches the edit. None
+    while it is being derived (or refused): nothing downstream may use the Scene yet."""
+    status = scene.get("status") or {}
     clip, working = status.get("clip") or {}, status.get("workingClip") or {}
-    if key and working.get("key") == key:
-        return working
-    if key and clip.get("key") == key:
-        return clip
-    return None
+    try:
+        edit = edit_of(ClipEdit.model_validate((scene.get("spec") or {}).get("edit") or {}))
+    except ValueError:
+        return None
+    if edit is None:
+        return clip or None
+    key = status.get("workingVideoClipS3Key")
+    fits = working.get("editHash") == edit.hash and working.get("sourceKey") == clip.get("key")
+    return working if key and working.get("key") == key and fits else None

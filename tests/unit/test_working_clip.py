@@ -122,7 +122,8 @@ def test_no_edit_working_key_is_the_original_and_nothing_is_derived() -> None:
     assert rules(ds) == [Rule.COMPLETED]
     assert o.status.working_video_clip_s3_key == o.status.original_video_clip_s3_key == key()
     assert o.status.working_clip is None
-    assert working_record(o.status.wire()) == o.status.clip.wire()  # type: ignore[union-attr]
+    scene = {"spec": {}, "status": o.status.wire()}
+    assert working_record(scene) == o.status.clip.wire()  # type: ignore[union-attr]
 
 
 def test_edit_added_says_editing_then_derives_and_records_the_working_clip() -> None:
@@ -154,7 +155,11 @@ def test_edit_added_says_editing_then_derives_and_records_the_working_clip() -> 
     assert ready(s) == ("True", Reason.COMPLETED)
     assert events(ds) == [Reason.CLIP_EDITED]
     assert s.attempts == 1 and s.generations_started == 1  # nothing paid
-    assert working_record(s.wire()) == w.wire()
+    spec = {"edit": {"trimStartSeconds": 1.0}}
+    assert working_record({"spec": spec, "status": s.wire()}) == w.wire()
+    assert working_record({"spec": {"edit": {"trimEndSeconds": 1}}, "status": s.wire()}) is None
+    pending = {"spec": spec, "status": first.status.wire()}  # still deriving
+    assert working_record(pending) is None
 
 
 def test_edit_changed_derives_a_new_working_clip() -> None:

@@ -155,6 +155,7 @@ class Derived:
     obj: StoredObject | None
     duration_seconds: float = 0.0
     refused: str | None = None
+    verified_at: str = ""  # when the upload was verified (RFC 3339): tells two derivations apart
 
 
 @dataclass(frozen=True)

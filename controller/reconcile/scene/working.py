@@ -66,7 +66,7 @@ def working_checks(o: Observation, s: SceneStatus) -> Decision | None:
             duration_seconds=round(derived.duration_seconds, 3),
             edit_hash=edit.hash,
             source_key=clip.key,
-            verified_at=now_text(o),
+            verified_at=derived.verified_at or now_text(o),
         )
         nxt = _cleared(s, working_video_clip_s3_key=key, working_clip=record)
         msg = (
@@ -110,6 +110,6 @@ def _recorded(s: SceneStatus, derived: Derived) -> bool:
         w is not None
         and obj is not None
         and s.working_video_clip_s3_key == derived.key == w.key
-        and (w.size, w.etag) == (obj.size, obj.etag)
+        and (w.size, w.etag, w.verified_at) == (obj.size, obj.etag, derived.verified_at)
         and not s.refused_edit
     )

@@ -74,6 +74,7 @@ class FakeClips:
     def download(self, bucket: str, key: str, dest: Path) -> None:
         self._call("download", bucket, key)
         Path(dest).write_bytes(self.data[(bucket, key)])
+
     def content_sha256(self, bucket: str, key: str) -> str | None:
         self._call("get", bucket, key)
         fact = self.objects.get((bucket, key))

@@ -263,3 +263,16 @@ def test_edit_that_leaves_nothing_is_invalid_spec_and_changes_nothing() -> None:
     o, ds = run(replace(o, derived=None, desired=replace(desired(), edit=OTHER)), derived(OTHER))
     assert o.status.last_error is None and o.status.refused_edit is None
     assert ready(o.status) == ("True", Reason.COMPLETED)
+
+
+def test_kubectl_video_shows_the_working_clip_and_its_length() -> None:
+    import datetime as dt
+
+    from controller.plugin.report import render_scene, scene_view
+
+    _, s = edited(TRIM)
+    meta = {"name": "lighthouse-scene-001", "namespace": "default", "generation": 1}
+    view = scene_view({"metadata": meta, "spec": {"sequence": 1}, "status": s.wire()})
+    assert view.clip_key == wkey(TRIM) and view.trimmed_seconds == 3.0
+    text = render_scene(view, dt.datetime(2025, 3, 1, tzinfo=dt.UTC))
+    assert f"Clip:         {wkey(TRIM)}" in text and "Trimmed:      3.00 s" in text

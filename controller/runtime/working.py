@@ -22,7 +22,7 @@ from controller.reconcile.edit import Edit
 from controller.reconcile.effects import Facts
 from controller.reconcile.timeutil import rfc3339
 from controller.runtime.state import TransientError
-from controller.storage.clips import file_sha256
+from controller.storage.objects import file_sha256
 
 if TYPE_CHECKING:
     from controller.runtime.actuator import Actuator

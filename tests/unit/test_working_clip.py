@@ -27,7 +27,7 @@ from controller.reconcile.scene import (
 )
 from controller.reconcile.scene import StoredObject as Obj
 from controller.vocabulary import Cond, Reason
-from tests.unit.test_scene_decide import BUCKET, completed, desired, key, observe
+from tests.unit.scene_builders import BUCKET, completed, desired, key, observe
 
 TRIM = Edit(trim_start=1.0)
 OTHER = Edit(trim_start=0.5, trim_end=0.25, mute_audio=True)

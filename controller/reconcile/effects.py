@@ -16,6 +16,7 @@ from typing import Protocol
 from controller.reconcile.scene import (
     BucketSeen,
     Decision,
+    Derived,
     Effect,
     JobSeen,
     ObjectSeen,
@@ -38,6 +39,8 @@ class Facts:
     finished: ObjectSeen | None = None  # the verified upload of a succeeded job
     orphan: OrphanSearch | None = None
     bucket: BucketSeen | None = None  # the bucket of the desired clip, before a start
+    working_check: ObjectSeen | None = None  # a HEAD of the working clip status points at
+    derived: Derived | None = None  # the working clip derived in this pass
 
 
 class Ended(StrEnum):
@@ -101,6 +104,10 @@ class SceneActuator(Protocol):
         or the job seen anew (to poll again, or failed for good)."""
         ...
 
+    async def derive(self, o: Observation) -> Derived:
+        """Derive the working clip from the original (spec.edit), upload and verify it."""
+        ...
+
 
 async def run_pass(
     actuator: SceneActuator, facts: Facts | None = None, max_steps: int = MAX_STEPS
@@ -135,6 +142,9 @@ async def run_pass(
             facts.orphan = await actuator.find_job(o)
         elif d.effect == Effect.CHECK_BUCKET:
             facts.bucket = await actuator.check_bucket(o)
+        elif d.effect == Effect.DERIVE_WORKING:
+            facts.derived = await actuator.derive(o)
+            facts.working_check = None  # superseded by what was just derived
         elif d.effect == Effect.FINISH:
             seen = await actuator.finish(o)
             if isinstance(seen, JobSeen):

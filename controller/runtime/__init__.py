@@ -31,6 +31,7 @@ from controller.runtime.liveness import Progress, stall
 from controller.runtime.planning import plan_hash, scene_name
 from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
 from controller.runtime.projects import Projects
+from controller.runtime.resync import Resync
 from controller.runtime.scenes import Scenes
 from controller.runtime.state import Kind, Memory
 from controller.runtime.uploads import GatedClips
@@ -116,6 +117,7 @@ class Runtime:
             memory=self.memory,
             assembly=self.assembly,
         )
+        self.resync = Resync(api, self.store, self.intake)  # ghosts leave the cache
         self.progress = Progress(self.queue.clock)  # for /healthz (liveness.py)
         self.worker = Worker(
             self.queue,
@@ -147,4 +149,6 @@ class Runtime:
     async def run(self) -> None:
         # asyncio.to_thread (used by the local renderer) shares the same bounded pool.
         asyncio.get_running_loop().set_default_executor(self.pool)
-        await self.worker.run(self.settings.workers)
+        await asyncio.gather(
+            self.worker.run(self.settings.workers), self.resync.run(self.settings.resync_seconds)
+        )

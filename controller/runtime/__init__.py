@@ -37,7 +37,7 @@ from controller.runtime.state import Kind, Memory
 from controller.runtime.uploads import GatedClips
 from controller.runtime.worker import Worker
 from controller.settings import Settings
-from controller.store import Body, Store
+from controller.store import Body, Store, key_of
 from controller.workqueue import WorkQueue
 
 __all__ = ["Runtime", "plan_hash", "scene_name"]
@@ -130,9 +130,13 @@ class Runtime:
         )
 
     def on_scene_event(self, kind: str | None, body: Body) -> None:
+        if kind is None and key_of(body) in self.store.scenes:  # kopf re-listed
+            self.resync.relisted(key_of(body)[0])
         self.intake.on_scene_event(kind, body)
 
     def on_project_event(self, kind: str | None, body: Body) -> None:
+        if kind is None and key_of(body) in self.store.projects:  # kopf re-listed
+            self.resync.relisted(key_of(body)[0])
         self.intake.on_project_event(kind, body)
 
     def stalled(self) -> str | None:

@@ -8,11 +8,14 @@ namespace the cache holds is LISTed every SCENE_OPERATOR_RESYNC_SECONDS, and a c
 object the LIST lacks is dropped as if its DELETED event had come, but only if the
 cache saw it at an older resourceVersion than the LIST's: one created or written after
 the LIST was served is not a ghost. Newer versions in the LIST are taken as events.
+A re-list by kopf (an object already cached delivered again as listed) makes its
+namespace due at once, RELIST_SETTLE_SECONDS later, rather than at the next round.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
@@ -31,19 +34,40 @@ def ghosts(cached: Mapping[Key, int], listed: Iterable[Key], list_version: int) 
     return sorted(k for k, rv in cached.items() if k not in present and rv < list_version)
 
 
+RELIST_SETTLE_SECONDS = 2.0  # a re-list's events arrive over a moment: LIST after them
+
+
 class Resync:
     def __init__(self, api: KubeClient, store: Store, intake: Intake) -> None:
         self.api = api
         self.store = store
         self.intake = intake
+        self.due: set[str] = set()  # namespaces kopf re-listed
+        self._wake = asyncio.Event()
+
+    def relisted(self, namespace: str) -> None:
+        """kopf LISTed again (after 410 Gone): what it did not deliver may be ghosts."""
+        self.due.add(namespace)
+        self._wake.set()
 
     async def run(self, interval: float) -> None:
-        """Every `interval` seconds, each namespace the cache holds (0: never)."""
+        """Every `interval` seconds each namespace the cache holds, and a namespace kopf
+        re-listed soon after (0: never). One loop, no task per namespace."""
         if interval <= 0:
             return
+        loop = asyncio.get_running_loop()
+        next_round = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
-            namespaces = {k[0] for k in self.store.projects} | {k[0] for k in self.store.scenes}
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(next_round - loop.time(), 0.0)):
+                    await self._wake.wait()
+            if self._wake.is_set():
+                self._wake.clear()
+                await asyncio.sleep(RELIST_SETTLE_SECONDS)
+                namespaces, self.due = self.due, set()
+            else:
+                namespaces = {k[0] for k in self.store.projects} | {k[0] for k in self.store.scenes}
+                next_round = loop.time() + interval
             for namespace in sorted(namespaces):
                 try:
                     await self.namespace(namespace)

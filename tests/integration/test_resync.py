@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from controller import vocabulary as v
 from tests.integration.helpers import Cluster, wait_until
 from tests.support.apiproxy import RecordingApiProxy
@@ -20,21 +22,27 @@ SPEC = {
 }
 
 
-def planned(cluster: Cluster, ns: str, uid: str) -> list[dict] | None:
-    scenes = cluster.scenes(ns, "again")
+def planned(cluster: Cluster, ns: str, uid: str, name: str = "again") -> list[dict] | None:
+    scenes = cluster.scenes(ns, name)
     owners = {r["uid"] for s in scenes for r in s["metadata"].get("ownerReferences") or []}
     return scenes if len(scenes) == 2 and owners == {uid} else None
 
 
+@pytest.mark.parametrize("healed_by", ["relist", "round"])
 def test_objects_deleted_while_the_watch_was_down_leave_the_cache(
-    cluster: Cluster, namespace: str, run_operator, kubeconfig: str, tmp_path: Path
+    healed_by: str, cluster: Cluster, namespace: str, run_operator, kubeconfig: str, tmp_path: Path
 ) -> None:
+    """`relist`: another Project stays in the namespace, so kopf's re-list delivers it
+    again and the namespace is resynced at once (the periodic round is an hour away).
+    `round`: the namespace is emptied, kopf's re-list says nothing; the round heals."""
+    env = {"SCENE_OPERATOR_RESYNC_SECONDS": "3600" if healed_by == "relist" else "3"}
     with RecordingApiProxy(kubeconfig) as proxy:
         op = run_operator(
-            namespace,
-            env={"SCENE_OPERATOR_RESYNC_SECONDS": "2"},
-            kubeconfig_path=proxy.kubeconfig(tmp_path / "proxied"),
+            namespace, env=env, kubeconfig_path=proxy.kubeconfig(tmp_path / "proxied")
         )
+        if healed_by == "relist":
+            other = cluster.create_project(namespace, "stays", SPEC)
+            wait_until(lambda: planned(cluster, namespace, other["metadata"]["uid"], "stays"))
         first = cluster.create_project(namespace, "again", SPEC)
         wait_until(lambda: planned(cluster, namespace, first["metadata"]["uid"]), timeout=60)
 

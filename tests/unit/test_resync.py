@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from controller import vocabulary as v
+from controller.runtime import resync
 from controller.runtime.resync import ghosts
 from tests.unit.fakes.harness import NS, Harness
 
@@ -81,5 +82,35 @@ def test_a_project_created_after_the_list_is_not_dropped() -> None:
         h.kube.list_with_version = stale  # type: ignore[method-assign]
         assert await h.runtime.resync.namespace(NS) == []
         assert (NS, "p") in h.runtime.store.projects
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("by", ["relist", "round"])
+def test_the_resync_loop_drops_ghosts(by: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`relist`: kopf delivers a cached object again as listed (type None): it re-listed
+    after a 410, so its namespace is resynced now, not at the next round an hour later.
+    `round`: the periodic LIST alone (an emptied namespace gives kopf nothing to say)."""
+    monkeypatch.setattr(resync, "RELIST_SETTLE_SECONDS", 0.0)
+    h = Harness()
+    interval = 3600 if by == "relist" else 0.05
+
+    async def go() -> None:
+        h.project(generateVideos=False)
+        await h.settle(seconds=5)
+        h.kube.delete(v.SCENE_PLURAL, NS, "p-scene-001")
+        h.pending.clear()  # the watch was down
+        rounds = asyncio.create_task(h.runtime.resync.run(interval=interval))
+        assert (NS, "p-scene-001") in h.runtime.store.scenes
+        if by == "relist":
+            h.runtime.on_scene_event(None, h.scene("p-scene-002"))  # kopf's re-list
+            assert h.runtime.resync.due == {NS}
+        for _ in range(200):
+            if (NS, "p-scene-001") not in h.runtime.store.scenes:
+                break
+            await asyncio.sleep(0.01)
+        rounds.cancel()
+        assert (NS, "p-scene-001") not in h.runtime.store.scenes
+        assert h.runtime.resync.due == set()
 
     asyncio.run(go())

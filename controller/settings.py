@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     """One deadline for a whole output download, redirects included: a body that drips
     slowly is cut off and the download tried again."""
 
+    kept_outputs_max_bytes: int = Field(default=512 * 1024**2, ge=0)
+    """Local disk for succeeded jobs' outputs kept while their upload is tried again; an
+    output that does not fit is downloaded again from the provider at the next try."""
+
     assembly_concurrency: int = Field(default=1, ge=1, le=64)
     """Final videos assembled at once (CPU work, in threads off the event loop)."""
     assembly_max_bytes: int = Field(default=1024**3, ge=1024**2)

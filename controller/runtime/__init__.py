@@ -107,6 +107,7 @@ class Runtime:
             memory=self.memory,
             recorder=recorder,
             assembly=self.assembly,
+            capacity=self.capacity,
         )
         self.drift = Drift(
             settings=settings,

@@ -20,6 +20,7 @@ from controller.reconcile.project import ProjectObservation, SceneView, project_
 from controller.reconcile.scene import BUCKET_RECHECK_SECONDS
 from controller.reconcile.timeutil import utcnow
 from controller.runtime import cleanup, planning
+from controller.runtime.capacity import Capacity
 from controller.runtime.events import Recorder
 from controller.runtime.intake import Intake
 from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
@@ -48,6 +49,7 @@ class Projects:
         memory: Memory,
         recorder: Recorder,
         assembly: Assembler,
+        capacity: Capacity,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -59,6 +61,7 @@ class Projects:
         self.memory = memory
         self.recorder = recorder
         self.assembly = assembly  # the final video (controller/assembly)
+        self.capacity = capacity  # owns the generations counted against the budget
 
     async def reconcile(self, key: Key) -> Result:
         body = self.store.projects.get(key)
@@ -105,7 +108,7 @@ class Projects:
             scenes=tuple(self.scene_views(body)),
             planning=mem.planning,
             planning_error=mem.planning_error,
-            budget_used=self.store.budget_used(key),
+            budget_used=self.capacity.budget_used(key),
             name_conflicts=tuple(mem.name_conflicts),
             bucket_problem=mem.bucket_problem,
         )

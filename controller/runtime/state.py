@@ -53,6 +53,7 @@ class Memory:
     scenes: dict[Key, SceneMemory] = field(default_factory=dict)
     projects: dict[Key, ProjectMemory] = field(default_factory=dict)
     buckets: BucketChecks = field(default_factory=BucketChecks)  # HeadBucket, cached
+    abandoned: dict[Key, tuple[str, str]] = field(default_factory=dict)  # deleted Scene's job
     uploads: UploadGate = field(default_factory=UploadGate)  # closed by deletion (uploads.py)
 
     def scene(self, key: Key) -> SceneMemory:

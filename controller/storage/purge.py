@@ -11,7 +11,7 @@ from typing import Any
 
 import botocore.exceptions as bce
 
-from controller.storage.clips import _RETRYABLE_CODES, StorageError, classify
+from controller.storage.errors import RETRYABLE_CODES, StorageError, classify
 
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys per call
 PURGE_ROUNDS = 3  # delete, LIST; again if something appeared (a late write elsewhere)
@@ -82,7 +82,7 @@ def _delete(client: Any, bucket: str, entries: list[dict[str, str]], target: str
         first = errors[0]
         code = str(first.get("Code") or "Unknown")
         raise StorageError(
-            code in _RETRYABLE_CODES,
+            code in RETRYABLE_CODES,
             f"delete {target}: {len(errors)} of {len(entries)} entries failed, "
             f"first {first.get('Key')}: {code}: {first.get('Message')}"[:500],
             code=code,

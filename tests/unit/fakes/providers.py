@@ -77,6 +77,9 @@ class FakeVideo:
     search_errors: list[Exception] = field(default_factory=list)
     starts: int = 0
     searches: int = 0
+    cancels: list[str] = field(default_factory=list)  # job ids the operator asked to cancel
+    can_cancel: bool = True  # False: like Veo
+    cancel_errors: list[Exception] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
@@ -106,6 +109,17 @@ class FakeVideo:
             err = ProviderError("ContentRejected", "the model refused", retryable=False)
             return JobState(JobStatus.FAILED, error=err)
         return JobState(JobStatus.SUCCEEDED, output_bytes=f"video of {job_id}".encode())
+
+    async def cancel(self, job_id: str) -> bool:
+        if self.cancel_errors:
+            raise self.cancel_errors.pop(0)
+        if not self.can_cancel:
+            return False
+        self.cancels.append(job_id)
+        job = self.jobs.get(job_id)
+        if job is not None and job.polls_left > 0:  # a running job ends canceled
+            job.polls_left, job.outcome = 0, "fail"
+        return True
 
     async def fetch(self, job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
         if self.fetch_errors:

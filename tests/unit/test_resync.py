@@ -37,7 +37,7 @@ def test_objects_deleted_while_the_watch_was_down_leave_the_cache() -> None:
     async def go() -> None:
         h.project()
         await h.settle(seconds=1)
-        assert h.runtime.store.inflight_by_provider["replicate"] == 2
+        assert h.runtime.capacity.inflight_by_provider["replicate"] == 2
         old_uid = h.kube.obj(v.PROJECT_PLURAL, NS, "p")["metadata"]["uid"]
         # The watch is down: the deletions happen, their events never arrive.
         for name in h.scene_names():
@@ -48,11 +48,11 @@ def test_objects_deleted_while_the_watch_was_down_leave_the_cache() -> None:
         h.project()
         await h.settle(seconds=5)
         assert h.scene_names() == []  # the ghosts make it look planned: nothing happens
-        assert h.runtime.store.inflight_by_provider["replicate"] == 2  # slots held
+        assert h.runtime.capacity.inflight_by_provider["replicate"] == 2  # slots held
 
         dropped = await h.runtime.resync.namespace(NS)
         assert sorted(dropped) == [(NS, "p-scene-001"), (NS, "p-scene-002")]
-        assert h.runtime.store.inflight_by_provider["replicate"] == 0  # slots released
+        assert h.runtime.capacity.inflight_by_provider["replicate"] == 0  # slots released
         h.replicate.polls = 0
         await h.settle(seconds=120)
         new_uid = h.kube.obj(v.PROJECT_PLURAL, NS, "p")["metadata"]["uid"]

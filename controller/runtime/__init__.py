@@ -154,6 +154,10 @@ class Runtime:
     async def run(self) -> None:
         # asyncio.to_thread (used by the local renderer) shares the same bounded pool.
         asyncio.get_running_loop().set_default_executor(self.pool)
-        await asyncio.gather(
-            self.worker.run(self.settings.workers), self.resync.run(self.settings.resync_seconds)
-        )
+        # Both loops' tasks are made here, synchronously, before kopf starts: kopf takes
+        # tasks made after its start for its own and cancels them when it stops.
+        resync = asyncio.create_task(self.resync.run(self.settings.resync_seconds))
+        try:
+            await self.worker.run(self.settings.workers)
+        finally:
+            resync.cancel()

@@ -269,9 +269,24 @@ class KubeApi:
         """Every object, fetched in pages (limit/continue) so a namespace with thousands
         of Scenes is never one huge answer. If the continue token expires (410) between
         pages, the list starts over in one piece, as client-go's pager does."""
+        items, _ = await self.list_with_version(
+            plural, namespace, label_selector=label_selector, page_size=page_size
+        )
+        return items
+
+    async def list_with_version(
+        self,
+        plural: str,
+        namespace: str,
+        *,
+        label_selector: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """`list`, and the resourceVersion the LIST was served at (every page is the same
+        snapshot: the first page's)."""
         base = {"labelSelector": label_selector} if label_selector else {}
         items: list[dict[str, Any]] = []
-        token = ""
+        token, version = "", ""
         while True:
             params = {**base, "limit": str(page_size)}
             if token:
@@ -282,11 +297,12 @@ class KubeApi:
                 if e.status != 410 or not token:
                     raise
                 body = await self.request("GET", cr_path(plural, namespace), params=base or None)
-                return list(body.get("items", []))
+                return list(body.get("items", [])), _list_version(body)
             items.extend(body.get("items", []))
+            version = version or _list_version(body)
             token = (body.get("metadata") or {}).get("continue") or ""
             if not token:
-                return items
+                return items, version
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", cr_path(plural, namespace), json=body)
@@ -382,6 +398,10 @@ class KubeApi:
         await self.request(
             "POST", f"/api/v1/namespaces/{namespace}/events", json=event, kind="events"
         )
+
+
+def _list_version(body: dict[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _kind_of(path: str) -> str:

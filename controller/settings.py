@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     liveness_stall_seconds: float = Field(default=300.0, ge=0)
     """/healthz fails when work is queued, every worker is busy and none has started or
     finished a pass for this long (a stuck download); 0 turns the check off."""
+    resync_seconds: float = Field(default=600.0, ge=0)
+    """How often each namespace's Projects and Scenes are LISTed and compared with the
+    cache, so objects deleted while a watch was down leave it; 0 turns it off."""
     scene_events: Literal["all", "warnings"] = "all"
     """Which Events to post on Scenes: `warnings` drops the two Normal ones per Scene
     (GenerationStarted, ClipUploaded: 2 of ~6.5 API writes per Scene) for large fleets;

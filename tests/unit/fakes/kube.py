@@ -124,6 +124,11 @@ class FakeKube:
             if (p, ns) == (plural, namespace)
         ]
 
+    async def list_with_version(self, plural: str, namespace: str) -> tuple[list[Body], str]:
+        """A LIST and its resourceVersion: newer than every object it holds."""
+        items = await self.list(plural, namespace)
+        return items, str(next(self._rv))
+
     async def create(self, plural: str, namespace: str, body: Body) -> Body:
         name = body["metadata"]["name"]
         await self._call("create", plural, namespace, name)

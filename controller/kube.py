@@ -351,10 +351,15 @@ class KubeApi:
         message: str,
         type_: str = "Normal",
         component: str = v.MANAGER,
+        count: int = 1,
+        first: dt.datetime | None = None,
     ) -> None:
+        """One Event; `count` and `first` (its first occurrence) for a batch of the same
+        occurrences (controller/runtime/series.py)."""
         meta = obj.get("metadata", {})
         namespace = meta.get("namespace", "default")
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = "%Y-%m-%dT%H:%M:%SZ"
+        now = dt.datetime.now(dt.UTC).strftime(stamp)
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -375,9 +380,9 @@ class KubeApi:
             "type": type_,
             "source": {"component": component},
             "reportingComponent": component,
-            "firstTimestamp": now,
+            "firstTimestamp": first.astimezone(dt.UTC).strftime(stamp) if first else now,
             "lastTimestamp": now,
-            "count": 1,
+            "count": count,
         }
         await self.request(
             "POST", f"/api/v1/namespaces/{namespace}/events", json=event, kind="events"

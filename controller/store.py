@@ -95,6 +95,8 @@ class Store:
         self.inflight_by_project: collections.Counter[Key] = collections.Counter()
         self.started_by_project: collections.Counter[Key] = collections.Counter()
         self.pending_by_project: collections.Counter[Key] = collections.Counter()
+        # Settled generations of Scenes deleted in this process (a Project's counter).
+        self.deleted_settled: collections.Counter[Key] = collections.Counter()
         self.freed: list[Key] = []  # Projects where a job ended since the runtime last looked
         # Projects whose generations-started total fell (a refused start gave its attempt
         # back, a Scene was deleted): Scenes held back by the budget may start now.
@@ -132,6 +134,8 @@ class Store:
         old = self.scenes.pop(key, None)
         if old is not None:
             self._account(old, -1)
+            settled = _inflight(old)[1] - pending_start(old)
+            self.deleted_settled[project_of_scene(old)] += max(settled, 0)
             if _inflight(old)[0]:
                 self.freed.append(project_of_scene(old))
             if _inflight(old)[1]:

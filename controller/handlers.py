@@ -12,7 +12,7 @@ import errno
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -25,14 +25,7 @@ EXIT_KOPF_FAILED = 70  # EX_SOFTWARE: restart me
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.posting.enabled = False  # our Events are specific, not log echoes
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=v.GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=v.GROUP, key="last-handled-configuration"
-        )
-        settings.watching.server_timeout = 270
-        settings.watching.client_timeout = 300
-        settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+        configure_kopf(settings)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -46,6 +39,31 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.event(v.GROUP, v.VERSION, v.SCENE_PLURAL, registry=registry)
     async def scene_event(event: dict[str, Any], **_: Any) -> None:
         runtime.on_scene_event(event.get("type"), event["object"])
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    settings.posting.enabled = False  # our Events are specific, not log echoes
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=v.GROUP)
+    settings.persistence.diffbase_storage = NoDiffBase()
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf builds a diff base for every watch event (a deep copy of the whole body, then
+    copies of its spec, labels and annotations), for change handlers this operator does
+    not have: 5 % of its CPU in the benchmark's profile. Event handlers need none of it,
+    and nothing is stored on the objects either."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: Any) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
 
 
 class KopfTaskFailures(logging.Handler):

@@ -9,7 +9,6 @@ import random
 from pydantic import ValidationError
 
 from controller import metrics as m
-from controller import tenancy
 from controller import vocabulary as v
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
@@ -70,6 +69,7 @@ class Projects:
         if body is None:
             self.memory.projects.pop(key, None)
             self.pacer.forget(key)
+            self.memory.specs.forget(key)
             self.recorder.forget(key)
             self.store.deleted_settled.pop(key, None)
             return Result()
@@ -78,7 +78,7 @@ class Projects:
         if meta.get("deletionTimestamp"):
             await self.finalize(body)
             return Result()
-        spec, spec_error = tenancy.project_spec(body.get("spec"), self.settings)
+        spec, spec_error = self.memory.specs.of(body, self.settings)
         retry_after, created = None, False
         if spec is not None:
             await self.ensure_finalizer(body, spec)

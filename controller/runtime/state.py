@@ -13,6 +13,7 @@ from controller.api.common import ErrorInfo
 from controller.api.scene import SceneStatus
 from controller.buckets import BucketChecks
 from controller.providers.base import JobState
+from controller.runtime.specs import ProjectSpecs
 from controller.store import Key
 
 
@@ -52,6 +53,7 @@ class Memory:
     scenes: dict[Key, SceneMemory] = field(default_factory=dict)
     projects: dict[Key, ProjectMemory] = field(default_factory=dict)
     buckets: BucketChecks = field(default_factory=BucketChecks)  # HeadBucket, cached
+    specs: ProjectSpecs = field(default_factory=ProjectSpecs)  # validated once per generation
 
     def scene(self, key: Key) -> SceneMemory:
         return self.scenes.setdefault(key, SceneMemory())

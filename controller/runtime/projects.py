@@ -8,7 +8,6 @@ import random
 
 from pydantic import ValidationError
 
-from controller import metrics as m
 from controller import vocabulary as v
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
@@ -19,7 +18,8 @@ from controller.reconcile.patching import merge_patch
 from controller.reconcile.project import ProjectObservation, SceneView, project_status
 from controller.reconcile.scene import BUCKET_RECHECK_SECONDS
 from controller.reconcile.timeutil import utcnow
-from controller.runtime import planning
+from controller.runtime import cleanup, planning
+from controller.runtime.capacity import Capacity
 from controller.runtime.events import Recorder
 from controller.runtime.intake import Intake
 from controller.runtime.pacing import Pacer, progress_only
@@ -49,6 +49,7 @@ class Projects:
         memory: Memory,
         recorder: Recorder,
         assembly: Assembler,
+        capacity: Capacity,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -61,6 +62,7 @@ class Projects:
         self.recorder = recorder
         self.assembly = assembly  # the final video (controller/assembly)
         self.pacer = Pacer(intake.queue.clock)  # progress-only status writes wait
+        self.capacity = capacity  # owns the generations counted against the budget
 
     async def reconcile(self, key: Key) -> Result:
         body = self.store.projects.get(key)
@@ -111,13 +113,18 @@ class Projects:
         obs = ProjectObservation(
             now=utcnow(),
             generation=int(body["metadata"].get("generation", 1)),
-            status=with_deleted_generations(old, self.store, key),
+            status=with_deleted_generations(
+                old,
+                settled=self.capacity.started_by_project[key]
+                - self.capacity.pending_by_project[key],
+                deleted=self.store.deleted_settled.get(key, 0),
+            ),
             spec=spec,
             spec_error=spec_error,
             scenes=tuple(self.scene_views(body)),
             planning=mem.planning,
             planning_error=mem.planning_error,
-            budget_used=self.store.budget_used(key),
+            budget_used=self.capacity.budget_used(key),
             name_conflicts=tuple(mem.name_conflicts),
             bucket_problem=mem.bucket_problem,
         )
@@ -232,26 +239,7 @@ class Projects:
         self.store.upsert_project(updated)
 
     async def finalize(self, body: Body) -> None:
-        finalizers = list(body["metadata"].get("finalizers") or [])
-        if v.FINALIZER_CLIPS not in finalizers:
-            return
-        ns, name = key_of(body)
-        bucket, folder = self.folder(body)
-        deleted = await self.threads.run(self.clips.delete_prefix, bucket, folder)
-        m.S3_OPS.labels("delete", "ok").inc()
-        await self.recorder.post(
-            body, v.Reason.CLIPS_DELETED, f"deleted {deleted} objects under s3://{bucket}/{folder}"
-        )
-        updated = await self.api.patch_metadata(
-            v.PROJECT_PLURAL,
-            ns,
-            name,
-            {
-                "finalizers": [f for f in finalizers if f != v.FINALIZER_CLIPS],
-                "resourceVersion": body["metadata"]["resourceVersion"],
-            },
-        )
-        self.store.upsert_project(updated)
+        await cleanup.finalize(self, body)  # uploads stopped, prefix deleted, finalizer off
 
     def folder(self, body: Body) -> tuple[str, str]:
         """The bucket and the key prefix of a Project's clips."""
@@ -273,13 +261,12 @@ def project_status_of(body: Body) -> ProjectStatus:
         return ProjectStatus()
 
 
-def with_deleted_generations(status: ProjectStatus, store: Store, key: Key) -> ProjectStatus:
-    """The counter raised by the generations of Scenes deleted in this process: their
-    recount may have waited (pacing.py), and a deleted Scene no longer counts."""
-    deleted = store.deleted_settled.get(key, 0)
+def with_deleted_generations(status: ProjectStatus, *, settled: int, deleted: int) -> ProjectStatus:
+    """The counter raised by the settled generations of the Scenes there are and of those
+    deleted in this process: a recount may have waited (pacing.py), and a deleted Scene
+    no longer counts itself."""
     if not deleted:
         return status
-    settled = store.started_by_project[key] - store.pending_by_project[key]
     used = max(status.generations_used, settled + deleted)
     return status.model_copy(update={"generations_used": used})
 

@@ -14,6 +14,7 @@ from controller.api.scene import SceneStatus
 from controller.buckets import BucketChecks
 from controller.providers.base import JobState
 from controller.runtime.specs import ProjectSpecs
+from controller.runtime.uploads import UploadGate
 from controller.store import Key
 
 
@@ -54,6 +55,8 @@ class Memory:
     projects: dict[Key, ProjectMemory] = field(default_factory=dict)
     buckets: BucketChecks = field(default_factory=BucketChecks)  # HeadBucket, cached
     specs: ProjectSpecs = field(default_factory=ProjectSpecs)  # validated once per generation
+    abandoned: dict[Key, tuple[str, str]] = field(default_factory=dict)  # deleted Scene's job
+    uploads: UploadGate = field(default_factory=UploadGate)  # closed by deletion (uploads.py)
 
     def scene(self, key: Key) -> SceneMemory:
         return self.scenes.setdefault(key, SceneMemory())

@@ -8,16 +8,21 @@ so tests may change them at runtime.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Self
 
 # A few bytes starting like an MP4 ("ftyp" box); tests that need a playable file pass one.
 DEFAULT_VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
+
+_CPU_LOCK = threading.Lock()
 
 # An entry of fail_next_*: an HTTP status, or (status, detail message).
 Failure = int | tuple[int, str]
@@ -45,6 +50,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._serve()
 
+    def handle_one_request(self) -> None:
+        start = time.thread_time()  # per request: a kept-alive connection lives long
+        try:
+            super().handle_one_request()
+        finally:
+            used = time.thread_time() - start
+            with _CPU_LOCK:
+                self.server.request_cpu_seconds += used  # type: ignore[attr-defined]
+
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
@@ -67,6 +81,8 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # hung handlers must not delay stop()
     quiet = False  # set from LocalHTTPServer.quiet_errors
+    # CPU seconds spent answering requests: the benchmark reports its fakes apart.
+    request_cpu_seconds = 0.0
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not self.quiet:
@@ -93,6 +109,18 @@ class LocalHTTPServer:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """CPU this server used so far: answering requests, and its accept loop
+        (Linux: /proc/self/task; elsewhere the accept loop is left out)."""
+        httpd, thread = self._httpd, self._thread
+        used = httpd.request_cpu_seconds if httpd is not None else 0.0
+        if thread is not None and thread.native_id is not None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+                fields = stat[stat.rindex(")") + 1 :].split()
+                used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return used
 
     def start(self) -> Self:
         handler = type("Handler", (_Handler,), {"app": self})

@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from tests.support.protocol import (
     ProtocolServer,
     Reply,
 )
+from tests.support.token_bucket import TokenBucket, retry_after_header
 from tests.support.webhook_sender import WebhookSender
 
 # Also importable from here, where they used to live (tests import Reply from here).
@@ -50,6 +52,9 @@ _REPLICATE_ROUTES = [
     ("file", "GET", re.compile(r"^/files/(?P<id>[^/]+)\.mp4$")),
     ("secret", "GET", re.compile(r"^/v1/webhooks/default/secret$")),
 ]
+# Which rate limit a route draws on (Replicate: creates, and every other API call);
+# files come from a CDN (replicate.delivery) and are not limited.
+_LIMIT_OF = {"create": "create", "create_version": "create", "file": None}
 
 
 class ReplicateServer(ProtocolServer):
@@ -79,6 +84,27 @@ class ReplicateServer(ProtocolServer):
         # Signed webhooks on completion for predictions created with `webhook`; the
         # secret is served at /v1/webhooks/default/secret (webhooks.drop: lose them).
         self.webhooks = WebhookSender()
+        # Optional per-account rate limits ("create", "read"; see `limit`): off by default.
+        self.rate_limits: dict[str, TokenBucket] = {}
+        self.throttled: Counter[str] = Counter()  # 429s answered, by route
+
+    def limit(
+        self, creates_per_minute: float, reads_per_minute: float, burst_seconds: float = 1.0
+    ) -> None:
+        """Answer 429 with Retry-After beyond these limits (Replicate's published ones are
+        600 creates/min and 3,000 reads/min), each a token bucket holding `burst_seconds`
+        worth of requests."""
+        with self.lock:
+            self.rate_limits = {
+                "create": TokenBucket.per_minute(creates_per_minute, burst_seconds),
+                "read": TokenBucket.per_minute(reads_per_minute, burst_seconds),
+            }
+
+    def finished_at(self) -> dict[str, float]:
+        """Prediction id -> time.time() at which it finished, for finished ones."""
+        with self.lock:
+            done = {i: self._status(j)[1] for i, j in self._jobs.items()}
+        return {i: t for i, t in done.items() if t is not None and t <= time.time()}
 
     def env(self) -> dict[str, str]:
         return {"REPLICATE_API_TOKEN": self.token, "REPLICATE_BASE_URL": self.base_url}
@@ -112,7 +138,21 @@ class ReplicateServer(ProtocolServer):
             status, body, {"Content-Type": "application/problem+json", **(headers or {})}
         )
 
+    def _throttle(self, route: str) -> Reply | None:
+        with self.lock:
+            bucket = self.rate_limits.get(_LIMIT_OF.get(route, "read") or "")
+            wait = bucket.take() if bucket is not None else 0.0
+            if wait:
+                self.throttled[route] += 1
+        if not wait:
+            return None
+        after = retry_after_header(wait)
+        detail = f"Request was throttled. Expected available in {after} second."
+        return self.error_reply(429, detail, {"Retry-After": after})
+
     def handle(self, route: str, params: dict[str, str], payload: Any) -> Reply:
+        if (throttled := self._throttle(route)) is not None:
+            return throttled
         if route in ("create", "create_version"):
             return self._create(route, params, payload)
         if route == "file":

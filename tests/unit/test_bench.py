@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import bench
+from benchmarks import kubeside, limits, measure, profile, table
 
 # ----------------------------------------------------------------------- ideal makespan
 
@@ -24,12 +24,12 @@ from benchmarks import bench
 def test_ideal_makespan_is_whole_waves_of_jobs(
     scenes: int, concurrency: int, latency: float, ideal: float
 ) -> None:
-    assert bench.ideal_makespan(scenes, concurrency, latency) == ideal
+    assert limits.ideal_makespan(scenes, concurrency, latency) == ideal
 
 
 def test_ideal_makespan_rejects_no_concurrency() -> None:
     with pytest.raises(ValueError):
-        bench.ideal_makespan(10, 0, 2.0)
+        limits.ideal_makespan(10, 0, 2.0)
 
 
 # ----------------------------------------------------------------------- /proc parsing
@@ -43,12 +43,12 @@ STAT = (
 
 
 def test_cpu_seconds_is_utime_plus_stime_counted_after_the_command_name() -> None:
-    assert bench.cpu_seconds_from_stat(STAT, 100) == pytest.approx((1234 + 567) / 100)
+    assert measure.cpu_seconds_from_stat(STAT, 100) == pytest.approx((1234 + 567) / 100)
 
 
 def test_cpu_seconds_uses_the_clock_tick_rate() -> None:
     plain = STAT.replace("(python -m x) y)", "(python)")
-    assert bench.cpu_seconds_from_stat(plain, 1000) == pytest.approx(1.801)
+    assert measure.cpu_seconds_from_stat(plain, 1000) == pytest.approx(1.801)
 
 
 STATUS = """Name:\tpython
@@ -63,7 +63,7 @@ Threads:\t40
 
 
 def test_memory_from_status_reads_kilobytes_as_bytes() -> None:
-    mem = bench.memory_from_status(STATUS)
+    mem = measure.memory_from_status(STATUS)
     assert mem["VmHWM"] == 210000 * 1024
     assert mem["VmRSS"] == 190000 * 1024
     assert mem["RssAnon"] == 150000 * 1024
@@ -71,19 +71,19 @@ def test_memory_from_status_reads_kilobytes_as_bytes() -> None:
 
 
 def test_memory_from_status_of_a_kernel_thread_is_empty() -> None:
-    assert bench.memory_from_status("Name:\tkthreadd\nState:\tS (sleeping)\n") == {}
+    assert measure.memory_from_status("Name:\tkthreadd\nState:\tS (sleeping)\n") == {}
 
 
 def test_machine_busy_excludes_idle_and_iowait() -> None:
     text = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\nintr 1 2 3\n"
-    busy, total = bench.busy_seconds_from_proc_stat(text, 100)
+    busy, total = measure.busy_seconds_from_proc_stat(text, 100)
     assert total == pytest.approx(10.0)
     assert busy == pytest.approx((100 + 5 + 50 + 3 + 2) / 100)
 
 
 def test_machine_busy_needs_the_aggregate_line() -> None:
     with pytest.raises(ValueError):
-        bench.busy_seconds_from_proc_stat("cpu0 1 2 3 4\n", 100)
+        measure.busy_seconds_from_proc_stat("cpu0 1 2 3 4\n", 100)
 
 
 # ----------------------------------------------------------------------- metrics
@@ -107,17 +107,17 @@ scene_operator_workqueue_depth 7.0
 
 
 def test_metric_by_sums_samples_by_the_labels_asked_for() -> None:
-    by_verb = bench.metric_by(OPERATOR_METRICS, "scene_operator_api_requests_total", ("verb",))
+    by_verb = measure.metric_by(OPERATOR_METRICS, "scene_operator_api_requests_total", ("verb",))
     assert by_verb == {("PATCH",): 365.0, ("POST",): 310.0, ("GET",): 10.0}
 
 
 def test_metric_by_without_labels_is_the_total_and_ignores_created_samples() -> None:
-    total = bench.metric_by(OPERATOR_METRICS, "scene_operator_api_requests_total")
+    total = measure.metric_by(OPERATOR_METRICS, "scene_operator_api_requests_total")
     assert total == {(): 685.0}
 
 
 def test_metric_by_filters_on_label_values() -> None:
-    writes = bench.metric_by(
+    writes = measure.metric_by(
         OPERATOR_METRICS,
         "scene_operator_api_requests_total",
         ("resource",),
@@ -132,15 +132,15 @@ def test_metric_by_filters_on_label_values() -> None:
 
 
 def test_metric_by_reads_histogram_sums_and_gauges() -> None:
-    sums = bench.metric_by(
+    sums = measure.metric_by(
         OPERATOR_METRICS, "scene_operator_reconcile_duration_seconds_sum", ("kind",)
     )
     assert sums == {("scene",): 2.5, ("project",): 0.5}
-    assert bench.metric_by(OPERATOR_METRICS, "scene_operator_workqueue_depth") == {(): 7.0}
+    assert measure.metric_by(OPERATOR_METRICS, "scene_operator_workqueue_depth") == {(): 7.0}
 
 
 def test_metric_by_a_missing_metric_is_empty() -> None:
-    assert bench.metric_by(OPERATOR_METRICS, "nope_total", ("verb",)) == {}
+    assert measure.metric_by(OPERATOR_METRICS, "nope_total", ("verb",)) == {}
 
 
 APISERVER_METRICS = """# TYPE apiserver_request_total counter
@@ -152,7 +152,7 @@ apiserver_request_total{code="200",component="apiserver",contentType="applicatio
 
 
 def test_metric_by_groups_api_server_requests_of_one_group_across_codes() -> None:
-    got = bench.metric_by(
+    got = measure.metric_by(
         APISERVER_METRICS,
         "apiserver_request_total",
         ("verb", "resource", "subresource"),
@@ -164,17 +164,17 @@ def test_metric_by_groups_api_server_requests_of_one_group_across_codes() -> Non
 def test_counter_diff_keeps_only_what_moved() -> None:
     before = {("GET",): 10.0, ("PATCH",): 5.0}
     after = {("GET",): 10.0, ("PATCH",): 8.0, ("POST",): 2.0}
-    assert bench.counter_diff(after, before) == {("PATCH",): 3.0, ("POST",): 2.0}
+    assert measure.counter_diff(after, before) == {("PATCH",): 3.0, ("POST",): 2.0}
 
 
 def test_flat_per_and_writes() -> None:
-    counts = bench.flat({("PATCH", "scenes/status"): 300.0, ("GET", "scenes"): 10.0})
+    counts = measure.flat({("PATCH", "scenes/status"): 300.0, ("GET", "scenes"): 10.0})
     assert counts == {"GET scenes": 10.0, "PATCH scenes/status": 300.0}
-    assert bench.per(counts, 100) == {"GET scenes": 0.1, "PATCH scenes/status": 3.0}
-    assert bench.per(counts, 0) == {}
+    assert measure.per(counts, 100) == {"GET scenes": 0.1, "PATCH scenes/status": 3.0}
+    assert measure.per(counts, 0) == {}
     by_verb = {"GET": 10.0, "PATCH": 300.0, "POST": 210.0, "LIST": 3.0, "DELETE": 1.0}
-    assert bench.writes_of(by_verb) == 511.0
-    assert bench.writes_of({"PATCH scenes/status": 3.0, "LIST scenes": 1.0}) == 3.0
+    assert measure.writes_of(by_verb) == 511.0
+    assert measure.writes_of({"PATCH scenes/status": 3.0, "LIST scenes": 1.0}) == 3.0
 
 
 # ----------------------------------------------------------------------- jobs and readiness
@@ -183,7 +183,7 @@ def test_flat_per_and_writes() -> None:
 def test_duplicate_jobs_counts_jobs_beyond_the_first_per_scene() -> None:
     scenes = ["a", "b", "c", "d"]
     jobs = ["a", "b", "b", "c", "c", "c", "zzz"]
-    assert bench.duplicate_jobs(jobs, scenes) == {
+    assert measure.duplicate_jobs(jobs, scenes) == {
         "jobs": 7,
         "scenes": 4,
         "scenes_with_job": 3,
@@ -194,7 +194,7 @@ def test_duplicate_jobs_counts_jobs_beyond_the_first_per_scene() -> None:
 
 
 def test_one_job_per_scene_has_no_duplicates() -> None:
-    got = bench.duplicate_jobs(["a", "b"], ["b", "a"])
+    got = measure.duplicate_jobs(["a", "b"], ["b", "a"])
     assert got["duplicates"] == 0 and got["scenes_without_job"] == 0 and got["jobs"] == 2
 
 
@@ -216,23 +216,23 @@ def test_readiness_reads_the_printer_columns_of_a_table() -> None:
             {"cells": ["p-2", None, None, None, None, None, "1s"]},
         ],
     }
-    assert bench.readiness(table) == (3, 1, 14)
+    assert kubeside.readiness(table) == (3, 1, 14)
 
 
 def test_readiness_of_an_empty_table() -> None:
-    assert bench.readiness({"columnDefinitions": [], "rows": []}) == (0, 0, 0)
+    assert kubeside.readiness({"columnDefinitions": [], "rows": []}) == (0, 0, 0)
 
 
 def test_project_body_is_a_valid_project_spec() -> None:
     from controller.api.project import ProjectSpec
 
-    body = bench.project_body("bench-1", "p-00007", 7, 10, 20)
+    body = kubeside.project_body("bench-1", "p-00007", 7, 10, 20)
     spec = ProjectSpec.model_validate(body["spec"])
     assert spec.scene_count() == 10 and spec.duration_seconds() == 4
     assert spec.repair.interval_seconds == 20 and spec.generate_videos
     assert body["metadata"] == {"name": "p-00007", "namespace": "bench-1"}
     # the style lands in every planned scene prompt: jobs can be told apart per project
-    assert bench.project_body("n", "p", 8, 10, 20)["spec"]["style"] != spec.style
+    assert kubeside.project_body("n", "p", 8, 10, 20)["spec"]["style"] != spec.style
 
 
 # ----------------------------------------------------------------------- profiles
@@ -246,7 +246,7 @@ not a sample line
 
 
 def test_summarize_collapsed_ranks_self_and_inclusive_time_by_function() -> None:
-    got = bench.summarize_collapsed(COLLAPSED.splitlines())
+    got = profile.summarize_collapsed(COLLAPSED.splitlines())
     assert got["samples"] == 10
     assert got["self_pct"][0] == ("request (controller/kube.py)", 80.0)
     assert ("decide (controller/reconcile/scene.py)", 20.0) in got["self_pct"]
@@ -258,11 +258,13 @@ def test_summarize_collapsed_ranks_self_and_inclusive_time_by_function() -> None
 
 def test_summarize_collapsed_shortens_library_paths() -> None:
     line = "f (/tmp/venv/lib/python3.11/site-packages/httpcore/_async/pool.py:10) 3"
-    assert bench.summarize_collapsed([line])["self_pct"] == [("f (httpcore/_async/pool.py)", 100.0)]
+    assert profile.summarize_collapsed([line])["self_pct"] == [
+        ("f (httpcore/_async/pool.py)", 100.0)
+    ]
 
 
 def test_summarize_collapsed_of_nothing() -> None:
-    assert bench.summarize_collapsed([]) == {"samples": 0, "self_pct": [], "inclusive_pct": []}
+    assert profile.summarize_collapsed([]) == {"samples": 0, "self_pct": [], "inclusive_pct": []}
 
 
 def test_markdown_table_has_one_column_per_result_and_marks_a_timeout() -> None:
@@ -283,7 +285,7 @@ def test_markdown_table_has_one_column_per_result_and_marks_a_timeout() -> None:
     }
     partial = {**done, "scenario": "large", "completed": False, "completed_scenes": 7164}
     del partial["drift_window"]
-    lines = bench.markdown_table([done, partial]).splitlines()
+    lines = table.markdown_table([done, partial]).splitlines()
     assert lines[0] == "| figure | small | large |"
     rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
     assert rows["completed"].endswith("| 100 / 100 Scenes | 7,164 / 100 Scenes (timed out) |")

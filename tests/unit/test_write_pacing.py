@@ -179,5 +179,7 @@ def test_a_deleted_scene_keeps_its_generation_in_the_project_counter() -> None:
     }
     store.upsert_scene(scene)
     store.delete_scene((NS, "p-scene-001"))
-    status = with_deleted_generations(ProjectStatus(generations_used=1), store, (NS, "p"))
-    assert status.generations_used == 2
+    deleted = store.deleted_settled[(NS, "p")]
+    assert deleted == 2
+    status = with_deleted_generations(ProjectStatus(generations_used=1), settled=1, deleted=deleted)
+    assert status.generations_used == 3

@@ -1,8 +1,9 @@
 """A small async Kubernetes API client for the operator's own reads and writes.
 
 kopf watches and delivers events; this client does the writes (status merge patches with
-optimistic concurrency, Scene creation, Events, finalizers). It reuses the kubernetes
-package only to load the kubeconfig or in-cluster credentials, and counts every request
+optimistic concurrency, Scene creation, Events, finalizers). Credentials come from
+controller/kubeconfig.py (the kubernetes package only for what it alone reads), and it
+counts every request
 so the cost of control can be measured (metrics, benchmark).
 """
 
@@ -18,9 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 
+from controller import kubeconfig
 from controller import vocabulary as v
 from controller.metrics import API_REQUESTS, API_RETRIES
 from controller.naming import event_name
@@ -66,10 +66,19 @@ class NotLeaderError(RuntimeError):
     """A write refused before it was sent: this process does not hold the Lease (any more)."""
 
 
-def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuration:
+def load_configuration(path: str | None = None) -> Any:
+    """The kubeconfig's current context, else the pod's service account: read by
+    controller/kubeconfig.py, or by the kubernetes package (~68 MB once imported) for
+    what only it can read (exec plugins, auth providers, merged files)."""
+    light = kubeconfig.load(path)
+    if light is not None:
+        return light
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
     cfg = k8s_client.Configuration()
     try:
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        k8s_config.load_kube_config(config_file=path, client_configuration=cfg)
     except k8s_config.ConfigException:
         k8s_config.load_incluster_config(client_configuration=cfg)
     return cfg
@@ -90,7 +99,8 @@ def lease_path(namespace: str, name: str | None = None) -> str:
 
 
 class KubeApi:
-    def __init__(self, cfg: k8s_client.Configuration, *, max_connections: int = 8) -> None:
+    def __init__(self, cfg: Any, *, max_connections: int = 8) -> None:
+        """`cfg`: a kubeconfig.Connection or a kubernetes.client.Configuration."""
         self._cfg = cfg
         self._ssl: ssl.SSLContext | bool = False
         if cfg.verify_ssl:
@@ -367,10 +377,15 @@ class KubeApi:
         message: str,
         type_: str = "Normal",
         component: str = v.MANAGER,
+        count: int = 1,
+        first: dt.datetime | None = None,
     ) -> None:
+        """One Event; `count` and `first` (its first occurrence) for a batch of the same
+        occurrences (controller/runtime/series.py)."""
         meta = obj.get("metadata", {})
         namespace = meta.get("namespace", "default")
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = "%Y-%m-%dT%H:%M:%SZ"
+        now = dt.datetime.now(dt.UTC).strftime(stamp)
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -391,9 +406,9 @@ class KubeApi:
             "type": type_,
             "source": {"component": component},
             "reportingComponent": component,
-            "firstTimestamp": now,
+            "firstTimestamp": first.astimezone(dt.UTC).strftime(stamp) if first else now,
             "lastTimestamp": now,
-            "count": 1,
+            "count": count,
         }
         await self.request(
             "POST", f"/api/v1/namespaces/{namespace}/events", json=event, kind="events"

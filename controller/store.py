@@ -73,6 +73,13 @@ def pending_start(body: Body) -> bool:
     return isinstance(gen, dict) and not gen.get("jobId")
 
 
+def settled_generations(scene: Body) -> int:
+    """Generations a Scene started that are known to be paid (pending marker excluded)."""
+    started = (scene.get("status") or {}).get("generationsStarted", 0)
+    started = started if isinstance(started, int) else 0
+    return max(started - pending_start(scene), 0)
+
+
 def generations_used(project: Body | None) -> int:
     """The Project's status counter of generations used (only ever goes up)."""
     used = ((project or {}).get("status") or {}).get("generationsUsed", 0)
@@ -90,6 +97,8 @@ class Store:
         # Told of every change to a cached Scene (the capacity keeps running totals), so
         # Scenes enter and leave `scenes` only through upsert_scene and delete_scene.
         self.on_scene_change: SceneListener = lambda old, new: None
+        # Settled generations of Scenes deleted in this process (a Project's counter).
+        self.deleted_settled: collections.Counter[Key] = collections.Counter()
 
     # ------------------------------------------------------------------ projects
     def upsert_project(self, body: Body) -> bool:
@@ -121,6 +130,7 @@ class Store:
         if old is not None:
             self._index(old, remove=True)
             self.on_scene_change(old, None)
+            self.deleted_settled[project_of_scene(old)] += settled_generations(old)
 
     def _index(self, body: Body, *, remove: bool = False) -> None:
         _ns, name = key_of(body)

@@ -73,7 +73,8 @@ class Runtime:
         clips = GatedClips(clips, self.memory.uploads)  # type: ignore[assignment]
         self.capacity = Capacity(settings, self.store)
         self.intake = Intake(self.store, self.queue, self.capacity, self.memory, api)
-        recorder = Recorder(settings, api)
+        wake = lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay)  # noqa: E731
+        recorder = Recorder(settings, api, wake=wake, clock=self.queue.clock)
         self.scenes = Scenes(
             settings=settings,
             api=api,

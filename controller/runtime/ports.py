@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -47,7 +48,14 @@ class KubeClient(Protocol):
     ) -> Body: ...
 
     async def post_event(
-        self, obj: Body, *, reason: str, message: str, type_: str = "Normal"
+        self,
+        obj: Body,
+        *,
+        reason: str,
+        message: str,
+        type_: str = "Normal",
+        count: int = 1,
+        first: dt.datetime | None = None,
     ) -> None: ...
 
 

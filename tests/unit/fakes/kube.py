@@ -177,12 +177,26 @@ class FakeKube:
         return self._store(plural, key, new, "MODIFIED")
 
     async def post_event(
-        self, obj: Body, *, reason: str, message: str, type_: str = "Normal"
+        self,
+        obj: Body,
+        *,
+        reason: str,
+        message: str,
+        type_: str = "Normal",
+        count: int = 1,
+        first: Any = None,
     ) -> None:
         meta = obj.get("metadata", {})
         await self._call("post_event", "events", meta.get("namespace", ""), meta.get("name", ""))
         self.events.append(
-            {"object": meta.get("name"), "reason": reason, "message": message, "type": type_}
+            {
+                "object": meta.get("name"),
+                "kind": obj.get("kind"),
+                "reason": reason,
+                "message": message,
+                "type": type_,
+                "count": count,
+            }
         )
 
     def reasons(self, name: str | None = None) -> list[str]:

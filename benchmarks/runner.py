@@ -267,6 +267,11 @@ class Bench:
                 "ideal_seconds": ideal["ideal"],
                 "ideal": ideal,
                 "ratio": round(makespan / ideal["ideal"], 2) if ideal["ideal"] else None,
+                "ratio_to_pipeline_bound": (
+                    round(makespan / ideal["pipeline_bound"], 2)
+                    if ideal.get("pipeline_bound")
+                    else None
+                ),
             }
         )
         done = waited["completed_scenes"]

@@ -165,6 +165,7 @@ REALISTIC_ROWS: list[Row] = [
     ("of which polling delay", lambda r: fmt(dig(r, "ideal", "poll_delay"), " s")),
     ("makespan / ideal", lambda r: fmt(r.get("ratio"))),
     ("bound with the create spacing carried over", lambda r: fmt(dig(r, "ideal", "pipeline_bound"), " s")),
+    ("makespan / that bound", lambda r: fmt(r.get("ratio_to_pipeline_bound"))),
     ("429s received (creates / reads)", lambda r: _slash(*_throttled(r))),
     ("completion → Completed, mean / p50 / p95", lambda r: _slash(_delay(r, "mean"), _delay(r, "p50"), _delay(r, "p95")) + " s"),
     ("GETs per job, mean / max", lambda r: _slash(dig(r, "completions", "gets_per_job", "mean"), dig(r, "completions", "gets_per_job", "max"))),

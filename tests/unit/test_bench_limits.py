@@ -192,6 +192,7 @@ def realistic_result(name: str, mean: float, gets: float, throttled: dict[str, i
         "ideal_seconds": 260.0,
         "ideal": {"poll_delay": 20.0, "pipeline_bound": 309.9},
         "ratio": 1.2,
+        "ratio_to_pipeline_bound": 1.01,
         "completions": {
             "completion_to_completed_seconds": {"mean": mean, "p50": mean, "p95": 2 * mean},
             "gets_per_job": {"mean": gets, "max": 3},
@@ -232,5 +233,6 @@ def test_readme_tables_have_labelled_columns_and_the_realistic_figures() -> None
     assert rows["completion → Completed, mean / p50 / p95"].endswith(
         "| 6.25 / 6.25 / 12.5 s | 0.40 / 0.40 / 0.80 s |"
     )
+    assert rows["makespan / that bound"].endswith("| 1.01 | 1.01 |")
     assert rows["GETs per job, mean / max"].endswith("| 5.50 / 3 | 1.00 / 3 |")
     assert table.readme_tables([], []) == ""

@@ -142,6 +142,8 @@ def test_trim_is_derived_from_the_original_without_a_provider_job(
     listing = s3.client.list_objects_v2(Bucket=s3.bucket, Prefix=original["key"].rsplit("/", 1)[0])
     assert not any(too_long.hash in o["Key"] for o in listing.get("Contents", []))
     unpaid(s)
+    # the film keeps the last working clip
+    assert film_of_three_seconds() is not None
 
     # 4. the edit removed: the working key is the original again
     cluster.patch_scene(namespace, name, {"spec": {"edit": None}})

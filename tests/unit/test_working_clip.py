@@ -256,6 +256,9 @@ def test_edit_that_leaves_nothing_is_invalid_spec_and_changes_nothing() -> None:
     # nothing changed: the original and the last working clip stay as they were
     assert (s.clip, s.working_clip) == (before.clip, before.working_clip)
     assert s.working_video_clip_s3_key == before.working_video_clip_s3_key
+    # and downstream (the film) keeps using the last working clip
+    scene = {"spec": {"edit": {"trimStartSeconds": 5}}, "status": s.wire()}
+    assert working_record(scene) == before.working_clip.wire()  # type: ignore[union-attr]
     # the next pass does not try (or download) again
     d = decide(replace(o, derived=None))
     assert (d.rule, d.effect) == (Rule.EDIT_REFUSED, Effect.NONE)

@@ -9,6 +9,7 @@ from typing import Any
 
 from controller.api.scene import ClipEdit
 from controller.reconcile.hashing import spec_hash
+from controller.vocabulary import Reason
 
 # Trims are compared and hashed in milliseconds: 1.0 and 1.0000001 are the same edit.
 _MS = 1000
@@ -67,8 +68,9 @@ def edit_of(spec: ClipEdit | None) -> Edit | None:
 
 def working_record(scene: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The verified object downstream uses for a Scene (wire form): the original's record
-    without an edit; with one, the working clip's record once it matches the edit. None
-    while it is being derived (or refused): nothing downstream may use the Scene yet."""
+    without an edit; with one, the working clip's record once it matches the edit (or the
+    last one, when the edit was refused). None while it is being derived: nothing
+    downstream may use the Scene yet."""
     status = scene.get("status") or {}
     clip, working = status.get("clip") or {}, status.get("workingClip") or {}
     try:
@@ -78,5 +80,11 @@ def working_record(scene: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if edit is None:
         return clip or None
     key = status.get("workingVideoClipS3Key")
+    if (
+        status.get("refusedEdit")
+        and (status.get("lastError") or {}).get("reason") == Reason.INVALID_SPEC
+    ):
+        # an edit that leaves nothing changed nothing: the last working clip stays in use
+        return next((r for r in (working, clip) if key and r.get("key") == key), None)
     fits = working.get("editHash") == edit.hash and working.get("sourceKey") == clip.get("key")
     return working if key and working.get("key") == key and fits else None

@@ -22,6 +22,7 @@ from controller.reconcile.scene import (
     ObjectSeen,
     Observation,
     OrphanSearch,
+    Rule,
     decide,
 )
 
@@ -129,6 +130,8 @@ async def run_pass(
         if d.effect == Effect.WRITE:
             if await actuator.write(o, d):
                 result.ask(d.requeue_after)
+                if d.rule == Rule.WORKING_DERIVED:
+                    facts.derived = None  # recorded: another derivation is a new fact
             continue  # written: decide on it; a conflict: observe again
         if d.effect == Effect.START:
             result.ask(await actuator.start(o, d))

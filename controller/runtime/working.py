@@ -6,7 +6,6 @@ drift's look at it. No provider is called here: an edit is never paid for.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import tempfile
@@ -20,7 +19,6 @@ from controller.media.trim import NothingLeft, TrimError, trim
 from controller.reconcile import scene as sc
 from controller.reconcile.edit import Edit
 from controller.reconcile.effects import Facts
-from controller.reconcile.timeutil import rfc3339
 from controller.runtime.state import TransientError
 from controller.storage.objects import file_sha256
 
@@ -44,8 +42,7 @@ async def derive(a: Actuator, o: sc.Observation) -> sc.Derived:
         "scene": f"{a.key[0]}/{a.key[1]}",
     }
     try:
-        seen = await s.threads.run(derive_blocking, s.clips, clip, key, d.edit, metadata, s.tmp_dir)
-        return dataclasses.replace(seen, verified_at=rfc3339(s.now()))
+        return await s.threads.run(derive_blocking, s.clips, clip, key, d.edit, metadata, s.tmp_dir)
     except OriginalChanged as e:
         a.mem.verify_clip = True  # the next pass looks at the original (repair.missingClip)
         raise TransientError(str(e), retry_after=0.0) from e

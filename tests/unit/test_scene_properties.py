@@ -506,7 +506,7 @@ class WorldActuator:
             size = original.size // 2 + len(d.edit.hash)
             obj = StoredObject(key, size, f'"w-{d.edit.hash}-{original.etag}"', f"sha-{key}")
             self.w.s3[key] = obj
-            seen = Derived(key, obj, duration_seconds=3.0, verified_at=rfc3339(self.w.now))
+            seen = Derived(key, obj, duration_seconds=3.0)
         assert self.w.s3.get(s.clip.key) == original and self.w.jobs_created == jobs
         self.survive()
         return seen

@@ -157,7 +157,6 @@ class Derived:
     obj: StoredObject | None
     duration_seconds: float = 0.0
     refused: str | None = None
-    verified_at: str = ""  # when the upload was verified (RFC 3339): tells two derivations apart
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from controller.api.scene import SceneStatus, WorkingClipInfo
 from controller.reconcile.scene.editing import refusal
-from controller.reconcile.scene.model import Decision, Derived, Effect, Event, Observation, Rule
+from controller.reconcile.scene.model import Decision, Effect, Event, Observation, Rule
 from controller.reconcile.scene.status import error_at, now_text, same_clip, settle
 from controller.vocabulary import Reason
 
@@ -55,7 +55,7 @@ def working_checks(o: Observation, s: SceneStatus) -> Decision | None:
             o, nxt, Rule.EDIT_REFUSED, events=(Event(Reason.INVALID_SPEC, msg, "Warning"),)
         )
     w = s.working_clip
-    if derived is not None and derived.obj is not None and not _recorded(s, derived):
+    if derived is not None and derived.obj is not None:
         obj = derived.obj
         record = WorkingClipInfo(
             bucket=clip.bucket,
@@ -66,7 +66,7 @@ def working_checks(o: Observation, s: SceneStatus) -> Decision | None:
             duration_seconds=round(derived.duration_seconds, 3),
             edit_hash=edit.hash,
             source_key=clip.key,
-            verified_at=derived.verified_at or now_text(o),
+            verified_at=now_text(o),
         )
         nxt = _cleared(s, working_video_clip_s3_key=key, working_clip=record)
         msg = (
@@ -101,15 +101,3 @@ def working_checks(o: Observation, s: SceneStatus) -> Decision | None:
     if pending.effect == Effect.WRITE:
         return pending
     return Decision(Effect.DERIVE_WORKING, pending.status, Rule.DERIVE_WORKING)
-
-
-def _recorded(s: SceneStatus, derived: Derived) -> bool:
-    """The derived object is the one status already names (written earlier in the pass)."""
-    w, obj = s.working_clip, derived.obj
-    return (
-        w is not None
-        and obj is not None
-        and s.working_video_clip_s3_key == derived.key == w.key
-        and (w.size, w.etag, w.verified_at) == (obj.size, obj.etag, derived.verified_at)
-        and not s.refused_edit
-    )

@@ -3,8 +3,8 @@
 kopf watches and delivers events; this client does the writes (status merge patches with
 optimistic concurrency, Scene creation, Events, finalizers). Credentials come from
 controller/kubeconfig.py (the kubernetes package only for what it alone reads), and it
-counts every request
-so the cost of control can be measured (metrics, benchmark).
+counts every request so the cost of control can be measured (metrics, benchmark). Errors
+and the retry policy are in controller/kube_errors.py (importable from here as before).
 """
 
 from __future__ import annotations
@@ -22,48 +22,13 @@ import aiohttp
 
 from controller import kubeconfig
 from controller import vocabulary as v
+from controller.kube_errors import MAX_ATTEMPTS, ApiError, NotLeaderError, retry_delay
 from controller.metrics import API_REQUESTS, API_RETRIES
 from controller.naming import event_name
 from controller.providers.errors import parse_retry_after
-from controller.retry_after import KUBE_MAX_SECONDS, bounded
 
 MERGE = "application/merge-patch+json"
 LIST_PAGE_SIZE = 500
-MAX_ATTEMPTS = 4  # one call and up to three retries of a 429 or 5xx answer
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-def retry_delay(status: int, retry_after: float | None, attempt: int) -> float | None:
-    """How long to wait before retrying a call that got `status` on its `attempt`-th try,
-    or None to give up: only throttling (429) and server trouble (5xx) are retried, after
-    the server's Retry-After when it sent one (bounded), else 0.5 s, 1 s, 2 s."""
-    if status not in RETRY_STATUS or attempt >= MAX_ATTEMPTS:
-        return None
-    asked = bounded(retry_after, KUBE_MAX_SECONDS)
-    return asked if asked is not None else 0.5 * 2 ** (attempt - 1)
-
-
-class ApiError(Exception):
-    def __init__(
-        self, status: int, message: str, reason: str = "", *, retry_after: float | None = None
-    ) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.retry_after = retry_after
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-
-class NotLeaderError(RuntimeError):
-    """A write refused before it was sent: this process does not hold the Lease (any more)."""
 
 
 def load_configuration(path: str | None = None) -> Any:

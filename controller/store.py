@@ -97,8 +97,6 @@ class Store:
         # Told of every change to a cached Scene (the capacity keeps running totals), so
         # Scenes enter and leave `scenes` only through upsert_scene and delete_scene.
         self.on_scene_change: SceneListener = lambda old, new: None
-        # Settled generations of Scenes deleted in this process (a Project's counter).
-        self.deleted_settled: collections.Counter[Key] = collections.Counter()
 
     # ------------------------------------------------------------------ projects
     def upsert_project(self, body: Body) -> bool:
@@ -130,7 +128,6 @@ class Store:
         if old is not None:
             self._index(old, remove=True)
             self.on_scene_change(old, None)
-            self.deleted_settled[project_of_scene(old)] += settled_generations(old)
 
     def _index(self, body: Body, *, remove: bool = False) -> None:
         _ns, name = key_of(body)

@@ -73,7 +73,7 @@ class Projects:
             self.pacer.forget(key)
             self.memory.specs.forget(key)
             self.recorder.forget(key)
-            self.store.deleted_settled.pop(key, None)
+            self.capacity.deleted_settled.pop(key, None)
             return Result()
         mem = self.memory.project(key)
         meta = body["metadata"]
@@ -117,7 +117,7 @@ class Projects:
                 old,
                 settled=self.capacity.started_by_project[key]
                 - self.capacity.pending_by_project[key],
-                deleted=self.store.deleted_settled.get(key, 0),
+                deleted=self.capacity.deleted_settled.get(key, 0),
             ),
             spec=spec,
             spec_error=spec_error,

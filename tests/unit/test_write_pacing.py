@@ -8,10 +8,12 @@ import itertools
 from typing import Any
 
 from controller import vocabulary as v
+from controller.runtime.capacity import Capacity
 from controller.runtime.intake import PROJECT_RECOUNT_DELAY
 from controller.runtime.pacing import PROGRESS_SECONDS, progress_only
 from controller.runtime.projects import with_deleted_generations
 from controller.runtime.series import SERIES_SECONDS
+from controller.settings import Settings
 from controller.store import Store
 from tests.unit.fakes.harness import NS, Harness
 
@@ -172,6 +174,7 @@ def test_a_deleted_scene_keeps_its_generation_in_the_project_counter() -> None:
     from controller.api.project import ProjectStatus
 
     store = Store()
+    capacity = Capacity(Settings(), store)
     scene = {
         "metadata": {"namespace": NS, "name": "p-scene-001", "resourceVersion": "2"},
         "spec": {"projectRef": {"name": "p"}},
@@ -179,7 +182,7 @@ def test_a_deleted_scene_keeps_its_generation_in_the_project_counter() -> None:
     }
     store.upsert_scene(scene)
     store.delete_scene((NS, "p-scene-001"))
-    deleted = store.deleted_settled[(NS, "p")]
+    deleted = capacity.deleted_settled[(NS, "p")]
     assert deleted == 2
     status = with_deleted_generations(ProjectStatus(generations_used=1), settled=1, deleted=deleted)
     assert status.generations_used == 3

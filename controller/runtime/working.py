@@ -20,6 +20,7 @@ from controller.reconcile import scene as sc
 from controller.reconcile.edit import Edit
 from controller.reconcile.effects import Facts
 from controller.runtime.state import TransientError
+from controller.storage.errors import NOT_FOUND_CODES, StorageError
 from controller.storage.objects import file_sha256
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ async def derive(a: Actuator, o: sc.Observation) -> sc.Derived:
 
 
 class OriginalChanged(Exception):
-    """The original's bytes are not the ones its record names."""
+    """The original is gone, or its bytes are not the ones its record names: the next pass
+    looks at it, so repair.missingClip decides (a new original gets a new working clip)."""
 
 
 def derive_blocking(
@@ -62,7 +64,12 @@ def derive_blocking(
     """Blocking: run in the I/O pool. Storage errors propagate (the worker backs off)."""
     with tempfile.TemporaryDirectory(prefix="working-", dir=tmp_dir) as tmp:
         src, out = Path(tmp) / "original.mp4", Path(tmp) / "working.mp4"
-        _counted("get", clips.download, clip.bucket, clip.key, src)
+        try:
+            _counted("get", clips.download, clip.bucket, clip.key, src)
+        except StorageError as e:
+            if e.code not in NOT_FOUND_CODES:
+                raise
+            raise OriginalChanged(f"original s3://{clip.bucket}/{clip.key} is missing") from e
         sha, size = file_sha256(src)
         if size != clip.size or (clip.sha256 is not None and sha != clip.sha256):
             raise OriginalChanged(

@@ -27,7 +27,7 @@ RETRYABLE_CODES = frozenset(
         "XAmzContentSHA256Mismatch",
     }
 )
-_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 class StorageError(Exception):
@@ -101,4 +101,4 @@ def error_code(exc: bce.ClientError) -> str:
 def is_not_found(exc: bce.ClientError) -> bool:
     code = error_code(exc)
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket")
+    return code in NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket")

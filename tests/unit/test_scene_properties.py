@@ -498,8 +498,9 @@ class WorldActuator:
         assert s.clip is not None and d is not None and d.edit is not None
         jobs, original = self.w.jobs_created, self.w.s3.get(s.clip.key)
         key = d.working_key(s.clip.spec_hash, s.clip.take)
-        if original is None:
-            raise UploadFailed()  # the download fails: the worker backs off
+        if original is None:  # as the runtime: the next pass looks at the original
+            self.w.verify_clip = True
+            raise UploadFailed()
         if d.edit.leaves_nothing(CLIP_SECONDS):
             seen = Derived(key, None, refused="leaves nothing of the clip")
         else:  # deterministic: the same original and edit give the same object

@@ -80,6 +80,22 @@ def test_a_regenerated_original_gets_its_working_clip_derived_anew() -> None:
     assert ("clips", st["workingVideoClipS3Key"]) in h.clips.objects
 
 
+def test_an_edit_of_a_vanished_original_regenerates_it_before_the_drift_interval() -> None:
+    """The derivation's download finds no original: the next pass looks at it and
+    repair.missingClip (Regenerate) starts a new take at once, not at the next drift
+    interval (60 s here)."""
+    h = completed("Regenerate")
+    key = h.status(SCENE)["clip"]["key"]
+    del h.clips.objects[("clips", key)]
+    del h.clips.data[("clips", key)]
+    set_edit(h, EDIT)
+    asyncio.run(h.settle(seconds=20))
+    st = h.status(SCENE)
+    assert st["take"] == 1 and h.replicate.starts == 2
+    assert st["workingClip"]["sourceKey"] == st["clip"]["key"] != key
+    assert ("clips", st["workingVideoClipS3Key"]) in h.clips.objects
+
+
 def test_removing_the_edit_costs_no_s3_write() -> None:
     h = completed()
     set_edit(h, EDIT)

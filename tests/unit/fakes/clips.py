@@ -77,6 +77,8 @@ class FakeClips:
 
     def download(self, bucket: str, key: str, dest: Path) -> None:
         self._call("download", bucket, key)
+        if (bucket, key) not in self.data:  # as S3 answers a GET of a missing key
+            raise StorageError(False, f"download s3://{bucket}/{key}: NoSuchKey", code="NoSuchKey")
         Path(dest).write_bytes(self.data[(bucket, key)])
 
     def content_sha256(self, bucket: str, key: str) -> str | None:

@@ -39,6 +39,13 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         # The same credentials as our own client: KUBECONFIG, else in-cluster.
         return kopf.login_via_client(**kwargs)
 
+    @kopf.on.probe(id="progress", registry=registry)
+    async def progress(**_: Any) -> str:
+        # /healthz answers 500 while the workers are stuck (controller/runtime/liveness.py).
+        if problem := runtime.stalled():
+            raise kopf.PermanentError(problem)
+        return "ok"
+
     @kopf.on.event(v.GROUP, v.VERSION, v.PROJECT_PLURAL, registry=registry)
     async def project_event(event: dict[str, Any], **_: Any) -> None:
         runtime.on_project_event(event.get("type"), event["object"])

@@ -99,3 +99,9 @@ ASSEMBLY_SECONDS = Histogram(
     "Wall time of one final video: downloads, joining, checks and upload",
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
+JOB_CANCELS = Counter(
+    "scene_operator_job_cancels_total",
+    "Abandoned jobs (superseded take, spec change, Scene or Project gone) the operator asked "
+    "the provider to cancel, by outcome: canceled, unsupported (Veo cannot), failed",
+    ["provider", "outcome"],
+)

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     """Prometheus metrics port; 0 turns metrics off."""
     liveness_port: int = Field(default=8080, ge=0, le=65535)
     """Port of the /healthz endpoint; 0 turns it off."""
+    liveness_stall_seconds: float = Field(default=300.0, ge=0)
+    """/healthz fails when work is queued, every worker is busy and none has started or
+    finished a pass for this long (a stuck download); 0 turns the check off."""
     scene_events: Literal["all", "warnings"] = "all"
     """Which Events to post on Scenes: `warnings` drops the two Normal ones per Scene
     (GenerationStarted, ClipUploaded: 2 of ~6.5 API writes per Scene) for large fleets;
@@ -120,6 +123,10 @@ class Settings(BaseSettings):
     output_download_deadline_seconds: float = Field(default=300.0, gt=0)
     """One deadline for a whole output download, redirects included: a body that drips
     slowly is cut off and the download tried again."""
+
+    kept_outputs_max_bytes: int = Field(default=512 * 1024**2, ge=0)
+    """Local disk for succeeded jobs' outputs kept while their upload is tried again; an
+    output that does not fit is downloaded again from the provider at the next try."""
 
     assembly_concurrency: int = Field(default=1, ge=1, le=64)
     """Final videos assembled at once (CPU work, in threads off the event loop)."""

@@ -1,14 +1,15 @@
 """The operator's in-memory view of Projects and Scenes, fed by kopf's watch events.
 
-Like an informer cache: the latest body per object, an index of Scenes per Project, and
-running totals (jobs in flight per provider and project, generations started per project)
-kept incrementally so capacity and budget checks cost O(1) at 10,000 scenes.
+Like an informer cache: the latest body per object and an index of Scenes per Project.
+Every Scene change is told to a listener (controller/runtime/capacity.py), which keeps
+the running totals that make capacity and budget checks O(1) at 10,000 Scenes.
 """
 
 from __future__ import annotations
 
 import collections
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from controller import vocabulary as v
@@ -65,14 +66,6 @@ def project_of_scene(body: Body) -> Key:
     return ns, str(ref.get("name", ""))
 
 
-def _inflight(body: Body) -> tuple[str | None, int]:
-    status = body.get("status") or {}
-    gen = status.get("generation") or None
-    provider = gen.get("provider") if isinstance(gen, dict) else None
-    started = status.get("generationsStarted", 0)
-    return provider, started if isinstance(started, int) else 0
-
-
 def pending_start(body: Body) -> bool:
     """A pending marker: a start counted in generationsStarted whose job id is not known
     yet (it may still be given back if the provider refuses the create)."""
@@ -86,19 +79,17 @@ def generations_used(project: Body | None) -> int:
     return used if isinstance(used, int) else 0
 
 
+SceneListener = Callable[[Body | None, Body | None], None]  # (old, new); None: absent
+
+
 class Store:
     def __init__(self) -> None:
         self.projects: dict[Key, Body] = {}
         self.scenes: dict[Key, Body] = {}
         self._by_project: dict[Key, set[str]] = collections.defaultdict(set)
-        self.inflight_by_provider: collections.Counter[str] = collections.Counter()
-        self.inflight_by_project: collections.Counter[Key] = collections.Counter()
-        self.started_by_project: collections.Counter[Key] = collections.Counter()
-        self.pending_by_project: collections.Counter[Key] = collections.Counter()
-        self.freed: list[Key] = []  # Projects where a job ended since the runtime last looked
-        # Projects whose generations-started total fell (a refused start gave its attempt
-        # back, a Scene was deleted): Scenes held back by the budget may start now.
-        self.budget_freed: list[Key] = []
+        # Told of every change to a cached Scene (the capacity keeps running totals), so
+        # Scenes enter and leave `scenes` only through upsert_scene and delete_scene.
+        self.on_scene_change: SceneListener = lambda old, new: None
 
     # ------------------------------------------------------------------ projects
     def upsert_project(self, body: Body) -> bool:
@@ -119,49 +110,29 @@ class Store:
         if resource_version(body) < resource_version(old):
             return False  # a late watch event must not undo a write we already saw
         if old is not None:
-            self._account(old, -1)
-            if _inflight(old)[0] and not _inflight(body)[0]:
-                self.freed.append(project_of_scene(old))
-            if _inflight(old)[1] > _inflight(body)[1]:
-                self.budget_freed.append(project_of_scene(old))
+            self._index(old, remove=True)
         self.scenes[key] = body = slim(body)
-        self._account(body, +1)
+        self._index(body)
+        self.on_scene_change(old, body)
         return True
 
     def delete_scene(self, key: Key) -> None:
         old = self.scenes.pop(key, None)
         if old is not None:
-            self._account(old, -1)
-            if _inflight(old)[0]:
-                self.freed.append(project_of_scene(old))
-            if _inflight(old)[1]:
-                self.budget_freed.append(project_of_scene(old))
+            self._index(old, remove=True)
+            self.on_scene_change(old, None)
 
-    def _account(self, body: Body, sign: int) -> None:
+    def _index(self, body: Body, *, remove: bool = False) -> None:
         _ns, name = key_of(body)
         project = project_of_scene(body)
-        if sign > 0:
+        if not remove:
             self._by_project[project].add(name)
-        else:
-            names = self._by_project.get(project)
-            if names is not None:
-                names.discard(name)
-                if not names:
-                    del self._by_project[project]
-        provider, started = _inflight(body)
-        if provider:
-            self.inflight_by_provider[provider] += sign
-            self.inflight_by_project[project] += sign
-        self.started_by_project[project] += sign * started
-        if pending_start(body):
-            self.pending_by_project[project] += sign
-
-    def budget_used(self, project: Key) -> int:
-        """Generations this Project has used: those of its Scenes now (pending starts
-        included), or, if more, the status counter (Scenes deleted since gave nothing
-        back) plus the pending starts, which the counter does not hold yet."""
-        counter = generations_used(self.projects.get(project))
-        return max(self.started_by_project[project], counter + self.pending_by_project[project])
+            return
+        names = self._by_project.get(project)
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del self._by_project[project]
 
     def scenes_of(self, project: Key) -> list[Body]:
         ns = project[0]

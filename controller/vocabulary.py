@@ -66,11 +66,13 @@ class Reason:
     CLIP_UPLOADED = "ClipUploaded"
     CLIP_ADOPTED = "ClipAdopted"
     UPLOAD_FAILED = "UploadFailed"
+    UPLOAD_RETRYING = "UploadRetrying"  # a paid output kept while its upload is tried again
     INVALID_OUTPUT = "InvalidOutput"  # the provider's output is not the clip asked for
     BUCKET_UNAVAILABLE = "BucketUnavailable"  # missing, denied or unreachable: no job starts
     JOB_LOST = "JobLost"
     JOB_MAY_BE_ORPHANED = "JobMayBeOrphaned"
     JOB_RECOVERED = "JobRecovered"
+    JOB_ABANDONED = "JobAbandoned"  # its output will not be used; canceled where possible
     RETRIES_EXHAUSTED = "RetriesExhausted"
     # drift and controls
     CLIP_MISSING = "ClipMissing"

@@ -101,6 +101,14 @@ class VideoProvider(Protocol):
         """Write the finished video to `dest` (a local file)."""
         ...
 
+    async def cancel(self, job_id: str) -> bool:
+        """Ask the provider to stop a job whose output will not be used (a superseded take,
+        a spec change, its Scene or Project gone), so it costs no more. True: the provider
+        took the cancel; False: it cannot cancel jobs (Veo). Raises ProviderError. Best
+        effort: the caller bounds it, logs and counts it, and never waits on it for the
+        Scene's own state."""
+        ...
+
 
 class JobFinder(Protocol):
     """Optional: a provider that can list its jobs implements this, so a job whose id

@@ -94,6 +94,11 @@ class LocalVideoProvider:
                 "RenderFailed", f"{type(exc).__name__}: {exc}", retryable=True
             ) from exc
 
+    async def cancel(self, job_id: str) -> bool:
+        """Nothing runs before the fetch renders: forgetting the job is the whole cancel."""
+        self._first_seen.pop(job_id, None)
+        return True
+
     # ------------------------------------------------------------------------- helpers
 
     def _validate(self, request: VideoRequest) -> None:

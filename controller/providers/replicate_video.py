@@ -169,6 +169,14 @@ class ReplicateVideoProvider:
             raise ProviderError("NotReady", f"job {job_id} is {state.status}", retryable=True)
         await self._run(self._download, job_id, state.output_url, Path(dest))
 
+    async def cancel(self, job_id: str) -> bool:
+        """POST /v1/predictions/{id}/cancel. Canceling a prediction that has ended
+        changes nothing (Replicate answers with it as it is)."""
+        with errors.lost_if_not_found(f"replicate prediction {job_id}"):
+            await self._run(self._client.predictions.cancel, job_id)
+        log.debug("replicate prediction %s canceled", job_id)
+        return True
+
     def webhook_secret(self) -> str:
         """The account's webhook signing secret (`whsec_...`), blocking: callers run it
         in a thread. Never log it."""

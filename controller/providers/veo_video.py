@@ -123,6 +123,11 @@ class VeoVideoProvider:
             )
         return self.job_state(job_id, operation)
 
+    async def cancel(self, job_id: str) -> bool:
+        """Veo cannot cancel: the Gemini API has no cancel for video operations (and the
+        google-genai SDK none at all). A job abandoned here runs to its end and is paid."""
+        return False
+
     async def fetch(self, job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
         if state.status == JobStatus.SUCCEEDED and state.output_bytes is None:
             state = await self.poll(job_id, request)  # the bytes were not kept: ask again

@@ -27,11 +27,13 @@ from controller.runtime.capacity import Capacity
 from controller.runtime.drift import Drift
 from controller.runtime.events import Recorder
 from controller.runtime.intake import Intake
+from controller.runtime.liveness import Progress, stall
 from controller.runtime.planning import plan_hash, scene_name
 from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
 from controller.runtime.projects import Projects
 from controller.runtime.scenes import Scenes
 from controller.runtime.state import Kind, Memory
+from controller.runtime.uploads import GatedClips
 from controller.runtime.worker import Worker
 from controller.settings import Settings
 from controller.store import Body, Store
@@ -67,6 +69,7 @@ class Runtime:
         )
         threads = Threads(self.pool)
         self.memory = Memory()
+        clips = GatedClips(clips, self.memory.uploads)  # type: ignore[assignment]
         self.capacity = Capacity(settings, self.store)
         self.intake = Intake(self.store, self.queue, self.capacity, self.memory, api)
         recorder = Recorder(settings, api)
@@ -103,6 +106,7 @@ class Runtime:
             memory=self.memory,
             recorder=recorder,
             assembly=self.assembly,
+            capacity=self.capacity,
         )
         self.drift = Drift(
             settings=settings,
@@ -113,12 +117,13 @@ class Runtime:
             memory=self.memory,
             assembly=self.assembly,
         )
+        self.progress = Progress(self.queue.clock)  # for /healthz (liveness.py)
         self.worker = Worker(
             self.queue,
             {
-                Kind.SCENE: self.scenes.reconcile,
-                Kind.PROJECT: self.projects.reconcile,
-                Kind.DRIFT: self.drift.check,
+                Kind.SCENE: self.progress.track(self.scenes.reconcile),
+                Kind.PROJECT: self.progress.track(self.projects.reconcile),
+                Kind.DRIFT: self.progress.track(self.drift.check),
             },
             after_each=self.intake.wake,
         )
@@ -128,6 +133,17 @@ class Runtime:
 
     def on_project_event(self, kind: str | None, body: Body) -> None:
         self.intake.on_project_event(kind, body)
+
+    def stalled(self) -> str | None:
+        """Why the workers make no progress while work waits (liveness fails), or None."""
+        return stall(
+            queued=len(self.queue),
+            busy=self.progress.busy,
+            workers=self.settings.workers,
+            last_progress=self.progress.last,
+            now=self.queue.clock(),
+            threshold=self.settings.liveness_stall_seconds,
+        )
 
     async def run(self) -> None:
         # asyncio.to_thread (used by the local renderer) shares the same bounded pool.

@@ -28,7 +28,7 @@ from controller.reconcile import scene as sc
 from controller.reconcile.effects import Facts
 from controller.reconcile.patching import merge_patch
 from controller.reconcile.timeutil import rfc3339
-from controller.runtime import jobs
+from controller.runtime import cancel, jobs
 from controller.runtime.state import SceneMemory
 from controller.store import Body, Key, key_of, project_of_scene
 
@@ -68,7 +68,7 @@ class Actuator:
             return None
         if mem.unrecorded is not None and not await jobs.record_job_id(self, body):
             raise jobs.JobIdNotRecorded("a started job's id is not recorded yet")
-        inputs = s.inputs(body)
+        inputs = await cancel.confirm_blocked(s, body, s.inputs(body))
         self.body, self.inputs = body, inputs
         desired = inputs.desired
         if mem.look_first and desired is not None and facts.expected is None:
@@ -136,6 +136,7 @@ class Actuator:
         if not await self.write_status(self.body, d.status):
             return False  # conflict: re-read and decide again
         await self.scenes.recorder.post_all(self.body, d.events)
+        await cancel.after_write(self.scenes, self.key, sc.abandoned_job(o, d), d.rule)
         if d.outcome == sc.Outcome.JOB_SUCCEEDED and o.status.generation:
             m.JOBS.labels(o.desired.provider if o.desired else "", "succeeded", "").inc()
         if d.status.phase in (ScenePhase.COMPLETED, ScenePhase.FAILED):

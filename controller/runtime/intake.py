@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from controller import vocabulary as v
+from controller.runtime.cancel import abandoned
 from controller.runtime.capacity import Capacity
 from controller.runtime.ports import KubeClient
 from controller.runtime.state import Kind, Memory
@@ -36,6 +37,7 @@ class Intake:
     def on_scene_event(self, kind: str | None, body: Body) -> None:
         key = key_of(body)
         if kind == "DELETED":
+            abandoned(self.memory, key, body)  # its job is canceled when the key is processed
             self.store.delete_scene(key)
             self.memory.scenes.pop(key, None)
             self.capacity.unpark(key)

@@ -7,7 +7,6 @@ before the provider is called, and the job id the moment the provider returns it
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from controller.reconcile import scene as sc
 from controller.reconcile.timeutil import parse_rfc3339, rfc3339
 from controller.runtime.state import TransientError
 from controller.store import Body, key_of, project_of_scene
+from controller.text import bound
 
 if TYPE_CHECKING:
     from controller.runtime.actuator import Actuator
@@ -31,13 +31,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("scene_operator")
 
 START_ERROR_RECHECK_SECONDS = 1.0
-# Downloads of a succeeded job's output, and uploads of it, before the attempt fails;
-# the waits between them span minutes, so a short S3 outage costs no job.
+# Downloads of a succeeded job's output before the attempt fails.
 FETCH_ATTEMPTS = 5
 FETCH_RETRY_STEP_SECONDS = 2.0  # 2, 4, 6, 8 s
-UPLOAD_ATTEMPTS = 8
-UPLOAD_RETRY_INITIAL_SECONDS = 4.0  # doubling: 4, 8, ... 60 s
-UPLOAD_RETRY_MAX_SECONDS = 60.0
+# Uploads of a paid output are tried for as long as it takes (never Failed for S3):
+UPLOAD_RETRY_INITIAL_SECONDS = 4.0  # doubling: 4, 8, ... 300 s
+UPLOAD_RETRY_MAX_SECONDS = 300.0
+UPLOAD_EVENT_EVERY = 10  # a Warning Event on the first failed upload, then every 10th
 
 
 class JobIdNotRecorded(TransientError):
@@ -178,7 +178,7 @@ def recorded_job_ids(a: Actuator, provider: str) -> set[str]:
 
 
 async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen:
-    s, key, mem, body = a.scenes, a.key, a.mem, a.body
+    s, key, mem = a.scenes, a.key, a.mem
     status, desired, request = o.status, o.desired, a.inputs.request
     g = status.generation
     assert g is not None and g.job_id is not None and desired is not None and request
@@ -186,56 +186,78 @@ async def finish(a: Actuator, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen:
     if state is None or state.status != JobStatus.SUCCEEDED:
         mem.job_state = None
         return sc.JobSeen("", sc.JobPhase.RUNNING)  # force a fresh poll
-    provider = s.providers.video(g.provider)
     s3_key = desired.key(status.take)
     path = Path(s.tmp_dir) / naming.download_file_name(key[0], key[1], g.job_id)
+    s.kept.prune(lambda scene, job_id: job_in_flight(s.store.scenes.get(scene), job_id))
+    kept = s.kept.entry(key, g.job_id, path)
+    if not kept.size:  # nothing kept from an earlier try: download it
+        try:
+            started = time.perf_counter()
+            rules = OutputRules.from_settings(s.settings)
+            provider = s.providers.video(g.provider)
+            mem.job_state = await output.fetch_clip(
+                provider, g.job_id, state, request, path, rules, s.threads.run
+            )
+            m.PROVIDER_SECONDS.labels(g.provider, "fetch").observe(time.perf_counter() - started)
+        except ProviderError as e:
+            s.kept.discard_file(key)
+            mem.fetch_failures += 1
+            err = output.failed_fetch(e, mem.fetch_failures, FETCH_ATTEMPTS, rfc3339(s.now()))
+            if err is not None:
+                s.kept.drop(key)
+                return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
+            wait = FETCH_RETRY_STEP_SECONDS * mem.fetch_failures
+            raise TransientError(f"output download failed: {e.message}", retry_after=wait) from e
+        except BaseException:
+            s.kept.discard_file(key)
+            raise
+        mem.fetch_failures = 0
+    metadata = {
+        "spec-hash": desired.spec_hash,
+        "take": str(status.take),
+        "provider": g.provider,
+        "job-id": g.job_id,
+        "scene": f"{key[0]}/{key[1]}",
+    }
     try:
-        started = time.perf_counter()
-        rules = OutputRules.from_settings(s.settings)
-        mem.job_state = await output.fetch_clip(
-            provider, g.job_id, state, request, path, rules, s.threads.run
-        )
-        m.PROVIDER_SECONDS.labels(g.provider, "fetch").observe(time.perf_counter() - started)
-        metadata = {
-            "spec-hash": desired.spec_hash,
-            "take": str(status.take),
-            "provider": g.provider,
-            "job-id": g.job_id,
-            "scene": f"{key[0]}/{key[1]}",
-        }
         fact = await s.threads.run(
             s.clips.put_clip, desired.bucket, s3_key, path, metadata=metadata
         )
         m.S3_OPS.labels("put", "ok").inc()
-    except ProviderError as e:
-        mem.fetch_failures += 1
-        err = output.failed_fetch(e, mem.fetch_failures, FETCH_ATTEMPTS, rfc3339(s.now()))
-        if err is not None:
-            return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
-        wait = FETCH_RETRY_STEP_SECONDS * mem.fetch_failures
-        raise TransientError(f"output download failed: {e.message}", retry_after=wait) from e
     except Exception as e:
+        # Never throw away a paid output: keep the file and try again, with backoff.
         m.S3_OPS.labels("put", "error").inc()
-        mem.fetch_failures += 1
-        msg = f"upload to s3://{desired.bucket}/{s3_key} failed: {e}"
-        await s.recorder.post(body, v.Reason.UPLOAD_FAILED, msg, "Warning")
-        if getattr(e, "retryable", True) is False or mem.fetch_failures >= UPLOAD_ATTEMPTS:
-            err = ErrorInfo(
-                reason=v.Reason.UPLOAD_FAILED,
-                message=msg[:1000],
-                retryable=False,
-                at=rfc3339(s.now()),
-            )
-            return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
-        wait = min(
-            UPLOAD_RETRY_INITIAL_SECONDS * 2 ** (mem.fetch_failures - 1), UPLOAD_RETRY_MAX_SECONDS
-        )
-        raise TransientError(msg, retry_after=wait) from e
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    mem.fetch_failures = 0
+        return await _upload_failed(a, g.job_id, f"s3://{desired.bucket}/{s3_key}", e)
+    s.kept.drop(key)
     since = parse_rfc3339(g.started_at)
     if since is not None:
         m.JOB_SECONDS.labels(g.provider).observe((s.now() - since).total_seconds())
     return sc.ObjectSeen(s3_key, sc.StoredObject(s3_key, fact.size, fact.etag, fact.sha256))
+
+
+async def _upload_failed(a: Actuator, job_id: str, url: str, e: Exception) -> sc.JobSeen:
+    """The job succeeded and is paid for: its output is never dropped for an S3 failure.
+    The file is kept (if it fits) and the upload tried again with capped backoff; the
+    Scene says so (UploadRetrying) and stays in flight."""
+    s, key = a.scenes, a.key
+    kept = s.kept.entries[key]
+    kept.failures += 1
+    held = s.kept.keep(key)
+    where = "kept on local disk" if held else "not kept (no room): downloaded again next time"
+    msg = bound(f"upload to {url} failed: {e}", 1000)
+    if kept.failures == 1 or kept.failures % UPLOAD_EVENT_EVERY == 0:
+        note = f"{msg} (try {kept.failures}); output of job {job_id} {where}"
+        await s.recorder.post(a.body, v.Reason.UPLOAD_FAILED, note, "Warning")
+    wait = min(UPLOAD_RETRY_INITIAL_SECONDS * 2 ** (kept.failures - 1), UPLOAD_RETRY_MAX_SECONDS)
+    err = ErrorInfo(
+        reason=v.Reason.UPLOAD_RETRYING,
+        message=f"job {job_id} succeeded; {msg}; output {where}; trying again",
+        retryable=True,
+        at=rfc3339(s.now()),
+    )
+    return sc.JobSeen(job_id, sc.JobPhase.SUCCEEDED, err, retry_after=wait)
+
+
+def job_in_flight(body: Body | None, job_id: str) -> bool:
+    generation = ((body or {}).get("status") or {}).get("generation") or {}
+    return isinstance(generation, dict) and generation.get("jobId") == job_id

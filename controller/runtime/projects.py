@@ -8,7 +8,6 @@ import random
 
 from pydantic import ValidationError
 
-from controller import metrics as m
 from controller import tenancy
 from controller import vocabulary as v
 from controller.api.project import ProjectSpec, ProjectStatus
@@ -20,7 +19,8 @@ from controller.reconcile.patching import merge_patch
 from controller.reconcile.project import ProjectObservation, SceneView, project_status
 from controller.reconcile.scene import BUCKET_RECHECK_SECONDS
 from controller.reconcile.timeutil import utcnow
-from controller.runtime import planning
+from controller.runtime import cleanup, planning
+from controller.runtime.capacity import Capacity
 from controller.runtime.events import Recorder
 from controller.runtime.intake import Intake
 from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
@@ -49,6 +49,7 @@ class Projects:
         memory: Memory,
         recorder: Recorder,
         assembly: Assembler,
+        capacity: Capacity,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -60,6 +61,7 @@ class Projects:
         self.memory = memory
         self.recorder = recorder
         self.assembly = assembly  # the final video (controller/assembly)
+        self.capacity = capacity  # owns the generations counted against the budget
 
     async def reconcile(self, key: Key) -> Result:
         body = self.store.projects.get(key)
@@ -106,7 +108,7 @@ class Projects:
             scenes=tuple(self.scene_views(body)),
             planning=mem.planning,
             planning_error=mem.planning_error,
-            budget_used=self.store.budget_used(key),
+            budget_used=self.capacity.budget_used(key),
             name_conflicts=tuple(mem.name_conflicts),
             bucket_problem=mem.bucket_problem,
         )
@@ -203,26 +205,7 @@ class Projects:
         self.store.upsert_project(updated)
 
     async def finalize(self, body: Body) -> None:
-        finalizers = list(body["metadata"].get("finalizers") or [])
-        if v.FINALIZER_CLIPS not in finalizers:
-            return
-        ns, name = key_of(body)
-        bucket, folder = self.folder(body)
-        deleted = await self.threads.run(self.clips.delete_prefix, bucket, folder)
-        m.S3_OPS.labels("delete", "ok").inc()
-        await self.recorder.post(
-            body, v.Reason.CLIPS_DELETED, f"deleted {deleted} objects under s3://{bucket}/{folder}"
-        )
-        updated = await self.api.patch_metadata(
-            v.PROJECT_PLURAL,
-            ns,
-            name,
-            {
-                "finalizers": [f for f in finalizers if f != v.FINALIZER_CLIPS],
-                "resourceVersion": body["metadata"]["resourceVersion"],
-            },
-        )
-        self.store.upsert_project(updated)
+        await cleanup.finalize(self, body)  # uploads stopped, prefix deleted, finalizer off
 
     def folder(self, body: Body) -> tuple[str, str]:
         """The bucket and the key prefix of a Project's clips."""

@@ -19,10 +19,12 @@ from controller.ratelimit import TokenBucket
 from controller.reconcile import scene as sc
 from controller.reconcile.effects import Facts, run_pass
 from controller.reconcile.timeutil import utcnow
+from controller.runtime import cancel
 from controller.runtime.actuator import Actuator, SceneInputs
 from controller.runtime.capacity import Capacity
 from controller.runtime.events import Recorder
 from controller.runtime.intake import Intake
+from controller.runtime.kept import KeptOutputs
 from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
 from controller.runtime.state import Memory, Result
 from controller.settings import Settings
@@ -65,6 +67,7 @@ class Scenes:
         self.recovering: dict[str, Key] = {}  # job id -> the Scene that found it
         self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
         self.tmp_dir = self._tmp.name
+        self.kept = KeptOutputs(self.tmp_dir, settings.kept_outputs_max_bytes)
 
     async def check_bucket(self, bucket: str) -> sc.BucketSeen:
         """HeadBucket before a job is paid for: shared and cached (controller/buckets.py)."""
@@ -94,6 +97,8 @@ class Scenes:
                 del self.recovering[job_id]  # recorded in status now, or not taken
         if actuator.gone:
             self.memory.scenes.pop(key, None)
+            self.kept.drop(key)
+        await cancel.deleted(self, key)
         return Result(result.requeue_after, urgent=self.intake.scene_is_urgent(key))
 
     def inputs(self, body: Body) -> SceneInputs:

@@ -7,200 +7,52 @@ we stored in the object's metadata) before anyone may call the clip Completed.
 Endpoint, credentials and region come from boto3's own environment variables
 (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, or
 any other source of boto3's chain), never from here; no message carries them.
+
+The parts: keys.py (where a clip goes), errors.py (S3 failures classified once),
+objects.py (what S3 says about an object; checksums and metadata of an upload).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import boto3
 import botocore.exceptions as bce
-from boto3.exceptions import RetriesExceededError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-MiB = 1024 * 1024
+from controller.storage.errors import (
+    ClipVerificationError,
+    StorageError,
+    classify,
+    error_code,
+    is_not_found,
+)
+from controller.storage.keys import clip_key, project_prefix
+from controller.storage.objects import MiB, ObjectFact, bare_etag, clean_metadata, file_sha256
+from controller.storage.purge import purge_prefix
+
+# The public names, importable from here as before the split.
+__all__ = [
+    "CONTENT_TYPE",
+    "DEFAULT_MULTIPART_THRESHOLD",
+    "SHA256_META",
+    "ClipStore",
+    "ClipVerificationError",
+    "MiB",
+    "ObjectFact",
+    "StorageError",
+    "classify",
+    "clip_key",
+    "file_sha256",
+    "project_prefix",
+]
+
 DEFAULT_MULTIPART_THRESHOLD = 16 * MiB
 CONTENT_TYPE = "video/mp4"
 SHA256_META = "sha256"
-_DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys per call
-_MAX_MESSAGE = 500
-
-# Codes worth another try (throttling, transient server trouble, bytes damaged in
-# transit); everything else from S3, e.g. AccessDenied or NoSuchBucket, is permanent.
-_RETRYABLE_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestThrottled",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestTimeout",
-        "InternalError",
-        "ServiceUnavailable",
-        "OperationAborted",
-        "BadDigest",
-        "IncompleteBody",
-        "XAmzContentSHA256Mismatch",
-    }
-)
-_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-_META_KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-
-
-# ----------------------------------------------------------------------------- keys
-
-
-def _part(value: str, what: str) -> str:
-    part = value.strip("/")
-    if not part:
-        raise ValueError(f"{what} must not be empty")
-    return part
-
-
-def project_prefix(prefix: str, namespace: str, project_uid: str) -> str:
-    """`{prefix}/{namespace}/{project_uid}/`; an empty prefix gives no leading slash."""
-    parts = [prefix.strip("/"), _part(namespace, "namespace"), _part(project_uid, "project_uid")]
-    return "/".join(p for p in parts if p) + "/"
-
-
-def clip_key(
-    prefix: str, namespace: str, project_uid: str, sequence: int, spec_hash: str, take: int
-) -> str:
-    """The one key a clip can have: retries overwrite it, takes never collide."""
-    if sequence < 0 or take < 0:
-        raise ValueError("sequence and take must not be negative")
-    spec = _part(spec_hash, "spec_hash")
-    if "/" in spec:
-        raise ValueError("spec_hash must not contain '/'")
-    base = project_prefix(prefix, namespace, project_uid)
-    return f"{base}scenes/{sequence:03d}/{spec}-t{take}.mp4"
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-class StorageError(Exception):
-    """A classified S3 failure; `retryable` is decided once, here."""
-
-    def __init__(self, retryable: bool, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.message = message
-        self.code = code
-
-
-class ClipVerificationError(StorageError):
-    """The object read back does not match what was uploaded; uploading again may fix it."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(True, message, code="ClipVerificationFailed")
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """boto3's transfer layer rewraps ClientErrors (S3UploadFailedError, RetriesExceeded)."""
-    seen: set[int] = set()
-    while id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, bce.ClientError | bce.BotoCoreError):
-            return exc
-        if isinstance(exc, RetriesExceededError) and exc.last_exception is not None:
-            nxt: BaseException | None = exc.last_exception
-        else:
-            nxt = exc.__cause__ or exc.__context__
-        if nxt is None:
-            break
-        exc = nxt
-    return exc
-
-
-def classify(exc: BaseException, action: str) -> StorageError:
-    """Turn any boto3/botocore failure into a StorageError (message free of credentials)."""
-    cause = _root_cause(exc)
-    if isinstance(cause, bce.ClientError):
-        err = cause.response.get("Error", {})
-        code = str(err.get("Code") or "Unknown")
-        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        retryable = code in _RETRYABLE_CODES or (
-            status is not None and (status >= 500 or status == 429)
-        )
-        detail = f"{code} (HTTP {status}): {err.get('Message') or 'no message'}"
-    elif isinstance(
-        cause,
-        bce.ConnectionError  # refused, DNS, connect timeout, TLS, proxy
-        | bce.HTTPClientError  # read timeout, connection closed, broken stream
-        | bce.ChecksumError
-        | bce.FlexibleChecksumError
-        | bce.IncompleteReadError
-        | bce.CredentialRetrievalError,  # the credential endpoint was briefly unavailable
-    ):
-        code, retryable, detail = type(cause).__name__, True, str(cause)
-    elif isinstance(cause, bce.BotoCoreError):  # no credentials, invalid parameters, ...
-        code, retryable, detail = type(cause).__name__, False, str(cause)
-    elif isinstance(cause, OSError):  # the local file side
-        code, retryable, detail = type(cause).__name__, True, str(cause)
-    else:
-        code, retryable, detail = type(cause).__name__, False, str(cause)
-    return StorageError(retryable, f"{action}: {detail}"[:_MAX_MESSAGE], code=code)
-
-
-def _code(exc: bce.ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _is_not_found(exc: bce.ClientError) -> bool:
-    code = _code(exc)
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket")
-
-
-# ----------------------------------------------------------------------------- facts
-
-
-@dataclass(frozen=True)
-class ObjectFact:
-    """What S3 says about one object."""
-
-    key: str
-    size: int
-    etag: str  # without the quotes S3 puts around it
-    sha256: str | None  # from our metadata; None when unknown (listings, foreign objects)
-    metadata: dict[str, str]
-
-
-def _etag(raw: str | None) -> str:
-    return (raw or "").strip('"')
-
-
-def file_sha256(path: Path) -> tuple[str, int]:
-    """(hex sha256, size) of a local file, read in chunks."""
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(MiB):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def _clean_metadata(metadata: dict[str, str]) -> dict[str, str]:
-    """S3 user metadata travels in HTTP headers: lower-case keys, ASCII values."""
-    clean: dict[str, str] = {}
-    for key, value in metadata.items():
-        k = key.lower()
-        if not _META_KEY.match(k):
-            raise ValueError(f"metadata key {key!r} must be letters, digits and '-'")
-        v = str(value)
-        clean[k] = v if v.isascii() and v.isprintable() else quote(v, safe=" /:=,.-_@")
-    return clean
-
-
-# ----------------------------------------------------------------------------- store
 
 
 class ClipStore:
@@ -258,7 +110,7 @@ class ClipStore:
             self.client.head_bucket(Bucket=bucket)
             return
         except bce.ClientError as exc:
-            if not _is_not_found(exc) and _code(exc) != "NoSuchBucket":
+            if not is_not_found(exc) and error_code(exc) != "NoSuchBucket":
                 raise classify(exc, f"head bucket {bucket}") from exc
         except Exception as exc:
             raise classify(exc, f"head bucket {bucket}") from exc
@@ -269,7 +121,7 @@ class ClipStore:
         try:
             self.client.create_bucket(**args)
         except bce.ClientError as exc:
-            if _code(exc) != "BucketAlreadyOwnedByYou":  # lost a race with ourselves: fine
+            if error_code(exc) != "BucketAlreadyOwnedByYou":  # lost a race with ourselves: fine
                 raise classify(exc, f"create bucket {bucket}") from exc
         except Exception as exc:
             raise classify(exc, f"create bucket {bucket}") from exc
@@ -282,9 +134,9 @@ class ClipStore:
             return None
         except bce.ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status == 404 or _code(exc) in ("NoSuchBucket", "404", "NotFound"):
+            if status == 404 or error_code(exc) in ("NoSuchBucket", "404", "NotFound"):
                 return f"bucket {bucket!r} does not exist"
-            if status == 403 or _code(exc) in ("403", "AccessDenied", "Forbidden"):
+            if status == 403 or error_code(exc) in ("403", "AccessDenied", "Forbidden"):
                 return f"access to bucket {bucket!r} is denied"
             return f"bucket {bucket!r} could not be checked: {classify(exc, 'head').message}"
         except Exception as exc:
@@ -301,7 +153,7 @@ class ClipStore:
         or checksum, StorageError for transport/permission failures.
         """
         sha256, size = file_sha256(Path(path))
-        meta = {**_clean_metadata(metadata), SHA256_META: sha256}
+        meta = {**clean_metadata(metadata), SHA256_META: sha256}
         target = f"s3://{bucket}/{key}"
         try:
             # Managed transfer: streams from disk, multipart above the threshold.
@@ -334,7 +186,7 @@ class ClipStore:
         try:
             self.client.head_bucket(Bucket=bucket)
         except bce.ClientError as exc:
-            if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
                 raise StorageError(
                     False,
                     f"head s3://{bucket}/{key}: NoSuchBucket: the bucket does not exist",
@@ -351,7 +203,7 @@ class ClipStore:
         except bce.ClientError as exc:
             # HEAD has no body: a missing bucket also reads as a plain 404, and "no clip
             # here" would then start a paid job whose upload can only fail. Ask the bucket.
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 self._require_bucket(bucket, key)
                 return None
             raise classify(exc, f"head s3://{bucket}/{key}") from exc
@@ -361,7 +213,7 @@ class ClipStore:
         return ObjectFact(
             key=key,
             size=int(resp["ContentLength"]),
-            etag=_etag(resp.get("ETag")),
+            etag=bare_etag(resp.get("ETag")),
             sha256=metadata.get(SHA256_META),
             metadata=metadata,
         )
@@ -379,7 +231,7 @@ class ClipStore:
             return None
         if sha256 is not None and fact.sha256 != sha256:
             return None
-        if etag is not None and fact.etag != _etag(etag):
+        if etag is not None and fact.etag != bare_etag(etag):
             return None
         return fact
 
@@ -393,7 +245,7 @@ class ClipStore:
             for chunk in body.iter_chunks(MiB):
                 digest.update(chunk)
         except bce.ClientError as exc:
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 return None
             raise classify(exc, f"read {target}") from exc
         except Exception as exc:
@@ -412,7 +264,7 @@ class ClipStore:
                     facts[obj["Key"]] = ObjectFact(
                         key=obj["Key"],
                         size=int(obj["Size"]),
-                        etag=_etag(obj.get("ETag")),
+                        etag=bare_etag(obj.get("ETag")),
                         sha256=None,  # listings carry no user metadata
                         metadata={},
                     )
@@ -421,38 +273,9 @@ class ClipStore:
         return facts
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
-        """Delete every object under `prefix`; returns how many were deleted."""
-        if not prefix.strip("/"):
-            raise ValueError("refusing to delete with an empty prefix (the whole bucket)")
-        target = f"s3://{bucket}/{prefix}"
-        deleted = 0
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": _DELETE_BATCH}
-            )
-            for page in pages:
-                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", ())]
-                if not keys:
-                    continue
-                resp = self.client.delete_objects(
-                    Bucket=bucket, Delete={"Objects": keys, "Quiet": True}
-                )
-                errors = resp.get("Errors") or []
-                deleted += len(keys) - len(errors)
-                if errors:
-                    first = errors[0]
-                    code = str(first.get("Code") or "Unknown")
-                    raise StorageError(
-                        code in _RETRYABLE_CODES,
-                        f"delete {target}: {len(errors)} of {len(keys)} keys failed, "
-                        f"first {first.get('Key')}: {code}: {first.get('Message')}"[:_MAX_MESSAGE],
-                        code=code,
-                    )
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise classify(exc, f"delete {target}") from exc
-        return deleted
+        """Delete every object under `prefix`, versions and delete markers included, until
+        a LIST finds nothing (controller/storage/purge.py); returns how many went."""
+        return purge_prefix(self.client, bucket, prefix)
 
     def download(self, bucket: str, key: str, dest: Path) -> None:
         """Copy an object to a local file (written aside and renamed by boto3)."""

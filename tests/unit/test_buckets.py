@@ -15,7 +15,7 @@ from controller.buckets import BucketChecks
 from controller.reconcile import scene as sc
 from controller.reconcile.project import ProjectObservation, project_status
 from controller.reconcile.scene import BucketSeen, Effect, decide
-from tests.unit.test_scene_decide import observe
+from tests.unit.scene_builders import observe
 
 
 def test_a_start_waits_for_a_look_at_the_bucket() -> None:

@@ -10,6 +10,8 @@ from typing import Any
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
 from controller.reconcile.project import ProjectObservation, SceneView, project_status
+from controller.runtime.capacity import Capacity
+from controller.settings import Settings
 from controller.store import Store
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -68,18 +70,19 @@ def scene(name: str, started: int, job_id: str | None = "j") -> dict[str, Any]:
 
 def test_the_budget_check_reads_the_counter_after_scenes_are_deleted() -> None:
     store = Store()
+    cap = Capacity(Settings(), store)
     project = {"metadata": {"namespace": "ns", "name": "p", "resourceVersion": "1"}}
     store.upsert_project({**project, "status": {"generationsUsed": 3}})
     store.upsert_scene(scene("p-scene-001", 1))
     # Two Scenes that used a generation each were deleted: 3 used, not 1.
-    assert store.budget_used(("ns", "p")) == 3
+    assert cap.budget_used(("ns", "p")) == 3
     # A pending start (no job id) adds to the counter, which does not hold it yet.
     store.upsert_scene(scene("p-scene-002", 1, job_id=None))
-    assert store.pending_by_project[("ns", "p")] == 1
-    assert store.budget_used(("ns", "p")) == 4
+    assert cap.pending_by_project[("ns", "p")] == 1
+    assert cap.budget_used(("ns", "p")) == 4
     store.delete_scene(("ns", "p-scene-002"))
-    assert store.pending_by_project[("ns", "p")] == 0
-    assert store.budget_used(("ns", "p")) == 3
+    assert cap.pending_by_project[("ns", "p")] == 0
+    assert cap.budget_used(("ns", "p")) == 3
     # Without a counter (a Project not recounted yet), the Scenes' own totals count.
     store.upsert_project({**project, "metadata": {**project["metadata"], "resourceVersion": "2"}})
-    assert store.budget_used(("ns", "p")) == 1
+    assert cap.budget_used(("ns", "p")) == 1

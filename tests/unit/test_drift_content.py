@@ -8,7 +8,7 @@ import pytest
 
 from controller.reconcile import scene as sc
 from controller.reconcile.scene import Effect, ObjectSeen, StoredObject, decide
-from tests.unit.test_scene_decide import clip, completed, key, observe
+from tests.unit.scene_builders import clip, completed, key, observe
 
 SHA = "a" * 64
 

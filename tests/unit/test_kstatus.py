@@ -23,8 +23,7 @@ from controller.reconcile.project import ProjectObservation, SceneView, project_
 from controller.reconcile.scene import Effect, JobPhase, JobSeen, ObjectSeen
 from controller.reconcile.timeutil import rfc3339
 from tests.unit.kstatus import CURRENT, FAILED, IN_PROGRESS, TERMINATING, compute
-from tests.unit.test_argocd_health import health as argo
-from tests.unit.test_scene_decide import (
+from tests.unit.scene_builders import (
     NOW,
     completed,
     controls,
@@ -36,6 +35,7 @@ from tests.unit.test_scene_decide import (
     observe,
     status,
 )
+from tests.unit.test_argocd_health import health as argo
 
 # ----------------------------------------------------------------------------- Scenes
 

@@ -172,7 +172,10 @@ def test_deleting_a_parked_scene_and_then_its_project_forgets_them() -> None:
     run(go())
     assert ("team", "p") not in h.runtime.memory.projects
     (left,) = h.scene_names()
-    assert cond(h.status(left), "Ready")["reason"] == "InProgress"  # its job is paid for
+    # Its job is abandoned (canceled at the provider) and its slot freed: no Project to
+    # store the clip for (test_cancel.py).
+    assert cond(h.status(left), "Ready")["reason"] == "ProjectNotFound"
+    assert h.status(left).get("generation") is None and len(h.replicate.cancels) == 1
 
 
 # ----------------------------------------------------------------------------- drift

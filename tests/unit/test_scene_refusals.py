@@ -17,7 +17,7 @@ from controller.reconcile import scene as sc
 from controller.reconcile.scene import Effect, JobPhase, JobSeen, ObjectSeen, decide
 from controller.reconcile.timeutil import rfc3339
 from controller.vocabulary import Reason
-from tests.unit.test_scene_decide import (
+from tests.unit.scene_builders import (
     LIMIT,
     NOW,
     drive,

@@ -1,4 +1,4 @@
-"""The cache: bodies are stored slim, counters follow jobs in flight, and freed slots are noted."""
+"""The cache: bodies are stored slim, Scenes are indexed per Project, and every change is\ntold to the listener (the capacity's running totals: tests/unit/test_capacity.py)."""
 
 from __future__ import annotations
 
@@ -32,30 +32,18 @@ def test_managed_fields_and_last_applied_are_not_cached_and_the_input_is_not_mut
     assert slim(scene(2)) == scene(2)
 
 
-def test_a_job_ending_is_noted_as_a_freed_slot_and_old_events_are_ignored() -> None:
-    store = Store()
+def test_the_index_of_scenes_per_project_follows_upserts_and_deletes() -> None:
+    store, seen = Store(), []
+    store.on_scene_change = lambda old, new: seen.append((old is not None, new is not None))
     store.upsert_scene(scene(1))
-    store.upsert_scene(scene(2, "replicate"))
-    assert store.inflight_by_provider["replicate"] == 1 and store.freed == []
-    assert not store.upsert_scene(scene(1))  # a late event cannot undo a newer write
-    store.upsert_scene(scene(3))
-    assert store.inflight_by_provider["replicate"] == 0
-    assert store.freed == [("ns", "p")]
-    store.upsert_scene(scene(4, "replicate"))
+    assert store.scene_names_of(("ns", "p")) == ["s1"]
+    assert not store.upsert_scene(scene(0))  # a late event cannot undo a newer write
+    moved = scene(2)
+    moved["spec"] = {"projectRef": {"name": "q"}}
+    store.upsert_scene(moved)
+    assert store.scene_names_of(("ns", "p")) == [] and store.scene_names_of(("ns", "q")) == ["s1"]
+    assert [b["metadata"]["name"] for b in store.scenes_of(("ns", "q"))] == ["s1"]
     store.delete_scene(("ns", "s1"))
-    assert store.freed == [("ns", "p"), ("ns", "p")]
-    assert store.inflight_by_project[("ns", "p")] == 0
-
-
-def test_a_generation_given_back_is_noted_and_a_finished_one_is_not() -> None:
-    store = Store()
-    store.upsert_scene(scene(1, "replicate"))  # the pending marker: one generation started
-    assert store.started_by_project[("ns", "p")] == 1
-    finished = scene(2)
-    finished["status"] = {"phase": "Completed", "generationsStarted": 1}
-    store.upsert_scene(finished)
-    assert store.budget_freed == []  # a finished job still counts against the budget
-    store.upsert_scene(scene(3, "replicate"))
-    store.upsert_scene(scene(4))  # refused by the provider: the attempt is given back
-    assert store.budget_freed == [("ns", "p")]
-    assert store.started_by_project[("ns", "p")] == 0
+    store.delete_scene(("ns", "s1"))  # already gone: nobody is told twice
+    assert store.scene_names_of(("ns", "q")) == []
+    assert seen == [(False, True), (True, True), (True, False)]

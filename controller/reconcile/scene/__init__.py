@@ -19,7 +19,14 @@ from __future__ import annotations
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase, SceneStatus
 from controller.reconcile.scene.checks import completed_checks, failed_checks
-from controller.reconcile.scene.jobs import after_start_error, in_flight, spec_moved, tokens
+from controller.reconcile.scene.jobs import (
+    abandoned_job,
+    after_start_error,
+    blocked_job,
+    in_flight,
+    spec_moved,
+    tokens,
+)
 from controller.reconcile.scene.model import (
     BUCKET_RECHECK_SECONDS,
     CAPACITY_RECHECK_SECONDS,
@@ -69,6 +76,7 @@ __all__ = [
     "ScenePhase",
     "SceneStatus",
     "StoredObject",
+    "abandoned_job",
     "after_start_error",
     "clip_missing",
     "decide",
@@ -80,6 +88,9 @@ __all__ = [
 
 def decide(o: Observation) -> Decision:
     if o.blocked is not None or o.desired is None:
+        abandon = blocked_job(o)  # a job in flight does not hold its slot for ever
+        if abandon is not None:
+            return abandon
         err = o.blocked or ErrorInfo(reason=Reason.INVALID_SPEC, message="no desired state")
         return settle(o, o.status, Rule.BLOCKED, (err.reason, err.message))
     for rule in (tokens, in_flight, spec_moved, completed_checks, failed_checks):

@@ -205,6 +205,8 @@ def in_flight(o: Observation) -> Decision | None:
     if job.phase == JobPhase.SUCCEEDED:
         key = d.key(s.take)
         if o.finished is None or o.finished.key != key or o.finished.obj is None:
+            if job.error is not None and job.error.reason == Reason.UPLOAD_RETRYING:
+                return _upload_retrying(o, s, job.error, job.retry_after)
             return Decision(Effect.FINISH, s, Rule.FINISH_JOB)
         done = completed(o, o.finished, g.job_id)
         msg = f"clip uploaded and verified: s3://{d.bucket}/{key} ({o.finished.obj.size} bytes)"
@@ -230,6 +232,70 @@ def in_flight(o: Observation) -> Decision | None:
         )
     return retry_or_fail(
         o, s, err, Rule.JOB_FAILED if job.phase == JobPhase.FAILED else Rule.JOB_LOST
+    )
+
+
+def _upload_retrying(
+    o: Observation, s: SceneStatus, err: ErrorInfo, retry_after: float | None
+) -> Decision:
+    """A succeeded (paid) job whose upload failed: never Failed for it. The job stays in
+    flight, the output is kept, and the condition says why it is not Completed yet. The
+    time of the first failure is kept, so a retry costs a write only if the error moved."""
+    last = s.last_error
+    if last is not None and last.reason == Reason.UPLOAD_RETRYING:
+        err = err.model_copy(update={"at": last.at})
+    return settle(
+        o, s.model_copy(update={"last_error": err}), Rule.UPLOAD_RETRYING, requeue_after=retry_after
+    )
+
+
+# Rules that stop recording a job whose output will not be used: it is canceled at the
+# provider after the write (controller/runtime/cancel.py).
+ABANDONING = frozenset(
+    {
+        Rule.ABANDON_STALE_JOB,
+        Rule.ABANDON_BLOCKED_JOB,
+        Rule.REGENERATE_TOKEN,
+        Rule.PROJECT_REGENERATE_TOKEN,
+    }
+)
+
+
+def abandoned_job(o: Observation, d: Decision) -> GenerationInfo | None:
+    """The job `d` abandons (recorded before, not after, by an abandoning rule), if any."""
+    g, after = o.status.generation, d.status.generation
+    if d.rule not in ABANDONING or g is None or g.job_id is None:
+        return None
+    if after is not None and after.job_id == g.job_id:
+        return None
+    return g
+
+
+def blocked_job(o: Observation) -> Decision | None:
+    """A job in flight for a Scene that cannot go on (its Project gone, being deleted or
+    invalid; its own spec invalid): nothing can store its output, so it is abandoned
+    (canceled at the provider where it can be) and its job slot freed at once, rather
+    than held until the Project comes back, perhaps never. Attempts stay counted."""
+    s, g = o.status, o.status.generation
+    if g is None:
+        return None
+    err = o.blocked or ErrorInfo(reason=Reason.INVALID_SPEC, message="no desired state")
+    update: dict[str, object] = {"generation": None}
+    if s.phase == ScenePhase.PROCESSING and s.clip is None:
+        update["phase"] = ScenePhase.PENDING
+    what = (
+        f"job {g.job_id}" if g.job_id else "a job that may have started (its id was never recorded)"
+    )
+    msg = (
+        f"{err.message}: {g.provider} {what} abandoned, its output will not be used "
+        "(canceled at the provider where it can be)"
+    )
+    return settle(
+        o,
+        s.model_copy(update=update),
+        Rule.ABANDON_BLOCKED_JOB,
+        (err.reason, err.message),
+        (Event(Reason.JOB_ABANDONED, msg, "Warning"),),
     )
 
 

@@ -38,11 +38,13 @@ class Rule(StrEnum):
     PROJECT_REGENERATE_TOKEN = "project-regenerate-token"
     # a job in flight
     ABANDON_STALE_JOB = "abandon-stale-job"
+    ABANDON_BLOCKED_JOB = "abandon-blocked-job"  # its Project gone or invalid
     POLL_JOB = "poll-job"
     JOB_RUNNING = "job-running"
     POLL_FAILED = "poll-failed"
     FINISH_JOB = "finish-job"
     CLIP_UPLOADED = "clip-uploaded"
+    UPLOAD_RETRYING = "upload-retrying"
     LOOK_BEFORE_RETRY = "look-before-retry"
     ADOPT_AFTER_JOB_ENDED = "adopt-after-job-ended"
     JOB_FAILED = "job-failed"

@@ -49,6 +49,9 @@ def with_conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) ->
             err.reason if err else Reason.GENERATION_FAILED,
             err.message if err else "",
         )
+    elif s.generation is not None and upload_retrying(s):
+        assert s.last_error is not None
+        ready = ("False", Reason.UPLOAD_RETRYING, s.last_error.message)
     elif s.generation is not None:
         ready = ("False", Reason.IN_PROGRESS, "a generation job is in flight")
     else:
@@ -197,6 +200,11 @@ def same_clip(clip: ClipInfo, obj: StoredObject) -> bool:
     return obj.etag == clip.etag and (
         clip.sha256 is None or obj.sha256 is None or obj.sha256 == clip.sha256
     )
+
+
+def upload_retrying(s: SceneStatus) -> bool:
+    """A succeeded job whose output is kept while its upload is tried again."""
+    return s.last_error is not None and s.last_error.reason == Reason.UPLOAD_RETRYING
 
 
 def clip_missing(s: SceneStatus) -> bool:

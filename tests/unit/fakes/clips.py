@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.storage.clips import ObjectFact
+from controller.storage.clips import ObjectFact, StorageError
 
 
 @dataclass
@@ -65,6 +65,10 @@ class FakeClips:
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         self._call("delete", bucket, prefix)
+        if bucket in self.missing_buckets:
+            raise StorageError(
+                False, f"delete s3://{bucket}/{prefix}: NoSuchBucket", code="NoSuchBucket"
+            )
         doomed = [bk for bk in self.objects if bk[0] == bucket and bk[1].startswith(prefix)]
         for bk in doomed:
             del self.objects[bk]
@@ -74,6 +78,7 @@ class FakeClips:
     def download(self, bucket: str, key: str, dest: Path) -> None:
         self._call("download", bucket, key)
         Path(dest).write_bytes(self.data[(bucket, key)])
+
     def content_sha256(self, bucket: str, key: str) -> str | None:
         self._call("get", bucket, key)
         fact = self.objects.get((bucket, key))

@@ -4,6 +4,7 @@ Replicate's (present) and Veo's (absent)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import itertools
@@ -76,6 +77,9 @@ class FakeVideo:
     search_errors: list[Exception] = field(default_factory=list)
     starts: int = 0
     searches: int = 0
+    cancels: list[str] = field(default_factory=list)  # job ids the operator asked to cancel
+    can_cancel: bool = True  # False: like Veo
+    cancel_errors: list[Exception] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
@@ -105,6 +109,17 @@ class FakeVideo:
             err = ProviderError("ContentRejected", "the model refused", retryable=False)
             return JobState(JobStatus.FAILED, error=err)
         return JobState(JobStatus.SUCCEEDED, output_bytes=f"video of {job_id}".encode())
+
+    async def cancel(self, job_id: str) -> bool:
+        if self.cancel_errors:
+            raise self.cancel_errors.pop(0)
+        if not self.can_cancel:
+            return False
+        self.cancels.append(job_id)
+        job = self.jobs.get(job_id)
+        if job is not None and job.polls_left > 0:  # a running job ends canceled
+            job.polls_left, job.outcome = 0, "fail"
+        return True
 
     async def fetch(self, job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
         if self.fetch_errors:
@@ -163,3 +178,18 @@ class FakeProviders:
 
     def planner(self, name: str) -> FakePlanner:
         return self.planners.setdefault(name, FakePlanner(name))
+
+
+def hold_fetch(video: FakeVideo) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make the provider's next downloads wait: returns (release, fetching); `fetching`
+    is set once a download has begun, which then waits for `release`."""
+    release, fetching = asyncio.Event(), asyncio.Event()
+    fetch = video.fetch
+
+    async def held(job_id: str, state: JobState, request: VideoRequest, dest: Path) -> None:
+        fetching.set()
+        await release.wait()
+        await fetch(job_id, state, request, dest)
+
+    video.fetch = held  # type: ignore[method-assign]
+    return release, fetching

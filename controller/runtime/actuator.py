@@ -194,7 +194,9 @@ class Actuator:
             rules = OutputRules.from_settings(self.scenes.settings)
             args = (bucket, key, fact.size, expected_seconds(request), rules)
             invalid = await self.scenes.threads.run(check_stored, self.scenes.clips, *args)
-        return sc.ObjectSeen(key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256, invalid=invalid))
+        return sc.ObjectSeen(
+            key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256, invalid=invalid)
+        )
 
     async def poll(self, o: sc.Observation) -> sc.JobSeen:
         g, request = o.status.generation, self.inputs.request

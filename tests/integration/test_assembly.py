@@ -208,7 +208,9 @@ def test_a_music_video_gets_its_song_for_exactly_the_film(
     cluster: Cluster, namespace: str, run_operator, s3, files: Path
 ) -> None:
     song_key = f"songs/{namespace}/song.wav"
-    s3.client.upload_file(str(tone(files / "song.wav", 2.5, hz=330, level=10_000)), s3.bucket, song_key)
+    s3.client.upload_file(
+        str(tone(files / "song.wav", 2.5, hz=330, level=10_000)), s3.bucket, song_key
+    )
     run_operator(namespace)
     cluster.create_project(
         namespace,
@@ -226,7 +228,9 @@ def test_a_music_video_gets_its_song_for_exactly_the_film(
     assert abs(heard - 2.5) < 0.1
     # a new song (same key, new bytes) is a new input: a new film
     old = project["status"]["finalVideo"]
-    s3.client.upload_file(str(tone(files / "song2.wav", 6.0, hz=330, level=10_000)), s3.bucket, song_key)
+    s3.client.upload_file(
+        str(tone(files / "song2.wav", 6.0, hz=330, level=10_000)), s3.bucket, song_key
+    )
     p = wait_until(
         lambda: film_of(cluster, namespace, "song", other_than=old["inputsHash"]),
         timeout=INTERVAL * 3 + 60,

@@ -72,7 +72,9 @@ def test_kubebuilder_assets_without_a_controller_manager_give_a_control_plane_wi
 ) -> None:
     """envtest's asset bundles hold etcd and kube-apiserver only: that is enough to start."""
     if isinstance(control_plane, ExistingCluster):
-        pytest.skip("builds its own control plane from the local binaries: not run against an existing cluster (--kubeconfig)")
+        pytest.skip(
+            "builds its own control plane from the local binaries: not run against an existing cluster (--kubeconfig)"
+        )
     assets = tmp_path / "assets"
     assets.mkdir()
     for name in ("etcd", "kube-apiserver"):

@@ -9,7 +9,9 @@ import av
 import numpy as np
 
 
-def tone(path: Path, seconds: float, rate: int = 44_100, hz: int = 440, level: int = 12_000) -> Path:
+def tone(
+    path: Path, seconds: float, rate: int = 44_100, hz: int = 440, level: int = 12_000
+) -> Path:
     """A mono 16-bit WAV sine tone."""
     t = np.arange(int(seconds * rate)) / rate
     samples = (np.sin(2 * np.pi * hz * t) * level).astype(np.int16)

@@ -159,7 +159,7 @@ def test_a_provider_that_cannot_cancel_is_counted_and_the_slot_still_frees() -> 
     asyncio.run(go())
     assert cancels("veo", "unsupported") == unsupported + 1
     assert h.status(SCENE).get("generation") is None
-    assert h.runtime.store.inflight_by_provider["veo"] == 0
+    assert h.runtime.capacity.inflight_by_provider["veo"] == 0
 
 
 def test_a_failed_cancel_is_counted_and_holds_nothing() -> None:

@@ -5,11 +5,15 @@ backoff (condition reason UploadRetrying) instead of failing the Scene. One job 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 from controller import vocabulary as v
+from controller.api.common import ErrorInfo
 from controller.providers.base import ProviderError
+from controller.reconcile import scene as sc
+from controller.reconcile.timeutil import rfc3339
 from tests.unit.fakes.harness import Harness
 
 ONE = {"scenes": {"count": 1, "durationSeconds": 4}}
@@ -133,3 +137,24 @@ def test_after_a_restart_an_expired_output_follows_the_failure_path() -> None:
     status = h.status(SCENE)
     assert status["phase"] == "Failed" and status["lastError"]["reason"] == "OutputExpired"
     assert h.replicate.starts == 1
+
+
+def test_the_decision_keeps_the_job_in_flight_and_writes_only_when_the_error_moves() -> None:
+    """Pure: a succeeded job whose upload failed is never Failed, the job stays recorded,
+    and a later failure with the same error costs no status write."""
+    from tests.unit.scene_builders import NOW, in_flight, observe
+
+    def seen(minutes: int, text: str) -> sc.JobSeen:
+        at = rfc3339(NOW + dt.timedelta(minutes=minutes))
+        err = ErrorInfo(reason=v.Reason.UPLOAD_RETRYING, message=text, retryable=True, at=at)
+        return sc.JobSeen("job-1", sc.JobPhase.SUCCEEDED, err, retry_after=8.0)
+
+    first = sc.decide(observe(in_flight(), job=seen(0, "upload failed: A")))
+    assert first.rule == sc.Rule.UPLOAD_RETRYING and first.effect == sc.Effect.WRITE
+    assert first.status.generation is not None and first.status.phase == "Processing"
+    assert first.requeue_after == 8.0
+    again = sc.decide(observe(first.status, job=seen(5, "upload failed: A")))
+    assert again.effect == sc.Effect.NONE and again.requeue_after == 8.0
+    moved = sc.decide(observe(first.status, job=seen(9, "upload failed: B")))
+    assert moved.effect == sc.Effect.WRITE and moved.status.last_error is not None
+    assert moved.status.last_error.at == first.status.last_error.at  # the first failure's

@@ -191,7 +191,7 @@ def _wait_and_download(kubectl: Any, s3: Any, op: Any, options: DemoOptions, out
     scenes = kubectl.json("get", "-n", ns, "scenes")["items"]
     own = [s for s in scenes if s["spec"]["projectRef"]["name"] == PROJECT_NAME]
     for scene in sorted(own, key=lambda s: s["spec"]["sequence"]):
-        key = scene["status"]["originalVideoClipS3Key"]
+        key = scene["status"]["workingVideoClipS3Key"]  # the clip as edited (spec.edit)
         dest = output / f"{scene['metadata']['name']}.mp4"
         client.download_file(BUCKET, key, str(dest))
         info = probe_clip(dest)

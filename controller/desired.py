@@ -8,6 +8,7 @@ from controller.api.common import RESERVED_PARAMS
 from controller.api.project import ProjectSpec
 from controller.api.scene import SceneSpec
 from controller.providers.base import VideoRequest
+from controller.reconcile.edit import edit_of
 from controller.reconcile.hashing import spec_hash
 from controller.reconcile.scene import Desired
 from controller.settings import Settings
@@ -72,6 +73,7 @@ def desired_for(
         duration_seconds=duration,
         bucket=bucket,
         key_prefix=folder,
+        edit=edit_of(scene.edit),
     )
     request = VideoRequest(
         prompt=scene.prompt,

@@ -1,9 +1,10 @@
 """A small async Kubernetes API client for the operator's own reads and writes.
 
 kopf watches and delivers events; this client does the writes (status merge patches with
-optimistic concurrency, Scene creation, Events, finalizers). It reuses the kubernetes
-package only to load the kubeconfig or in-cluster credentials, and counts every request
-so the cost of control can be measured (metrics, benchmark).
+optimistic concurrency, Scene creation, Events, finalizers). Credentials come from
+controller/kubeconfig.py (the kubernetes package only for what it alone reads), and it
+counts every request so the cost of control can be measured (metrics, benchmark). Errors
+and the retry policy are in controller/kube_errors.py (importable from here as before).
 """
 
 from __future__ import annotations
@@ -18,58 +19,31 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 
+from controller import kubeconfig
 from controller import vocabulary as v
+from controller.kube_errors import MAX_ATTEMPTS, ApiError, NotLeaderError, retry_delay
 from controller.metrics import API_REQUESTS, API_RETRIES
 from controller.naming import event_name
 from controller.providers.errors import parse_retry_after
-from controller.retry_after import KUBE_MAX_SECONDS, bounded
 
 MERGE = "application/merge-patch+json"
 LIST_PAGE_SIZE = 500
-MAX_ATTEMPTS = 4  # one call and up to three retries of a 429 or 5xx answer
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
-def retry_delay(status: int, retry_after: float | None, attempt: int) -> float | None:
-    """How long to wait before retrying a call that got `status` on its `attempt`-th try,
-    or None to give up: only throttling (429) and server trouble (5xx) are retried, after
-    the server's Retry-After when it sent one (bounded), else 0.5 s, 1 s, 2 s."""
-    if status not in RETRY_STATUS or attempt >= MAX_ATTEMPTS:
-        return None
-    asked = bounded(retry_after, KUBE_MAX_SECONDS)
-    return asked if asked is not None else 0.5 * 2 ** (attempt - 1)
+def load_configuration(path: str | None = None) -> Any:
+    """The kubeconfig's current context, else the pod's service account: read by
+    controller/kubeconfig.py, or by the kubernetes package (~68 MB once imported) for
+    what only it can read (exec plugins, auth providers, merged files)."""
+    light = kubeconfig.load(path)
+    if light is not None:
+        return light
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
 
-
-class ApiError(Exception):
-    def __init__(
-        self, status: int, message: str, reason: str = "", *, retry_after: float | None = None
-    ) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.retry_after = retry_after
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-
-class NotLeaderError(RuntimeError):
-    """A write refused before it was sent: this process does not hold the Lease (any more)."""
-
-
-def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuration:
     cfg = k8s_client.Configuration()
     try:
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        k8s_config.load_kube_config(config_file=path, client_configuration=cfg)
     except k8s_config.ConfigException:
         k8s_config.load_incluster_config(client_configuration=cfg)
     return cfg
@@ -90,7 +64,8 @@ def lease_path(namespace: str, name: str | None = None) -> str:
 
 
 class KubeApi:
-    def __init__(self, cfg: k8s_client.Configuration, *, max_connections: int = 8) -> None:
+    def __init__(self, cfg: Any, *, max_connections: int = 8) -> None:
+        """`cfg`: a kubeconfig.Connection or a kubernetes.client.Configuration."""
         self._cfg = cfg
         self._ssl: ssl.SSLContext | bool = False
         if cfg.verify_ssl:
@@ -269,9 +244,24 @@ class KubeApi:
         """Every object, fetched in pages (limit/continue) so a namespace with thousands
         of Scenes is never one huge answer. If the continue token expires (410) between
         pages, the list starts over in one piece, as client-go's pager does."""
+        items, _ = await self.list_with_version(
+            plural, namespace, label_selector=label_selector, page_size=page_size
+        )
+        return items
+
+    async def list_with_version(
+        self,
+        plural: str,
+        namespace: str,
+        *,
+        label_selector: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """`list`, and the resourceVersion the LIST was served at (every page is the same
+        snapshot: the first page's)."""
         base = {"labelSelector": label_selector} if label_selector else {}
         items: list[dict[str, Any]] = []
-        token = ""
+        token, version = "", ""
         while True:
             params = {**base, "limit": str(page_size)}
             if token:
@@ -282,11 +272,12 @@ class KubeApi:
                 if e.status != 410 or not token:
                     raise
                 body = await self.request("GET", cr_path(plural, namespace), params=base or None)
-                return list(body.get("items", []))
+                return list(body.get("items", [])), _list_version(body)
             items.extend(body.get("items", []))
+            version = version or _list_version(body)
             token = (body.get("metadata") or {}).get("continue") or ""
             if not token:
-                return items
+                return items, version
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", cr_path(plural, namespace), json=body)
@@ -351,10 +342,15 @@ class KubeApi:
         message: str,
         type_: str = "Normal",
         component: str = v.MANAGER,
+        count: int = 1,
+        first: dt.datetime | None = None,
     ) -> None:
+        """One Event; `count` and `first` (its first occurrence) for a batch of the same
+        occurrences (controller/runtime/series.py)."""
         meta = obj.get("metadata", {})
         namespace = meta.get("namespace", "default")
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = "%Y-%m-%dT%H:%M:%SZ"
+        now = dt.datetime.now(dt.UTC).strftime(stamp)
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -375,13 +371,17 @@ class KubeApi:
             "type": type_,
             "source": {"component": component},
             "reportingComponent": component,
-            "firstTimestamp": now,
+            "firstTimestamp": first.astimezone(dt.UTC).strftime(stamp) if first else now,
             "lastTimestamp": now,
-            "count": 1,
+            "count": count,
         }
         await self.request(
             "POST", f"/api/v1/namespaces/{namespace}/events", json=event, kind="events"
         )
+
+
+def _list_version(body: dict[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _kind_of(path: str) -> str:

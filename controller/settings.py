@@ -63,10 +63,15 @@ class Settings(BaseSettings):
     liveness_stall_seconds: float = Field(default=300.0, ge=0)
     """/healthz fails when work is queued, every worker is busy and none has started or
     finished a pass for this long (a stuck download); 0 turns the check off."""
-    scene_events: Literal["all", "warnings"] = "all"
-    """Which Events to post on Scenes: `warnings` drops the two Normal ones per Scene
-    (GenerationStarted, ClipUploaded: 2 of ~6.5 API writes per Scene) for large fleets;
-    they are still logged and counted, and Project Events are kept."""
+    resync_seconds: float = Field(default=600.0, ge=0)
+    """How often each namespace's Projects and Scenes are LISTed and compared with the
+    cache, so objects deleted while a watch was down leave it; 0 turns it off."""
+    scene_events: Literal["all", "project", "warnings"] = "project"
+    """Where the two routine Normal Events of a Scene (GenerationStarted, ClipUploaded: 2
+    of ~7 API writes per Scene) go: `project` posts them on the Project, one Event per
+    reason with a count, at most once a minute (controller/runtime/series.py); `all` on
+    each Scene; `warnings` nowhere. All are logged and counted; Warning Events and the
+    rare Normal ones always go on their Scene."""
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
     allowed_buckets: str = ""

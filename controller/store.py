@@ -73,6 +73,13 @@ def pending_start(body: Body) -> bool:
     return isinstance(gen, dict) and not gen.get("jobId")
 
 
+def settled_generations(scene: Body) -> int:
+    """Generations a Scene started that are known to be paid (pending marker excluded)."""
+    started = (scene.get("status") or {}).get("generationsStarted", 0)
+    started = started if isinstance(started, int) else 0
+    return max(started - pending_start(scene), 0)
+
+
 def generations_used(project: Body | None) -> int:
     """The Project's status counter of generations used (only ever goes up)."""
     used = ((project or {}).get("status") or {}).get("generationsUsed", 0)

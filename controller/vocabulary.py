@@ -77,6 +77,8 @@ class Reason:
     # drift and controls
     CLIP_MISSING = "ClipMissing"
     CLIP_RESTORED = "ClipRestored"
+    CLIP_EDITED = "ClipEdited"  # a working clip derived from the original (no provider job)
+    EDITING = "Editing"  # Ready=False while the working clip is derived
     CLIP_CHANGED = "ClipChanged"
     SPEC_CHANGED = "SpecChanged"
     REGENERATE_REQUESTED = "RegenerateRequested"

@@ -195,6 +195,12 @@ def scene_crd() -> dict[str, Any]:
         {"name": "Seq", "type": "integer", "jsonPath": ".spec.sequence"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts"},
+        {
+            "name": "Trimmed",
+            "type": "number",
+            "description": "Seconds of the working clip, when spec.edit trims the original",
+            "jsonPath": ".status.workingClip.durationSeconds",
+        },
         _ready_column(),
         _message_column(),
         AGE,

@@ -24,6 +24,22 @@ class ProjectRef(ApiModel):
     """Name of the Project (same namespace) this scene belongs to."""
 
 
+MAX_TRIM_SECONDS = 600.0
+
+
+class ClipEdit(ApiModel):
+    """A non-destructive edit of the generated clip: the working clip is derived from the
+    original (no provider job); the original is never changed."""
+
+    trim_start_seconds: float | None = Field(default=None, ge=0, le=MAX_TRIM_SECONDS)
+    """Seconds cut from the start of the original (decimals allowed; cut at the first frame
+    at or after this time)."""
+    trim_end_seconds: float | None = Field(default=None, ge=0, le=MAX_TRIM_SECONDS)
+    """Seconds cut from the end of the original (decimals allowed)."""
+    mute_audio: bool | None = None
+    """Drop the clip's own sound (e.g. Veo 3's) from the working clip."""
+
+
 class SceneSpec(ApiModel):
     """One shot: written by the planner when it creates the Scene, or by the user in Git."""
 
@@ -40,6 +56,9 @@ class SceneSpec(ApiModel):
     """Empty uses the Project's."""
     video: VideoConfig | None = None
     """Per-scene override of the Project's video generator."""
+    edit: ClipEdit | None = None
+    """Trims and mute applied to a copy of the clip (the working clip); changing it never
+    starts a provider job. Empty: the working clip is the original."""
 
 
 class ClipInfo(ApiModel):
@@ -63,6 +82,30 @@ class ClipInfo(ApiModel):
     """The video provider that generated it."""
     job_id: str | None = None
     """The provider's job id."""
+    verified_at: str
+    """When HEAD last confirmed size and checksum (RFC 3339)."""
+
+
+class WorkingClipInfo(ApiModel):
+    """The verified working clip: the original with `spec.edit` applied (absent without an
+    edit, when the working clip is the original itself)."""
+
+    bucket: str
+    """S3 bucket (the original's)."""
+    key: str
+    """S3 key: beside the original, <spec hash>-t<take>-w<edit hash>.mp4."""
+    size: int = Field(ge=0)
+    """Size in bytes."""
+    etag: str
+    """S3 ETag, without quotes (drift compares it with the bucket listing)."""
+    sha256: str | None = None
+    """SHA-256 of the bytes, from the object's metadata."""
+    duration_seconds: float = Field(ge=0)
+    """Seconds of video in the working clip."""
+    edit_hash: str
+    """Hash of the edit it was derived with."""
+    source_key: str
+    """The original it was derived from."""
     verified_at: str
     """When HEAD last confirmed size and checksum (RFC 3339)."""
 
@@ -103,8 +146,13 @@ class SceneStatus(ApiModel):
     original_video_clip_s3_key: str | None = Field(default=None, alias="originalVideoClipS3Key")
     """S3 key of the generated clip (the old app's field name)."""
     working_video_clip_s3_key: str | None = Field(default=None, alias="workingVideoClipS3Key")
-    """S3 key of the clip to use (the old app's field name; same object for now)."""
+    """S3 key of the clip to use: the original without an edit, else the verified working
+    clip (the old app's field name)."""
     clip: ClipInfo | None = None
+    working_clip: WorkingClipInfo | None = None
+    refused_edit: str | None = None
+    """The working key of an edit refused because its trims leave nothing of the clip; not
+    tried again until the edit or the clip changes."""
     generation: GenerationInfo | None = None
     take: int = Field(default=0, ge=0)
     """Bumped by each regeneration; part of the S3 key so takes never overwrite."""

@@ -45,6 +45,7 @@ from controller.assembly.plan import (
     retry_delay,
 )
 from controller.reconcile.conditions import get_condition, set_condition
+from controller.reconcile.edit import working_record
 from controller.reconcile.health import project_health, with_health
 from controller.reconcile.timeutil import rfc3339, utcnow
 from controller.settings import Settings
@@ -116,7 +117,7 @@ class Assembler:
         refs = []
         for scene in scenes:
             status = scene.get("status") or {}
-            clip = status.get("clip") or {}
+            clip = working_record(scene) or {}  # the working clip: the original, edited
             missing = (status.get("lastError") or {}).get("reason") == v.Reason.CLIP_MISSING
             if status.get("phase") != ScenePhase.COMPLETED or not clip.get("key") or missing:
                 continue

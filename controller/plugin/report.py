@@ -45,10 +45,11 @@ class SceneView:
     take: int
     ready: ConditionView
     stalled: ConditionView  # kstatus: True when it cannot go on without a change
-    clip_key: str
+    clip_key: str  # the working clip (the original when there is no edit)
     job_id: str
     last_error: str
     events: list[EventView] = field(default_factory=list)
+    trimmed_seconds: float | None = None  # the working clip's length when spec.edit trims it
 
 
 @dataclass(frozen=True)
@@ -151,10 +152,16 @@ def scene_view(scene: dict[str, Any], events: list[EventView] | None = None) -> 
         take=int(st.get("take", 0)),
         ready=condition(scene, v.Cond.READY),
         stalled=condition(scene, v.Cond.STALLED),
-        clip_key=str((st.get("clip") or {}).get("key") or st.get("originalVideoClipS3Key") or ""),
+        clip_key=str(
+            st.get("workingVideoClipS3Key")
+            or (st.get("clip") or {}).get("key")
+            or st.get("originalVideoClipS3Key")
+            or ""
+        ),
         job_id=str((st.get("generation") or {}).get("jobId") or ""),
         last_error=f"{err.get('reason')}: {err.get('message', '')}" if err else "",
         events=events or [],
+        trimmed_seconds=(st.get("workingClip") or {}).get("durationSeconds"),
     )
 
 
@@ -279,7 +286,8 @@ def render_project(p: ProjectView, now: dt.datetime) -> str:
                 str(s.attempts),
                 ready_text(s.ready),
                 cut(s.ready.message or s.last_error or "-", 50),
-                s.clip_key or (f"job {s.job_id}" if s.job_id else "-"),
+                (s.clip_key or (f"job {s.job_id}" if s.job_id else "-"))
+                + (f" ({s.trimmed_seconds:.2f} s)" if s.trimmed_seconds is not None else ""),
             )
             for s in p.scenes
         ]
@@ -300,6 +308,8 @@ def render_scene(s: SceneView, now: dt.datetime) -> str:
         f"  Message:      {s.ready.message or '-'}",
         f"  Clip:         {s.clip_key or '-'}",
     ]
+    if s.trimmed_seconds is not None:
+        lines.append(f"  Trimmed:      {s.trimmed_seconds:.2f} s (working clip, from spec.edit)")
     if s.job_id:
         lines.append(f"  Job:          {s.job_id}")
     if s.stalled.status == "True":

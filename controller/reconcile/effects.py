@@ -16,11 +16,13 @@ from typing import Protocol
 from controller.reconcile.scene import (
     BucketSeen,
     Decision,
+    Derived,
     Effect,
     JobSeen,
     ObjectSeen,
     Observation,
     OrphanSearch,
+    Rule,
     decide,
 )
 
@@ -38,6 +40,8 @@ class Facts:
     finished: ObjectSeen | None = None  # the verified upload of a succeeded job
     orphan: OrphanSearch | None = None
     bucket: BucketSeen | None = None  # the bucket of the desired clip, before a start
+    working_check: ObjectSeen | None = None  # a HEAD of the working clip status points at
+    derived: Derived | None = None  # the working clip derived in this pass
 
 
 class Ended(StrEnum):
@@ -101,6 +105,10 @@ class SceneActuator(Protocol):
         or the job seen anew (to poll again, or failed for good)."""
         ...
 
+    async def derive(self, o: Observation) -> Derived:
+        """Derive the working clip from the original (spec.edit), upload and verify it."""
+        ...
+
 
 async def run_pass(
     actuator: SceneActuator, facts: Facts | None = None, max_steps: int = MAX_STEPS
@@ -122,6 +130,8 @@ async def run_pass(
         if d.effect == Effect.WRITE:
             if await actuator.write(o, d):
                 result.ask(d.requeue_after)
+                if d.rule == Rule.WORKING_DERIVED:
+                    facts.derived = None  # recorded: another derivation is a new fact
             continue  # written: decide on it; a conflict: observe again
         if d.effect == Effect.START:
             result.ask(await actuator.start(o, d))
@@ -135,6 +145,9 @@ async def run_pass(
             facts.orphan = await actuator.find_job(o)
         elif d.effect == Effect.CHECK_BUCKET:
             facts.bucket = await actuator.check_bucket(o)
+        elif d.effect == Effect.DERIVE_WORKING:
+            facts.derived = await actuator.derive(o)
+            facts.working_check = None  # superseded by what was just derived
         elif d.effect == Effect.FINISH:
             seen = await actuator.finish(o)
             if isinstance(seen, JobSeen):

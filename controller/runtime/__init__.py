@@ -31,12 +31,13 @@ from controller.runtime.liveness import Progress, stall
 from controller.runtime.planning import plan_hash, scene_name
 from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
 from controller.runtime.projects import Projects
+from controller.runtime.resync import Resync
 from controller.runtime.scenes import Scenes
 from controller.runtime.state import Kind, Memory
 from controller.runtime.uploads import GatedClips
 from controller.runtime.worker import Worker
 from controller.settings import Settings
-from controller.store import Body, Store
+from controller.store import Body, Store, key_of
 from controller.workqueue import WorkQueue
 
 __all__ = ["Runtime", "plan_hash", "scene_name"]
@@ -72,7 +73,8 @@ class Runtime:
         clips = GatedClips(clips, self.memory.uploads)  # type: ignore[assignment]
         self.capacity = Capacity(settings, self.store)
         self.intake = Intake(self.store, self.queue, self.capacity, self.memory, api)
-        recorder = Recorder(settings, api)
+        wake = lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay)  # noqa: E731
+        recorder = Recorder(settings, api, wake=wake, clock=self.queue.clock)
         self.scenes = Scenes(
             settings=settings,
             api=api,
@@ -117,6 +119,7 @@ class Runtime:
             memory=self.memory,
             assembly=self.assembly,
         )
+        self.resync = Resync(api, self.store, self.intake)  # ghosts leave the cache
         self.progress = Progress(self.queue.clock)  # for /healthz (liveness.py)
         self.worker = Worker(
             self.queue,
@@ -129,9 +132,13 @@ class Runtime:
         )
 
     def on_scene_event(self, kind: str | None, body: Body) -> None:
+        if kind is None and key_of(body) in self.store.scenes:  # kopf re-listed
+            self.resync.relisted(key_of(body)[0])
         self.intake.on_scene_event(kind, body)
 
     def on_project_event(self, kind: str | None, body: Body) -> None:
+        if kind is None and key_of(body) in self.store.projects:  # kopf re-listed
+            self.resync.relisted(key_of(body)[0])
         self.intake.on_project_event(kind, body)
 
     def stalled(self) -> str | None:
@@ -148,4 +155,10 @@ class Runtime:
     async def run(self) -> None:
         # asyncio.to_thread (used by the local renderer) shares the same bounded pool.
         asyncio.get_running_loop().set_default_executor(self.pool)
-        await self.worker.run(self.settings.workers)
+        # Both loops' tasks are made here, synchronously, before kopf starts: kopf takes
+        # tasks made after its start for its own and cancels them when it stops.
+        resync = asyncio.create_task(self.resync.run(self.settings.resync_seconds))
+        try:
+            await self.worker.run(self.settings.workers)
+        finally:
+            resync.cancel()

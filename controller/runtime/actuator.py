@@ -28,7 +28,7 @@ from controller.reconcile import scene as sc
 from controller.reconcile.effects import Facts
 from controller.reconcile.patching import merge_patch
 from controller.reconcile.timeutil import rfc3339
-from controller.runtime import cancel, jobs
+from controller.runtime import cancel, jobs, working
 from controller.runtime.state import SceneMemory
 from controller.store import Body, Key, key_of, project_of_scene
 
@@ -87,6 +87,8 @@ class Actuator:
             and facts.clip_check is None
         ):
             facts.clip_check = await s.threads.run(look_at_clip, s.clips, status.clip)
+        if mem.verify_clip:
+            await working.look_working(self, status, facts)
         mem.verify_clip = False
         annotations = body.get("metadata", {}).get("annotations") or {}
         # No await between this check and a START: `start` reserves the slot at once.
@@ -104,6 +106,8 @@ class Actuator:
             clip_check=facts.clip_check,
             job=facts.job,
             finished=facts.finished,
+            working_check=facts.working_check,
+            derived=facts.derived,
             orphan=facts.orphan,
             bucket=facts.bucket,
             orphan_search_after=s.settings.orphan_search_after_seconds,
@@ -250,6 +254,9 @@ class Actuator:
 
     async def finish(self, o: sc.Observation) -> sc.ObjectSeen | sc.JobSeen:
         return await jobs.finish(self, o)
+
+    async def derive(self, o: sc.Observation) -> sc.Derived:
+        return await working.derive(self, o)
 
 
 def status_take(body: Body) -> int:

@@ -4,7 +4,8 @@ generation counts, freed slots, parked Scenes, the budget left per Project and w
 A job slot is taken by a job recorded in status (running totals kept here from every
 change to the cache; the Store keeps only the objects), by a pending-marker write under
 way (a reservation), or by a parked Scene woken for a slot but not reconciled yet.
-Budget left counts generations recorded plus reservations.
+Budget left counts generations recorded plus reservations; the settled generations of
+Scenes deleted in this process are kept for the Project's counter.
 `wake` says which Scenes to queue now: one parked Scene per free slot, oldest first,
 and every Scene a given-back budget may have held back. No I/O here.
 """
@@ -24,6 +25,7 @@ from controller.store import (
     generations_used,
     pending_start,
     project_of_scene,
+    settled_generations,
 )
 from controller.waiting import Waiters
 
@@ -42,6 +44,8 @@ class Capacity:
         # Projects whose generations-started total fell (a refused start gave its attempt
         # back, a Scene was deleted): Scenes held back by the budget may start now.
         self.budget_freed: list[Key] = []
+        # Settled generations of Scenes deleted in this process (a Project's counter).
+        self.deleted_settled: collections.Counter[Key] = collections.Counter()
         # scene -> (provider, project): a pending marker being written; no await between
         # the capacity check and the reservation, so two Scenes never take one slot.
         self.reserved: dict[Key, tuple[str, Key]] = {}
@@ -58,6 +62,8 @@ class Capacity:
             self._account(new, +1)
         if old is None:
             return
+        if new is None:
+            self.deleted_settled[project_of_scene(old)] += settled_generations(old)
         was, now = _inflight(old), _inflight(new) if new is not None else (None, 0)
         if was[0] and not now[0]:
             self.freed.append(project_of_scene(old))

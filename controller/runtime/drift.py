@@ -16,6 +16,7 @@ from controller.runtime.intake import Intake
 from controller.runtime.ports import ClipStorage, Threads
 from controller.runtime.projects import drift_interval, reported_missing
 from controller.runtime.state import Memory, Result
+from controller.runtime.working import working_drifted
 from controller.settings import Settings
 from controller.storage.clips import project_prefix
 from controller.store import Key, Store, key_of
@@ -86,6 +87,7 @@ class Drift:
                     or obj.size != clip.get("size")
                     or obj.etag != clip.get("etag")
                     or reported_missing(status)  # is the ignored missing clip back?
+                    or working_drifted(status, listing)
                 ):
                     self.memory.scene(skey).verify_clip = True
                     self.intake.enqueue_scene(skey)

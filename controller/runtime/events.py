@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
+from collections.abc import Callable
 
 from controller import metrics as m
 from controller import vocabulary as v
 from controller.reconcile.scene import Event
+from controller.reconcile.timeutil import utcnow
 from controller.runtime.ports import Body, KubeClient
+from controller.runtime.series import ROUTINE, SERIES_SECONDS, Series
 from controller.settings import Settings
+from controller.store import Key, key_of, project_of_scene
 from controller.text import bound
 
 log = logging.getLogger("scene_operator")
@@ -19,9 +25,19 @@ EVENT_MESSAGE_LIMIT = 1024
 
 
 class Recorder:
-    def __init__(self, settings: Settings, api: KubeClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        api: KubeClient,
+        *,
+        wake: Callable[[Key, float], None] = lambda key, delay: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.api = api
+        self.wake = wake  # a Project reconcile after `delay`: it posts the due batches
+        self.clock = clock
+        self.series = Series()
 
     async def post(self, body: Body, reason: str, message: str, type_: str = "Normal") -> None:
         m.EVENTS.labels(reason).inc()
@@ -36,18 +52,48 @@ class Recorder:
                 "reason": reason,
             },
         )
-        if (
-            type_ == "Normal"
-            and body.get("kind") == v.SCENE_KIND
-            and self.settings.scene_events == "warnings"
-        ):
-            return
+        mode = self.settings.scene_events
+        if type_ == "Normal" and body.get("kind") == v.SCENE_KIND:
+            if mode == "warnings":
+                return
+            if mode == "project" and reason in ROUTINE:
+                project = project_of_scene(body)
+                name = str(meta.get("name", ""))
+                if self.series.add(project, reason, name, message, utcnow(), self.clock()):
+                    self.wake(project, SERIES_SECONDS)
+                return
+        await self._send(body, reason, message, type_)
+
+    async def _send(
+        self,
+        body: Body,
+        reason: str,
+        message: str,
+        type_: str,
+        *,
+        count: int = 1,
+        first: dt.datetime | None = None,
+    ) -> None:
         try:
             note = bound(message, EVENT_MESSAGE_LIMIT)
-            await self.api.post_event(body, reason=reason, message=note, type_=type_)
+            await self.api.post_event(
+                body, reason=reason, message=note, type_=type_, count=count, first=first
+            )
         except Exception as e:  # Events are best effort
             log.warning("event not posted", extra={"reason": reason, "error": str(e)})
 
     async def post_all(self, body: Body, events: tuple[Event, ...]) -> None:
         for ev in events:
             await self.post(body, ev.reason, ev.message, ev.type)
+
+    async def flush(self, project: Body, *, everything: bool = False) -> None:
+        """Post the Project's batches of routine Scene Events that are due (all of them
+        with `everything`: the Project has no work left, or is going away)."""
+        for reason, batch in self.series.due(key_of(project), self.clock(), everything=everything):
+            message = batch.message(reason)
+            await self._send(
+                project, reason, message, "Normal", count=len(batch.scenes), first=batch.first
+            )
+
+    def forget(self, project: Key) -> None:
+        self.series.forget(project)

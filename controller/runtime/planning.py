@@ -7,6 +7,7 @@ second planner call.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import TYPE_CHECKING
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 PLAN_RETRY_INITIAL_SECONDS = 5.0
 PLAN_RETRY_MAX_SECONDS = 300.0
-NAME_CONFLICT_RETRY = 30.0  # seconds between tries to create a Scene whose name is taken
+NAME_CONFLICT_RETRY = 30.0
+PLANNING_SHOWN_AFTER_SECONDS = 1.0  # a planner still busy then: status GeneratingScenes  # seconds between tries to create a Scene whose name is taken
 
 PLAN_FIELDS = {
     "prompt",
@@ -97,10 +99,15 @@ async def plan(
         model=model,
     )
     mem.planning = True
-    await p.write_status(body, spec, None, mem)
     started = time.perf_counter()
+    call = asyncio.ensure_future(planner.plan(request))
     try:
-        planned = await planner.plan(request)
+        # GeneratingScenes is shown only for a planner that takes a while: a fast one's
+        # plan is written right away, and the status once with it (one write, not two).
+        done, _ = await asyncio.wait({call}, timeout=PLANNING_SHOWN_AFTER_SECONDS)
+        if not done:
+            await p.write_status(body, spec, None, mem)
+        planned = await call
     except ProviderError as e:
         mem.planning = False
         mem.plan_failures += 1
@@ -120,6 +127,7 @@ async def plan(
         ) * (0.75 + random.random() / 2)
         return max(delay, e.retry_after or 0)
     finally:
+        call.cancel()  # only if this pass stopped first (the status write failed)
         m.PROVIDER_SECONDS.labels(planner_name, "plan").observe(time.perf_counter() - started)
     mem.planning = False
     mem.planning_error = None

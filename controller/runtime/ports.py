@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -28,6 +29,8 @@ class KubeClient(Protocol):
         self, plural: str, namespace: str, *, label_selector: str | None = None
     ) -> list[Body]: ...
 
+    async def list_with_version(self, plural: str, namespace: str) -> tuple[list[Body], str]: ...
+
     async def create(self, plural: str, namespace: str, body: Body) -> Body: ...
 
     async def patch_status(
@@ -45,7 +48,14 @@ class KubeClient(Protocol):
     ) -> Body: ...
 
     async def post_event(
-        self, obj: Body, *, reason: str, message: str, type_: str = "Normal"
+        self,
+        obj: Body,
+        *,
+        reason: str,
+        message: str,
+        type_: str = "Normal",
+        count: int = 1,
+        first: dt.datetime | None = None,
     ) -> None: ...
 
 

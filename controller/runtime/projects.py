@@ -8,7 +8,6 @@ import random
 
 from pydantic import ValidationError
 
-from controller import tenancy
 from controller import vocabulary as v
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
@@ -23,6 +22,7 @@ from controller.runtime import cleanup, planning
 from controller.runtime.capacity import Capacity
 from controller.runtime.events import Recorder
 from controller.runtime.intake import Intake
+from controller.runtime.pacing import Pacer, progress_only
 from controller.runtime.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
 from controller.runtime.state import Kind, Memory, ProjectMemory, Result
 from controller.settings import Settings
@@ -61,6 +61,7 @@ class Projects:
         self.memory = memory
         self.recorder = recorder
         self.assembly = assembly  # the final video (controller/assembly)
+        self.pacer = Pacer(intake.queue.clock)  # progress-only status writes wait
         self.capacity = capacity  # owns the generations counted against the budget
 
     async def reconcile(self, key: Key) -> Result:
@@ -69,25 +70,35 @@ class Projects:
             await self.assembly.stop(key)  # no final video is uploaded after this
         if body is None:
             self.memory.projects.pop(key, None)
+            self.pacer.forget(key)
+            self.memory.specs.forget(key)
+            self.recorder.forget(key)
+            self.capacity.deleted_settled.pop(key, None)
             return Result()
         mem = self.memory.project(key)
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             await self.finalize(body)
             return Result()
-        spec, spec_error = tenancy.project_spec(body.get("spec"), self.settings)
-        retry_after = None
+        spec, spec_error = self.memory.specs.of(body, self.settings)
+        retry_after, created = None, False
         if spec is not None:
             await self.ensure_finalizer(body, spec)
             body = self.store.projects.get(key, body)
             status = project_status_of(body)
-            if not self.store.scene_names_of(key):
+            before = len(self.store.scene_names_of(key))
+            if not before:
                 retry_after = await planning.plan(self, body, spec, status, mem)
             elif status.plan is not None:
                 await planning.create_missing(self, body, status.plan)
+            created = len(self.store.scene_names_of(key)) > before
             await self.report_bucket(body, spec, mem)
             await self.assembly.reconcile(self.store.projects.get(key, body), spec)
-        await self.write_status(body, spec, spec_error, mem)
+        # Scenes created in this pass queued a recount (Intake.recount), which writes
+        # the status once with their first progress: not twice within half a second.
+        if spec is None or not created:
+            await self.write_status(body, spec, spec_error, mem)
+        await self.post_progress(key)
         if spec is not None and not mem.drift_scheduled:
             mem.drift_scheduled = True
             self.intake.schedule(Kind.DRIFT, key, drift_interval(spec))
@@ -102,7 +113,12 @@ class Projects:
         obs = ProjectObservation(
             now=utcnow(),
             generation=int(body["metadata"].get("generation", 1)),
-            status=old,
+            status=with_deleted_generations(
+                old,
+                settled=self.capacity.started_by_project[key]
+                - self.capacity.pending_by_project[key],
+                deleted=self.capacity.deleted_settled.get(key, 0),
+            ),
             spec=spec,
             spec_error=spec_error,
             scenes=tuple(self.scene_views(body)),
@@ -112,21 +128,39 @@ class Projects:
             name_conflicts=tuple(mem.name_conflicts),
             bucket_problem=mem.bucket_problem,
         )
-        new = self.assembly.apply(body, spec, project_status(obs))
-        patch = merge_patch(body.get("status") or {}, new.wire())
+        new = self.assembly.apply(body, spec, project_status(obs)).wire()
+        current = body.get("status") or {}
+        patch = merge_patch(current, new)
         if not patch:
             return
+        capped = spec is not None and spec.budget.max_generations is not None
+        if spec is not None and progress_only(current, new, capped=capped):
+            wait = self.pacer.wait(key)
+            if wait is not None:  # written with what moves next, or when the wait is over
+                self.intake.schedule(Kind.PROJECT, key, wait)
+                return
         try:
             updated = await self.api.patch_status(v.PROJECT_PLURAL, key[0], key[1], patch)
         except ApiError as e:
             if e.not_found:  # deleted meanwhile
                 return
             raise
+        self.pacer.wrote(key)
         self.store.upsert_project(updated)
         if spec is None and old.observed_generation != obs.generation:
             await self.recorder.post(
                 body, v.Reason.INVALID_SPEC, spec_error or "invalid spec", "Warning"
             )
+
+    async def post_progress(self, key: Key) -> None:
+        """Post the routine Scene Events gathered for this Project (series.py) that are
+        due; all of them once no Scene has work left."""
+        body = self.store.projects.get(key)
+        if body is None:
+            return
+        phase = (body.get("status") or {}).get("phase")
+        idle = phase not in (None, "Pending", "GeneratingScenes", "Processing")
+        await self.recorder.flush(body, everything=idle)
 
     def scene_views(self, project: Body) -> list[SceneView]:
         views = []
@@ -225,6 +259,16 @@ def project_status_of(body: Body) -> ProjectStatus:
         return ProjectStatus.model_validate(body.get("status") or {})
     except ValidationError:
         return ProjectStatus()
+
+
+def with_deleted_generations(status: ProjectStatus, *, settled: int, deleted: int) -> ProjectStatus:
+    """The counter raised by the settled generations of the Scenes there are and of those
+    deleted in this process: a recount may have waited (pacing.py), and a deleted Scene
+    no longer counts itself."""
+    if not deleted:
+        return status
+    used = max(status.generations_used, settled + deleted)
+    return status.model_copy(update={"generations_used": used})
 
 
 def reported_missing(status: dict[str, object]) -> bool:

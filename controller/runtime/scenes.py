@@ -118,7 +118,7 @@ class Scenes:
             return blocked(v.Reason.PROJECT_NOT_FOUND, msg)
         # The operator's limits stop new jobs; a paid job in flight is still finished.
         limits = not (body.get("status") or {}).get("generation")
-        pspec, problem = tenancy.project_spec(project.get("spec"), self.settings, limits)
+        pspec, problem = self.memory.specs.of(project, self.settings, limits)
         if pspec is None:
             return blocked(v.Reason.INVALID_SPEC, f"project: {problem}")
         desired, request = desired_for(spec, pspec, ns, project["metadata"]["uid"], self.settings)

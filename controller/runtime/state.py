@@ -13,6 +13,7 @@ from controller.api.common import ErrorInfo
 from controller.api.scene import SceneStatus
 from controller.buckets import BucketChecks
 from controller.providers.base import JobState
+from controller.runtime.specs import ProjectSpecs
 from controller.runtime.uploads import UploadGate
 from controller.store import Key
 
@@ -53,6 +54,7 @@ class Memory:
     scenes: dict[Key, SceneMemory] = field(default_factory=dict)
     projects: dict[Key, ProjectMemory] = field(default_factory=dict)
     buckets: BucketChecks = field(default_factory=BucketChecks)  # HeadBucket, cached
+    specs: ProjectSpecs = field(default_factory=ProjectSpecs)  # validated once per generation
     abandoned: dict[Key, tuple[str, str]] = field(default_factory=dict)  # deleted Scene's job
     uploads: UploadGate = field(default_factory=UploadGate)  # closed by deletion (uploads.py)
 

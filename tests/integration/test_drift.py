@@ -66,7 +66,8 @@ def completed_scene(
 def test_missing_or_changed_clip_is_regenerated(
     how, cluster, namespace, run_operator, s3, replicate
 ) -> None:
-    run_operator(namespace, env=replicate.env())
+    # Events on each Scene (not gathered on the Project), to count them per Scene.
+    run_operator(namespace, env={**replicate.env(), "SCENE_OPERATOR_SCENE_EVENTS": "all"})
     cluster.create_project(namespace, "lake", spec())
     wait_project(cluster, namespace, "lake")
     before = completed_scene(cluster, namespace, "lake")

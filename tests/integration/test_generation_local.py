@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from controller.providers.render import probe_clip
-from tests.integration.helpers import Cluster, is_true, wait_project
+from tests.integration.helpers import Cluster, is_true, wait_project, wait_until
 
 
 def test_project_with_local_providers_ends_ready_with_playable_clips(
@@ -48,9 +48,19 @@ def test_project_with_local_providers_ends_ready_with_playable_clips(
         assert info.codec == "h264"
         assert abs(info.duration_seconds - 2) < 0.2
         assert info.height > info.width  # 9:16
+    # Routine progress goes on the Project (SCENE_OPERATOR_SCENE_EVENTS=project, the
+    # default): one Event per reason counting the 3 Scenes, posted once they are done.
     reasons = cluster.event_reasons(namespace, "demo-scene-001")
-    assert "GenerationStarted" in reasons and "ClipUploaded" in reasons
-    assert "ScenesPlanned" in cluster.event_reasons(namespace, "demo")
+    assert "GenerationStarted" not in reasons and "ClipUploaded" not in reasons
+
+    def routine() -> dict[str, int]:
+        events = cluster.events(namespace, "demo")
+        counts = {e.reason: e.count for e in events if e.involved_object.kind == "Project"}
+        return counts if {"GenerationStarted", "ClipUploaded"} <= counts.keys() else {}
+
+    counts = wait_until(routine, timeout=30, what="routine Events on the Project")
+    assert counts["GenerationStarted"] == counts["ClipUploaded"] == 3
+    assert "ScenesPlanned" in counts
 
 
 def test_generate_videos_false_plans_only(

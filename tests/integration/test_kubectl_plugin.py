@@ -243,7 +243,7 @@ def test_regenerate_and_retry_write_fresh_tokens(
 def test_status_of_a_project_the_operator_generated(
     cluster: Cluster, namespace: str, run_operator, kubeconfig: str, plugin_path: str, tmp_path
 ) -> None:
-    run_operator(namespace)
+    run_operator(namespace, {"SCENE_OPERATOR_SCENE_EVENTS": "all"})  # Events on Scenes
     cluster.create_project(
         namespace,
         "made",

@@ -26,7 +26,7 @@ def spec(**extra: Any) -> dict[str, Any]:
 def test_long_project_names_are_planned_with_valid_names_and_labels(
     cluster: Cluster, namespace: str, run_operator
 ) -> None:
-    op = run_operator(namespace)
+    op = run_operator(namespace, {"SCENE_OPERATOR_SCENE_EVENTS": "all"})  # Events on Scenes
     names = {
         "label": "l" * 60 + "-abcd",  # 65: over the 63 of a label value
         "scene": "s" * 120 + "." + "t" * 125,  # 246: <name>-scene-NNN over 253

@@ -5,12 +5,19 @@ The process gets a kubeconfig pointing at http://127.0.0.1:PORT (plain HTTP on l
 so the proxy sees every method and path); the proxy forwards each request, headers and
 bearer token included, to the real API server over TLS and streams the answer back
 (watches included). `requests` lists (time, method, path) in arrival order.
+
+Watches can be cut and held (`hold_watches`: open watch streams end, new ones wait), then
+let go with the resourceVersions before a point expired (`release_watches`): a watch
+resumed from an older one gets the API server's answer to an expired resourceVersion,
+an ERROR event with code 410 (Gone), as after etcd compacted the history it needed, and
+the client must LIST again: what was deleted in between is then simply absent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import threading
 import time
@@ -42,6 +49,10 @@ class RecordingApiProxy:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._runner: web.AppRunner | None = None
+        self._watches: set[aiohttp.ClientResponse] = set()
+        self._held = False
+        self._expired_before = 0
+        self.expired = 0  # watches answered 410 Gone
 
     def writes(self, since: float = 0.0) -> list[tuple[float, str, str]]:
         with self.lock:
@@ -55,9 +66,55 @@ class RecordingApiProxy:
         path.write_text(yaml.safe_dump(config))
         return str(path)
 
+    def hold_watches(self) -> None:
+        """End every open watch stream; new watches wait until `release_watches`."""
+
+        async def cut() -> None:
+            self._held = True
+            for upstream in list(self._watches):
+                upstream.close()
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(cut(), self._loop).result(timeout=10)
+
+    def release_watches(self, expired_before: int) -> None:
+        """Let watches through again; one resumed from a resourceVersion older than
+        `expired_before` is answered 410 Gone."""
+        self._expired_before = expired_before
+        self._held = False
+
+    async def _expired(self, request: web.Request) -> web.StreamResponse | None:
+        if request.query.get("watch") not in ("true", "1"):
+            return None
+        while self._held:
+            await asyncio.sleep(0.05)
+        since = request.query.get("resourceVersion") or ""
+        if not (since.isdigit() and int(since) < self._expired_before):
+            return None
+        self.expired += 1
+        gone = {
+            "type": "ERROR",
+            "object": {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": f"too old resource version: {since} ({self._expired_before})",
+                "reason": "Expired",
+                "code": 410,
+            },
+        }
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(json.dumps(gone).encode() + b"\n")
+        await response.write_eof()
+        return response
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         with self.lock:
             self.requests.append((time.time(), request.method, request.path_qs))
+        if (expired := await self._expired(request)) is not None:
+            return expired
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
         body = await request.read()
         assert self._session is not None
@@ -71,11 +128,16 @@ class RecordingApiProxy:
             out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP}
             response = web.StreamResponse(status=upstream.status, headers=out)
             await response.prepare(request)
+            watch = request.query.get("watch") in ("true", "1")
+            if watch:
+                self._watches.add(upstream)
             try:
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
             except (ConnectionResetError, aiohttp.ClientError):
                 pass  # one side went away (a killed or frozen client): drop the stream
+            finally:
+                self._watches.discard(upstream)
             return response
 
     async def _serve(self) -> None:

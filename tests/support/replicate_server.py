@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -74,6 +75,8 @@ class ReplicateServer(ProtocolServer):
         self.video_bytes = video_bytes
         self.fail_next_gets: list[Failure] = []
         self.fail_next_files: list[Failure] = []
+        # Set: output downloads wait until it is set (at most 25 s: under the reader's 30 s).
+        self.hold_files: threading.Event | None = None
         self.prediction_outcomes: list[str] = []
         # Where a succeeded prediction's output points (default: this server's /files/);
         # tests point it elsewhere, e.g. at an internal address.
@@ -158,6 +161,8 @@ class ReplicateServer(ProtocolServer):
         if route == "file":
             if (failure := self.take(self.fail_next_files)) is not None:
                 return self.failure_reply(failure)
+            if (hold := self.hold_files) is not None:
+                hold.wait(25)
             return self._file(params["id"])
         if (failure := self.take(self.fail_next_gets)) is not None:
             return self.failure_reply(failure)

@@ -47,3 +47,20 @@ def test_the_operator_exits_for_a_restart_when_kopf_loses_a_task() -> None:
     assert done.returncode == EXIT_KOPF_FAILED, out
     assert "exiting for a restart" in out and "404 page not found" in out
     assert "still running" not in out
+
+
+def test_kopf_builds_no_diff_base_for_the_event_handlers() -> None:
+    """kopf's diff base (a deep copy of every body per watch event) serves change
+    handlers, which the operator has none of: it is built empty, and never stored."""
+    import kopf
+
+    from controller.handlers import NoDiffBase, configure_kopf
+
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings)
+    storage = settings.persistence.diffbase_storage
+    assert isinstance(storage, NoDiffBase)
+    body = kopf.Body({"metadata": {"name": "x", "annotations": {"a": "b"}}, "spec": {"n": 1}})
+    assert storage.build(body=body) == {}
+    assert storage.fetch(body=body) is None
+    assert settings.posting.enabled is False

@@ -16,6 +16,9 @@ Properties:
     and the jobs per (spec hash, take) never exceed the attempts counted (<= retry limit);
 (d) attempts never exceed the retry limit; paid starts never exceed the budget;
 (e) decide is deterministic and does not mutate its input;
+(g) workingVideoClipS3Key only ever points at a verified object: the original recorded in
+    the same status, or a working clip derived (and verified) in this pass; an edit never
+    starts a job;
 (f) every pass ends within the runtime's step bound; an immediate second pass with nothing
     changed makes zero writes; once the world is calm the scene settles (Completed, Failed
     or waiting on the budget) within a bounded number of passes.
@@ -35,11 +38,13 @@ from controller.api.project import Backoff, MissingClipPolicy
 from controller.api.scene import GenerationInfo, ScenePhase, SceneStatus
 from controller.reconcile.backoff import backoff_seconds
 from controller.reconcile.conditions import get_condition
+from controller.reconcile.edit import Edit
 from controller.reconcile.effects import MAX_STEPS, Ended, Facts, run_pass
 from controller.reconcile.scene import (
     BucketSeen,
     Controls,
     Decision,
+    Derived,
     Desired,
     Effect,
     JobPhase,
@@ -67,6 +72,13 @@ START_OUTCOMES = ("ok", "ok", "ok", "refused", "rejected", "ambiguous-created", 
 JOB_OUTCOMES = ("succeed", "succeed", "succeed", "fail-retryable", "fail-permanent", "lost")
 FETCH_OUTCOMES = ("ok", "ok", "ok", "download-fails", "upload-fails")
 RESET_RULES = ("retry-token", "project-retry-token")
+CLIP_SECONDS = 4.0
+EDITS = (
+    None,
+    Edit(trim_start=1.0),
+    Edit(0.5, 0.5, True),
+    Edit(trim_start=9.0),
+)  # the last leaves nothing
 
 
 @dataclass
@@ -99,6 +111,7 @@ class World:
     start_script: list[str]
     now: dt.datetime = T0
     spec_hash: str = "h1"
+    edit: Edit | None = None
     generation: int = 1
     stored: SceneStatus = field(default_factory=SceneStatus)
     s3: dict[str, StoredObject] = field(default_factory=dict)
@@ -130,6 +143,7 @@ class World:
             duration_seconds=4,
             bucket="clips",
             key_prefix="v/ns/uid/scenes/1/",
+            edit=self.edit,
         )
 
     def head(self, key: str) -> ObjectSeen:
@@ -185,6 +199,22 @@ class World:
                 assert obj.invalid is None, "Completed from an object that is not a video"
                 assert new.clip.spec_hash == self.spec_hash
                 assert new.clip.key == self.desired().key(new.clip.take)
+        # (g) the working key names a verified object: the original, or a derived clip.
+        wk = new.working_video_clip_s3_key
+        if wk is not None:
+            assert new.clip is not None, "a working key without an original"
+            w = new.working_clip
+            if wk != new.clip.key:
+                assert w is not None and w.key == wk, "working key without its record"
+                assert w.source_key == new.clip.key
+                if w != old.working_clip or wk != old.working_video_clip_s3_key:
+                    obj = self.s3.get(wk)
+                    assert obj is not None, f"working key at a missing object {wk}"
+                    assert (obj.size, obj.etag) == (w.size, w.etag)
+                    looked = [f.obj for f in (facts.derived, facts.working_check) if f]
+                    assert obj in looked, "working clip not verified in this pass"
+            else:
+                assert w is None
         # (d) the retry limit and the budget hold in every stored status.
         assert new.attempts <= self.retry_limit
         if self.max_generations is not None:
@@ -241,6 +271,8 @@ class World:
             clip_check=facts.clip_check,
             job=facts.job,
             finished=facts.finished,
+            working_check=facts.working_check,
+            derived=facts.derived,
             orphan=facts.orphan,
             bucket=facts.bucket,
             capacity=self.capacity,
@@ -252,6 +284,8 @@ class World:
         facts = Facts()
         if self.verify_clip and self.stored.phase == ScenePhase.COMPLETED and self.stored.clip:
             facts.clip_check = self.head(self.stored.clip.key)
+            if self.stored.working_clip:
+                facts.working_check = self.head(self.stored.working_clip.key)
         self.verify_clip = False
         actuator = WorldActuator(self, jitter, crash)
         try:
@@ -337,6 +371,9 @@ class World:
             self.generation += 1
         elif kind == "touch":  # an edit that does not change the clip (e.g. a label)
             self.generation += 1
+        elif kind == "trim":  # spec.edit changed: never a job
+            self.edit = EDITS[event[1]]
+            self.generation += 1
         elif kind == "token":
             self.tokens[event[1]] = event[2]
         elif kind == "drift":
@@ -374,6 +411,10 @@ class World:
                 ), f"resting in {s.phase} ({ready.reason if ready else None})"
                 if s.phase == ScenePhase.COMPLETED and s.clip is not None:
                     assert s.clip.spec_hash == self.spec_hash
+                    want = self.desired().working_key(s.clip.spec_hash, s.clip.take)
+                    refused = self.edit is not None and self.edit.leaves_nothing(CLIP_SECONDS)
+                    if not refused and s.last_error is None:
+                        assert s.working_video_clip_s3_key == want, "working clip not derived"
                 return
         raise AssertionError(f"did not settle in {CALM_PASSES} calm passes: {self.stored}")
 
@@ -450,6 +491,25 @@ class WorldActuator:
         self.writes += self.w.start(o, d, self.stage)
         self.survive()
         return None
+
+    async def derive(self, o: Observation) -> Derived:
+        """The working clip from the original in S3: no job, the original untouched."""
+        s, d = o.status, o.desired
+        assert s.clip is not None and d is not None and d.edit is not None
+        jobs, original = self.w.jobs_created, self.w.s3.get(s.clip.key)
+        key = d.working_key(s.clip.spec_hash, s.clip.take)
+        if original is None:
+            raise UploadFailed()  # the download fails: the worker backs off
+        if d.edit.leaves_nothing(CLIP_SECONDS):
+            seen = Derived(key, None, refused="leaves nothing of the clip")
+        else:  # deterministic: the same original and edit give the same object
+            size = original.size // 2 + len(d.edit.hash)
+            obj = StoredObject(key, size, f'"w-{d.edit.hash}-{original.etag}"', f"sha-{key}")
+            self.w.s3[key] = obj
+            seen = Derived(key, obj, duration_seconds=3.0)
+        assert self.w.s3.get(s.clip.key) == original and self.w.jobs_created == jobs
+        self.survive()
+        return seen
 
     async def finish(self, o: Observation) -> ObjectSeen | JobSeen:
         g = o.status.generation
@@ -531,6 +591,7 @@ world_events = st.one_of(
     st.just(("progress",)),
     st.tuples(st.sampled_from(("delete", "corrupt")), st.integers(0, 7)),
     st.tuples(st.just("edit"), st.sampled_from(HASHES)),
+    st.tuples(st.just("trim"), st.integers(0, len(EDITS) - 1)),
     st.just(("touch",)),
     st.tuples(
         st.just("token"),

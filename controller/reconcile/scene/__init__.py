@@ -11,7 +11,9 @@ must know of it (`park`, `outcome` for the metrics), so logs, metrics and tests 
 Invariants (property-tested):
 - phase Completed is only ever produced together with a clip that came from a verified
   S3 object (`o.finished` or `o.expected`), never from a promise;
-- START is never returned while a job is recorded in status.generation.
+- START is never returned while a job is recorded in status.generation;
+- workingVideoClipS3Key points only at a verified object: the original, or the working
+  clip derived from it (`o.derived`), recorded in status.workingClip.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from controller.reconcile.scene.model import (
     BucketSeen,
     Controls,
     Decision,
+    Derived,
     Desired,
     Effect,
     Event,
@@ -63,6 +66,7 @@ __all__ = [
     "BucketSeen",
     "Controls",
     "Decision",
+    "Derived",
     "Desired",
     "Effect",
     "Event",

@@ -14,6 +14,7 @@ from controller.reconcile.scene.status import (
     same_clip,
     settle,
 )
+from controller.reconcile.scene.working import working_checks
 from controller.vocabulary import Reason
 
 
@@ -94,6 +95,8 @@ def completed_checks(o: Observation) -> Decision | None:
             return settle(o, nxt, Rule.CLIP_RESTORED, events=(Event(Reason.CLIP_RESTORED, msg),))
         if obj.etag != clip.etag:
             return settle(o, s, Rule.CLIP_SAME_CONTENT)
+    if not clip_missing(s):
+        return working_checks(o, s) or settle(o, s, Rule.COMPLETED)
     return settle(o, s, Rule.COMPLETED)
 
 

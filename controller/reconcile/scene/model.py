@@ -9,6 +9,7 @@ from enum import StrEnum
 from controller.api.common import ErrorInfo
 from controller.api.project import Backoff, MissingClipPolicy
 from controller.api.scene import SceneStatus
+from controller.reconcile.edit import Edit
 
 # A safety net only: the runtime parks a Scene that waits for a job slot and wakes it
 # when a slot frees (controller/waiting.py).
@@ -25,6 +26,7 @@ class Effect(StrEnum):
     FINISH = "Finish"  # download the output, upload, verify, then decide again
     FIND_JOB = "FindJob"  # search the provider for a started job whose id was never recorded
     CHECK_BUCKET = "CheckBucket"  # is the bucket there and writable? (cached), then decide again
+    DERIVE_WORKING = "DeriveWorking"  # apply the edit to the original, upload, verify; decide again
 
 
 class Rule(StrEnum):
@@ -68,6 +70,13 @@ class Rule(StrEnum):
     CLIP_RESTORED = "clip-restored"
     CLIP_SAME_CONTENT = "clip-etag-changed-same-content"  # a new ETag, the same bytes
     COMPLETED = "completed"
+    # the working clip (controller/reconcile/scene/working.py)
+    EDIT_REMOVED = "edit-removed"
+    EDIT_REFUSED = "edit-refused"
+    EDIT_PENDING = "edit-pending"
+    DERIVE_WORKING = "derive-working"
+    WORKING_DERIVED = "working-derived"
+    WORKING_SAME_CONTENT = "working-etag-changed-same-content"
     FAILED_SPEC_CHANGED = "failed-spec-changed"
     FAILED = "failed"
     # generating
@@ -140,6 +149,17 @@ class ObjectSeen:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """The working clip derived from the original, uploaded and verified; or why the edit
+    cannot be applied to it (`refused`: the trims leave nothing)."""
+
+    key: str
+    obj: StoredObject | None
+    duration_seconds: float = 0.0
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
 class JobSeen:
     job_id: str
     phase: JobPhase
@@ -173,9 +193,16 @@ class Desired:
     duration_seconds: int
     bucket: str
     key_prefix: str  # the scene's folder: "<prefix>/<ns>/<project uid>/scenes/<seq>/"
+    edit: Edit | None = None  # None: the working clip is the original
 
     def key(self, take: int) -> str:
         return f"{self.key_prefix}{self.spec_hash}-t{take}.mp4"
+
+    def working_key(self, spec_hash: str, take: int) -> str:
+        """The working clip of the original (spec_hash, take): the original itself
+        without an edit, else the derived clip beside it."""
+        base = f"{self.key_prefix}{spec_hash}-t{take}"
+        return f"{base}-w{self.edit.hash}.mp4" if self.edit else f"{base}.mp4"
 
 
 @dataclass(frozen=True)
@@ -213,6 +240,8 @@ class Observation:
     clip_check: ObjectSeen | None = None  # set when drift polling asked for a check
     job: JobSeen | None = None
     finished: ObjectSeen | None = None  # the verified upload of a succeeded job
+    working_check: ObjectSeen | None = None  # drift's look at the recorded working clip
+    derived: Derived | None = None  # the working clip just derived
     capacity: bool = True  # a job slot is free for this provider and project
     capacity_limit: str = ""  # when not: which limit is reached, for the condition message
     orphan: OrphanSearch | None = None  # None: not searched yet

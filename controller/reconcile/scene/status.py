@@ -10,6 +10,7 @@ from controller.api.scene import ClipInfo, ScenePhase, SceneStatus
 from controller.reconcile.backoff import backoff_seconds
 from controller.reconcile.conditions import set_condition
 from controller.reconcile.health import with_scene_health
+from controller.reconcile.scene.editing import editing
 from controller.reconcile.scene.model import (
     Decision,
     Effect,
@@ -40,8 +41,11 @@ def with_conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) ->
         # repair.missingClip Ignore: no new job, but no claim that the clip is there
         assert s.last_error is not None
         ready = ("False", Reason.CLIP_MISSING, s.last_error.message)
+    elif s.phase == ScenePhase.COMPLETED and s.clip is not None and (edit := editing(o, s)):
+        ready = ("False", edit[0], edit[1])
     elif s.phase == ScenePhase.COMPLETED and s.clip is not None:
-        ready = ("True", Reason.COMPLETED, f"clip verified at s3://{s.clip.bucket}/{s.clip.key}")
+        working = s.working_video_clip_s3_key or s.clip.key
+        ready = ("True", Reason.COMPLETED, f"clip verified at s3://{s.clip.bucket}/{working}")
     elif s.phase == ScenePhase.FAILED:
         err = s.last_error
         ready = (
@@ -127,7 +131,10 @@ def completed(o: Observation, seen: ObjectSeen, job_id: str | None) -> SceneStat
             "phase": ScenePhase.COMPLETED,
             "clip": clip,
             "original_video_clip_s3_key": seen.key,
-            "working_video_clip_s3_key": seen.key,
+            # with an edit, the working clip is derived next (working.py)
+            "working_video_clip_s3_key": seen.key if d.edit is None else None,
+            "working_clip": None,
+            "refused_edit": None,
             "generation": None,
             "last_error": None,
             "next_retry_at": None,
@@ -143,6 +150,8 @@ def clip_gone(s: SceneStatus, **update: object) -> SceneStatus:
             "clip": None,
             "original_video_clip_s3_key": None,
             "working_video_clip_s3_key": None,
+            "working_clip": None,
+            "refused_edit": None,
             **update,
         }
     )

@@ -124,6 +124,11 @@ class FakeKube:
             if (p, ns) == (plural, namespace)
         ]
 
+    async def list_with_version(self, plural: str, namespace: str) -> tuple[list[Body], str]:
+        """A LIST and its resourceVersion: newer than every object it holds."""
+        items = await self.list(plural, namespace)
+        return items, str(next(self._rv))
+
     async def create(self, plural: str, namespace: str, body: Body) -> Body:
         name = body["metadata"]["name"]
         await self._call("create", plural, namespace, name)
@@ -172,12 +177,26 @@ class FakeKube:
         return self._store(plural, key, new, "MODIFIED")
 
     async def post_event(
-        self, obj: Body, *, reason: str, message: str, type_: str = "Normal"
+        self,
+        obj: Body,
+        *,
+        reason: str,
+        message: str,
+        type_: str = "Normal",
+        count: int = 1,
+        first: Any = None,
     ) -> None:
         meta = obj.get("metadata", {})
         await self._call("post_event", "events", meta.get("namespace", ""), meta.get("name", ""))
         self.events.append(
-            {"object": meta.get("name"), "reason": reason, "message": message, "type": type_}
+            {
+                "object": meta.get("name"),
+                "kind": obj.get("kind"),
+                "reason": reason,
+                "message": message,
+                "type": type_,
+                "count": count,
+            }
         )
 
     def reasons(self, name: str | None = None) -> list[str]:

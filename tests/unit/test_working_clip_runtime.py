@@ -1,0 +1,92 @@
+"""Working clips through the real runtime (actuator, drift) against the fakes: the
+original is a real MP4 (tests/unit/fakes/providers.py), the trim is the real one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from controller.reconcile.edit import Edit
+from controller.vocabulary import SCENE_PLURAL
+from tests.unit.fakes.harness import Harness
+
+SCENE = "p-scene-001"
+TRIM = Edit(trim_start=1.0, mute_audio=True)
+EDIT = {"trimStartSeconds": 1, "muteAudio": True}
+
+
+def completed(missing_clip: str = "Regenerate") -> Harness:
+    h = Harness()
+    h.project(
+        scenes={"count": 1, "durationSeconds": 4},
+        repair={"missingClip": missing_clip, "intervalSeconds": 60},
+    )
+    asyncio.run(h.settle(seconds=30))
+    assert h.status(SCENE)["phase"] == "Completed" and h.replicate.starts == 1
+    return h
+
+
+def set_edit(h: Harness, edit: dict | None) -> None:
+    body = h.scene(SCENE)
+    spec = {k: v for k, v in body["spec"].items() if k != "edit"}
+    h.kube.put(SCENE_PLURAL, {**body, "spec": {**spec, **({"edit": edit} if edit else {})}})
+
+
+def test_an_edit_is_derived_uploaded_and_recorded_without_a_job() -> None:
+    h = completed()
+    original = h.status(SCENE)["clip"]
+    set_edit(h, EDIT)
+    asyncio.run(h.settle(seconds=5))
+    st = h.status(SCENE)
+    w = st["workingClip"]
+    assert (
+        st["workingVideoClipS3Key"]
+        == w["key"]
+        == original["key"].replace(".mp4", f"-w{TRIM.hash}.mp4")
+    )
+    assert w["durationSeconds"] == 3.0 and w["editHash"] == TRIM.hash
+    assert h.clips.objects[("clips", w["key"])].sha256 == w["sha256"]
+    assert h.clips.objects[("clips", original["key"])].size == original["size"]  # untouched
+    assert st["clip"]["key"] == st["originalVideoClipS3Key"] == original["key"]
+    assert h.replicate.starts == 1 and st["generationsStarted"] == 1
+    assert "ClipEdited" in h.kube.reasons(SCENE)
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and w["key"] in ready["message"]
+
+
+def test_drift_derives_a_deleted_working_clip_again_for_free() -> None:
+    h = completed()
+    set_edit(h, EDIT)
+    asyncio.run(h.settle(seconds=5))
+    w = h.status(SCENE)["workingClip"]
+    del h.clips.objects[("clips", w["key"])]
+    asyncio.run(h.settle(seconds=90))
+    again = h.status(SCENE)["workingClip"]
+    assert ("clips", w["key"]) in h.clips.objects
+    assert (again["key"], again["sha256"]) == (w["key"], w["sha256"])  # the same bytes
+    assert h.kube.reasons(SCENE).count("ClipEdited") == 2
+    assert h.replicate.starts == 1
+
+
+def test_a_regenerated_original_gets_its_working_clip_derived_anew() -> None:
+    h = completed("Regenerate")
+    set_edit(h, EDIT)
+    asyncio.run(h.settle(seconds=5))
+    h.clips.objects.clear()  # the original (and its working clip) gone: a new take
+    asyncio.run(h.settle(seconds=120))
+    st = h.status(SCENE)
+    assert st["take"] == 1 and h.replicate.starts == 2
+    assert st["workingVideoClipS3Key"] == st["clip"]["key"].replace(".mp4", f"-w{TRIM.hash}.mp4")
+    assert st["workingClip"]["sourceKey"] == st["clip"]["key"]
+    assert ("clips", st["workingVideoClipS3Key"]) in h.clips.objects
+
+
+def test_removing_the_edit_costs_no_s3_write() -> None:
+    h = completed()
+    set_edit(h, EDIT)
+    asyncio.run(h.settle(seconds=5))
+    puts = [c for c in h.clips.calls if c[0] == "put"]
+    set_edit(h, None)
+    asyncio.run(h.settle(seconds=5))
+    st = h.status(SCENE)
+    assert st["workingVideoClipS3Key"] == st["clip"]["key"] and "workingClip" not in st
+    assert [c for c in h.clips.calls if c[0] == "put"] == puts

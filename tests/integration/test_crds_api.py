@@ -303,15 +303,18 @@ def test_printer_columns(api: k8s.CustomObjectsApi, kubectl: Kubectl, namespace:
     assert rows[p][:10] == [p, "Processing", "3", "1", "0", "True", "False", "1", "of", "3"]
 
     header, rows = table(kubectl, "scn", "-n", namespace)
-    assert header == ["NAME", "PROJECT", "SEQ", "PHASE", "ATTEMPTS", "READY", "AGE"]
+    assert header == ["NAME", "PROJECT", "SEQ", "PHASE", "ATTEMPTS", "TRIMMED", "READY", "AGE"]
     assert rows[s][:3] == [s, p, "4"]
     api.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, SCENES, s,
-        {"status": {"phase": "Completed", "attempts": 2, "conditions": [{**ready, "status": "True"}]}},
+        {"status": {"phase": "Completed", "attempts": 2, "conditions": [{**ready, "status": "True"}],
+                    "workingClip": {"bucket": "b", "key": "k-w1.mp4", "size": 1, "etag": "e",
+                                    "durationSeconds": 3.0, "editHash": "w1", "sourceKey": "k.mp4",
+                                    "verifiedAt": "2026-01-01T00:00:00Z"}}},
         _content_type=MERGE,
     )  # fmt: skip
     _, rows = table(kubectl, "scenes", "-n", namespace)
-    assert rows[s][:6] == [s, p, "4", "Completed", "2", "True"]
+    assert rows[s][:7] == [s, p, "4", "Completed", "2", "3", "True"]
 
 
 # --- invalid manifests are rejected by the API server --------------------------------------

@@ -134,7 +134,12 @@ def test_the_operator_allow_lists_and_default_budget(
 
         cond = wait_until(refused, timeout=60, what=f"{name} InvalidSpec")
         assert what in cond["message"] and "SCENE_OPERATOR_ALLOWED_" in cond["message"]
-        assert v.Reason.INVALID_SPEC in cluster.event_reasons(namespace, name)
+        # The Event is posted beside the status write, not before it: wait for it too.
+        wait_until(
+            lambda name=name: v.Reason.INVALID_SPEC in cluster.event_reasons(namespace, name),
+            timeout=30,
+            what=f"{name} InvalidSpec Event",
+        )
 
     # The default budget (1 generation) holds back the second Scene of "capped".
     def capped() -> dict[str, Any] | None:

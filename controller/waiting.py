@@ -53,6 +53,10 @@ class Waiters:
                 if not scenes:
                     del self._by_provider[provider]
 
+    def held(self, scene: Key) -> tuple[str, Key] | None:
+        """(provider, project) of the slot held for this woken Scene, if any."""
+        return self._woken.get(scene)
+
     def reconciled(self, scene: Key) -> None:
         """A woken Scene has had its turn: its slot is no longer held for it."""
         held = self._woken.pop(scene, None)

@@ -92,7 +92,9 @@ class Actuator:
         mem.verify_clip = False
         annotations = body.get("metadata", {}).get("annotations") or {}
         # No await between this check and a START: `start` reserves the slot at once.
-        full = desired and s.capacity.limit_reached(desired.provider, project_of_scene(body))
+        full = desired and s.capacity.limit_reached(
+            desired.provider, project_of_scene(body), self.key
+        )
         return sc.Observation(
             now=s.now(),
             generation=int(body["metadata"].get("generation", 1)),

@@ -105,13 +105,18 @@ class Capacity:
 
         return provider_free, project_free
 
-    def limit_reached(self, provider: str, project: Key) -> str | None:
-        """None if a job may start now, else which limit is reached (for the condition)."""
-        provider_free, project_free = self.free_slots()  # a woken Scene's slot is kept for it
-        if provider_free(provider) <= 0:
+    def limit_reached(self, provider: str, project: Key, scene: Key | None = None) -> str | None:
+        """None if a job may start now, else which limit is reached (for the condition).
+        A slot held for a woken Scene is free to that Scene only (`scene`), and stays
+        held for it through its whole pass: others that look meanwhile see it taken."""
+        provider_free, project_free = self.free_slots()
+        own = self.waiters.held(scene) if scene is not None else None
+        mine_p = 1 if own is not None and own[0] == provider else 0
+        mine_q = 1 if own is not None and own[1] == project else 0
+        if provider_free(provider) + mine_p <= 0:
             limit = self.settings.concurrency(provider)
             return f"{provider} has {limit} jobs in flight (SCENE_OPERATOR_CONCURRENCY_{provider.upper()})"
-        if project_free(project) <= 0:
+        if project_free(project) + mine_q <= 0:
             limit = self.settings.project_concurrency
             return f"the Project has {limit} jobs in flight (SCENE_OPERATOR_PROJECT_CONCURRENCY)"
         return None
@@ -135,6 +140,7 @@ class Capacity:
         """Hold a slot for a pending-marker write; False if this Scene holds one already."""
         if scene in self.reserved:
             return False
+        self.waiters.reconciled(scene)  # the slot held for it (if woken) is now reserved
         self.reserved[scene] = (provider, project)
         return True
 

@@ -84,11 +84,14 @@ class Scenes:
         return table[provider]
 
     async def reconcile(self, key: Key) -> Result:
-        self.capacity.reconciled(key)  # release the slot held for it, if it was woken
         actuator = Actuator(self, key)
         try:
             result = await run_pass(actuator, Facts())
         finally:
+            # A woken Scene's slot was held for it through the pass (so Scenes looking
+            # meanwhile do not take it, HEAD S3 and park again): its start reserved it,
+            # or it is given up now and the next wake offers it to another.
+            self.capacity.reconciled(key)
             if actuator.parked is not None:
                 self.capacity.park(key, *actuator.parked)
             else:

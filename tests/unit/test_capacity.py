@@ -123,3 +123,26 @@ def test_one_parked_scene_is_woken_per_freed_slot_oldest_first() -> None:
     assert cap.wake() == []
     store.upsert_scene(scene("s2", 2, phase="Completed", generationsStarted=1))
     assert cap.wake() == [("ns", "s3")]
+
+
+def test_a_woken_scenes_slot_is_free_to_it_alone_until_its_start_reserves_it() -> None:
+    """One freed slot, one woken Scene: through its whole pass (HEAD, bucket check) the
+    slot stays held, so other Scenes that look meanwhile see the limit and park instead
+    of also looking at S3 and losing the race (the herd the large benchmark showed)."""
+    store, cap = cached(concurrency_replicate=1, project_concurrency=5)
+    store.upsert_scene(scene("s0", 1, "replicate"))
+    for name in ("s1", "s2"):
+        cap.park(("ns", name), "replicate", P)
+    store.upsert_scene(scene("s0", 2, generationsStarted=1))  # its job ended: a slot frees
+    assert cap.wake() == [("ns", "s1")]
+    assert cap.limit_reached("replicate", P, ("ns", "s1")) is None  # held for s1
+    assert cap.limit_reached("replicate", P, ("ns", "s3")) is not None  # not for others
+    assert cap.limit_reached("replicate", P) is not None
+    assert cap.reserve(("ns", "s1"), "replicate", P)  # the hold becomes the reservation
+    assert cap.wake() == []  # not counted twice: nothing else wakes
+    store.upsert_scene(scene("s1", 1, "replicate"))  # the marker written: its job counts
+    cap.release(("ns", "s1"), started=True)
+    cap.reconciled(("ns", "s1"))  # the pass ends
+    cap.unpark(("ns", "s1"))
+    assert cap.wake() == []  # s2 keeps waiting: the one slot is s1's job now
+    assert cap.limit_reached("replicate", P, ("ns", "s2")) is not None

@@ -21,19 +21,19 @@ T = TypeVar("T")
 
 def look_at_clip(clips: Any, clip: ClipInfo) -> sc.ObjectSeen:
     """What is at the clip's key now (see module doc); raises StorageError on S3 errors."""
-    fact = _counted("head", clips.head, clip.bucket, clip.key)
+    fact = counted_s3_op("head", clips.head, clip.bucket, clip.key)
     if fact is None:
         return sc.ObjectSeen(clip.key, None)
     content = None
     if fact.size == clip.size and fact.etag != clip.etag and clip.sha256:
-        content = _counted("get", clips.content_sha256, clip.bucket, clip.key)
+        content = counted_s3_op("get", clips.content_sha256, clip.bucket, clip.key)
         if content is None:  # deleted between the HEAD and the read
             return sc.ObjectSeen(clip.key, None)
     obj = sc.StoredObject(clip.key, fact.size, fact.etag, fact.sha256, content_sha256=content)
     return sc.ObjectSeen(clip.key, obj)
 
 
-def _counted(operation: str, call: Callable[..., T], *args: Any) -> T:
+def counted_s3_op(operation: str, call: Callable[..., T], *args: Any) -> T:
     try:
         result = call(*args)
     except Exception:

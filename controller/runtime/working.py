@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller.api.scene import ClipInfo, ScenePhase, SceneStatus
-from controller.drift import _counted, look_at_clip
+from controller.drift import counted_s3_op, look_at_clip
 from controller.media.trim import NothingLeft, TrimError, trim
 from controller.reconcile import scene as sc
 from controller.reconcile.edit import Edit
@@ -65,7 +65,7 @@ def derive_blocking(
     with tempfile.TemporaryDirectory(prefix="working-", dir=tmp_dir) as tmp:
         src, out = Path(tmp) / "original.mp4", Path(tmp) / "working.mp4"
         try:
-            _counted("get", clips.download, clip.bucket, clip.key, src)
+            counted_s3_op("get", clips.download, clip.bucket, clip.key, src)
         except StorageError as e:
             if e.code not in NOT_FOUND_CODES:
                 raise
@@ -80,7 +80,7 @@ def derive_blocking(
         except NothingLeft as e:
             return sc.Derived(key, None, refused=str(e))
         put = functools.partial(clips.put_clip, metadata=metadata)
-        fact = _counted("put", put, clip.bucket, key, out)
+        fact = counted_s3_op("put", put, clip.bucket, key, out)
         with contextlib.suppress(FileNotFoundError):
             out.unlink()
     obj = sc.StoredObject(key, fact.size, fact.etag, fact.sha256)

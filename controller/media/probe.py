@@ -131,12 +131,23 @@ def _read(path: Path, size: int) -> VideoFacts:
             raise InvalidOutput(f"output has no video stream (streams: {kinds})", retryable=True)
         stream = container.streams.video[0]
         base = stream.time_base
-        end, packets = 0.0, 0
+        # One pass over the packets, none of them decoded but the first few (until the
+        # first frame comes out): demuxing is what proves the file is whole, and the
+        # frames after the first cost CPU while proving nothing more.
+        codec = stream.codec_context
+        codec.thread_count = 1  # one frame: starting decoder threads costs more than it
+        end_ticks, packets, frame = 0, 0, None
         for packet in container.demux(stream):
-            if packet.pts is None or base is None:
+            pts = packet.pts
+            if pts is None or base is None:
                 continue  # the flushing packet at the end
             packets += 1
-            end = max(end, float((packet.pts + (packet.duration or 0)) * base))
+            end_ticks = max(end_ticks, pts + (packet.duration or 0))  # ticks: no Fractions
+            if frame is None:
+                frame = _first(codec.decode(packet))
+        if packets and frame is None:
+            frame = _first(codec.decode(None))  # frames held back by reordering
+        end = float(end_ticks * base) if base is not None else 0.0
         declared = _declared_seconds(container, stream)
         if not packets:
             raise InvalidOutput("output has a video stream without frames", retryable=True)
@@ -148,8 +159,6 @@ def _read(path: Path, size: int) -> VideoFacts:
                 f"{end:.2f}s of the {declared:.2f}s it declares ({size} bytes)",
                 retryable=True,
             )
-        container.seek(0)
-        frame = next(container.decode(stream), None)
         if frame is None:
             raise InvalidOutput("output's first video frame does not decode", retryable=True)
         return VideoFacts(
@@ -160,6 +169,10 @@ def _read(path: Path, size: int) -> VideoFacts:
             duration_seconds=end,
             size=size,
         )
+
+
+def _first(frames: list[Any]) -> Any:
+    return frames[0] if frames else None
 
 
 def _declared_seconds(container: Any, stream: Any) -> float:

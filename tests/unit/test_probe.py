@@ -136,3 +136,23 @@ def test_objects_found_in_s3_follow_the_same_rule(clip: Path, tmp_path: Path) ->
     store.downloads.clear()
     assert "over the cap" in (check_stored(store, "b", "good.mp4", 10**12, 4, RULES) or "")
     assert store.downloads == []
+
+
+def test_a_one_frame_clip_passes(tmp_path: Path) -> None:
+    # Its only frame comes out of the decoder on the flush, not on its packet.
+    path = tmp_path / "one.mp4"
+    render_clip(path, prompt="one", sequence=1, duration_seconds=1, aspect_ratio="16:9", fps=1)
+    facts = check_video(path, 1, RULES)
+    assert (facts.width, facts.height, facts.duration_seconds) == (256, 144, 1.0)
+
+
+def test_a_clip_whose_first_frame_is_garbage_is_refused(clip: Path, tmp_path: Path) -> None:
+    # Only the first frame's bytes are decoded: they must be checked, not skipped.
+    with av.open(str(clip)) as container:
+        first = next(p for p in container.demux(container.streams.video[0]) if p.pts is not None)
+        pos, size = first.pos, first.size
+    data = bytearray(clip.read_bytes())
+    data[pos : pos + size] = b"\0" * size
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(bytes(data))
+    assert invalid(bad).retryable

@@ -156,14 +156,22 @@ class ClipStore:
         meta = {**clean_metadata(metadata), SHA256_META: sha256}
         target = f"s3://{bucket}/{key}"
         try:
-            # Managed transfer: streams from disk, multipart above the threshold.
-            self.client.upload_file(
-                str(path),
-                bucket,
-                key,
-                ExtraArgs={"ContentType": CONTENT_TYPE, "Metadata": meta},
-                Config=self.transfer_config,
-            )
+            if size < self.transfer_config.multipart_threshold:
+                # One PutObject on this thread: the managed transfer would make the same
+                # request through a transfer manager of its own (a thread pool started
+                # and joined per upload, and botocore's context deep-copied per task).
+                with Path(path).open("rb") as body:
+                    self.client.put_object(
+                        Bucket=bucket, Key=key, Body=body, ContentType=CONTENT_TYPE, Metadata=meta
+                    )
+            else:  # managed transfer: streams from disk, in parts
+                self.client.upload_file(
+                    str(path),
+                    bucket,
+                    key,
+                    ExtraArgs={"ContentType": CONTENT_TYPE, "Metadata": meta},
+                    Config=self.transfer_config,
+                )
         except Exception as exc:
             raise classify(exc, f"upload {target}") from exc
 

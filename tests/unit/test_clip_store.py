@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -141,6 +142,18 @@ def test_put_clip_then_head_agree(store, bucket, clip):
     assert store.head(bucket, key) == fact
     raw = store.client.head_object(Bucket=bucket, Key=key)
     assert raw["ContentType"] == "video/mp4"
+
+
+def test_a_small_clip_is_one_put_on_the_callers_thread(store, bucket, clip):
+    # No transfer manager (a thread pool per upload) for what one PutObject does.
+    threads: list[str] = []
+    store.client.meta.events.register(
+        "before-call.s3.PutObject", lambda **_: threads.append(threading.current_thread().name)
+    )
+    fact = store.put_clip(bucket, "small.mp4", clip, metadata={"scene": "s"})
+    assert threads == [threading.current_thread().name]
+    assert fact.sha256 == hashlib.sha256(clip.read_bytes()).hexdigest()
+    assert store.client.head_object(Bucket=bucket, Key="small.mp4")["ContentType"] == "video/mp4"
 
 
 def test_put_clip_again_overwrites_the_same_key(store, bucket, clip):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ from typing import Any, cast
 
 from controller import kube
 from controller import vocabulary as v
+from controller.jsonwire import KopfJson
 from controller.runtime import Runtime
 
 # kopf imports the kubernetes client at import time when it is installed (to recognise
@@ -35,7 +37,18 @@ finally:
 EXIT_KOPF_FAILED = 70  # EX_SOFTWARE: restart me
 
 
+def use_fast_json() -> None:
+    """kopf decodes every watch event with the standard library's json (its module
+    global in the API client): swap in orjson (controller/jsonwire.py)."""
+    from kopf._cogs.clients import api
+
+    if getattr(api, "json", None) is json:
+        api.json = KopfJson  # type: ignore[attr-defined]
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    use_fast_json()
+
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)

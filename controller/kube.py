@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from controller import kubeconfig
+from controller import jsonwire, kubeconfig
 from controller import vocabulary as v
 from controller.kube_errors import MAX_ATTEMPTS, ApiError, NotLeaderError, retry_delay
 from controller.metrics import API_REQUESTS, API_RETRIES
@@ -211,7 +211,7 @@ class KubeApi:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status >= 400:
             try:
-                body = jsonlib.loads(content)
+                body = jsonwire.loads(content)
                 error = ApiError(
                     response.status,
                     body.get("message", ""),
@@ -222,7 +222,7 @@ class KubeApi:
                 text = content[:500].decode("utf-8", "replace")
                 error = ApiError(response.status, text, retry_after=retry_after)
             raise error
-        return jsonlib.loads(content) if content else {}
+        return jsonwire.loads(content) if content else {}
 
     # ------------------------------------------------------------------ custom resources
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import boto3
 import botocore.exceptions as bce
+import botocore.session
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
@@ -33,6 +34,7 @@ from controller.storage.errors import (
 from controller.storage.keys import clip_key, project_prefix
 from controller.storage.objects import MiB, ObjectFact, bare_etag, clean_metadata, file_sha256
 from controller.storage.purge import purge_prefix
+from controller.storage.timestamps import parse_timestamp
 
 # The public names, importable from here as before the split.
 __all__ = [
@@ -99,7 +101,11 @@ class ClipStore:
             s3={"addressing_style": addressing_style} if addressing_style else None,
         )
         # A fresh session: boto3's default session is shared global state, not thread-safe.
-        client = boto3.session.Session().client("s3", config=config)
+        core = botocore.session.get_session()
+        core.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=parse_timestamp  # S3's two formats without dateutil
+        )
+        client = boto3.session.Session(botocore_session=core).client("s3", config=config)
         return cls(client, **store_options)
 
     # ------------------------------------------------------------------------- buckets

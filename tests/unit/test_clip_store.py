@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
+import botocore.parsers
 import pytest
 from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
@@ -154,6 +156,22 @@ def test_a_small_clip_is_one_put_on_the_callers_thread(store, bucket, clip):
     assert threads == [threading.current_thread().name]
     assert fact.sha256 == hashlib.sha256(clip.read_bytes()).hexdigest()
     assert store.client.head_object(Bucket=bucket, Key="small.mp4")["ContentType"] == "video/mp4"
+
+
+def test_s3_timestamps_are_parsed_without_dateutil(s3_env, bucket, clip, monkeypatch):
+    # botocore's default parser (dateutil's) was a tenth of a HEAD's CPU; S3 sends two
+    # fixed formats, which the store's client parses itself.
+    def refuse(value: object) -> None:
+        raise AssertionError(f"botocore's default parser got {value!r}")
+
+    monkeypatch.setattr(botocore.parsers, "DEFAULT_TIMESTAMP_PARSER", refuse)
+    store = ClipStore.from_env()
+    store.put_clip(bucket, "t.mp4", clip, metadata={})
+    head = store.client.head_object(Bucket=bucket, Key="t.mp4")  # RFC 7231 header
+    listed = store.client.list_objects_v2(Bucket=bucket)["Contents"][0]  # ISO 8601 body
+    assert head["LastModified"] == listed["LastModified"]
+    assert head["LastModified"].utcoffset() == dt.timedelta(0)
+    assert abs(dt.datetime.now(dt.UTC) - head["LastModified"]) < dt.timedelta(hours=1)
 
 
 def test_put_clip_again_overwrites_the_same_key(store, bucket, clip):
@@ -379,3 +397,22 @@ def test_errors_are_classified_once(exc, retryable):
     err = classify(exc, "upload s3://b/k")
     assert err.retryable is retryable
     assert err.message.startswith("upload s3://b/k: ")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+        "2015-10-21T07:28:00.000Z",
+        "2015-10-21T07:28:00.123456Z",
+        "2015-10-21T07:28:00+02:00",  # not S3's: botocore's parser
+        "1445412480",
+    ],
+)
+def test_s3_timestamps_parse_to_the_instants_botocore_gives(value):
+    from botocore.utils import parse_timestamp as botocores
+
+    from controller.storage.timestamps import parse_timestamp
+
+    assert parse_timestamp(value) == botocores(value)
+    assert parse_timestamp(value).utcoffset() is not None

@@ -135,7 +135,7 @@ def _read(path: Path, size: int) -> VideoFacts:
         # first frame comes out): demuxing is what proves the file is whole, and the
         # frames after the first cost CPU while proving nothing more.
         codec = stream.codec_context
-        codec.thread_count = 1  # one frame: starting decoder threads costs more than it
+        codec.thread_count = 1  # for one frame, starting decoder threads costs more than it saves
         end_ticks, packets, frame = 0, 0, None
         for packet in container.demux(stream):
             pts = packet.pts

@@ -30,7 +30,7 @@ from controller.reconcile.patching import merge_patch
 from controller.reconcile.timeutil import rfc3339
 from controller.runtime import cancel, jobs, working
 from controller.runtime.state import SceneMemory
-from controller.store import Body, Key, key_of, project_of_scene
+from controller.store import Body, Key, is_owned_by, key_of, project_of_scene
 
 if TYPE_CHECKING:
     from controller.runtime.scenes import Scenes
@@ -116,6 +116,7 @@ class Actuator:
             capacity=desired is not None and not full,
             capacity_limit=full or "",
             waiting_since=s.waiting_since.get(self.key),
+            planned=inputs.project is not None and is_owned_by(body, inputs.project),
             poll_delay=webhooks.poll_delay(s.settings, status.generation, self.poll_delay()),
             jitter=random.random(),
         )

@@ -188,6 +188,17 @@ CASES = [
     ),
     pytest.param(
         Case(
+            observe(expected=LOOK_NOTHING, capacity=False, planned=False),
+            Effect.WRITE,
+            "waiting-capacity",
+            ScenePhase.PENDING,
+            (),
+            ready_reason(Reason.WAITING),
+        ),
+        id="no-capacity-a-scene-a-user-applied-says-so-at-once",
+    ),
+    pytest.param(
+        Case(
             settle(observe(expected=LOOK_NOTHING, capacity=False, waiting_since=NOW - NOTICE)),
             Effect.NONE,
             "waiting-capacity",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import re
 import resource
 import sys
 import time
@@ -28,6 +29,17 @@ from benchmarks.s3fake import S3Process
 from benchmarks.scenarios import SECRET_ENV, Scenario, bucket_of, operator_env
 from benchmarks.snapshot import Snapshot, delta, drift
 from controller import vocabulary as v
+
+
+def image_env(dockerfile: Path) -> dict[str, str]:
+    """The allocator settings the image runs the operator with (`ENV MALLOC_...=...`
+    lines of the Dockerfile), so the benchmark's operator process matches the deployment."""
+    env = {}
+    for line in dockerfile.read_text().splitlines():
+        m = re.match(r"ENV\s+(MALLOC_\w+)=(\S+)\s*$", line.strip())
+        if m:
+            env[m.group(1)] = m.group(2)
+    return env
 
 
 def log(msg: str) -> None:
@@ -151,6 +163,7 @@ class Bench:
             hook_port = free_port() if s.webhooks else None
             op_env = {
                 **operator_env(s, s3.env(), self.replicate.env(), hook_port),
+                **image_env(REPO_ROOT / "Dockerfile"),
                 **self.extra_env,
             }
             result["operator_env"] = {k: val for k, val in op_env.items() if k not in SECRET_ENV}

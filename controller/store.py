@@ -37,8 +37,9 @@ _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 def slim(body: Body) -> Body:
     """The body as cached: without managedFields and kubectl's last-applied copy (like
     client-go's TransformStripManagedFields), with keys and short strings interned (the
-    same few dozen names and values repeat in every Scene: ~6.6 kB -> ~2.4 kB each).
-    A copy: the caller's dict is never mutated."""
+    same few dozen names and values repeat in every Scene: ~6.6 kB -> ~2.4 kB each), and
+    a long string the body repeats held once (a Completed Scene names its clip's S3 key
+    three times). A copy: the caller's dict is never mutated."""
     meta = body.get("metadata")
     if isinstance(meta, dict):
         annotations = meta.get("annotations") or {}
@@ -46,17 +47,28 @@ def slim(body: Body) -> Body:
         meta = {k: val for k, val in meta.items() if k != "managedFields"}
         if drop:
             meta["annotations"] = {k: val for k, val in annotations.items() if k not in drop}
+        owners = meta.get("ownerReferences")
+        if isinstance(owners, list):  # the owner's uid: the same in all its Scenes
+            meta["ownerReferences"] = [_intern_uid(r) for r in owners]
         body = {**body, "metadata": meta}
-    return _compact(body)
+    return _compact(body, {})
 
 
-def _compact(value: Any) -> Any:
+def _intern_uid(ref: Any) -> Any:
+    if isinstance(ref, dict) and isinstance(ref.get("uid"), str):
+        return {**ref, "uid": sys.intern(ref["uid"])}
+    return ref
+
+
+def _compact(value: Any, seen: dict[str, str]) -> Any:
     if isinstance(value, dict):
-        return {sys.intern(k): _compact(v) for k, v in value.items()}
+        return {sys.intern(k): _compact(v, seen) for k, v in value.items()}
     if isinstance(value, list):
-        return [_compact(v) for v in value]
-    if isinstance(value, str) and len(value) <= 32:
-        return sys.intern(value)
+        return [_compact(v, seen) for v in value]
+    if isinstance(value, str):
+        if len(value) <= 32:
+            return sys.intern(value)
+        return seen.setdefault(value, value)
     return value
 
 

@@ -29,7 +29,7 @@ class Kind(StrEnum):
 Item = tuple[Kind, str, str]  # (kind, namespace, name)
 
 
-@dataclass
+@dataclass(slots=True)  # one per Scene: 10,000 of them at 10,000 Scenes
 class SceneMemory:
     polls: int = 0
     job_state: JobState | None = None
@@ -39,7 +39,7 @@ class SceneMemory:
     look_first: bool = False  # drift saw an object for this scene: HEAD it before deciding
 
 
-@dataclass
+@dataclass(slots=True)
 class ProjectMemory:
     planning: bool = False
     planning_error: ErrorInfo | None = None

@@ -10,7 +10,7 @@ import pytest
 
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase
-from controller.reconcile.scene import Effect
+from controller.reconcile.scene import WAITING_NOTICE_SECONDS, Effect
 from controller.reconcile.timeutil import rfc3339
 from controller.vocabulary import Reason
 from tests.unit.scene_builders import (
@@ -32,8 +32,11 @@ from tests.unit.scene_cases import (
     fields_are,
     marker_written,
     ready_reason,
+    requeued_after,
     unchanged,
 )
+
+NOTICE = dt.timedelta(seconds=WAITING_NOTICE_SECONDS)  # waited long enough to say so
 
 CASES = [
     # --- row 8: nothing yet -> start, or one of the gates says why not
@@ -138,17 +141,65 @@ CASES = [
     pytest.param(
         Case(
             observe(expected=LOOK_NOTHING, capacity=False),
+            Effect.NONE,
+            "waiting-capacity",
+            None,
+            (),
+            requeued_after(WAITING_NOTICE_SECONDS),
+        ),
+        id="no-capacity-a-new-scene-parks-without-a-write",
+    ),
+    pytest.param(
+        Case(
+            observe(capacity=False, waiting_since=NOW - dt.timedelta(seconds=20)),
+            Effect.NONE,
+            "waiting-capacity",
+            None,
+            (),
+            requeued_after(WAITING_NOTICE_SECONDS - 20),
+        ),
+        id="no-capacity-a-new-scene-parked-a-while-looks-again-at-the-notice-bound",
+    ),
+    pytest.param(
+        Case(
+            observe(expected=LOOK_NOTHING, capacity=False, waiting_since=NOW - NOTICE),
             Effect.WRITE,
             "waiting-capacity",
             ScenePhase.PENDING,
             (),
             ready_reason(Reason.WAITING),
         ),
-        id="no-capacity-waits",
+        id="no-capacity-waited-long-says-so",
     ),
     pytest.param(
         Case(
-            settle(observe(expected=LOOK_NOTHING, capacity=False)),
+            observe(
+                status(phase=ScenePhase.PROCESSING, attempts=1, last_error=err()),
+                expected=LOOK_NOTHING,
+                capacity=False,
+            ),
+            Effect.WRITE,
+            "waiting-capacity",
+            ScenePhase.PROCESSING,
+            (),
+            ready_reason(Reason.WAITING),
+        ),
+        id="no-capacity-a-scene-with-a-status-says-so-at-once",
+    ),
+    pytest.param(
+        Case(
+            observe(expected=LOOK_NOTHING, capacity=False, planned=False),
+            Effect.WRITE,
+            "waiting-capacity",
+            ScenePhase.PENDING,
+            (),
+            ready_reason(Reason.WAITING),
+        ),
+        id="no-capacity-a-scene-a-user-applied-says-so-at-once",
+    ),
+    pytest.param(
+        Case(
+            settle(observe(expected=LOOK_NOTHING, capacity=False, waiting_since=NOW - NOTICE)),
             Effect.NONE,
             "waiting-capacity",
             ScenePhase.PENDING,
@@ -159,7 +210,11 @@ CASES = [
     ),
     pytest.param(
         Case(
-            observe(capacity=False, capacity_limit="replicate has 2 jobs in flight (X)"),
+            observe(
+                capacity=False,
+                capacity_limit="replicate has 2 jobs in flight (X)",
+                waiting_since=NOW - NOTICE,
+            ),
             Effect.WRITE,
             "waiting-capacity",
             ScenePhase.PENDING,

@@ -47,3 +47,34 @@ def test_the_index_of_scenes_per_project_follows_upserts_and_deletes() -> None:
     store.delete_scene(("ns", "s1"))  # already gone: nobody is told twice
     assert store.scene_names_of(("ns", "q")) == []
     assert seen == [(False, True), (True, True), (True, False)]
+
+
+def test_a_long_string_repeated_in_a_body_is_cached_once_and_owner_uids_are_shared() -> None:
+    """A Completed Scene names its clip's S3 key three times: JSON decoding gives three
+    strings, the cache keeps one. The owner's uid is the same object in all its Scenes."""
+    import json
+
+    key = "videos/ns/0b0c5d55-3f0e-4f7e-9d7e-5a3c3b3a2e11/scenes/001/fe8ecfc0856e-t0.mp4"
+    owner = "0b0c5d55-3f0e-4f7e-9d7e-5a3c3b3a2e11"
+
+    def completed(name: str) -> dict:
+        body = scene(1)
+        body["metadata"]["name"] = name
+        body["metadata"]["ownerReferences"] = [{"kind": "Project", "name": "p", "uid": owner}]
+        body["status"] = {
+            "originalVideoClipS3Key": key,
+            "workingVideoClipS3Key": key,
+            "clip": {"key": key, "sha256": "9c22" * 16},
+        }
+        return json.loads(json.dumps(body))  # separate strings, as the watch stream's
+
+    one, two = completed("s1"), completed("s2")
+    assert one["status"]["originalVideoClipS3Key"] is not one["status"]["clip"]["key"]
+    a, b = slim(one), slim(two)
+    assert a == one and b == two
+    status = a["status"]
+    assert status["originalVideoClipS3Key"] is status["workingVideoClipS3Key"]
+    assert status["workingVideoClipS3Key"] is status["clip"]["key"]
+    uid_a = a["metadata"]["ownerReferences"][0]["uid"]
+    assert uid_a is b["metadata"]["ownerReferences"][0]["uid"]
+    assert one["metadata"]["ownerReferences"][0]["uid"] == owner  # input untouched

@@ -67,9 +67,26 @@ def _compact(value: Any, seen: dict[str, str]) -> Any:
         return [_compact(v, seen) for v in value]
     if isinstance(value, str):
         if len(value) <= 32:
-            return sys.intern(value)
+            return _share(value)
         return seen.setdefault(value, value)
     return value
+
+
+# Short values shared across cached bodies (phases, reasons, names, times). Not
+# sys.intern: many are unique (resourceVersions, timestamps, job ids), and the
+# interpreter's table of interned strings grew with every one the cache held, ~1.9 kB
+# per Scene. Bounded: when full it starts over; cached bodies keep what they hold.
+SHARED_VALUES_MAX = 16_384
+_shared: dict[str, str] = {}
+
+
+def _share(value: str) -> str:
+    got = _shared.get(value)
+    if got is None:
+        if len(_shared) >= SHARED_VALUES_MAX:
+            _shared.clear()
+        got = _shared[value] = value
+    return got
 
 
 def project_of_scene(body: Body) -> Key:

@@ -105,6 +105,7 @@ class Scenes:
         if actuator.gone:
             self.memory.scenes.pop(key, None)
             self.kept.drop(key)
+        self.memory.settle_scene(key)
         await cancel.deleted(self, key)
         return Result(result.requeue_after, urgent=self.intake.scene_is_urgent(key))
 

@@ -39,6 +39,9 @@ class SceneMemory:
     look_first: bool = False  # drift saw an object for this scene: HEAD it before deciding
 
 
+_IDLE_SCENE = SceneMemory()
+
+
 @dataclass(slots=True)
 class ProjectMemory:
     planning: bool = False
@@ -60,6 +63,12 @@ class Memory:
 
     def scene(self, key: Key) -> SceneMemory:
         return self.scenes.setdefault(key, SceneMemory())
+
+    def settle_scene(self, key: Key) -> None:
+        """After a pass: forget a Scene's memory that holds nothing (a Completed or
+        waiting Scene's, mostly), so 10,000 idle Scenes keep no record each."""
+        if self.scenes.get(key) == _IDLE_SCENE:
+            del self.scenes[key]
 
     def project(self, key: Key) -> ProjectMemory:
         return self.projects.setdefault(key, ProjectMemory())

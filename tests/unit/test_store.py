@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from controller.store import Store, slim
 
 
@@ -78,3 +80,21 @@ def test_a_long_string_repeated_in_a_body_is_cached_once_and_owner_uids_are_shar
     uid_a = a["metadata"]["ownerReferences"][0]["uid"]
     assert uid_a is b["metadata"]["ownerReferences"][0]["uid"]
     assert one["metadata"]["ownerReferences"][0]["uid"] == owner  # input untouched
+
+
+def test_short_values_are_shared_through_a_bounded_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeated short values (a phase) are one object across cached bodies; unique ones
+    (resourceVersions) never grow the table past its bound."""
+    import json
+
+    from controller import store
+
+    monkeypatch.setattr(store, "SHARED_VALUES_MAX", 50)
+    monkeypatch.setattr(store, "_shared", {})
+    cached = []
+    for rv in range(1, 200):
+        body = json.loads(json.dumps({**scene(rv), "status": {"phase": "Completed"}}))
+        cached.append(slim(body))
+        assert len(store._shared) <= 50
+    assert cached[-1]["status"]["phase"] is cached[-2]["status"]["phase"]
+    assert [c["metadata"]["resourceVersion"] for c in cached] == [str(r) for r in range(1, 200)]

@@ -5,12 +5,18 @@ missing or invalid). One table row per rule; ids name the rule."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase
-from controller.reconcile.scene import WAITING_NOTICE_SECONDS, Effect
+from controller.reconcile.scene import (
+    CAPACITY_RECHECK_SECONDS,
+    WAITING_NOTICE_SECONDS,
+    Effect,
+    decide,
+)
 from controller.reconcile.timeutil import rfc3339
 from controller.vocabulary import Reason
 from tests.unit.scene_builders import (
@@ -320,3 +326,14 @@ CASES = [
 @pytest.mark.parametrize("case", CASES)
 def test_decide_rule(case: Case) -> None:
     check_case(case)
+
+
+def test_a_scene_that_already_says_it_waits_keeps_saying_it_without_a_write() -> None:
+    """After a restart (no wait remembered) a Scene whose status already says
+    WaitingForCapacity is neither rewritten nor taken back to an empty status."""
+    shown = settle(observe(expected=LOOK_NOTHING, capacity=False, waiting_since=NOW - NOTICE))
+    assert shown.status.phase == ScenePhase.PENDING
+    d = decide(replace(shown, waiting_since=None))
+    assert d.effect == Effect.NONE and d.rule == "waiting-capacity" and d.park
+    assert d.status.wire() == shown.status.wire()
+    assert d.requeue_after == CAPACITY_RECHECK_SECONDS

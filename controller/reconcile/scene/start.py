@@ -27,8 +27,8 @@ def _waiting_capacity(o: Observation) -> Decision:
     empty status as Current), one whose status says anything already, or one that has
     waited longer says it waits."""
     waited = (o.now - o.waiting_since).total_seconds() if o.waiting_since else 0.0
-    fresh = o.planned and o.status.phase is None and not o.status.conditions
-    if fresh and waited < WAITING_NOTICE_SECONDS:
+    unwritten = o.planned and o.status.phase is None and not o.status.conditions
+    if unwritten and waited < WAITING_NOTICE_SECONDS:
         left = WAITING_NOTICE_SECONDS - waited
         return Decision(Effect.NONE, o.status, Rule.WAITING_CAPACITY, requeue_after=left)
     return settle(

@@ -16,10 +16,12 @@ def scene(rv: int, provider: str | None = None, **meta: object) -> dict:
     }
 
 
-def test_managed_fields_and_last_applied_are_not_cached_and_the_input_is_not_mutated() -> None:
+def test_what_the_operator_never_reads_is_not_cached_and_the_input_is_not_mutated() -> None:
     body = scene(
         1,
         managedFields=[{"manager": "kubectl"}],
+        labels={"app.kubernetes.io/managed-by": "scene-operator"},
+        creationTimestamp="2026-11-30T12:00:00Z",
         annotations={
             "kubectl.kubernetes.io/last-applied-configuration": "{...}",
             "video.scene-operator.io/regenerate": "t1",
@@ -29,6 +31,7 @@ def test_managed_fields_and_last_applied_are_not_cached_and_the_input_is_not_mut
     store.upsert_scene(body)
     cached = store.scenes[("ns", "s1")]
     assert "managedFields" not in cached["metadata"]
+    assert "labels" not in cached["metadata"] and "creationTimestamp" not in cached["metadata"]
     assert cached["metadata"]["annotations"] == {"video.scene-operator.io/regenerate": "t1"}
     assert "managedFields" in body["metadata"]  # kopf's dict is untouched
     assert slim(scene(2)) == scene(2)
@@ -98,3 +101,21 @@ def test_short_values_are_shared_through_a_bounded_table(monkeypatch: pytest.Mon
         assert len(store._shared) <= 50
     assert cached[-1]["status"]["phase"] is cached[-2]["status"]["phase"]
     assert [c["metadata"]["resourceVersion"] for c in cached] == [str(r) for r in range(1, 200)]
+
+
+def test_the_scenes_of_a_project_share_one_owner_reference_and_project_ref() -> None:
+    def owned(name: str, controller: object) -> dict:
+        body = scene(1)
+        body["metadata"]["name"] = name
+        body["metadata"]["ownerReferences"] = [
+            {"kind": "Project", "name": "p", "uid": "u1", "controller": controller}
+        ]
+        return body
+
+    a, b = slim(owned("s1", True)), slim(owned("s2", True))
+    assert a["metadata"]["ownerReferences"][0] is b["metadata"]["ownerReferences"][0]
+    assert a["spec"]["projectRef"] is b["spec"]["projectRef"]
+    c = slim(owned("s3", 1))  # equal in Python, not in JSON: not shared
+    assert c["metadata"]["ownerReferences"][0]["controller"] == 1
+    assert c["metadata"]["ownerReferences"][0]["controller"] is not True
+    assert a == owned("s1", True) and c == owned("s3", 1)

@@ -30,34 +30,72 @@ def resource_version(body: Body | None) -> int:
         return 0
 
 
-# Never read by the operator; a Scene's managedFields alone are 43 % of its JSON.
+# Never read by the operator (it writes labels only when it creates a Scene, and
+# never writes a whole object back); a Scene's managedFields alone are 43 % of its JSON.
+_DROPPED_METADATA = frozenset({"managedFields", "labels", "creationTimestamp"})
 _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
 def slim(body: Body) -> Body:
-    """The body as cached: without managedFields and kubectl's last-applied copy (like
-    client-go's TransformStripManagedFields), with keys and short strings interned (the
-    same few dozen names and values repeat in every Scene: ~6.6 kB -> ~2.4 kB each).
-    A copy: the caller's dict is never mutated."""
+    """The body as cached: without managedFields, labels, creationTimestamp and
+    kubectl's last-applied copy (like client-go's TransformStripManagedFields), with
+    keys interned and short values shared (the same few dozen names and values repeat
+    in every Scene), a long string the body repeats held once (a Completed Scene names
+    its clip's S3 key three times), and the owner reference and projectRef one object
+    for all the Scenes of a Project: ~6.6 kB of JSON -> ~2.8 kB of objects.
+    A copy: the caller's dict is never mutated, nor is a cached body ever."""
     meta = body.get("metadata")
     if isinstance(meta, dict):
         annotations = meta.get("annotations") or {}
         drop = [a for a in _DROPPED_ANNOTATIONS if a in annotations]
-        meta = {k: val for k, val in meta.items() if k != "managedFields"}
+        meta = {k: val for k, val in meta.items() if k not in _DROPPED_METADATA}
         if drop:
             meta["annotations"] = {k: val for k, val in annotations.items() if k not in drop}
         body = {**body, "metadata": meta}
-    return _compact(body)
+    cached = _compact(body, {})
+    meta, spec = cached.get("metadata"), cached.get("spec")
+    if isinstance(meta, dict) and isinstance(meta.get("ownerReferences"), list):
+        meta["ownerReferences"] = [_share_flat(r) for r in meta["ownerReferences"]]
+    if isinstance(spec, dict) and "projectRef" in spec:
+        spec["projectRef"] = _share_flat(spec["projectRef"])
+    return cached
 
 
-def _compact(value: Any) -> Any:
+def _compact(value: Any, seen: dict[str, str]) -> Any:
     if isinstance(value, dict):
-        return {sys.intern(k): _compact(v) for k, v in value.items()}
+        return {sys.intern(k): _compact(v, seen) for k, v in value.items()}
     if isinstance(value, list):
-        return [_compact(v) for v in value]
-    if isinstance(value, str) and len(value) <= 32:
-        return sys.intern(value)
+        return [_compact(v, seen) for v in value]
+    if isinstance(value, str):
+        if len(value) <= 32:
+            return _share(_shared, value, value)
+        return seen.setdefault(value, value)
     return value
+
+
+# Short values shared across cached bodies (phases, reasons, names, times). Not
+# sys.intern: many are unique (resourceVersions, timestamps, job ids), and the
+# interpreter's table of interned strings grew with every one the cache held, ~1.9 kB
+# per Scene. Bounded: when full it starts over; cached bodies keep what they hold.
+SHARED_VALUES_MAX = 16_384
+_shared: dict[Any, Any] = {}
+_shared_refs: dict[Any, Any] = {}  # owner references and projectRefs (about 2 per Project)
+
+
+def _share(table: dict[Any, Any], key: Any, value: Any) -> Any:
+    got = table.get(key)
+    if got is None:
+        if len(table) >= SHARED_VALUES_MAX:
+            table.clear()
+        got = table[key] = value
+    return got
+
+
+def _share_flat(value: Any) -> Any:
+    """One object for equal dicts of scalars (types compared too: 1 is not true)."""
+    if not isinstance(value, dict) or any(isinstance(v, (dict, list)) for v in value.values()):
+        return value
+    return _share(_shared_refs, tuple((k, type(v), v) for k, v in value.items()), value)
 
 
 def project_of_scene(body: Body) -> Key:

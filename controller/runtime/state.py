@@ -29,7 +29,7 @@ class Kind(StrEnum):
 Item = tuple[Kind, str, str]  # (kind, namespace, name)
 
 
-@dataclass
+@dataclass(slots=True)  # one per Scene: 10,000 of them at 10,000 Scenes
 class SceneMemory:
     polls: int = 0
     job_state: JobState | None = None
@@ -39,7 +39,10 @@ class SceneMemory:
     look_first: bool = False  # drift saw an object for this scene: HEAD it before deciding
 
 
-@dataclass
+_IDLE_SCENE = SceneMemory()
+
+
+@dataclass(slots=True)
 class ProjectMemory:
     planning: bool = False
     planning_error: ErrorInfo | None = None
@@ -60,6 +63,12 @@ class Memory:
 
     def scene(self, key: Key) -> SceneMemory:
         return self.scenes.setdefault(key, SceneMemory())
+
+    def settle_scene(self, key: Key) -> None:
+        """After a pass: forget a Scene's memory that holds nothing (a Completed or
+        waiting Scene's, mostly), so 10,000 idle Scenes keep no record each."""
+        if self.scenes.get(key) == _IDLE_SCENE:
+            del self.scenes[key]
 
     def project(self, key: Key) -> ProjectMemory:
         return self.projects.setdefault(key, ProjectMemory())

@@ -35,3 +35,15 @@ def test_limits_and_invalid_specs_are_kept_apart() -> None:
     assert unlimited is not None and problem is None
     specs.forget(("ns", "p"))
     assert specs.of(body, settings)[0] is None
+
+
+def test_a_spec_within_the_limits_is_kept_once_for_both_uses() -> None:
+    """A Project within the operator's limits is the same spec without them: one copy per
+    Project (1,000 of them at 10,000 Scenes), not one per use; a new generation is not
+    taken from the old one."""
+    specs, settings = ProjectSpecs(), Settings(allowed_models="")
+    within, _ = specs.of(project(1, "a lighthouse"), settings)
+    unlimited, problem = specs.of(project(1, "a lighthouse"), settings, limits=False)
+    assert unlimited is within and problem is None
+    newer, _ = specs.of(project(2, "a harbour"), settings, limits=False)
+    assert newer is not None and newer.prompt == "a harbour"

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scenarios import MAIN, SCENARIOS, Scenario, customised
+from benchmarks.scenarios import BUCKET_MODES, MAIN, SCENARIOS, Scenario, customised
 from benchmarks.table import BEFORE_AFTER, REALISTIC, markdown_table, readme_tables, summary
 
 
@@ -43,6 +43,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--creates-per-minute", type=float, help="provider create limit (429 beyond)")
     p.add_argument("--reads-per-minute", type=float, help="provider read limit (429 beyond)")
+    p.add_argument(
+        "--buckets",
+        choices=BUCKET_MODES,
+        help="a bucket per Project (default: the fake's LIST then costs what S3's does), "
+        "per namespace, or one shared (round 2's)",
+    )
     p.add_argument("--drift-interval", type=int, default=20, help="repair.intervalSeconds")
     p.add_argument("--namespaces", type=int, default=4)
     p.add_argument("--time-box", type=float, help="seconds from first create (per scenario)")
@@ -87,6 +93,7 @@ def scenarios_of(args: argparse.Namespace) -> list[Scenario]:
             creates_per_minute=args.creates_per_minute,
             reads_per_minute=args.reads_per_minute,
             webhooks=args.webhooks or None,
+            buckets=args.buckets,
         )
         out.append(dataclasses.replace(s, name=args.name) if args.name else s)
     return out

@@ -78,7 +78,7 @@ class Api:
 
 
 def project_body(
-    namespace: str, name: str, n: int, scenes: int, drift_interval: int
+    namespace: str, name: str, n: int, scenes: int, drift_interval: int, bucket: str
 ) -> dict[str, Any]:
     return {
         "apiVersion": v.API_VERSION,
@@ -91,6 +91,7 @@ def project_body(
             "planner": {"provider": "local"},
             "video": {"provider": "replicate"},
             "generateVideos": True,
+            "storage": {"bucket": bucket},
             "repair": {"intervalSeconds": drift_interval},
             "assembly": {"enabled": False},  # measures the clip pipeline, not PyAV
         },

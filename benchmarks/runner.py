@@ -26,7 +26,7 @@ from benchmarks.measure import (
 )
 from benchmarks.provider import completion_figures, jobs_against_scenes
 from benchmarks.s3fake import S3Process
-from benchmarks.scenarios import BUCKET, SECRET_ENV, Scenario, operator_env
+from benchmarks.scenarios import SECRET_ENV, Scenario, bucket_of, operator_env
 from benchmarks.snapshot import Snapshot, delta, drift
 from controller import vocabulary as v
 
@@ -120,6 +120,7 @@ class Bench:
                 else None
             ),
             "webhooks": s.webhooks,
+            "buckets": {"mode": s.buckets, "count": len({b for _, _, b in self._projects()})},
             "drift_interval_seconds": self.drift_interval,
             "time_box_seconds": s.time_box,
             "machine": machine(),
@@ -141,7 +142,9 @@ class Bench:
             began = time.monotonic()
             self.cp = stack.enter_context(ControlPlane())
             self.s3 = s3 = stack.enter_context(S3Process())
-            s3.client().create_bucket(Bucket=BUCKET)
+            client = s3.client()
+            for bucket in sorted({b for _, _, b in self._projects()}):
+                client.create_bucket(Bucket=bucket)
             self.replicate = ReplicateServer(latency_seconds=s.latency, video_bytes=clip)
             self.replicate.quiet_errors = True  # a client that gave up is not news
             stack.enter_context(self.replicate)
@@ -182,17 +185,19 @@ class Bench:
             self._measure(result)
         return result
 
+    def _projects(self) -> list[tuple[str, str, str]]:
+        """(namespace, name, bucket) of each Project the run creates."""
+        out = []
+        for i in range(self.s.projects):
+            ns, name = self.namespaces[i % len(self.namespaces)], f"p-{i:05d}"
+            out.append((ns, name, bucket_of(self.s.buckets, name, ns)))
+        return out
+
     def _create_projects(self) -> None:
         plural = v.PROJECT_PLURAL
         bodies = [
-            project_body(
-                self.namespaces[i % len(self.namespaces)],
-                f"p-{i:05d}",
-                i,
-                self.s.scenes,
-                self.drift_interval,
-            )
-            for i in range(self.s.projects)
+            project_body(ns, name, i, self.s.scenes, self.drift_interval, bucket)
+            for i, (ns, name, bucket) in enumerate(self._projects())
         ]
 
         def create(body: dict[str, Any]) -> None:

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 BUCKET = "scene-operator-bench"
+# Where the Projects' clips go. moto's LIST walks every object of the bucket, real S3's
+# is indexed by prefix: a bucket per Project makes the fake's LIST cost what S3's does
+# (the objects under the Project's prefix), so the fake does not bound the run.
+BUCKET_MODES = ("project", "namespace", "shared")
 S3_PREFIX = "bench"
 UNLIMITED_RATE = 500.0  # creates/s and reads/s when the fake enforces no limit
 PROJECT_CONCURRENCY = 10
@@ -30,6 +34,7 @@ class Scenario:
     reads_per_minute: float | None = None
     burst_seconds: float = 1.0
     webhooks: bool = False  # the operator's receiver on; the fake calls back signed
+    buckets: str = "project"  # one of BUCKET_MODES (spec.storage.bucket per Project)
 
     @property
     def total(self) -> int:
@@ -75,7 +80,20 @@ def customised(base: Scenario, **overrides: Any) -> Scenario:
         name += f"-{out.projects}x{out.scenes}"
     if out.webhooks and not base.webhooks:
         name += "-webhooks"
+    if out.buckets != base.buckets:
+        name += f"-{out.buckets}-bucket"
     return dataclasses.replace(out, name=name)
+
+
+def bucket_of(mode: str, project: str, namespace: str) -> str:
+    """The bucket a Project's manifest names (the harness creates each one first)."""
+    if mode == "project":
+        return f"{BUCKET}-{project}"
+    if mode == "namespace":
+        return f"{BUCKET}-{namespace}"
+    if mode == "shared":
+        return BUCKET
+    raise ValueError(f"buckets: {mode!r} is not one of {', '.join(BUCKET_MODES)}")
 
 
 def operator_env(

@@ -53,6 +53,10 @@ class Waiters:
                 if not scenes:
                     del self._by_provider[provider]
 
+    def waiting_in(self, project: Key) -> int:
+        """How many of a Project's Scenes are parked (its status says so)."""
+        return len(self._by_project.get(project, ()))
+
     def held(self, scene: Key) -> tuple[str, Key] | None:
         """(provider, project) of the slot held for this woken Scene, if any."""
         return self._woken.get(scene)

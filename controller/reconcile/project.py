@@ -87,6 +87,7 @@ class ProjectObservation:
     budget_used: int = 0
     name_conflicts: tuple[str, ...] = ()  # Scenes of the plan whose names another owns
     bucket_problem: str | None = None  # the clips' bucket is missing, denied or unreachable
+    waiting: int = 0  # Scenes parked for a free job slot (they need not say so themselves)
 
 
 def name_conflict_message(names: list[str] | tuple[str, ...]) -> str:
@@ -172,7 +173,10 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
     elif c.failed and not c.pending and not c.processing:
         videos = (False, Reason.SCENES_FAILED, f"{c.failed} of {c.scene_count} scenes failed")
     else:
-        videos = (False, Reason.IN_PROGRESS, f"{c.completed} of {c.scene_count} clips ready")
+        msg = f"{c.completed} of {c.scene_count} clips ready"
+        if o.waiting:
+            msg += f"; {o.waiting} scene{'s' if o.waiting > 1 else ''} waiting for a free job slot"
+        videos = (False, Reason.IN_PROGRESS, msg)
     cond(Cond.VIDEOS_READY, *videos)
 
     if not planned[0]:

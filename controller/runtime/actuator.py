@@ -30,7 +30,7 @@ from controller.reconcile.patching import merge_patch
 from controller.reconcile.timeutil import rfc3339
 from controller.runtime import cancel, jobs, working
 from controller.runtime.state import SceneMemory
-from controller.store import Body, Key, key_of, project_of_scene
+from controller.store import Body, Key, is_owned_by, key_of, project_of_scene
 
 if TYPE_CHECKING:
     from controller.runtime.scenes import Scenes
@@ -115,6 +115,8 @@ class Actuator:
             orphan_search_after=s.settings.orphan_search_after_seconds,
             capacity=desired is not None and not full,
             capacity_limit=full or "",
+            waiting_since=s.waiting_since.get(self.key),
+            planned=inputs.project is not None and is_owned_by(body, inputs.project),
             poll_delay=webhooks.poll_delay(s.settings, status.generation, self.poll_delay()),
             jitter=random.random(),
         )
@@ -132,6 +134,8 @@ class Actuator:
         self.parked = (
             (desired.provider, project_of_scene(self.body)) if d.park and desired else None
         )
+        if self.parked is not None:  # the wait's start, on the decisions' clock
+            self.scenes.waiting_since.setdefault(self.key, o.now)
         if d.outcome in (sc.Outcome.ORPHAN_RECOVERED, sc.Outcome.ORPHAN_AGAIN):
             m.ORPHAN_WINDOW.labels(d.outcome.value).inc()
         elif d.outcome == sc.Outcome.DRIFT_REPAIRED:

@@ -1,10 +1,13 @@
 """Drift: one LIST of a Project's prefix per interval, compared with its Scenes by size
 and ETag. No HEAD per Scene and no API write unless something disagrees; a Scene that
-disagrees is queued with a note to look (the Scene pass decides the repair)."""
+disagrees is queued with a note to look (the Scene pass decides the repair). No LIST
+when it could change nothing (`listing_needed`)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -20,8 +23,42 @@ from controller.runtime.working import working_drifted
 from controller.settings import Settings
 from controller.storage.clips import project_prefix
 from controller.store import Key, Store, key_of
+from controller.vocabulary import Cond, Reason
 
 log = logging.getLogger("scene_operator")
+
+# Ready reasons of a Scene without a job that is looked at again by itself and HEADs its
+# clip's key before any start: waiting for a slot, backing off, held for its bucket.
+LOOKS_AGAIN = frozenset({Reason.WAITING, Reason.RETRY_SCHEDULED, Reason.BUCKET_UNAVAILABLE})
+
+
+def listing_needed(
+    scenes: Iterable[Mapping[str, Any]], *, generate_videos: bool, final_video: bool
+) -> bool:
+    """Whether a LIST of the Project's prefix could change anything. It is for: a Completed
+    Scene's clip (or working clip) gone or changed, the recorded final video, and an object
+    for a Scene without a job that will not look by itself (Paused, Failed, out of budget:
+    adopted from the listing). A Scene with a job in flight finds its clip through its own
+    passes; one never passed, waiting for a slot, backing off or held for its bucket HEADs
+    its key before it could start. Unknown shapes count as needing the LIST."""
+    if final_video:
+        return True
+    for scene in scenes:
+        status = scene.get("status") or {}
+        if status.get("phase") == ScenePhase.COMPLETED:
+            return True
+        if generate_videos and not status.get("generation") and not _looks_again(status):
+            return True
+    return False
+
+
+def _looks_again(status: Mapping[str, Any]) -> bool:
+    if not status:
+        return True  # never passed: its first pass looks
+    if status.get("phase") == ScenePhase.FAILED:
+        return False  # settled: it looks again only when told to
+    ready = [c for c in status.get("conditions") or [] if c.get("type") == Cond.READY]
+    return bool(ready) and ready[0].get("reason") in LOOKS_AGAIN
 
 
 class Drift:
@@ -57,10 +94,12 @@ class Drift:
         scenes = self.store.scenes_of(key)
         mem.drift_scheduled = True
         again = Result(drift_interval(spec))
-        tracked = [
-            s for s in scenes if (s.get("status") or {}).get("phase") == ScenePhase.COMPLETED
-        ]
-        if not tracked and not spec.generate_videos:
+        final_video = spec.assembly_enabled() and bool(
+            (project.get("status") or {}).get("finalVideo")
+        )
+        if not listing_needed(
+            scenes, generate_videos=spec.generate_videos, final_video=final_video
+        ):
             return again
         bucket = spec.storage.bucket or self.settings.bucket
         prefix = spec.storage.prefix if spec.storage.prefix is not None else self.settings.s3_prefix

@@ -127,6 +127,7 @@ class Projects:
             budget_used=self.capacity.budget_used(key),
             name_conflicts=tuple(mem.name_conflicts),
             bucket_problem=mem.bucket_problem,
+            waiting=self.capacity.waiters.waiting_in(key),
         )
         new = self.assembly.apply(body, spec, project_status(obs)).wire()
         current = body.get("status") or {}

@@ -65,6 +65,7 @@ class Scenes:
         self.poll_limits: dict[str, TokenBucket] = {}
         self.create_limits: dict[str, TokenBucket] = {}
         self.recovering: dict[str, Key] = {}  # job id -> the Scene that found it
+        self.waiting_since: dict[Key, dt.datetime] = {}  # parked for a slot since
         self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
         self.tmp_dir = self._tmp.name
         self.kept = KeptOutputs(self.tmp_dir, settings.kept_outputs_max_bytes)
@@ -93,9 +94,12 @@ class Scenes:
             # or it is given up now and the next wake offers it to another.
             self.capacity.reconciled(key)
             if actuator.parked is not None:
+                if key not in self.capacity.waiters:  # its Project counts the waiting
+                    self.intake.recount(actuator.parked[1])
                 self.capacity.park(key, *actuator.parked)
             else:
                 self.capacity.unpark(key)
+                self.waiting_since.pop(key, None)
             for job_id in [j for j, owner in self.recovering.items() if owner == key]:
                 del self.recovering[job_id]  # recorded in status now, or not taken
         if actuator.gone:

@@ -112,6 +112,7 @@ def observe(st: SceneStatus | None = None, **kw: object) -> Observation:
         "desired": desired(),
         "controls": controls(),
         "bucket": sc.BucketSeen(),  # the bucket was looked at and is fine
+        "planned": True,  # created by its Project's plan
     }
     return Observation(**{**base, **kw})  # type: ignore[arg-type]
 

@@ -226,13 +226,25 @@ def test_readiness_of_an_empty_table() -> None:
 def test_project_body_is_a_valid_project_spec() -> None:
     from controller.api.project import ProjectSpec
 
-    body = kubeside.project_body("bench-1", "p-00007", 7, 10, 20)
+    body = kubeside.project_body("bench-1", "p-00007", 7, 10, 20, "b-p-00007")
     spec = ProjectSpec.model_validate(body["spec"])
     assert spec.scene_count() == 10 and spec.duration_seconds() == 4
     assert spec.repair.interval_seconds == 20 and spec.generate_videos
+    assert spec.storage.bucket == "b-p-00007"
     assert body["metadata"] == {"name": "p-00007", "namespace": "bench-1"}
     # the style lands in every planned scene prompt: jobs can be told apart per project
-    assert kubeside.project_body("n", "p", 8, 10, 20)["spec"]["style"] != spec.style
+    assert kubeside.project_body("n", "p", 8, 10, 20, "b")["spec"]["style"] != spec.style
+
+
+def test_a_bucket_per_project_per_namespace_or_shared() -> None:
+    from benchmarks.scenarios import BUCKET, bucket_of
+
+    assert bucket_of("project", "p-00001", "bench-0") != bucket_of("project", "p-00002", "bench-0")
+    assert bucket_of("namespace", "p-00001", "bench-0") == bucket_of("namespace", "p-2", "bench-0")
+    assert bucket_of("namespace", "p-1", "bench-0") != bucket_of("namespace", "p-1", "bench-1")
+    assert bucket_of("shared", "p-00001", "bench-3") == BUCKET
+    with pytest.raises(ValueError):
+        bucket_of("tenant", "p", "n")
 
 
 # ----------------------------------------------------------------------- profiles
@@ -293,3 +305,12 @@ def test_markdown_table_has_one_column_per_result_and_marks_a_timeout() -> None:
     assert rows["all CPU of the run (2 cores)"].endswith("| 4.00 s | 4.00 s |")
     assert rows["drift interval: API writes"].endswith("| 0 | — |")
     assert "| 100 / 100 / 0 |" in rows["provider jobs / Scenes / duplicates"]
+
+
+def test_a_run_with_other_buckets_says_so_in_its_name() -> None:
+    from benchmarks.scenarios import SCENARIOS, customised
+
+    assert customised(SCENARIOS["medium"], buckets=None).name == "medium"
+    assert customised(SCENARIOS["medium"], buckets="project").name == "medium"
+    shared = customised(SCENARIOS["medium"], buckets="shared")
+    assert shared.buckets == "shared" and shared.name == "medium-shared-bucket"

@@ -20,7 +20,13 @@ from controller.api.project import MissingClipPolicy, ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase, SceneStatus
 from controller.reconcile.conditions import get_condition
 from controller.reconcile.project import ProjectObservation, SceneView, project_status
-from controller.reconcile.scene import Effect, JobPhase, JobSeen, ObjectSeen
+from controller.reconcile.scene import (
+    WAITING_NOTICE_SECONDS,
+    Effect,
+    JobPhase,
+    JobSeen,
+    ObjectSeen,
+)
 from controller.reconcile.timeutil import rfc3339
 from tests.unit.kstatus import CURRENT, FAILED, IN_PROGRESS, TERMINATING, compute
 from tests.unit.scene_builders import (
@@ -59,7 +65,13 @@ SCENES: dict[str, tuple[Callable[[], SceneStatus], str, str, str]] = {
         IN_PROGRESS, "Progressing", "InProgress",
     ),
     "waiting-for-capacity": (
-        lambda: scene(observe(capacity=False, capacity_limit="replicate has 20 jobs in flight")),
+        lambda: scene(
+            observe(
+                capacity=False,
+                capacity_limit="replicate has 20 jobs in flight",
+                waiting_since=NOW - dt.timedelta(seconds=WAITING_NOTICE_SECONDS),
+            )
+        ),
         IN_PROGRESS, "Progressing", v.Reason.WAITING,
     ),
     "retry-scheduled": (

@@ -44,3 +44,19 @@ def test_scenes_still_running_are_in_progress() -> None:
     s = status_of(view(1), view(2, ScenePhase.PROCESSING))
     videos = get_condition(s.conditions, Cond.VIDEOS_READY)
     assert (videos.reason, s.phase) == (Reason.IN_PROGRESS, ProjectPhase.PROCESSING)
+
+
+def test_scenes_parked_for_a_job_slot_are_counted_in_the_project_message() -> None:
+    """A Scene that waits for a slot need not write that itself: its Project says it."""
+    spec = ProjectSpec.model_validate({"prompt": "a", "generateVideos": True})
+    scenes = (view(1), view(2, ScenePhase.PENDING), view(3, ScenePhase.PENDING))
+    s = project_status(
+        ProjectObservation(
+            now=NOW, generation=1, status=ProjectStatus(), spec=spec, scenes=scenes, waiting=2
+        )
+    )
+    videos = get_condition(s.conditions, Cond.VIDEOS_READY)
+    assert videos is not None and videos.reason == Reason.IN_PROGRESS
+    assert videos.message == "1 of 3 clips ready; 2 scenes waiting for a free job slot"
+    none_waiting = get_condition(status_of(*scenes).conditions, Cond.VIDEOS_READY)
+    assert none_waiting is not None and none_waiting.message == "1 of 3 clips ready"

@@ -11,6 +11,7 @@ import pytest
 from controller import vocabulary as v
 from controller.kube import ApiError
 from controller.providers.base import ProviderError
+from controller.reconcile.scene import WAITING_NOTICE_SECONDS
 from tests.unit.fakes.harness import Harness, Killed, metric
 from tests.unit.fakes.providers import no_answer, refused
 
@@ -294,3 +295,33 @@ def test_a_provider_that_cannot_be_built_fails_the_scene_without_a_job() -> None
     status = h.status("p-scene-001")
     assert status["phase"] == "Failed" and status["lastError"]["reason"] == "ProviderUnavailable"
     assert status.get("generation") is None
+
+
+def test_a_new_scene_waiting_for_a_slot_writes_nothing_until_the_notice_bound() -> None:
+    """A Scene never written that finds no slot is parked without a status write; its
+    Project counts it; only past WAITING_NOTICE_SECONDS does it say so itself, once."""
+    h = Harness(concurrency_replicate=1)
+    h.replicate.polls = 1000  # the first job runs for as long as the test looks
+    writes: dict[str, int] = {}
+
+    def count(verb: str, plural: str, ns: str, name: str) -> None:
+        if verb == "patch_status" and plural == v.SCENE_PLURAL:
+            writes[name] = writes.get(name, 0) + 1
+
+    h.kube.before.append(count)
+
+    async def go() -> None:
+        h.project(scenes={"count": 3, "durationSeconds": 4})
+        await h.settle(seconds=WAITING_NOTICE_SECONDS - 5)
+        running = [n for n in h.scene_names() if h.status(n).get("generation")]
+        parked = [n for n in h.scene_names() if n not in running]
+        assert len(running) == 1 and len(h.runtime.capacity.waiters) == 2
+        assert all(h.status(n) == {} and n not in writes for n in parked)
+        videos = next(c for c in h.project_status()["conditions"] if c["type"] == "VideosReady")
+        assert videos["message"] == "0 of 3 clips ready; 2 scenes waiting for a free job slot"
+        await h.settle(seconds=WAITING_NOTICE_SECONDS * 3)
+        for n in parked:
+            ready = next(c for c in h.status(n)["conditions"] if c["type"] == "Ready")
+            assert ready["reason"] == v.Reason.WAITING and writes[n] == 1
+
+    run(go())

@@ -14,6 +14,7 @@ from controller.api.scene import ScenePhase
 from controller.reconcile import scene as sc
 from controller.reconcile.scene import (
     CAPACITY_RECHECK_SECONDS,
+    WAITING_NOTICE_SECONDS,
     Controls,
     Effect,
     JobPhase,
@@ -53,9 +54,18 @@ from tests.unit.scene_cases import LOOK_NOTHING
     ("obs", "requeue"),
     [
         pytest.param(
-            observe(expected=LOOK_NOTHING, capacity=False),
+            observe(
+                expected=LOOK_NOTHING,
+                capacity=False,
+                waiting_since=NOW - dt.timedelta(seconds=WAITING_NOTICE_SECONDS),
+            ),
             CAPACITY_RECHECK_SECONDS,
             id="waiting-capacity-requeues",
+        ),
+        pytest.param(
+            observe(expected=LOOK_NOTHING, capacity=False),
+            WAITING_NOTICE_SECONDS,
+            id="waiting-capacity-quietly-requeues-at-the-notice-bound",
         ),
         pytest.param(
             observe(

@@ -5,12 +5,18 @@ missing or invalid). One table row per rule; ids name the rule."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase
-from controller.reconcile.scene import Effect
+from controller.reconcile.scene import (
+    CAPACITY_RECHECK_SECONDS,
+    WAITING_NOTICE_SECONDS,
+    Effect,
+    decide,
+)
 from controller.reconcile.timeutil import rfc3339
 from controller.vocabulary import Reason
 from tests.unit.scene_builders import (
@@ -32,8 +38,11 @@ from tests.unit.scene_cases import (
     fields_are,
     marker_written,
     ready_reason,
+    requeued_after,
     unchanged,
 )
+
+NOTICE = dt.timedelta(seconds=WAITING_NOTICE_SECONDS)  # waited long enough to say so
 
 CASES = [
     # --- row 8: nothing yet -> start, or one of the gates says why not
@@ -138,17 +147,65 @@ CASES = [
     pytest.param(
         Case(
             observe(expected=LOOK_NOTHING, capacity=False),
+            Effect.NONE,
+            "waiting-capacity",
+            None,
+            (),
+            requeued_after(WAITING_NOTICE_SECONDS),
+        ),
+        id="no-capacity-a-new-scene-parks-without-a-write",
+    ),
+    pytest.param(
+        Case(
+            observe(capacity=False, waiting_since=NOW - dt.timedelta(seconds=20)),
+            Effect.NONE,
+            "waiting-capacity",
+            None,
+            (),
+            requeued_after(WAITING_NOTICE_SECONDS - 20),
+        ),
+        id="no-capacity-a-new-scene-parked-a-while-looks-again-at-the-notice-bound",
+    ),
+    pytest.param(
+        Case(
+            observe(expected=LOOK_NOTHING, capacity=False, waiting_since=NOW - NOTICE),
             Effect.WRITE,
             "waiting-capacity",
             ScenePhase.PENDING,
             (),
             ready_reason(Reason.WAITING),
         ),
-        id="no-capacity-waits",
+        id="no-capacity-waited-long-says-so",
     ),
     pytest.param(
         Case(
-            settle(observe(expected=LOOK_NOTHING, capacity=False)),
+            observe(
+                status(phase=ScenePhase.PROCESSING, attempts=1, last_error=err()),
+                expected=LOOK_NOTHING,
+                capacity=False,
+            ),
+            Effect.WRITE,
+            "waiting-capacity",
+            ScenePhase.PROCESSING,
+            (),
+            ready_reason(Reason.WAITING),
+        ),
+        id="no-capacity-a-scene-with-a-status-says-so-at-once",
+    ),
+    pytest.param(
+        Case(
+            observe(expected=LOOK_NOTHING, capacity=False, planned=False),
+            Effect.WRITE,
+            "waiting-capacity",
+            ScenePhase.PENDING,
+            (),
+            ready_reason(Reason.WAITING),
+        ),
+        id="no-capacity-a-scene-a-user-applied-says-so-at-once",
+    ),
+    pytest.param(
+        Case(
+            settle(observe(expected=LOOK_NOTHING, capacity=False, waiting_since=NOW - NOTICE)),
             Effect.NONE,
             "waiting-capacity",
             ScenePhase.PENDING,
@@ -159,7 +216,11 @@ CASES = [
     ),
     pytest.param(
         Case(
-            observe(capacity=False, capacity_limit="replicate has 2 jobs in flight (X)"),
+            observe(
+                capacity=False,
+                capacity_limit="replicate has 2 jobs in flight (X)",
+                waiting_since=NOW - NOTICE,
+            ),
             Effect.WRITE,
             "waiting-capacity",
             ScenePhase.PENDING,
@@ -265,3 +326,14 @@ CASES = [
 @pytest.mark.parametrize("case", CASES)
 def test_decide_rule(case: Case) -> None:
     check_case(case)
+
+
+def test_a_scene_that_already_says_it_waits_keeps_saying_it_without_a_write() -> None:
+    """After a restart (no wait remembered) a Scene whose status already says
+    WaitingForCapacity is neither rewritten nor taken back to an empty status."""
+    shown = settle(observe(expected=LOOK_NOTHING, capacity=False, waiting_since=NOW - NOTICE))
+    assert shown.status.phase == ScenePhase.PENDING
+    d = decide(replace(shown, waiting_since=None))
+    assert d.effect == Effect.NONE and d.rule == "waiting-capacity" and d.park
+    assert d.status.wire() == shown.status.wire()
+    assert d.requeue_after == CAPACITY_RECHECK_SECONDS

@@ -10,6 +10,7 @@ from controller.reconcile.scene.status import (
     clip_gone,
     clip_missing,
     error_at,
+    fresh_attempts,
     now_text,
     same_clip,
     settle,
@@ -33,15 +34,7 @@ def completed_checks(o: Observation) -> Decision | None:
             events=(Event(Reason.CLIP_MISSING, msg, "Warning"),),
         )
     if clip.spec_hash != d.spec_hash or clip.take != s.take:
-        nxt = s.model_copy(
-            update={
-                "phase": ScenePhase.PROCESSING,
-                "attempts": 0,
-                "last_error": None,
-                "next_retry_at": None,
-                "spec_hash": d.spec_hash,
-            }
-        )
+        nxt = fresh_attempts(s, d.spec_hash, phase=ScenePhase.PROCESSING)
         msg = f"spec changed (clip {clip.spec_hash}, spec {d.spec_hash}): regenerating; the old clip stays until the new one is verified"
         return settle(o, nxt, Rule.SPEC_CHANGED, events=(Event(Reason.SPEC_CHANGED, msg),))
     check = o.clip_check
@@ -105,15 +98,7 @@ def failed_checks(o: Observation) -> Decision | None:
     if s.phase != ScenePhase.FAILED or d is None:
         return None
     if s.spec_hash is not None and s.spec_hash != d.spec_hash:
-        nxt = s.model_copy(
-            update={
-                "phase": ScenePhase.PENDING,
-                "attempts": 0,
-                "last_error": None,
-                "next_retry_at": None,
-                "spec_hash": d.spec_hash,
-            }
-        )
+        nxt = fresh_attempts(s, d.spec_hash, phase=ScenePhase.PENDING)
         return settle(
             o,
             nxt,

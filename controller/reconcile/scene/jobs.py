@@ -13,6 +13,7 @@ from controller.reconcile.scene.model import Decision, Effect, Event, JobPhase, 
 from controller.reconcile.scene.status import (
     completed,
     error_at,
+    fresh_attempts,
     retry_or_fail,
     settle,
     with_conditions,
@@ -185,10 +186,11 @@ def in_flight(o: Observation) -> Decision | None:
     if g is None or d is None:
         return None
     if g.spec_hash != d.spec_hash or g.take != s.take:
-        update: dict[str, object] = {"generation": None}
-        if g.spec_hash != d.spec_hash:  # a new spec gets a fresh attempt budget
-            update.update(attempts=0, last_error=None, next_retry_at=None, spec_hash=d.spec_hash)
-        nxt = s.model_copy(update=update)
+        nxt = (
+            fresh_attempts(s, d.spec_hash, generation=None)
+            if g.spec_hash != d.spec_hash
+            else s.model_copy(update={"generation": None})
+        )
         msg = f"spec or take changed while job {g.job_id} ran; its output will not be used"
         return settle(o, nxt, Rule.ABANDON_STALE_JOB, events=(Event(Reason.SPEC_CHANGED, msg),))
     if g.job_id is None:
@@ -310,8 +312,6 @@ def spec_moved(o: Observation) -> Decision | None:
         return None
     if s.spec_hash is None or s.spec_hash == d.spec_hash:
         return None
-    nxt = s.model_copy(
-        update={"attempts": 0, "last_error": None, "next_retry_at": None, "spec_hash": d.spec_hash}
-    )
+    nxt = fresh_attempts(s, d.spec_hash)
     msg = f"spec changed ({s.spec_hash} -> {d.spec_hash}): attempts reset"
     return settle(o, nxt, Rule.SPEC_MOVED, events=(Event(Reason.SPEC_CHANGED, msg),))

@@ -14,6 +14,10 @@ from controller.reconcile.edit import Edit
 # A safety net only: the runtime parks a Scene that waits for a job slot and wakes it
 # when a slot frees (controller/waiting.py).
 CAPACITY_RECHECK_SECONDS = 300.0
+# A planned Scene never written yet that waits for a job slot is parked in memory without
+# a status write (its Project counts the Scenes waiting); once it has waited this long it
+# says so in its own status too, so no Scene waits long in silence.
+WAITING_NOTICE_SECONDS = 60.0
 BUCKET_RECHECK_SECONDS = 15.0  # a Scene held by a missing or denied bucket looks again
 
 
@@ -244,6 +248,8 @@ class Observation:
     derived: Derived | None = None  # the working clip just derived
     capacity: bool = True  # a job slot is free for this provider and project
     capacity_limit: str = ""  # when not: which limit is reached, for the condition message
+    waiting_since: dt.datetime | None = None  # parked for a slot since (this process)
+    planned: bool = False  # created by its Project's plan (owned), not applied by a user
     orphan: OrphanSearch | None = None  # None: not searched yet
     bucket: BucketSeen | None = None  # None: not looked at yet
     orphan_search_after: float = 30.0  # seconds after a marker's start

@@ -7,6 +7,7 @@ from controller.api.scene import GenerationInfo, ScenePhase
 from controller.reconcile.scene.model import (
     BUCKET_RECHECK_SECONDS,
     CAPACITY_RECHECK_SECONDS,
+    WAITING_NOTICE_SECONDS,
     Decision,
     Effect,
     Event,
@@ -19,6 +20,17 @@ from controller.vocabulary import Reason
 
 
 def _waiting_capacity(o: Observation) -> Decision:
+    """Park for a slot. A planned Scene the operator never wrote waits quietly for up to
+    WAITING_NOTICE_SECONDS (its Project, what a user or GitOps tool applied and watches,
+    counts the Scenes waiting): the write would say nothing its empty status gets wrong,
+    and would be the fifth per Scene. A Scene a user applied (kstatus would read its
+    empty status as Current), one whose status says anything already, or one that has
+    waited longer says it waits."""
+    waited = (o.now - o.waiting_since).total_seconds() if o.waiting_since else 0.0
+    unwritten = o.planned and o.status.phase is None and not o.status.conditions
+    if unwritten and waited < WAITING_NOTICE_SECONDS:
+        left = WAITING_NOTICE_SECONDS - waited
+        return Decision(Effect.NONE, o.status, Rule.WAITING_CAPACITY, requeue_after=left)
     return settle(
         o,
         o.status,

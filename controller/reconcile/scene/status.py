@@ -143,6 +143,20 @@ def completed(o: Observation, seen: ObjectSeen, job_id: str | None) -> SceneStat
     )
 
 
+def fresh_attempts(s: SceneStatus, spec_hash: str, **update: object) -> SceneStatus:
+    """A new spec gets a fresh attempt budget: attempts, the last error and a scheduled
+    retry reset, and the spec they are for recorded."""
+    return s.model_copy(
+        update={
+            "attempts": 0,
+            "last_error": None,
+            "next_retry_at": None,
+            "spec_hash": spec_hash,
+            **update,
+        }
+    )
+
+
 def clip_gone(s: SceneStatus, **update: object) -> SceneStatus:
     """Status must not point at an object that is not there."""
     return s.model_copy(

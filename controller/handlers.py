@@ -30,6 +30,9 @@ if _hidden:
     sys.modules["kubernetes"] = None  # type: ignore[assignment]  # import fails: absent
 try:
     import kopf
+
+    # kopf.operator(memories=...) is public, the class is not exported (kopf is pinned
+    # to 1.45.x; tests/unit/test_kopf_memory.py drives kopf's processing with it).
     from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory
 finally:
     if _hidden:

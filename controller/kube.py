@@ -15,7 +15,7 @@ import datetime as dt
 import json as jsonlib
 import ssl
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -259,8 +259,33 @@ class KubeApi:
     ) -> tuple[list[dict[str, Any]], str]:
         """`list`, and the resourceVersion the LIST was served at (every page is the same
         snapshot: the first page's)."""
-        base = {"labelSelector": label_selector} if label_selector else {}
         items: list[dict[str, Any]] = []
+        version = ""
+        async for page, page_version, whole in self._pages(
+            plural, namespace, label_selector, page_size
+        ):
+            if whole:
+                items = []
+            items.extend(page)
+            version = page_version
+        return items, version
+
+    async def list_pages(
+        self, plural: str, namespace: str, *, page_size: int = LIST_PAGE_SIZE
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """`list_with_version` page by page, for a caller that folds each page in and so
+        holds one page of bodies at a time (a namespace of 2,500 Scenes held at once was
+        +41 MB of peak RSS). Each page comes with the version of the snapshot it is from:
+        the last page's is the LIST's."""
+        async for page, version, _ in self._pages(plural, namespace, None, page_size):
+            yield page, version
+
+    async def _pages(
+        self, plural: str, namespace: str, label_selector: str | None, page_size: int
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str, bool]]:
+        """(items, version, whole): whole when the continue token expired (410) between
+        pages and the LIST started over in one piece, as client-go's pager does."""
+        base = {"labelSelector": label_selector} if label_selector else {}
         token, version = "", ""
         while True:
             params = {**base, "limit": str(page_size)}
@@ -272,12 +297,13 @@ class KubeApi:
                 if e.status != 410 or not token:
                     raise
                 body = await self.request("GET", cr_path(plural, namespace), params=base or None)
-                return list(body.get("items", [])), _list_version(body)
-            items.extend(body.get("items", []))
+                yield list(body.get("items", [])), _list_version(body), True
+                return
             version = version or _list_version(body)
+            yield list(body.get("items", [])), version, False
             token = (body.get("metadata") or {}).get("continue") or ""
             if not token:
-                return items, version
+                return
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", cr_path(plural, namespace), json=body)

@@ -106,13 +106,13 @@ class Intake:
         await asyncio.shield(listing)
 
     async def _list_namespace(self, namespace: str) -> None:
-        try:
-            scenes = await self.api.list(v.SCENE_PLURAL, namespace)
+        try:  # page by page: one page of bodies held at a time, not the namespace's
+            async for scenes, _ in self.api.list_pages(v.SCENE_PLURAL, namespace):
+                for scene in scenes:
+                    self.on_scene_event(None, scene)
         except BaseException:
             self.namespace_lists.pop(namespace, None)  # the next planning lists again
             raise
-        for scene in scenes:
-            self.on_scene_event(None, scene)
 
 
 def _same_version(cached: Body | None, body: Body) -> bool:

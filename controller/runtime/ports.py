@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -30,6 +30,8 @@ class KubeClient(Protocol):
     ) -> list[Body]: ...
 
     async def list_with_version(self, plural: str, namespace: str) -> tuple[list[Body], str]: ...
+
+    def list_pages(self, plural: str, namespace: str) -> AsyncIterator[tuple[list[Body], str]]: ...
 
     async def create(self, plural: str, namespace: str, body: Body) -> Body: ...
 

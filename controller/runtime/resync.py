@@ -84,12 +84,18 @@ class Resync:
             (v.PROJECT_PLURAL, self.store.projects, self.intake.on_project_event),
         )
         for plural, cache, on_event in kinds:
-            items, version = await self.api.list_with_version(plural, namespace)
-            for body in items:
-                on_event(None, body)  # skipped unless newer than the cache
+            # Page by page: only the keys of what was listed are kept, not the bodies.
+            listed: set[Key] = set()
+            version = ""
+            async for items, page_version in self.api.list_pages(plural, namespace):
+                for body in items:
+                    on_event(None, body)  # skipped unless newer than the cache
+                    listed.add(key_of(body))
+                version = page_version  # the snapshot's (a LIST started over: the new one's)
+                del items
             cached = {k: resource_version(b) for k, b in cache.items() if k[0] == namespace}
             list_version = resource_version({"metadata": {"resourceVersion": version}})
-            for key in ghosts(cached, (key_of(b) for b in items), list_version):
+            for key in ghosts(cached, listed, list_version):
                 body = cache.get(key)
                 if body is None:
                     continue

@@ -202,3 +202,41 @@ def test_an_expired_continue_token_lists_again_in_one_piece() -> None:
     names, queries = asyncio.run(run())
     assert names == ["a", "b", "c"]  # not a, b twice
     assert queries == [{"limit": "2"}, {"limit": "2", "continue": "t1"}, {}]
+
+
+def test_list_pages_gives_each_page_with_its_snapshot_version() -> None:
+    """The cache resync folds a LIST in page by page (one page of bodies held at a
+    time); after an expired token the pages start over in one piece, at its version."""
+
+    def page(names: list[str], version: str, token: str = "") -> dict[str, Any]:
+        return {
+            "items": [{"metadata": {"name": n}} for n in names],
+            "metadata": {"continue": token, "resourceVersion": version},
+        }
+
+    answers = [
+        (200, {}, page(["a", "b"], "10", "t1")),
+        (200, {}, page(["c", "d"], "10", "t2")),
+        (410, {}, {"kind": "Status", "reason": "Expired", "message": "too old"}),
+        (200, {}, page(["a", "b", "c", "d", "e"], "12")),
+    ]
+
+    async def run() -> list[tuple[list[str], str]]:
+        seen: list[float] = []
+        queries: list[dict] = []
+        runner, port = await _serve(answers, seen, queries)
+        api = _client(port)
+        try:
+            return [
+                ([i["metadata"]["name"] for i in items], version)
+                async for items, version in api.list_pages(v.SCENE_PLURAL, "ns", page_size=2)
+            ]
+        finally:
+            await api.close()
+            await runner.cleanup()
+
+    assert asyncio.run(run()) == [
+        (["a", "b"], "10"),
+        (["c", "d"], "10"),
+        (["a", "b", "c", "d", "e"], "12"),
+    ]

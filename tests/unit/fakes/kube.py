@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +128,11 @@ class FakeKube:
         """A LIST and its resourceVersion: newer than every object it holds."""
         items = await self.list(plural, namespace)
         return items, str(next(self._rv))
+
+    async def list_pages(
+        self, plural: str, namespace: str
+    ) -> AsyncIterator[tuple[list[Body], str]]:
+        yield await self.list_with_version(plural, namespace)  # one page
 
     async def create(self, plural: str, namespace: str, body: Body) -> Body:
         name = body["metadata"]["name"]

@@ -14,7 +14,6 @@ import collections
 import datetime as dt
 import json as jsonlib
 import ssl
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,8 +22,8 @@ import aiohttp
 from controller import jsonwire, kubeconfig
 from controller import vocabulary as v
 from controller.kube_errors import MAX_ATTEMPTS, ApiError, NotLeaderError, retry_delay
+from controller.kube_events import event_body
 from controller.metrics import API_REQUESTS, API_RETRIES
-from controller.naming import event_name
 from controller.providers.errors import parse_retry_after
 
 MERGE = "application/merge-patch+json"
@@ -373,34 +372,16 @@ class KubeApi:
     ) -> None:
         """One Event; `count` and `first` (its first occurrence) for a batch of the same
         occurrences (controller/runtime/series.py)."""
-        meta = obj.get("metadata", {})
-        namespace = meta.get("namespace", "default")
-        stamp = "%Y-%m-%dT%H:%M:%SZ"
-        now = dt.datetime.now(dt.UTC).strftime(stamp)
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "name": event_name(meta.get("name") or "x", uuid.uuid4().hex[:12]),
-                "namespace": namespace,
-            },
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion", v.API_VERSION),
-                "kind": obj.get("kind", ""),
-                "name": meta.get("name", ""),
-                "namespace": namespace,
-                "uid": meta.get("uid", ""),
-                "resourceVersion": meta.get("resourceVersion", ""),
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": type_,
-            "source": {"component": component},
-            "reportingComponent": component,
-            "firstTimestamp": first.astimezone(dt.UTC).strftime(stamp) if first else now,
-            "lastTimestamp": now,
-            "count": count,
-        }
+        event = event_body(
+            obj,
+            reason=reason,
+            message=message,
+            type_=type_,
+            component=component,
+            count=count,
+            first=first,
+        )
+        namespace = event["metadata"]["namespace"]
         await self.request(
             "POST", f"/api/v1/namespaces/{namespace}/events", json=event, kind="events"
         )

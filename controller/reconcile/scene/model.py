@@ -16,8 +16,10 @@ from controller.reconcile.edit import Edit
 CAPACITY_RECHECK_SECONDS = 300.0
 # A planned Scene never written yet that waits for a job slot is parked in memory without
 # a status write (its Project counts the Scenes waiting); once it has waited this long it
-# says so in its own status too, so no Scene waits long in silence.
-WAITING_NOTICE_SECONDS = 60.0
+# says so in its own status too, so no Scene waits long in silence. As long as the
+# capacity re-check, so the notice rides on a wake-up already due: at 10,000 Scenes
+# behind 100 slots most Scenes wait minutes, and a shorter bound cost ~0.8 writes each.
+WAITING_NOTICE_SECONDS = CAPACITY_RECHECK_SECONDS
 BUCKET_RECHECK_SECONDS = 15.0  # a Scene held by a missing or denied bucket looks again
 
 

@@ -77,6 +77,16 @@ class Cluster:
         items = self.core.list_namespaced_event(ns).items
         return [e for e in items if name is None or e.involved_object.name == name]
 
+    def wait_event(self, ns: str, name: str, reason: str, timeout: float = 15) -> None:
+        """Events are posted after the status write they tell of (as client-go's recorder
+        does, asynchronously): a test that saw the status waits for its Event."""
+        wait_until(
+            lambda: reason in self.event_reasons(ns, name) or None,
+            timeout=timeout,
+            interval=0.2,
+            what=f"Event {reason} on {name}",
+        )
+
     def event_reasons(self, ns: str, name: str | None = None) -> list[str]:
         return [
             e.reason

@@ -124,7 +124,7 @@ def test_lost_status_write_is_adopted_without_a_new_job(
     s = wait_until(adopted, timeout=30, what="scene adopted")
     assert s["status"]["clip"]["key"] == scene["status"]["clip"]["key"]
     assert len(replicate.created) == 1
-    assert "ClipAdopted" in cluster.event_reasons(namespace, name)
+    cluster.wait_event(namespace, name, "ClipAdopted")
 
 
 def test_429_and_500_bursts_are_retried_and_complete(
@@ -156,7 +156,7 @@ def test_permanent_400_fails_with_the_providers_message(
     assert scene["status"]["phase"] == "Failed"
     assert "input.duration must be one of 4, 6, 8" in scene["status"]["lastError"]["message"]
     assert condition(scene, "Failed")["status"] == "True"
-    assert "GenerationFailed" in cluster.event_reasons(namespace, scene["metadata"]["name"])
+    cluster.wait_event(namespace, scene["metadata"]["name"], "GenerationFailed")
     assert replicate.created == []
 
 
@@ -170,7 +170,7 @@ def test_failed_prediction_is_retried_then_completes(
     scene = cluster.scenes(namespace, "retry")[0]
     assert scene["status"]["attempts"] == 2
     assert len(replicate.created) == 2
-    assert "RetryScheduled" in cluster.event_reasons(namespace, scene["metadata"]["name"])
+    cluster.wait_event(namespace, scene["metadata"]["name"], "RetryScheduled")
 
 
 def test_generate_videos_false_makes_no_provider_call(

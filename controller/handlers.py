@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, cast
 
-from controller import kube
+from controller import kopf_routes, kube
 from controller import vocabulary as v
 from controller.jsonwire import KopfJson
 from controller.runtime import Runtime
@@ -53,6 +53,7 @@ def use_fast_json() -> None:
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     use_fast_json()
+    kopf_routes.install()
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 
 SCENE_DURATION = 4
 PROMPT = (

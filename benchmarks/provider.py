@@ -8,7 +8,7 @@ from typing import Any
 
 from benchmarks.limits import delay_stats, reads_per_job
 from benchmarks.measure import duplicate_jobs
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 
 
 def jobs_against_scenes(api: Any, replicate: Any, scenes: int) -> dict[str, Any]:

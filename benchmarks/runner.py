@@ -28,7 +28,7 @@ from benchmarks.provider import completion_figures, jobs_against_scenes
 from benchmarks.s3fake import S3Process
 from benchmarks.scenarios import SECRET_ENV, Scenario, bucket_of, operator_env
 from benchmarks.snapshot import Snapshot, delta, drift
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 
 
 def image_env(dockerfile: Path) -> dict[str, str]:
@@ -128,9 +128,9 @@ class Bench:
         }
 
     def run(self) -> dict[str, Any]:
-        from controller.embedded.cluster import Kubectl, install_crds
-        from controller.embedded.controlplane import REPO_ROOT, ControlPlane
-        from controller.embedded.ports import free_port
+        from controller.demo.cluster import Kubectl, install_crds
+        from controller.demo.controlplane import REPO_ROOT, ControlPlane
+        from controller.demo.free_ports import free_port
         from tests.support.operator_process import OperatorProcess
         from tests.support.replicate_server import ReplicateServer
 

@@ -1,4 +1,4 @@
-"""The S3 fake (moto's server mode, as controller.embedded.s3server runs it) in a process of
+"""The S3 fake (moto's server mode, as controller.demo.s3server runs it) in a process of
 its own: its CPU is then measured apart (/proc), and its O(objects) listing does not share
 the harness's interpreter lock with the Replicate fake and the harness."""
 
@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from controller.embedded.s3server import S3Server
+from controller.demo.s3server import S3Server
 
 # moto looks for the request's service among its own package folders, listing them and
 # stat-ing each one (some 175) on every request: 40 % of a HEAD's CPU. The list cannot

@@ -22,7 +22,7 @@ from benchmarks.measure import (
     sum_by_first,
     writes_of,
 )
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 
 
 class Snapshot:

@@ -28,11 +28,14 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller import fleet_metrics, handlers, leadership, logs, metrics, webhooks
-    from controller.guard import Guarded, GuardedProviders, LeaderGatedQueue
-    from controller.kube import KubeApi
-    from controller.leader import AlwaysLeader, LeaderElector
-    from controller.runtime import Runtime
+    from controller import webhooks
+    from controller.app import Runtime
+    from controller.informer import handlers
+    from controller.kube.client import KubeApi
+    from controller.leaderelection import leadership
+    from controller.leaderelection.elector import AlwaysLeader, LeaderElector
+    from controller.leaderelection.guard import Guarded, GuardedProviders, LeaderGatedQueue
+    from controller.observability import fleet_metrics, logs, metrics
     from controller.settings import Settings
     from controller.storage.clips import ClipStore
 
@@ -112,7 +115,7 @@ def _election_ended(task: asyncio.Task[None]) -> None:
     """The elector returns only through its exits (and is cancelled only after this
     callback is removed): anything else, e.g. a bug, or kopf cancelling a task of ours
     while it restarts, stops the process at once rather than run on without renewing."""
-    from controller import leadership
+    from controller.leaderelection import leadership
 
     error = "cancelled" if task.cancelled() else repr(task.exception())
     leadership.exit_now(leadership.EXIT_LOST_LEADERSHIP, "leader election stopped", error=error)
@@ -121,8 +124,8 @@ def _election_ended(task: asyncio.Task[None]) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     import os
 
-    from controller.demo import DemoOptions
-    from controller.demo import main as demo
+    from controller.demo.run import DemoOptions
+    from controller.demo.run import main as demo
 
     options = DemoOptions(
         output=Path(args.output),
@@ -144,7 +147,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from controller.demo import DEMO_BUDGET  # a light module: the demo's parts load lazily
+    from controller.demo.run import DEMO_BUDGET  # a light module: the demo's parts load lazily
 
     parser = argparse.ArgumentParser(prog="scene-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     scene_events: Literal["all", "project", "warnings"] = "project"
     """Where the two routine Normal Events of a Scene (GenerationStarted, ClipUploaded: 2
     of ~7 API writes per Scene) go: `project` posts them on the Project, one Event per
-    reason with a count, at most once a minute (controller/runtime/series.py); `all` on
+    reason with a count, at most once a minute (controller/controllers/project/series.py); `all` on
     each Scene; `warnings` nowhere. All are logged and counted; Warning Events and the
     rare Normal ones always go on their Scene."""
     log_format: Literal["json", "text"] = "json"

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from controller.embedded.cluster import ExistingCluster, Kubectl, install_crds
-from controller.embedded.controlplane import REPO_ROOT, ControlPlane
-from controller.embedded.s3server import S3Server
+from controller.demo.cluster import ExistingCluster, Kubectl, install_crds
+from controller.demo.controlplane import REPO_ROOT, ControlPlane
+from controller.demo.s3server import S3Server
 from tests.support.kubeconfigs import EXISTING_KUBECONFIG_ENV, from_env
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"

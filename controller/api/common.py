@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from controller.text import bound
+from controller.api.text import bound
 
 
 class ApiModel(BaseModel):

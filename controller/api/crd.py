@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import SceneSpec, SceneStatus
 

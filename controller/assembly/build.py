@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from controller import metrics as m
 from controller.api.project import FinalVideo
 from controller.assembly import engine
 from controller.assembly.plan import AudioRef, ClipRef
-from controller.reconcile.timeutil import rfc3339, utcnow
+from controller.decide.timeutil import rfc3339, utcnow
+from controller.informer.cache import Key
+from controller.observability import metrics as m
 from controller.storage.clips import ObjectFact, file_sha256
-from controller.store import Key
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -15,8 +15,8 @@ from enum import StrEnum
 from fractions import Fraction
 
 from controller.api.project import FinalVideo
+from controller.api.vocabulary import Reason
 from controller.storage.clips import project_prefix
-from controller.vocabulary import Reason
 
 # Part of the inputs hash: bump it when the engine's output changes for the same inputs,
 # so existing final videos are rebuilt under new keys rather than silently kept.

@@ -1,6 +1,6 @@
 """The final video at run time: observe (Scenes, S3), decide (plan.decide), act.
 
-Called from the Project's reconcile (controller/runtime/projects.py): `reconcile` before
+Called from the Project's reconcile (controller/controllers/project/reconciler.py): `reconcile` before
 its status write (reads S3 only when something may have changed, starts an assembly),
 `apply` inside it (pure: the condition Assembled, Ready, phase, status.finalVideo); and
 from the drift check (drift.py), `drift` after its LIST. An assembly runs as a task whose
@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from controller import metrics as m
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.api.project import FinalVideo, ProjectPhase, ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
 from controller.assembly import scratch
@@ -44,17 +43,18 @@ from controller.assembly.plan import (
     parse_resolution,
     retry_delay,
 )
-from controller.reconcile.conditions import get_condition, set_condition
-from controller.reconcile.edit import working_record
-from controller.reconcile.health import project_health, with_health
-from controller.reconcile.timeutil import rfc3339, utcnow
+from controller.decide.conditions import get_condition, set_condition
+from controller.decide.edit import working_record
+from controller.decide.health import project_health, with_health
+from controller.decide.timeutil import rfc3339, utcnow
+from controller.informer.cache import Body, Key, Store, key_of
+from controller.observability import metrics as m
 from controller.settings import Settings
 from controller.storage.clips import ObjectFact
-from controller.store import Body, Key, Store, key_of
 
 if TYPE_CHECKING:  # the runtime package imports this module
-    from controller.runtime.events import Recorder
-    from controller.runtime.ports import Threads
+    from controller.controllers.events import Recorder
+    from controller.controllers.ports import Threads
 
 log = logging.getLogger("scene_operator")
 Wake = Callable[[Key, float], None]

@@ -10,7 +10,7 @@ import argparse
 import datetime as dt
 import sys
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.plugin import report
 from controller.plugin.client import PluginError, Target, new_token, parse_ref
 

@@ -19,7 +19,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 
 POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 # Events about this API group's objects only: the API server filters, not the plugin.

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 
 MESSAGE_WIDTH = 70  # table cells are cut here; -o json/yaml keep the whole text
 

@@ -12,8 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from controller.retry_after import bounded
-from controller.text import bound
+from controller.api.text import bound
+from controller.decide.retry_after import bounded
 
 
 class ProviderError(Exception):
@@ -22,7 +22,7 @@ class ProviderError(Exception):
     `retryable` is decided once, where the error is raised (see `errors.classify_status`):
     429, 5xx, timeouts and connection errors are retryable; other 4xx, safety blocks and
     invalid input are permanent. `message` keeps the provider's own words (no secrets),
-    bounded (`controller.text.bound`): it ends up in status, Events and logs.
+    bounded (`controller.api.text.bound`): it ends up in status, Events and logs.
     """
 
     def __init__(
@@ -40,7 +40,7 @@ class ProviderError(Exception):
         self.message = message
         self.retryable = retryable
         self.status_code = status_code
-        self.retry_after = bounded(retry_after)  # capped: see controller/retry_after.py
+        self.retry_after = bounded(retry_after)  # capped: see controller/decide/retry_after.py
 
 
 class JobLostError(ProviderError):

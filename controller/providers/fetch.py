@@ -30,9 +30,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from controller.api.vocabulary import Reason
 from controller.providers import errors
 from controller.providers.base import JobLostError, ProviderError
-from controller.vocabulary import Reason
 
 MiB = 1024 * 1024
 REPLICATE_HOSTS = ("api.replicate.com", "replicate.delivery", "*.replicate.delivery")

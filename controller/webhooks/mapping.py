@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from controller.store import Body, Key
+from controller.informer.cache import Body, Key
 from controller.webhooks.verify import Outcome
 
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from controller import metrics as m
-from controller.kube import NotLeaderError
+from controller.kube.client import NotLeaderError
+from controller.observability import metrics as m
 from controller.webhooks.verify import (
     MAX_BODY_BYTES,
     STATUS,

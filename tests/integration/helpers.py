@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from kubernetes import client as k8s
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from tests.integration.helpers import (
     Cluster,
     api_writes,

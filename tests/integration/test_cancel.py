@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from tests.integration.helpers import condition, wait_until
 from tests.support.replicate_server import ReplicateServer
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.embedded.cluster import ExistingCluster, Kubectl
-from controller.embedded.controlplane import ControlPlane, binaries
+from controller.demo.cluster import ExistingCluster, Kubectl
+from controller.demo.controlplane import ControlPlane, binaries
 
 
 def configmap(name: str, namespace: str, **extra: object) -> str:

@@ -17,12 +17,12 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.api.common import Condition
 from controller.api.crd import project_crd, scene_crd
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import SceneSpec, SceneStatus
-from controller.embedded.cluster import Kubectl
+from controller.demo.cluster import Kubectl
 
 GROUP, VERSION = "video.scene-operator.io", "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"

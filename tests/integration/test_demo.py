@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from controller.demo import DEMO_BUDGET, PROJECT_NAME
+from controller.demo.run import DEMO_BUDGET, PROJECT_NAME
 from controller.providers.render import probe_clip
 from tests.integration.clips import replicate_video
 from tests.integration.helpers import Cluster

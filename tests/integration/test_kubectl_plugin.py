@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller import vocabulary as v
-from controller.embedded.cluster import kubectl_path
+from controller.api import vocabulary as v
+from controller.demo.cluster import kubectl_path
 from tests.integration.helpers import Cluster, wait_project
 
 PLUGIN = Path(sys.executable).parent / "kubectl-video"

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from datetime import datetime
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from tests.integration.clips import replicate_video
 from tests.integration.election import (
     TaggedReplicate,

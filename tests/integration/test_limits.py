@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from controller import naming
-from controller import vocabulary as v
-from controller.kube import KubeApi
+from controller.api import naming
+from controller.api import vocabulary as v
+from controller.kube.client import KubeApi
 from tests.integration.helpers import Cluster, condition, is_true, wait_project, wait_until
 
 LOCAL = {

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from controller import vocabulary as v
-from controller.embedded.cluster import Kubectl
-from controller.embedded.controlplane import REPO_ROOT
+from controller.api import vocabulary as v
+from controller.demo.cluster import Kubectl
+from controller.demo.controlplane import REPO_ROOT
 from tests.integration.helpers import Cluster, is_true, wait_until
 from tests.support.kubeconfigs import service_account_kubeconfig
 from tests.support.kustomize import kustomize_build

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from tests.integration.clips import mp4, probe_s3_clip, replicate_video, veo_video
 from tests.integration.helpers import lose_completion, metric_sum, wait_project, wait_until
 from tests.support.protocol import LocalHTTPServer, Reply

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from tests.integration.helpers import Cluster, wait_until
 from tests.support.apiproxy import RecordingApiProxy
 

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from controller.embedded.cluster import Kubectl
-from controller.embedded.controlplane import REPO_ROOT
-from controller.embedded.ports import free_port
+from controller.demo.cluster import Kubectl
+from controller.demo.controlplane import REPO_ROOT
+from controller.demo.free_ports import free_port
 from controller.webhooks.receiver import PATH
 from controller.webhooks.verify import sign
 from tests.integration.clips import replicate_video

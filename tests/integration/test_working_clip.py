@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from controller.reconcile.edit import Edit
+from controller.decide.edit import Edit
 from tests.integration.helpers import (
     Cluster,
     condition,

@@ -37,8 +37,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from controller import naming
-from controller import vocabulary as v
+from controller.api import naming
+from controller.api import vocabulary as v
 from tests.integration.clips import replicate_video
 from tests.integration.conftest import (  # noqa: F401 - fixtures and hook reused as is
     cluster,

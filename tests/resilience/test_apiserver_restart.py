@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from controller.embedded.controlplane import ControlPlane
+from controller.demo.controlplane import ControlPlane
 from tests.resilience.conftest import (
     PROJECTS,
     SCENES,

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.api.project import ProjectSpec
 from tests.integration.clips import replicate_video
 from tests.integration.helpers import condition, is_true

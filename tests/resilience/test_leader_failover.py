@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.leadership import EXIT_LOST_LEADERSHIP
+from controller.leaderelection.leadership import EXIT_LOST_LEADERSHIP
 from tests.integration.clips import replicate_video
 from tests.integration.election import TaggedReplicate, election_env, lease_spec, max_running
 from tests.integration.helpers import metric_sum

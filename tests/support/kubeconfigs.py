@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from controller.embedded.cluster import ControlPlaneError, ExistingCluster, Kubectl, named
-from controller.embedded.controlplane import ControlPlane
+from controller.demo.cluster import ControlPlaneError, ExistingCluster, Kubectl, named
+from controller.demo.controlplane import ControlPlane
 
 EXISTING_KUBECONFIG_ENV = "SCENE_OPERATOR_TEST_KUBECONFIG"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from controller.embedded.cluster import kubectl_path
+from controller.demo.cluster import kubectl_path
 
 
 def kustomize_build(path: Path) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import urllib.request
 
-from controller.embedded.operator import OperatorProcess as _Base
+from controller.demo.operator import OperatorProcess as _Base
 
 
 class OperatorProcess(_Base):

@@ -1,6 +1,6 @@
 """Builders for the Scene state machine's tests (tests/unit/test_scene_decide_*.py and
 others): hand-made `Observation`s, statuses in each phase, and `drive`, one pass of the
-runtime's own effect loop (`controller.reconcile.effects.run_pass`) with a scripted
+runtime's own effect loop (`controller.decide.effects.run_pass`) with a scripted
 actuator (a dict plays S3, a fixed `JobSeen` plays the provider).
 """
 
@@ -12,10 +12,10 @@ from dataclasses import replace
 from controller.api.common import ErrorInfo
 from controller.api.project import Backoff
 from controller.api.scene import ClipInfo, GenerationInfo, ScenePhase, SceneStatus
-from controller.reconcile import scene as sc
-from controller.reconcile.conditions import get_condition
-from controller.reconcile.effects import MAX_STEPS, Ended, Facts, run_pass
-from controller.reconcile.scene import (
+from controller.decide import scene as sc
+from controller.decide.conditions import get_condition
+from controller.decide.effects import MAX_STEPS, Ended, Facts, run_pass
+from controller.decide.scene import (
     Controls,
     Decision,
     Effect,
@@ -25,7 +25,7 @@ from controller.reconcile.scene import (
     StoredObject,
     decide,
 )
-from controller.reconcile.timeutil import parse_rfc3339, rfc3339
+from controller.decide.timeutil import parse_rfc3339, rfc3339
 from tests.unit.fakes import run_now
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import pytest
 
 from controller.api.scene import ScenePhase
-from controller.reconcile.scene import Decision, Effect, Observation, decide
-from controller.reconcile.timeutil import rfc3339
-from controller.vocabulary import Cond, Reason
+from controller.api.vocabulary import Cond, Reason
+from controller.decide.scene import Decision, Effect, Observation, decide
+from controller.decide.timeutil import rfc3339
 from tests.unit.scene_builders import NOW, assert_retry_at, cond, key, reasons, seen
 
 

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s_client
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.api.project import ProjectSpec, ProjectStatus
-from controller.kube import MAX_ATTEMPTS, ApiError, KubeApi, retry_delay
+from controller.decide.project import ProjectObservation, project_status
+from controller.decide.retry_after import KUBE_MAX_SECONDS, PROVIDER_MAX_SECONDS, bounded
+from controller.informer.cache import scene_belongs_to
+from controller.kube.client import MAX_ATTEMPTS, ApiError, KubeApi, retry_delay
 from controller.providers import errors
 from controller.providers.base import ProviderError
-from controller.reconcile.project import ProjectObservation, project_status
-from controller.retry_after import KUBE_MAX_SECONDS, PROVIDER_MAX_SECONDS, bounded
-from controller.store import scene_belongs_to
 
 
 @pytest.mark.parametrize(

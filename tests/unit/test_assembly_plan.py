@@ -9,6 +9,7 @@ from fractions import Fraction
 import pytest
 
 from controller.api.project import FinalVideo
+from controller.api.vocabulary import Reason
 from controller.assembly.plan import (
     AssemblyObservation,
     AudioRef,
@@ -22,7 +23,6 @@ from controller.assembly.plan import (
     inputs_hash,
     letterbox,
 )
-from controller.vocabulary import Reason
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CLIPS = tuple(ClipRef(i, "b", f"k/{i}.mp4", f"sha{i}", 100 + i) for i in (1, 2, 3))

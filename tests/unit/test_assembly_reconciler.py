@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.api.common import Condition
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.assembly.reconciler import Assembler
-from controller.embedded.s3server import S3Server
+from controller.controllers.ports import Threads
+from controller.demo.s3server import S3Server
+from controller.informer.cache import Store
 from controller.providers.render import render_clip
-from controller.runtime.ports import Threads
 from controller.settings import Settings
 from controller.storage.clips import ClipStore
-from controller.store import Store
 
 NS, NAME, UID = "ns", "film", "uid-123"
 SPEC = ProjectSpec.model_validate({"prompt": "x", "generateVideos": True})

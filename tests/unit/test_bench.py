@@ -249,9 +249,9 @@ def test_a_bucket_per_project_per_namespace_or_shared() -> None:
 
 # ----------------------------------------------------------------------- profiles
 
-COLLAPSED = """process 1:"python -m controller run";Thread 1 (active+gil): "MainThread";run (asyncio/runners.py:190);_worker (controller/runtime.py:150);request (controller/kube.py:120) 6
-process 1:"python -m controller run";Thread 1 (active+gil): "MainThread";run (asyncio/runners.py:190);_worker (controller/runtime.py:150);request (controller/kube.py:121) 2
-process 1:"python -m controller run";Thread 1 (active+gil): "MainThread";run (asyncio/runners.py:190);_worker (controller/runtime.py:151);decide (controller/reconcile/scene.py:600) 2
+COLLAPSED = """process 1:"python -m controller run";Thread 1 (active+gil): "MainThread";run (asyncio/runners.py:190);_worker (controller/app.py:150);request (controller/kube/client.py:120) 6
+process 1:"python -m controller run";Thread 1 (active+gil): "MainThread";run (asyncio/runners.py:190);_worker (controller/app.py:150);request (controller/kube/client.py:121) 2
+process 1:"python -m controller run";Thread 1 (active+gil): "MainThread";run (asyncio/runners.py:190);_worker (controller/app.py:151);decide (controller/decide/scene/__init__.py:600) 2
 
 not a sample line
 """
@@ -260,10 +260,10 @@ not a sample line
 def test_summarize_collapsed_ranks_self_and_inclusive_time_by_function() -> None:
     got = profile.summarize_collapsed(COLLAPSED.splitlines())
     assert got["samples"] == 10
-    assert got["self_pct"][0] == ("request (controller/kube.py)", 80.0)
-    assert ("decide (controller/reconcile/scene.py)", 20.0) in got["self_pct"]
+    assert got["self_pct"][0] == ("request (controller/kube/client.py)", 80.0)
+    assert ("decide (controller/decide/scene/__init__.py)", 20.0) in got["self_pct"]
     inclusive = dict(got["inclusive_pct"])
-    assert inclusive["_worker (controller/runtime.py)"] == 100.0
+    assert inclusive["_worker (controller/app.py)"] == 100.0
     assert inclusive["run (asyncio/runners.py)"] == 100.0
     assert not any(name.startswith(("process ", "Thread ")) for name in inclusive)
 

@@ -9,12 +9,12 @@ import datetime as dt
 
 import pytest
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.api.project import ProjectSpec, ProjectStatus
-from controller.buckets import BucketChecks
-from controller.reconcile import scene as sc
-from controller.reconcile.project import ProjectObservation, project_status
-from controller.reconcile.scene import BucketSeen, Effect, decide
+from controller.decide import scene as sc
+from controller.decide.project import ProjectObservation, project_status
+from controller.decide.scene import BucketSeen, Effect, decide
+from controller.storage.buckets import BucketChecks
 from tests.unit.scene_builders import observe
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
-from controller.reconcile.project import ProjectObservation, SceneView, project_status
-from controller.runtime.capacity import Capacity
+from controller.controllers.capacity import Capacity
+from controller.decide.project import ProjectObservation, SceneView, project_status
+from controller.informer.cache import Store
 from controller.settings import Settings
-from controller.store import Store
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.providers.base import JobLostError, JobState, JobStatus, ProviderError, VideoRequest
 from controller.providers.local_video import LocalVideoProvider
 from controller.providers.replicate_video import ReplicateVideoProvider

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.runtime.capacity import Capacity
+from controller.controllers.capacity import Capacity
+from controller.informer.cache import Store
 from controller.settings import Settings
-from controller.store import Store
 
 P, Q = ("ns", "p"), ("ns", "q")
 

@@ -18,8 +18,8 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from controller.embedded.ports import free_port
-from controller.embedded.s3server import S3Server
+from controller.demo.free_ports import free_port
+from controller.demo.s3server import S3Server
 from controller.providers.render import render_clip
 from controller.storage.clips import (
     ClipStore,

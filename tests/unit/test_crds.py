@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.api.common import AspectRatio
 from controller.api.crd import crd_files, project_crd, scene_crd
 from controller.api.project import MAX_PROMPT, MAX_SCENES, Mode, ProjectSpec, ProjectStatus

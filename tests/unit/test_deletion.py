@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from controller import vocabulary as v
-from controller.runtime.state import Kind
+from controller.api import vocabulary as v
+from controller.queue.state import Kind
 from tests.unit.fakes.harness import NS, Harness
 from tests.unit.fakes.providers import hold_fetch
 

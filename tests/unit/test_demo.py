@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.demo import (
+from controller.demo.operator import OperatorProcess
+from controller.demo.run import (
     DEMO_BUDGET,
     PROJECT,
     ProviderChoice,
     choose_providers,
     project_manifest,
 )
-from controller.embedded.operator import OperatorProcess
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "local-demo.yaml"
 FAKE_KEYS = {

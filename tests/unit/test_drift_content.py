@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.reconcile import scene as sc
-from controller.reconcile.scene import Effect, ObjectSeen, StoredObject, decide
+from controller.decide import scene as sc
+from controller.decide.scene import Effect, ObjectSeen, StoredObject, decide
 from tests.unit.scene_builders import clip, completed, key, observe
 
 SHA = "a" * 64

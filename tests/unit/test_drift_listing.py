@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from controller.runtime.drift import listing_needed
+from controller.controllers.drift.reconciler import listing_needed
 from tests.unit.fakes.harness import Harness
 
 

@@ -7,8 +7,8 @@ import threading
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller import fleet_metrics
-from controller.store import Store
+from controller.informer.cache import Store
+from controller.observability import fleet_metrics
 from tests.unit.test_kstatus import PROJECTS, SCENES
 
 NAMES = {

@@ -11,7 +11,7 @@ import celpy
 import pytest
 import yaml
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from tests.unit.kstatus import CURRENT, FAILED, IN_PROGRESS, compute
 from tests.unit.test_kstatus import PROJECTS, SCENES, wrap
 

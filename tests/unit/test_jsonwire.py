@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from controller import jsonwire
-from controller.handlers import use_fast_json
+from controller.informer.handlers import use_fast_json
+from controller.kube import jsonwire
 
 EVENT = {
     "type": "MODIFIED",

@@ -9,8 +9,8 @@ import kopf
 from kopf._core.engines import indexing
 from kopf._core.reactor import processing
 
-from controller import handlers
-from controller import vocabulary as v
+from controller.api import vocabulary as v
+from controller.informer import handlers
 from tests.unit.fakes.harness import NS, Harness
 
 

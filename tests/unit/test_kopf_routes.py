@@ -1,6 +1,6 @@
 """A 404 of a route the API server has not installed yet (a restart) is retried by kopf as
 a server error; a 404 of an object, or of another group, stays a 404
-(controller/kopf_routes.py)."""
+(controller/informer/kopf_patches.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from kopf._cogs.clients import errors
 
-from controller import kopf_routes
-from controller import vocabulary as v
+from controller.api import vocabulary as v
+from controller.informer import kopf_patches as kopf_routes
 
 SCENES = f"/apis/{v.GROUP}/{v.VERSION}/namespaces/ns/scenes"
 STATUS_404 = json.dumps({"kind": "Status", "code": 404, "reason": "NotFound", "message": "x"})

@@ -8,7 +8,7 @@ import logging
 import subprocess
 import sys
 
-from controller.handlers import EXIT_KOPF_FAILED, KopfTaskFailures
+from controller.informer.handlers import EXIT_KOPF_FAILED, KopfTaskFailures
 
 
 def test_a_failed_kopf_root_task_is_noticed_and_nothing_else() -> None:
@@ -32,7 +32,8 @@ def test_the_operator_exits_for_a_restart_when_kopf_loses_a_task() -> None:
     operator log why and exit with EXIT_KOPF_FAILED, so Kubernetes restarts it."""
     code = (
         "import logging\n"
-        "from controller import handlers, logs\n"
+        "from controller.informer import handlers\n"
+        "from controller.observability import logs\n"
         "logs.setup('json', 'INFO')\n"
         "logging.getLogger(handlers.KopfTaskFailures.LOGGER).addHandler(\n"
         "    handlers.KopfTaskFailures(handlers.exit_for_a_restart))\n"
@@ -54,7 +55,7 @@ def test_kopf_builds_no_diff_base_for_the_event_handlers() -> None:
     handlers, which the operator has none of: it is built empty, and never stored."""
     import kopf
 
-    from controller.handlers import NoDiffBase, configure_kopf
+    from controller.informer.handlers import NoDiffBase, configure_kopf
 
     settings = kopf.OperatorSettings()
     configure_kopf(settings)

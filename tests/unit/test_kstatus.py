@@ -14,20 +14,14 @@ from typing import Any
 
 import pytest
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.api.project import MissingClipPolicy, ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase, SceneStatus
-from controller.reconcile.conditions import get_condition
-from controller.reconcile.project import ProjectObservation, SceneView, project_status
-from controller.reconcile.scene import (
-    WAITING_NOTICE_SECONDS,
-    Effect,
-    JobPhase,
-    JobSeen,
-    ObjectSeen,
-)
-from controller.reconcile.timeutil import rfc3339
+from controller.decide.conditions import get_condition
+from controller.decide.project import ProjectObservation, SceneView, project_status
+from controller.decide.scene import WAITING_NOTICE_SECONDS, Effect, JobPhase, JobSeen, ObjectSeen
+from controller.decide.timeutil import rfc3339
 from tests.unit.kstatus import CURRENT, FAILED, IN_PROGRESS, TERMINATING, compute
 from tests.unit.scene_builders import (
     NOW,

@@ -1,8 +1,8 @@
-"""The Event body the operator posts (controller/kube_events.py)."""
+"""The Event body the operator posts (controller/kube/events.py)."""
 
 import datetime as dt
 
-from controller.kube_events import event_body
+from controller.kube.events import event_body
 
 SCENE = {
     "apiVersion": "video.scene-operator.io/v1alpha1",

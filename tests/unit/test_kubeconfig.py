@@ -1,4 +1,4 @@
-"""Credentials read without the kubernetes package (controller/kubeconfig.py): the
+"""Credentials read without the kubernetes package (controller/kube/kubeconfig.py): the
 kubeconfig's current context, the pod's service account, and the operator process
 that no longer imports the package (~68 MB)."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller import kubeconfig
-from controller.handlers import connection_info
+from controller.informer.handlers import connection_info
+from controller.kube import kubeconfig
 
 
 def write(path: Path, user: dict, cluster: dict | None = None) -> Path:
@@ -94,8 +94,10 @@ def test_in_cluster_the_token_file_is_read_again(tmp_path: Path, monkeypatch) ->
 def test_the_operator_process_does_not_import_the_kubernetes_package() -> None:
     code = (
         "import sys\n"
-        "from controller import handlers, kube, leadership\n"
-        "from controller.runtime import Runtime\n"
+        "from controller.informer import handlers\n"
+        "from controller.kube import client\n"
+        "from controller.leaderelection import leadership\n"
+        "from controller.app import Runtime\n"
         "print('kubernetes' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,4 +1,4 @@
-"""Leader election (controller/leader.py): the client-go Lease protocol against a fake of the
+"""Leader election (controller/leaderelection/elector.py): the client-go Lease protocol against a fake of the
 operator's own LeaseApi that keeps resourceVersions and answers 409 like the API server,
 on a fake clock (time moves only when a test says so)."""
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from controller.kube import ApiError
-from controller.leader import (
+from controller.kube.client import ApiError
+from controller.leaderelection.elector import (
     ElectionConfig,
     LeaderElector,
     held_by_other,

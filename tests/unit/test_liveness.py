@@ -12,9 +12,9 @@ import kopf
 import pytest
 from kopf._core.engines.probing import health_reporter
 
-from controller import handlers
-from controller.runtime.liveness import stall
-from controller.runtime.state import Kind
+from controller.informer import handlers
+from controller.queue.liveness import stall
+from controller.queue.state import Kind
 from tests.unit.fakes.harness import NS, Harness
 from tests.unit.fakes.providers import hold_fetch
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from controller import logs
+from controller.observability import logs
 
 SECRET = "r8_fake-token-0123456789"
 

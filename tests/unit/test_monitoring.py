@@ -15,10 +15,10 @@ import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.registry import CollectorRegistry
 
-from controller import fleet_metrics
-from controller import metrics as _metrics  # noqa: F401  (registers the operator's metrics)
-from controller.reconcile.scene import Outcome
-from controller.store import Store
+from controller.decide.scene import Outcome
+from controller.informer.cache import Store
+from controller.observability import fleet_metrics
+from controller.observability import metrics as _metrics  # noqa: F401  (registers the operator's metrics)
 from tests.support.kustomize import kustomize_build
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,9 +6,9 @@ import datetime as dt
 
 from controller.api.project import ProjectPhase, ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
-from controller.reconcile.conditions import get_condition
-from controller.reconcile.project import ProjectObservation, SceneView, project_status
-from controller.vocabulary import Cond, Reason
+from controller.api.vocabulary import Cond, Reason
+from controller.decide.conditions import get_condition
+from controller.decide.project import ProjectObservation, SceneView, project_status
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
-from controller import vocabulary as v
-from controller.runtime import resync
-from controller.runtime.resync import ghosts
+from controller.api import vocabulary as v
+from controller.informer import resync
+from controller.informer.resync import ghosts
 from tests.unit.fakes.harness import NS, Harness
 
 A, B, C = (NS, "a"), (NS, "b"), (NS, "c")

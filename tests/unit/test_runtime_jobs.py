@@ -8,10 +8,10 @@ import copy
 
 import pytest
 
-from controller import vocabulary as v
-from controller.kube import ApiError
+from controller.api import vocabulary as v
+from controller.decide.scene import WAITING_NOTICE_SECONDS
+from controller.kube.client import ApiError
 from controller.providers.base import ProviderError
-from controller.reconcile.scene import WAITING_NOTICE_SECONDS
 from tests.unit.fakes.harness import Harness, Killed, metric
 from tests.unit.fakes.providers import no_answer, refused
 

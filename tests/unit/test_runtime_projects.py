@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from controller import vocabulary as v
-from controller.kube import ApiError
+from controller.api import vocabulary as v
+from controller.kube.client import ApiError
 from controller.providers.base import ProviderError
 from tests.unit.fakes.harness import NS, Harness, Killed
 from tests.unit.fakes.providers import clip_bytes

@@ -4,9 +4,9 @@ cannot list its jobs is reported and counted before a new job starts."""
 
 from __future__ import annotations
 
-from controller import metrics as m
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.api.scene import ScenePhase
+from controller.observability import metrics as m
 from tests.unit.fakes.harness import NS, Harness
 from tests.unit.fakes.providers import clip_bytes, no_answer
 

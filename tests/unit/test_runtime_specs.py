@@ -1,8 +1,8 @@
-"""A Project's spec is validated once per generation (controller/runtime/specs.py)."""
+"""A Project's spec is validated once per generation (controller/controllers/specs.py)."""
 
 from __future__ import annotations
 
-from controller.runtime.specs import ProjectSpecs
+from controller.controllers.specs import ProjectSpecs
 from controller.settings import Settings
 
 

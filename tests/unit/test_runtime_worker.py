@@ -8,9 +8,13 @@ import asyncio
 
 import pytest
 
-from controller.runtime.state import Kind, Result, TransientError
-from controller.runtime.worker import Worker
-from controller.workqueue import ERROR_BACKOFF_BASE_SECONDS, ERROR_BACKOFF_MAX_SECONDS, WorkQueue
+from controller.queue.state import Kind, Result, TransientError
+from controller.queue.worker import Worker
+from controller.queue.workqueue import (
+    ERROR_BACKOFF_BASE_SECONDS,
+    ERROR_BACKOFF_MAX_SECONDS,
+    WorkQueue,
+)
 from tests.unit.fakes.harness import NS, Harness
 
 ITEM = (Kind.SCENE, NS, "s")

@@ -10,9 +10,9 @@ import pytest
 
 from controller.api.project import MissingClipPolicy
 from controller.api.scene import ScenePhase
-from controller.reconcile.scene import Effect
-from controller.reconcile.timeutil import rfc3339
-from controller.vocabulary import Reason
+from controller.api.vocabulary import Reason
+from controller.decide.scene import Effect
+from controller.decide.timeutil import rfc3339
 from tests.unit.scene_builders import NOW, completed, controls, err, key, obj, observe, seen, status
 from tests.unit.scene_cases import (
     Case,

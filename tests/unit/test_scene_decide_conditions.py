@@ -6,9 +6,9 @@ from __future__ import annotations
 import datetime as dt
 
 from controller.api.scene import ScenePhase
-from controller.reconcile.scene import Effect, JobPhase, JobSeen, decide
-from controller.reconcile.timeutil import rfc3339
-from controller.vocabulary import Cond, Reason
+from controller.api.vocabulary import Cond, Reason
+from controller.decide.scene import Effect, JobPhase, JobSeen, decide
+from controller.decide.timeutil import rfc3339
 from tests.unit.scene_builders import (
     NOW,
     completed,

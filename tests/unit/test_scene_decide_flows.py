@@ -11,8 +11,9 @@ import pytest
 from controller.api.common import ErrorInfo
 from controller.api.project import MissingClipPolicy
 from controller.api.scene import ScenePhase
-from controller.reconcile import scene as sc
-from controller.reconcile.scene import (
+from controller.api.vocabulary import Cond, Reason
+from controller.decide import scene as sc
+from controller.decide.scene import (
     CAPACITY_RECHECK_SECONDS,
     WAITING_NOTICE_SECONDS,
     Controls,
@@ -23,8 +24,7 @@ from controller.reconcile.scene import (
     decide,
     with_job_id,
 )
-from controller.reconcile.timeutil import rfc3339
-from controller.vocabulary import Cond, Reason
+from controller.decide.timeutil import rfc3339
 from tests.unit.scene_builders import (
     LIMIT,
     NOW,

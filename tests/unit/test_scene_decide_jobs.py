@@ -9,9 +9,9 @@ import datetime as dt
 import pytest
 
 from controller.api.scene import ScenePhase
-from controller.reconcile import scene as sc
-from controller.reconcile.scene import Effect, JobPhase, JobSeen
-from controller.vocabulary import Reason
+from controller.api.vocabulary import Reason
+from controller.decide import scene as sc
+from controller.decide.scene import Effect, JobPhase, JobSeen
 from tests.unit.scene_builders import (
     LIMIT,
     NOW,

@@ -11,9 +11,10 @@ import pytest
 
 from controller.api.project import Backoff
 from controller.api.scene import ScenePhase, SceneStatus
-from controller.reconcile import scene as sc
-from controller.reconcile.backoff import backoff_seconds
-from controller.reconcile.scene import (
+from controller.api.vocabulary import Cond, Reason
+from controller.decide import scene as sc
+from controller.decide.backoff import backoff_seconds
+from controller.decide.scene import (
     Effect,
     JobPhase,
     JobSeen,
@@ -23,8 +24,7 @@ from controller.reconcile.scene import (
     decide,
     with_job_id,
 )
-from controller.reconcile.timeutil import rfc3339
-from controller.vocabulary import Cond, Reason
+from controller.decide.timeutil import rfc3339
 from tests.unit.scene_builders import (
     LIMIT,
     NOW,

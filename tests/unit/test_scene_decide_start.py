@@ -11,14 +11,9 @@ import pytest
 
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase
-from controller.reconcile.scene import (
-    CAPACITY_RECHECK_SECONDS,
-    WAITING_NOTICE_SECONDS,
-    Effect,
-    decide,
-)
-from controller.reconcile.timeutil import rfc3339
-from controller.vocabulary import Reason
+from controller.api.vocabulary import Reason
+from controller.decide.scene import CAPACITY_RECHECK_SECONDS, WAITING_NOTICE_SECONDS, Effect, decide
+from controller.decide.timeutil import rfc3339
 from tests.unit.scene_builders import (
     NOW,
     controls,

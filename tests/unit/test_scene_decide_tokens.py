@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from controller.api.scene import ScenePhase
-from controller.reconcile.scene import Effect
-from controller.vocabulary import Reason
+from controller.api.vocabulary import Reason
+from controller.decide.scene import Effect
 from tests.unit.scene_builders import completed, controls, failed, in_flight, observe
 from tests.unit.scene_cases import (
     Case,

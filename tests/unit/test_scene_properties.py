@@ -2,7 +2,7 @@
 
 The simulator is a pure, in-test stand-in for the world outside the state machine: a dict
 plays S3, a table of scripted jobs plays the provider, a `SceneStatus` plays the API
-server. The pass loop is the runtime's own (`controller.reconcile.effects.run_pass`), with
+server. The pass loop is the runtime's own (`controller.decide.effects.run_pass`), with
 this world as its actuator; the invariants are checked at every step.
 Hypothesis draws the world's policy and a sequence of events: job progress, S3 deletions
 and corruptions, spec edits, token annotations, pause, capacity, the project vanishing,
@@ -36,11 +36,12 @@ from hypothesis import strategies as st
 from controller.api.common import ErrorInfo
 from controller.api.project import Backoff, MissingClipPolicy
 from controller.api.scene import GenerationInfo, ScenePhase, SceneStatus
-from controller.reconcile.backoff import backoff_seconds
-from controller.reconcile.conditions import get_condition
-from controller.reconcile.edit import Edit
-from controller.reconcile.effects import MAX_STEPS, Ended, Facts, run_pass
-from controller.reconcile.scene import (
+from controller.api.vocabulary import Cond, Reason
+from controller.decide.backoff import backoff_seconds
+from controller.decide.conditions import get_condition
+from controller.decide.edit import Edit
+from controller.decide.effects import MAX_STEPS, Ended, Facts, run_pass
+from controller.decide.scene import (
     BucketSeen,
     Controls,
     Decision,
@@ -59,8 +60,7 @@ from controller.reconcile.scene import (
     decide,
     with_job_id,
 )
-from controller.reconcile.timeutil import parse_rfc3339, rfc3339
-from controller.vocabulary import Cond, Reason
+from controller.decide.timeutil import parse_rfc3339, rfc3339
 from tests.unit.fakes import run_now
 
 CALM_PASSES = 40

@@ -12,11 +12,11 @@ import pytest
 
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase
+from controller.api.vocabulary import Reason
+from controller.decide import scene as sc
+from controller.decide.scene import Effect, JobPhase, JobSeen, ObjectSeen, decide
+from controller.decide.timeutil import rfc3339
 from controller.providers import errors
-from controller.reconcile import scene as sc
-from controller.reconcile.scene import Effect, JobPhase, JobSeen, ObjectSeen, decide
-from controller.reconcile.timeutil import rfc3339
-from controller.vocabulary import Reason
 from tests.unit.scene_builders import (
     LIMIT,
     NOW,

@@ -1,5 +1,5 @@
-"""Shard claims (controller/shards.py), the leadership guard on the work's edges
-(controller/guard.py, KubeApi.write_guard) and the election settings."""
+"""Shard claims (controller/leaderelection/shards.py), the leadership guard on the work's edges
+(controller/leaderelection/guard.py, KubeApi.write_guard) and the election settings."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import pytest
 from kubernetes import client as k8s_client
 from pydantic import ValidationError
 
-from controller import leadership, shards
-from controller import vocabulary as v
-from controller.guard import Guarded, GuardedProviders, LeaderGatedQueue, ThreadGuard
-from controller.kube import KubeApi, NotLeaderError
-from controller.leader import micro_time
-from controller.runtime import Runtime
+from controller.api import vocabulary as v
+from controller.app import Runtime
+from controller.kube.client import KubeApi, NotLeaderError
+from controller.leaderelection import leadership, shards
+from controller.leaderelection.elector import micro_time
+from controller.leaderelection.guard import Guarded, GuardedProviders, LeaderGatedQueue, ThreadGuard
 from controller.settings import Settings
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

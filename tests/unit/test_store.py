@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.store import Store, slim
+from controller.informer.cache import Store, slim
 
 
 def scene(rv: int, provider: str | None = None, **meta: object) -> dict:
@@ -90,7 +90,7 @@ def test_short_values_are_shared_through_a_bounded_table(monkeypatch: pytest.Mon
     (resourceVersions) never grow the table past its bound."""
     import json
 
-    from controller import store
+    from controller.informer import cache as store
 
     monkeypatch.setattr(store, "SHARED_VALUES_MAX", 50)
     monkeypatch.setattr(store, "_shared", {})

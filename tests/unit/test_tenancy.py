@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from controller import tenancy
 from controller.api.project import ProjectSpec
 from controller.api.scene import SceneSpec
-from controller.desired import DEFAULT_PLANNER_MODELS, desired_for
+from controller.decide import tenancy
+from controller.decide.desired import DEFAULT_PLANNER_MODELS, desired_for
 from controller.providers.gemini_planner import GeminiPlanner
 from controller.providers.local_planner import LocalPlanner
 from controller.providers.replicate_video import ReplicateVideoProvider

@@ -8,10 +8,10 @@ import pytest
 
 from controller.api.common import MAX_ERROR_MESSAGE, ErrorInfo
 from controller.api.scene import SceneStatus
+from controller.api.text import MAX_PROVIDER_TEXT, bound
+from controller.controllers.events import EVENT_MESSAGE_LIMIT, Recorder
 from controller.providers.base import ProviderError
-from controller.runtime.events import EVENT_MESSAGE_LIMIT, Recorder
 from controller.settings import Settings
-from controller.text import MAX_PROVIDER_TEXT, bound
 from tests.unit.fakes.kube import FakeKube
 
 TRACEBACK = (

@@ -9,11 +9,11 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from controller import vocabulary as v
+from controller.api import vocabulary as v
 from controller.api.common import ErrorInfo
+from controller.decide import scene as sc
+from controller.decide.timeutil import rfc3339
 from controller.providers.base import ProviderError
-from controller.reconcile import scene as sc
-from controller.reconcile.timeutil import rfc3339
 from tests.unit.fakes.harness import Harness
 
 ONE = {"scenes": {"count": 1, "durationSeconds": 4}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 
-from controller.waiting import Waiters
+from controller.queue.waiting import Waiters
 
 P1, P2 = ("ns", "p1"), ("ns", "p2")
 

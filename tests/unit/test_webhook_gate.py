@@ -116,8 +116,8 @@ def test_reads_only_after_a_webhook_or_when_the_safety_net_is_due() -> None:
 def test_the_leader_guard_wraps_the_providers_threads_through_the_gate() -> None:
     """GuardedProviders swaps the Replicate provider's pool for a leader-checking one;
     with webhooks on, it does so through the gate, which must pass it on."""
-    from controller.guard import GuardedProviders, ThreadGuard
-    from controller.kube import NotLeaderError
+    from controller.kube.client import NotLeaderError
+    from controller.leaderelection.guard import GuardedProviders, ThreadGuard
 
     leading = [True]
     settings = Settings(webhook_url="https://h.example.com")

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from controller.embedded.controlplane import REPO_ROOT
+from controller.demo.controlplane import REPO_ROOT
 from controller.settings import Settings
 from controller.webhooks.receiver import PATH
 from tests.support.kustomize import kustomize_build as kustomize

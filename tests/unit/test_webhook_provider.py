@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from controller.embedded.ports import free_port
+from controller.demo.free_ports import free_port
 from controller.providers.base import VideoRequest
 from controller.providers.replicate_video import ReplicateVideoProvider
 from controller.webhooks.receiver import PATH, Receiver, SigningSecret

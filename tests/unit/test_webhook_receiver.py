@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from controller import metrics as m
+from controller.observability import metrics as m
 from controller.settings import Settings
 from controller.webhooks import endpoint, poll_delay
 from controller.webhooks.receiver import PATH, Receiver, SigningSecret

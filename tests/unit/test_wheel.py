@@ -59,10 +59,10 @@ def test_wheel_holds_the_operator_cli_and_the_demo(wheel: zipfile.ZipFile) -> No
     names = set(wheel.namelist())
     for module in (
         "controller/__main__.py",
-        "controller/runtime",  # a module or a package
-        "controller/demo.py",
-        "controller/embedded/controlplane.py",
-        "controller/embedded/s3server.py",
+        "controller/app",  # a module or a package
+        "controller/demo/run.py",
+        "controller/demo/controlplane.py",
+        "controller/demo/s3server.py",
         "controller/plugin/cli.py",
     ):
         assert any(n == module or n.startswith((f"{module}.py", f"{module}/")) for n in names), (

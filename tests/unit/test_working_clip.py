@@ -1,5 +1,5 @@
 """The working clip (spec.edit): the edit hash, and the decision table of
-controller/reconcile/scene/working.py — no edit, edit added, changed, removed, the
+controller/decide/scene/working.py — no edit, edit added, changed, removed, the
 original replaced, the working object missing or changed, an edit that leaves nothing.
 
 Every row is driven by a loop of `decide` alone (WRITE applies the status, DERIVE_WORKING
@@ -15,19 +15,11 @@ from dataclasses import replace
 import pytest
 
 from controller.api.scene import ClipEdit, ScenePhase, SceneStatus
-from controller.reconcile.conditions import get_condition
-from controller.reconcile.edit import Edit, edit_hash, edit_of, working_record
-from controller.reconcile.scene import (
-    Decision,
-    Derived,
-    Effect,
-    ObjectSeen,
-    Observation,
-    Rule,
-    decide,
-)
-from controller.reconcile.scene import StoredObject as Obj
-from controller.vocabulary import Cond, Reason
+from controller.api.vocabulary import Cond, Reason
+from controller.decide.conditions import get_condition
+from controller.decide.edit import Edit, edit_hash, edit_of, working_record
+from controller.decide.scene import Decision, Derived, Effect, ObjectSeen, Observation, Rule, decide
+from controller.decide.scene import StoredObject as Obj
 from tests.unit.scene_builders import BUCKET, completed, desired, key, observe
 
 TRIM = Edit(trim_start=1.0)

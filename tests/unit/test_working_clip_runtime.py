@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from controller.reconcile.edit import Edit
-from controller.vocabulary import SCENE_PLURAL
+from controller.api.vocabulary import SCENE_PLURAL
+from controller.decide.edit import Edit
 from tests.unit.fakes.harness import Harness
 
 SCENE = "p-scene-001"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from controller.workqueue import WorkQueue
+from controller.queue.workqueue import WorkQueue
 
 
 def run(coro):
@@ -75,7 +75,7 @@ def test_get_waits_for_work() -> None:
 
 
 def test_the_normal_lane_is_not_starved_by_a_steady_stream_of_urgent_keys() -> None:
-    from controller.workqueue import URGENT_BURST
+    from controller.queue.workqueue import URGENT_BURST
 
     async def main() -> list:
         q = WorkQueue()

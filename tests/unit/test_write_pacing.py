@@ -7,14 +7,14 @@ import asyncio
 import itertools
 from typing import Any
 
-from controller import vocabulary as v
-from controller.runtime.capacity import Capacity
-from controller.runtime.intake import PROJECT_RECOUNT_DELAY
-from controller.runtime.pacing import PROGRESS_SECONDS, progress_only
-from controller.runtime.projects import with_deleted_generations
-from controller.runtime.series import SERIES_SECONDS
+from controller.api import vocabulary as v
+from controller.controllers.capacity import Capacity
+from controller.controllers.project.pacing import PROGRESS_SECONDS, progress_only
+from controller.controllers.project.reconciler import with_deleted_generations
+from controller.controllers.project.series import SERIES_SECONDS
+from controller.informer.cache import Store
+from controller.informer.intake import PROJECT_RECOUNT_DELAY
 from controller.settings import Settings
-from controller.store import Store
 from tests.unit.fakes.harness import NS, Harness
 
 

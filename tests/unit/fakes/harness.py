@@ -14,11 +14,11 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from controller import vocabulary as v
-from controller.runtime import Runtime
-from controller.runtime.state import Kind
+from controller.api import vocabulary as v
+from controller.app import Runtime
+from controller.queue.state import Kind
+from controller.queue.workqueue import WorkQueue
 from controller.settings import Settings
-from controller.workqueue import WorkQueue
 from tests.unit.fakes.clips import FakeClips
 from tests.unit.fakes.kube import Body, FakeKube
 from tests.unit.fakes.providers import FakeFinder, FakeProviders, FakeVideo

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.kube import ApiError
+from controller.kube.client import ApiError
 
 Body = dict[str, Any]
 Watcher = Callable[[str, str, Body], None]  # (event type, plural, object)

@@ -1,0 +1,108 @@
+"""The working clip's effects in a Scene pass: derive it from the original (download,
+check the bytes are the recorded original, trim, upload beside it, HEAD-verify), and
+drift's look at it. No provider is called here: an edit is never paid for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from controller.api.scene import ClipInfo, ScenePhase, SceneStatus
+from controller.controllers.scene.clip_look import counted_s3_op, look_at_clip
+from controller.decide import scene as sc
+from controller.decide.edit import Edit
+from controller.decide.effects import Facts
+from controller.media.trim import NothingLeft, TrimError, trim
+from controller.queue.state import TransientError
+from controller.storage.errors import NOT_FOUND_CODES, StorageError
+from controller.storage.objects import file_sha256
+
+if TYPE_CHECKING:
+    from controller.controllers.scene.actuator import Actuator
+
+log = logging.getLogger("scene_operator")
+DERIVE_RETRY_SECONDS = 10.0
+
+
+async def derive(a: Actuator, o: sc.Observation) -> sc.Derived:
+    s, status, d = a.scenes, o.status, o.desired
+    clip = status.clip
+    assert clip is not None and d is not None and d.edit is not None
+    key = d.working_key(clip.spec_hash, clip.take)
+    metadata = {
+        "spec-hash": clip.spec_hash,
+        "take": str(clip.take),
+        "edit-hash": d.edit.hash,
+        "source-key": clip.key,
+        "scene": f"{a.key[0]}/{a.key[1]}",
+    }
+    try:
+        return await s.threads.run(derive_blocking, s.clips, clip, key, d.edit, metadata, s.tmp_dir)
+    except OriginalChanged as e:
+        a.mem.verify_clip = True  # the next pass looks at the original (repair.missingClip)
+        raise TransientError(str(e), retry_after=0.0) from e
+    except TrimError as e:
+        raise TransientError(
+            f"working clip s3://{clip.bucket}/{key}: {e}", retry_after=DERIVE_RETRY_SECONDS
+        ) from e
+
+
+class OriginalChanged(Exception):
+    """The original is gone, or its bytes are not the ones its record names: the next pass
+    looks at it, so repair.missingClip decides (a new original gets a new working clip)."""
+
+
+def derive_blocking(
+    clips: Any, clip: ClipInfo, key: str, edit: Edit, metadata: dict[str, str], tmp_dir: str
+) -> sc.Derived:
+    """Blocking: run in the I/O pool. Storage errors propagate (the worker backs off)."""
+    with tempfile.TemporaryDirectory(prefix="working-", dir=tmp_dir) as tmp:
+        src, out = Path(tmp) / "original.mp4", Path(tmp) / "working.mp4"
+        try:
+            counted_s3_op("get", clips.download, clip.bucket, clip.key, src)
+        except StorageError as e:
+            if e.code not in NOT_FOUND_CODES:
+                raise
+            raise OriginalChanged(f"original s3://{clip.bucket}/{clip.key} is missing") from e
+        sha, size = file_sha256(src)
+        if size != clip.size or (clip.sha256 is not None and sha != clip.sha256):
+            raise OriginalChanged(
+                f"original s3://{clip.bucket}/{clip.key} is not the recorded clip"
+            )
+        try:
+            done = trim(src, out, start=edit.trim_start, end=edit.trim_end, mute=edit.mute_audio)
+        except NothingLeft as e:
+            return sc.Derived(key, None, refused=str(e))
+        put = functools.partial(clips.put_clip, metadata=metadata)
+        fact = counted_s3_op("put", put, clip.bucket, key, out)
+        with contextlib.suppress(FileNotFoundError):
+            out.unlink()
+    obj = sc.StoredObject(key, fact.size, fact.etag, fact.sha256)
+    return sc.Derived(key, obj, duration_seconds=done.duration_seconds)
+
+
+async def look_working(a: Actuator, status: SceneStatus, facts: Facts) -> None:
+    """Drift asked to verify this Scene: also look at its working clip."""
+    w = status.working_clip
+    if w is None or status.phase != ScenePhase.COMPLETED or facts.working_check is not None:
+        return
+    record = ClipInfo(
+        bucket=w.bucket, key=w.key, size=w.size, etag=w.etag, sha256=w.sha256,
+        spec_hash="", take=0, verified_at=w.verified_at,
+    )  # fmt: skip
+    facts.working_check = await a.scenes.threads.run(look_at_clip, a.scenes.clips, record)
+
+
+def working_drifted(status: Mapping[str, Any], listing: Mapping[str, Any]) -> bool:
+    """Drift's LIST: the recorded working clip is missing or its size or ETag moved."""
+    w = status.get("workingClip") or {}
+    if not w:
+        return False
+    obj = listing.get(w.get("key", ""))
+    return obj is None or obj.size != w.get("size") or obj.etag != w.get("etag")

@@ -1,0 +1,134 @@
+"""Intake: watch events into the cache, and the keys they make due.
+
+Echoes of the operator's own writes (cached from the write's response) and re-lists are
+skipped by resourceVersion; a Project change reaches its Scenes only when something
+they read changed; Scenes are LISTed once per namespace, before its first planning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from controller.api import vocabulary as v
+from controller.controllers.capacity import Capacity
+from controller.controllers.ports import KubeClient
+from controller.controllers.scene.cancel import abandoned
+from controller.informer.cache import Body, Key, Store, key_of, project_of_scene, resource_version
+from controller.queue.state import Kind, Memory
+from controller.queue.workqueue import WorkQueue
+
+PROJECT_RECOUNT_DELAY = 0.5  # coalesce bursts of scene events into one project recount
+
+
+class Intake:
+    def __init__(
+        self, store: Store, queue: WorkQueue, capacity: Capacity, memory: Memory, api: KubeClient
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.capacity = capacity
+        self.memory = memory
+        self.api = api
+        # One LIST of Scenes per namespace before its first planning.
+        self.namespace_lists: dict[str, asyncio.Future[None]] = {}
+
+    # ------------------------------------------------------------------ watch events
+    def on_scene_event(self, kind: str | None, body: Body) -> None:
+        key = key_of(body)
+        if kind == "DELETED":
+            abandoned(self.memory, key, body)  # its job is canceled when the key is processed
+            self.store.delete_scene(key)
+            self.memory.scenes.pop(key, None)
+            self.capacity.unpark(key)
+        else:
+            if _same_version(self.store.scenes.get(key), body):
+                return  # the echo of our own write (cached from its response) or a re-list
+            if not self.store.upsert_scene(body):
+                return
+        self.enqueue_scene(key)
+        self.recount(project_of_scene(body))
+        self.wake()
+
+    def on_project_event(self, kind: str | None, body: Body) -> None:
+        key = key_of(body)
+        old = self.store.projects.get(key)
+        if kind == "DELETED":
+            self.store.delete_project(key)
+            self.memory.projects.pop(key, None)
+        else:
+            if _same_version(old, body):
+                return  # the echo of our own write, or a re-list
+            if not self.store.upsert_project(body):
+                return
+        self.queue.add((Kind.PROJECT, *key))
+        # Scenes read only these from their Project; its status writes concern no Scene.
+        if kind == "DELETED" or old is None or _what_scenes_read(old) != _what_scenes_read(body):
+            for name in self.store.scene_names_of(key):
+                self.enqueue_scene((key[0], name))
+
+    # ------------------------------------------------------------------ keys made due
+    def enqueue_scene(self, key: Key, delay: float = 0.0) -> None:
+        """Scenes with a paid job in flight go in the urgent lane: finishing work that is
+        paid for never waits behind new or idle Scenes."""
+        self.queue.add_after((Kind.SCENE, *key), delay, urgent=self.scene_is_urgent(key))
+
+    def scene_is_urgent(self, key: Key) -> bool:
+        body = self.store.scenes.get(key)
+        return bool(body and (body.get("status") or {}).get("generation"))
+
+    def cache_scene(self, body: Body) -> None:
+        """Cache a Scene we wrote or read; its watch echo will be skipped, so schedule the
+        Project recount here."""
+        if self.store.upsert_scene(body):
+            self.recount(project_of_scene(body))
+
+    def recount(self, project: Key) -> None:
+        """A Project recount after its Scenes changed: coalesced, and urgent, since it is
+        what turns finished work into a Ready Project."""
+        self.queue.add_after((Kind.PROJECT, *project), PROJECT_RECOUNT_DELAY, urgent=True)
+
+    def schedule(self, kind: Kind, key: Key, delay: float) -> None:
+        """Make another object's key due later (a Project's first drift check)."""
+        self.queue.add_after((kind, *key), delay)
+
+    def wake(self) -> None:
+        for key in self.capacity.wake():
+            self.queue.add((Kind.SCENE, *key))
+
+    # ------------------------------------------------------------------ listing
+    async def list_namespace_once(self, namespace: str) -> None:
+        """One LIST of a namespace's Scenes into the cache, shared by concurrent callers."""
+        listing = self.namespace_lists.get(namespace)
+        if listing is None:
+            listing = asyncio.ensure_future(self._list_namespace(namespace))
+            self.namespace_lists[namespace] = listing
+        await asyncio.shield(listing)
+
+    async def _list_namespace(self, namespace: str) -> None:
+        try:  # page by page: one page of bodies held at a time, not the namespace's
+            async for scenes, _ in self.api.list_pages(v.SCENE_PLURAL, namespace):
+                for scene in scenes:
+                    self.on_scene_event(None, scene)
+        except BaseException:
+            self.namespace_lists.pop(namespace, None)  # the next planning lists again
+            raise
+
+
+def _same_version(cached: Body | None, body: Body) -> bool:
+    rv = resource_version(body)
+    return cached is not None and rv != 0 and rv == resource_version(cached)
+
+
+def _what_scenes_read(project: Body) -> tuple[Any, ...]:
+    """What a Scene's decision reads from its Project: identity, spec (its generation
+    moves with every spec change), deletion and the tokens."""
+    meta = project.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    return (
+        meta.get("uid"),
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        annotations.get(v.ANNOTATION_REGENERATE),
+        annotations.get(v.ANNOTATION_RETRY),
+    )

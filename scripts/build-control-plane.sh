@@ -47,6 +47,12 @@ if command -v kube-apiserver >/dev/null 2>&1 && command -v kube-controller-manag
   echo "$BIN"; exit 0
 fi
 
+# One build at a time (parallel set-ups share the cache): wait for a build under way.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.build.lock"
+flock 9
+if have_all "$BIN"; then echo "$BIN"; exit 0; fi
+
 echo "building kube-apiserver 1.20.2 from Debian's source package (about 5 minutes, once)" >&2
 apt_install golang-go rsync golang-github-modern-go-reflect2-dev make
 WORK="$CACHE/build"

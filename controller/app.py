@@ -70,7 +70,7 @@ class Runtime:
         )
         threads = Threads(self.pool)
         self.memory = Memory()
-        clips = GatedClips(clips, self.memory.uploads)  # type: ignore[assignment]
+        clips = GatedClips(clips, self.memory.uploads)
         self.capacity = Capacity(settings, self.store)
         self.intake = Intake(self.store, self.queue, self.capacity, self.memory, api)
         wake = lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay)  # noqa: E731
@@ -91,7 +91,7 @@ class Runtime:
         self.assembly = Assembler(
             settings=settings,
             store=self.store,
-            clips=clips,  # type: ignore[arg-type]  # also downloads: ClipStore does
+            clips=clips,  # also downloads: ClipStore does
             threads=threads,
             recorder=recorder,
             wake=lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay),

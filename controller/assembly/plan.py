@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
 
+from controller.api.keys import project_prefix
 from controller.api.project import FinalVideo
 from controller.api.vocabulary import Reason
-from controller.storage.clips import project_prefix
 
 # Part of the inputs hash: bump it when the engine's output changes for the same inputs,
 # so existing final videos are rebuilt under new keys rather than silently kept.

@@ -7,17 +7,18 @@ Production passes `controller.kube.client.KubeApi`, `controller.storage.clips.Cl
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from controller.api.common import Body
 from controller.providers.base import Planner, VideoProvider
 from controller.storage.clips import ObjectFact
 
 T = TypeVar("T")
-Body = dict[str, Any]
 
 
 class KubeClient(Protocol):
@@ -27,11 +28,11 @@ class KubeClient(Protocol):
 
     async def list(
         self, plural: str, namespace: str, *, label_selector: str | None = None
-    ) -> list[Body]: ...
+    ) -> builtins.list[Body]: ...
 
-    async def list_with_version(self, plural: str, namespace: str) -> tuple[list[Body], str]: ...
+    async def list_with_version(self, plural: str, namespace: str) -> tuple[builtins.list[Body], str]: ...
 
-    def list_pages(self, plural: str, namespace: str) -> AsyncIterator[tuple[list[Body], str]]: ...
+    def list_pages(self, plural: str, namespace: str) -> AsyncIterator[tuple[builtins.list[Body], str]]: ...
 
     async def create(self, plural: str, namespace: str, body: Body) -> Body: ...
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from controller.api import vocabulary as v
+from controller.api.common import Body
 from controller.app import Runtime
 from controller.informer import kopf_patches as kopf_routes
 from controller.kube import client as kube
@@ -49,7 +50,7 @@ def use_fast_json() -> None:
     from kopf._cogs.clients import api
 
     if getattr(api, "json", None) is json:
-        api.json = KopfJson  # type: ignore[attr-defined]
+        api.json = KopfJson  # type: ignore[assignment]  # kopf's module-level json, swapped
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
@@ -74,12 +75,12 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         return "ok"
 
     @kopf.on.event(v.GROUP, v.VERSION, v.PROJECT_PLURAL, registry=registry)
-    async def project_event(event: dict[str, Any], **_: Any) -> None:
-        runtime.on_project_event(event.get("type"), event["object"])
+    async def project_event(event: kopf.RawEvent, **_: Any) -> None:
+        runtime.on_project_event(event.get("type"), cast(Body, event["object"]))
 
     @kopf.on.event(v.GROUP, v.VERSION, v.SCENE_PLURAL, registry=registry)
-    async def scene_event(event: dict[str, Any], **_: Any) -> None:
-        runtime.on_scene_event(event.get("type"), event["object"])
+    async def scene_event(event: kopf.RawEvent, **_: Any) -> None:
+        runtime.on_scene_event(event.get("type"), cast(Body, event["object"]))
 
 
 def connection_info(cfg: Any) -> kopf.ConnectionInfo:

@@ -10,6 +10,7 @@ and the retry policy are in controller/kube/errors.py (importable from here as b
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import datetime as dt
 import json as jsonlib
@@ -239,7 +240,7 @@ class KubeApi:
         *,
         label_selector: str | None = None,
         page_size: int = LIST_PAGE_SIZE,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Every object, fetched in pages (limit/continue) so a namespace with thousands
         of Scenes is never one huge answer. If the continue token expires (410) between
         pages, the list starts over in one piece, as client-go's pager does."""
@@ -255,10 +256,10 @@ class KubeApi:
         *,
         label_selector: str | None = None,
         page_size: int = LIST_PAGE_SIZE,
-    ) -> tuple[list[dict[str, Any]], str]:
+    ) -> tuple[builtins.list[dict[str, Any]], str]:
         """`list`, and the resourceVersion the LIST was served at (every page is the same
         snapshot: the first page's)."""
-        items: list[dict[str, Any]] = []
+        items: builtins.list[dict[str, Any]] = []
         version = ""
         async for page, page_version, whole in self._pages(
             plural, namespace, label_selector, page_size
@@ -271,7 +272,7 @@ class KubeApi:
 
     async def list_pages(
         self, plural: str, namespace: str, *, page_size: int = LIST_PAGE_SIZE
-    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+    ) -> AsyncIterator[tuple[builtins.list[dict[str, Any]], str]]:
         """`list_with_version` page by page, for a caller that folds each page in and so
         holds one page of bodies at a time (a namespace of 2,500 Scenes held at once was
         +41 MB of peak RSS). Each page comes with the version of the snapshot it is from:
@@ -281,7 +282,7 @@ class KubeApi:
 
     async def _pages(
         self, plural: str, namespace: str, label_selector: str | None, page_size: int
-    ) -> AsyncIterator[tuple[list[dict[str, Any]], str, bool]]:
+    ) -> AsyncIterator[tuple[builtins.list[dict[str, Any]], str, bool]]:
         """(items, version, whole): whole when the continue token expired (410) between
         pages and the LIST started over in one piece, as client-go's pager does."""
         base = {"labelSelector": label_selector} if label_selector else {}
@@ -352,7 +353,7 @@ class KubeApi:
         """PUT with the body's resourceVersion: a stale read fails with 409."""
         return await self.request("PUT", lease_path(namespace, name), json=body)
 
-    async def list_leases(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    async def list_leases(self, namespace: str, label_selector: str) -> builtins.list[dict[str, Any]]:
         body = await self.request(
             "GET", lease_path(namespace), params={"labelSelector": label_selector}
         )

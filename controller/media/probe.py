@@ -25,8 +25,9 @@ from typing import Any
 
 import av
 
+from controller.api.request import VideoRequest
 from controller.api.vocabulary import Reason
-from controller.providers.base import ProviderError, VideoRequest
+from controller.providers.base import ProviderError
 
 MiB = 1024 * 1024
 _CONTAINERS = ("mp4", "mov")  # names in PyAV's "mov,mp4,m4a,3gp,3g2,mj2" demuxer

@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 
+from controller.api.request import VideoRequest
 from controller.media.probe import (
     InvalidOutput,
     OutputRules,
@@ -16,7 +17,6 @@ from controller.media.probe import (
     check_video,
     expected_seconds,
 )
-from controller.providers.base import VideoRequest
 from controller.providers.render import render_clip
 from controller.settings import Settings
 

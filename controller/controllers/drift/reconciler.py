@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller.api.keys import project_prefix
 from controller.api.project import ProjectSpec
 from controller.api.scene import ScenePhase
 from controller.api.vocabulary import Cond, Reason
@@ -23,7 +24,6 @@ from controller.informer.intake import Intake
 from controller.observability import metrics as m
 from controller.queue.state import Memory, Result
 from controller.settings import Settings
-from controller.storage.clips import project_prefix
 
 log = logging.getLogger("scene_operator")
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from controller.api import vocabulary as v
 from controller.informer.cache import Body, key_of
-from controller.kube.client import ApiError
+from controller.kube.errors import ApiError
 from controller.observability import metrics as m
 from controller.queue.state import TransientError
 from controller.storage.clips import StorageError

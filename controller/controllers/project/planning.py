@@ -23,7 +23,7 @@ from controller.decide.hashing import spec_hash
 from controller.decide.project import name_conflict_message
 from controller.decide.timeutil import rfc3339, utcnow
 from controller.informer.cache import Body, key_of, scene_belongs_to
-from controller.kube.client import ApiError
+from controller.kube.errors import ApiError
 from controller.observability import metrics as m
 from controller.providers.base import PlanRequest, ProviderError
 from controller.queue.state import Kind, ProjectMemory
@@ -193,7 +193,7 @@ async def create_missing(p: Projects, project: Body, info: PlanInfo) -> None:
                 ],
             },
             "spec": SceneSpec(
-                project_ref={"name": key[1]},  # type: ignore[arg-type]
+                project_ref={"name": key[1]},
                 sequence=i,
                 prompt=planned.prompt,
                 negative_prompt=planned.negative_prompt,

@@ -9,6 +9,7 @@ import random
 from pydantic import ValidationError
 
 from controller.api import vocabulary as v
+from controller.api.keys import project_prefix
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
 from controller.assembly.reconciler import Assembler
@@ -24,10 +25,9 @@ from controller.decide.scene import BUCKET_RECHECK_SECONDS
 from controller.decide.timeutil import utcnow
 from controller.informer.cache import Body, Key, Store, is_owned_by, key_of, pending_start
 from controller.informer.intake import Intake
-from controller.kube.client import ApiError
+from controller.kube.errors import ApiError
 from controller.queue.state import Kind, Memory, ProjectMemory, Result
 from controller.settings import Settings
-from controller.storage.clips import project_prefix
 
 
 def drift_interval(spec: ProjectSpec) -> float:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from controller import webhooks
 from controller.api import vocabulary as v
 from controller.api.common import ErrorInfo
+from controller.api.request import VideoRequest
 from controller.api.scene import ScenePhase, SceneStatus
 from controller.controllers.scene import cancel
 from controller.controllers.scene import provider_jobs as jobs
@@ -28,10 +29,10 @@ from controller.decide.effects import Facts
 from controller.decide.patching import merge_patch
 from controller.decide.timeutil import rfc3339
 from controller.informer.cache import Body, Key, is_owned_by, key_of, project_of_scene
-from controller.kube.client import ApiError
+from controller.kube.errors import ApiError
 from controller.media.probe import OutputRules, check_stored, expected_seconds
 from controller.observability import metrics as m
-from controller.providers.base import JobLostError, JobStatus, ProviderError, VideoRequest
+from controller.providers.base import JobLostError, JobStatus, ProviderError
 from controller.queue.state import SceneMemory
 
 if TYPE_CHECKING:
@@ -240,12 +241,12 @@ class Actuator:
             return sc.JobSeen(g.job_id, sc.JobPhase.RUNNING)
         if state.status == JobStatus.SUCCEEDED:
             return sc.JobSeen(g.job_id, sc.JobPhase.SUCCEEDED)
-        e = state.error
-        m.JOBS.labels(g.provider, "failed", e.reason if e else "").inc()
+        failure = state.error
+        m.JOBS.labels(g.provider, "failed", failure.reason if failure else "").inc()
         err = ErrorInfo(
-            reason=e.reason if e else v.Reason.GENERATION_FAILED,
-            message=e.message if e else "the job failed",
-            retryable=e.retryable if e else False,
+            reason=failure.reason if failure else v.Reason.GENERATION_FAILED,
+            message=failure.message if failure else "the job failed",
+            retryable=failure.retryable if failure else False,
             at=rfc3339(self.scenes.now()),
         )
         return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from controller.api import vocabulary as v
 from controller.api.scene import GenerationInfo
 from controller.informer.cache import Body, Key, project_of_scene
-from controller.kube.client import NotLeaderError
+from controller.kube.errors import NotLeaderError
 from controller.observability import metrics as m
 from controller.providers.base import ProviderError
 

@@ -36,6 +36,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # setuptools leave the venv once it is built (nothing installs at run time).
 COPY README.md ./
 COPY controller ./controller
+# The source commit for scene_operator_build_info (scripts/build-image.sh passes it).
+ARG COMMIT=unknown
+RUN printf 'COMMIT = "%s"\n' "$COMMIT" > controller/_build.py
 RUN pip wheel --no-deps --wheel-dir /tmp/wheels . \
  && pip install --no-deps /tmp/wheels/*.whl \
  && pip uninstall --yes --quiet pip setuptools \

@@ -22,3 +22,36 @@ def _version() -> str:
 
 
 __version__ = _version()
+
+
+def _commit() -> str:
+    """The source commit: written into controller/_build.py when an image is built, else
+    read from a git checkout, else unknown."""
+    try:
+        from controller._build import COMMIT  # type: ignore[import-not-found]  # build-time file
+
+        return str(COMMIT)
+    except ImportError:
+        pass
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return "unknown"
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def __getattr__(name: str) -> str:
+    # Lazy: only the metrics ask, and a git call at every import would cost each process.
+    if name == "__commit__":
+        globals()["__commit__"] = commit = _commit()
+        return commit
+    raise AttributeError(name)

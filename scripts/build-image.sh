@@ -133,6 +133,7 @@ else
     --volume "$CA_BUNDLE:$CA_BUNDLE:ro" \
     --build-arg "BASE_IMAGE=$BASE" \
     --build-arg "VERSION=$VERSION" \
+    --build-arg "COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
     --tag "$IMAGE" --tag "$NAME:$VERSION" \
     --file Dockerfile . >&2
   log "built $IMAGE in $(($(date +%s) - began)) s"

@@ -181,11 +181,13 @@ class KubeApi:
             raise NotLeaderError(f"{method} {path}: this process is not the leader")
         resource = kind or _kind_of(path)
         self.requests[(method, resource)] += 1
-        API_REQUESTS.labels(method, resource).inc()
         data = None if json is None else jsonlib.dumps(json).encode()
         try:
-            return await self._send(method, path, data, params, content_type, json is not None)
+            return await self._send(
+                method, path, resource, data, params, content_type, json is not None
+            )
         except aiohttp.ClientConnectionError as e:
+            API_REQUESTS.labels(method, resource, "<error>").inc()
             if isinstance(e.__cause__, NotLeaderError):  # refused inside aiohttp's writer
                 raise e.__cause__ from None
             raise
@@ -194,6 +196,7 @@ class KubeApi:
         self,
         method: str,
         path: str,
+        resource: str,
         data: bytes | None,
         params: dict[str, str] | None,
         content_type: str | None,
@@ -209,6 +212,7 @@ class KubeApi:
         ) as response:
             content = await response.read()
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        API_REQUESTS.labels(method, resource, str(response.status)).inc()
         if response.status >= 400:
             try:
                 body = jsonwire.loads(content)

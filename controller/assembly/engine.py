@@ -36,6 +36,11 @@ class AssemblyError(Exception):
     """The clips could not be joined (bad input, cap reached, output failed its probe)."""
 
 
+class Refused(AssemblyError):
+    """These inputs can never be built within the operator's caps (the film's length,
+    its size in pixels): not tried again until they change."""
+
+
 @dataclass(frozen=True)
 class ClipProbe:
     path: Path
@@ -98,14 +103,23 @@ def assemble(
     audio: Path | None = None,
     resolution: tuple[int, int] | None = None,
     max_bytes: int = 1024**3,
+    max_pixels: int = 3840 * 2160,
+    max_seconds: float = 600.0,
 ) -> Assembled:
     """Join `clips` in order into `out` (written aside, renamed when probed good)."""
     if not clips:
         raise AssemblyError("no clips to assemble")
     probes = [probe_input(p) for p in clips]
     expected = sum(p.seconds for p in probes)
+    if expected > max_seconds:
+        cap = f"{max_seconds:g} s (SCENE_OPERATOR_MAX_FILM_SECONDS)"
+        raise Refused(f"the film would last {expected:.1f} s, over the cap of {cap}")
     tmp = out.with_name(f".{out.name}.part")
     modes = ["copy", "encode"] if can_stream_copy([p.info for p in probes], resolution) else []
+    w, h = resolution or (probes[0].info.width, probes[0].info.height)
+    if not modes and w * h > max_pixels:  # decoded and encoded: memory grows with the frame
+        cap = f"{max_pixels} (SCENE_OPERATOR_MAX_ASSEMBLY_PIXELS)"
+        raise Refused(f"re-encoding at {w}x{h} is over the cap of {cap}: set a lower resolution")
     modes = modes or ["encode"]
     try:
         for mode in modes:

@@ -44,7 +44,7 @@ class OutputRules:
     """What a clip must be; from the settings `output_max_bytes` and
     `output_duration_tolerance_seconds`."""
 
-    max_bytes: int = 512 * MiB
+    max_bytes: int = 64 * MiB
     tolerance_seconds: float = 1.0
 
     @classmethod

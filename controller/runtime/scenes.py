@@ -15,6 +15,7 @@ from controller import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.api.scene import SceneSpec
 from controller.desired import desired_for
+from controller.media.isolate import MediaRunner
 from controller.ratelimit import TokenBucket
 from controller.reconcile import scene as sc
 from controller.reconcile.effects import Facts, run_pass
@@ -69,6 +70,7 @@ class Scenes:
         self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
         self.tmp_dir = self._tmp.name
         self.kept = KeptOutputs(self.tmp_dir, settings.kept_outputs_max_bytes)
+        self.media = MediaRunner.from_settings(settings)  # assemblies and trims
 
     async def check_bucket(self, bucket: str) -> sc.BucketSeen:
         """HeadBucket before a job is paid for: shared and cached (controller/buckets.py)."""

@@ -37,6 +37,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from controller.storage.clips import ClipStore
 
     settings = Settings()
+    problem = settings.scratch_problem()
+    if problem is not None:  # EX_CONFIG: restarting will not help
+        print(f"scene-operator: refusing to start: {problem}", file=sys.stderr)
+        return leadership.EXIT_SHARD_CONFLICT
     logs.setup(settings.log_format, settings.log_level)
     log = logging.getLogger("scene_operator")
     metrics.serve(settings.metrics_port)

@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import multiprocessing
 import multiprocessing.connection
+import os
 import resource
 import signal
 import threading
@@ -33,6 +34,7 @@ from typing import Any
 MiB = 1024 * 1024
 POLL_SECONDS = 0.2
 M_ARENA_MAX = -8  # mallopt's parameter number (glibc malloc.h)
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 KILL_GRACE_SECONDS = 5.0  # between RLIMIT_CPU's soft (SIGXCPU) and hard (SIGKILL) limits
 
 
@@ -97,7 +99,10 @@ def run_limited(
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(
-        target=_child, args=(send, fn, args, kw, limits), name="scene-operator-media", daemon=True
+        target=_child,
+        args=(send, fn, args, kw, limits, os.getpid()),
+        name="scene-operator-media",
+        daemon=True,
     )
     child.start()
     send.close()  # the child holds the only write end: EOF when it dies
@@ -153,9 +158,16 @@ def _died(code: int | None, limits: Limits) -> MediaError:
 
 
 def _child(
-    send: Any, fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any], limits: Limits
+    send: Any,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kw: dict[str, Any],
+    limits: Limits,
+    parent: int,
 ) -> None:
     set_limits(limits)
+    if os.getppid() != parent:  # the operator died before the death signal was set
+        os._exit(1)
     try:
         outcome: tuple[str, Any] = ("ok", fn(*args, **kw))
     except MemoryError:
@@ -170,7 +182,9 @@ def set_limits(limits: Limits) -> None:
     """In the child, before the work: memory and CPU time. One malloc arena: glibc
     reserves 64 MiB of address space per thread's arena, which RLIMIT_DATA counts."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 1)
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, 1)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive a killed operator
     mem = max(limits.memory_bytes, 64 * MiB)
     resource.setrlimit(resource.RLIMIT_DATA, (mem, mem))
     cpu = max(1, int(limits.timeout_seconds + 0.999))

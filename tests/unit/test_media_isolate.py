@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,50 @@ def test_defaults_fit_the_shipped_pod() -> None:
     assert 250 + s.media_memory_mb * s.assembly_concurrency <= 768
     assert s.max_assembly_pixels == 1920 * 1080
     assert issubclass(MediaLimitExceeded, MediaError)
+
+
+def test_the_child_dies_with_the_operator(tmp_path) -> None:
+    """A SIGKILLed operator leaves no media child running on (PR_SET_PDEATHSIG)."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import time\n"
+        "from controller.media.isolate import Limits, MediaRunner\n"
+        "MediaRunner(Limits(256 * 1024 * 1024, 600.0)).run(time.sleep, 600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    children: list[str] = []
+    while time.monotonic() < deadline and not children:
+        out = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True)
+        children = [c for c in out.stdout.split() if c]
+        # the resource tracker is a child too; the media child runs spawn_main
+        children = [
+            c for c in children
+            if "pipe_handle" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")
+        ]  # fmt: skip
+        time.sleep(0.2)
+    assert children, "no media child started"
+    while time.monotonic() < deadline and "268435456" not in _limits(children[0]):
+        time.sleep(0.2)  # until it has set its limits (and its death signal)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    time.sleep(1.0)
+    assert not [c for c in children if _running(c)]
+
+
+def _limits(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/limits").read_text()
+    except OSError:
+        return ""
+
+
+def _running(pid: str) -> bool:
+    """Alive and not a zombie (a container's init may reap late)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -28,7 +28,7 @@ def _commit() -> str:
     """The source commit: written into controller/_build.py when an image is built, else
     read from a git checkout, else unknown."""
     try:
-        from controller._build import COMMIT  # type: ignore[import-not-found]  # build-time file
+        from controller._build import COMMIT  # written at build time
 
         return str(COMMIT)
     except ImportError:

@@ -12,6 +12,10 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controller.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from controller.settings import Settings
     from controller.storage.clips import ClipStore
 
-    settings = Settings()
+    settings = _checked(Settings())
     logs.setup(settings.log_format, settings.log_level)
     log = logging.getLogger("scene_operator")
     metrics.serve(settings.metrics_port)
@@ -109,6 +113,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _checked(settings: Settings) -> Settings:
+    """The settings, or exit with EX_CONFIG (78) saying why they cannot work: a restart
+    will not change them."""
+    from controller.leaderelection import leadership
+
+    problem = settings.scratch_problem()
+    if problem is not None:
+        print(f"scene-operator: refusing to start: {problem}", file=sys.stderr)
+        raise SystemExit(leadership.EXIT_SHARD_CONFLICT)
+    return settings
 
 
 def _election_ended(task: asyncio.Task[None]) -> None:

@@ -96,6 +96,7 @@ class Runtime:
             recorder=recorder,
             wake=lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay),
             tmp_dir=self.scenes.tmp_dir,
+            media=self.scenes.media,
         )
         self.projects = Projects(
             settings=settings,

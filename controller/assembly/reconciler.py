@@ -14,40 +14,45 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import datetime as dt
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from controller.api import vocabulary as v
-from controller.api.project import FinalVideo, ProjectPhase, ProjectSpec, ProjectStatus
+from controller.api.common import ConditionStatus
+from controller.api.project import (
+    AssemblyAttempts,
+    FinalVideo,
+    ProjectPhase,
+    ProjectSpec,
+    ProjectStatus,
+)
 from controller.api.scene import ScenePhase
 from controller.assembly import scratch
+from controller.assembly.attempts import failed, recorded_attempts, recorded_final, started
 from controller.assembly.build import AssemblyStorage, Job, Stopped, build
+from controller.assembly.engine import Refused
 from controller.assembly.plan import (
     AssemblyDecision,
     AssemblyObservation,
     AudioRef,
     ClipRef,
-    Failure,
     Step,
     decide,
     final_key,
     inputs_hash,
     parse_resolution,
-    retry_delay,
+    refusal,
 )
 from controller.decide.conditions import get_condition, set_condition
 from controller.decide.edit import working_record
-from controller.decide.health import project_health, with_health
+from controller.decide.health import Health, project_health, with_health
 from controller.decide.timeutil import rfc3339, utcnow
 from controller.informer.cache import Body, Key, Store, key_of
+from controller.media.isolate import MediaRunner
 from controller.observability import metrics as m
 from controller.settings import Settings
 from controller.storage.clips import ObjectFact
@@ -71,7 +76,7 @@ class Memory:
     task: asyncio.Task[None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     result: FinalVideo | None = None  # verified in S3, not yet in status
-    failure: Failure | None = None
+    attempts: AssemblyAttempts | None = None  # this process's count (status has it too)
     audio_for: tuple[str, str] | None = None  # (bucket, key) that `audio` describes
     audio: AudioRef | None = None
     audio_error: str | None = None
@@ -88,6 +93,7 @@ class Assembler:
         recorder: Recorder,
         wake: Wake,
         tmp_dir: str,
+        media: MediaRunner | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -96,6 +102,7 @@ class Assembler:
         self.recorder = recorder
         self.wake = wake  # make the Project due after a delay
         self.tmp_dir = tmp_dir
+        self.media = media or MediaRunner.from_settings(settings)
         self._alive = scratch.claim(tmp_dir)
         for name in scratch.sweep(tmp_dir):
             log.info("removed the scratch space of a stopped operator", extra={"path": name})
@@ -131,7 +138,7 @@ class Assembler:
     ) -> tuple[AssemblyObservation, AudioRef | None]:
         key = key_of(body)
         count, clips = self._clips(key)
-        recorded = mem.result or _recorded(body)
+        recorded = mem.result or recorded_final(body)
         audio, h = None, None
         if spec.assembly.audio is None:
             ready = True
@@ -150,9 +157,12 @@ class Assembler:
             suspect=mem.suspect,
             missing=mem.missing,
             running=mem.running,
-            failure=mem.failure,
+            attempts=mem.attempts or recorded_attempts(body),
             audio_error=mem.audio_error if spec.assembly.audio else None,
             paused=spec.paused,
+            generation=body["metadata"].get("generation"),
+            max_attempts=self.settings.assembly_max_attempts,
+            refused=refusal(spec.assembly.resolution, self.settings.max_assembly_pixels),
         )
         return obs, audio
 
@@ -165,7 +175,7 @@ class Assembler:
         """Before the Project's status write: the I/O the decision asks for."""
         key = key_of(body)
         mem = self.memory.setdefault(key, Memory())
-        if mem.result is not None and _recorded(body) == mem.result:
+        if mem.result is not None and recorded_final(body) == mem.result:
             mem.result = None  # written: status is the record now
         if not spec.assembly_enabled():
             return
@@ -179,7 +189,10 @@ class Assembler:
                 await self._verify(body, mem, d)
                 continue
             if d.step == Step.ASSEMBLE and obs.inputs_hash is not None and mem.task is None:
-                self._start(body, spec, mem, obs, audio)
+                if mem.attempts is not None and recorded_attempts(body) != mem.attempts:
+                    self.wake(key, 1.0)  # the last failure goes to status before a new try
+                    return
+                self._start(body, spec, mem, obs, audio, d.attempts)
             elif d.step == Step.FAILED and d.requeue_after is not None:
                 self.wake(key, d.requeue_after)
             return
@@ -243,6 +256,7 @@ class Assembler:
         mem: Memory,
         obs: AssemblyObservation,
         audio: AudioRef | None,
+        tried: AssemblyAttempts | None,
     ) -> None:
         assert obs.inputs_hash is not None
         key = key_of(body)
@@ -256,7 +270,11 @@ class Assembler:
             audio=audio,
             resolution=parse_resolution(spec.assembly.resolution),
             avoid_etag=mem.bad_etag,
+            max_pixels=self.settings.max_assembly_pixels,
+            max_seconds=self.settings.max_film_seconds,
         )
+        # written by this pass's status write, before the build can get far
+        mem.attempts = started(tried, obs.inputs_hash, obs.generation)
         mem.running = obs.inputs_hash
         mem.task = asyncio.create_task(self._run(job, mem))
 
@@ -272,17 +290,16 @@ class Assembler:
                 self.settings.assembly_max_bytes,
                 self.tmp_dir,
                 mem.stop,
+                self.media,
             )
         except Stopped:
             return
-        except Exception as e:  # bad input, S3 trouble, cap reached: retried with backoff
+        except Exception as e:  # bad input, S3 trouble, a limit reached: retried with backoff
             m.ASSEMBLIES.labels("failed").inc()
             mem.running, mem.task = None, None
-            attempts = (mem.failure.attempts if mem.failure else 0) + 1
-            delay = retry_delay(attempts, random.random())
             message = str(e)[:500] or type(e).__name__
-            retry_at = utcnow() + dt.timedelta(seconds=delay)
-            mem.failure = Failure(job.inputs_hash, message, attempts, retry_at)
+            limit = self.settings.assembly_max_attempts
+            mem.attempts = failed(mem.attempts, message, limit, refused=isinstance(e, Refused))
             self.wake(job.project, 0.0)  # to say so in status; the retry is due at retry_at
             log.warning(
                 "assembly failed",
@@ -293,7 +310,7 @@ class Assembler:
         m.ASSEMBLIES.labels(how).inc()
         m.ASSEMBLY_SECONDS.observe(time.perf_counter() - started)
         mem.running, mem.task = None, None
-        mem.result, mem.failure = record, None
+        mem.result, mem.attempts = record, None
         mem.suspect = mem.missing = False
         mem.bad_etag = None
         self.wake(job.project, 0.0)
@@ -321,7 +338,7 @@ class Assembler:
         d = decide(self._observe(body, spec, mem)[0])
         gen = new.observed_generation
         now = rfc3339(utcnow())
-        ok = "True" if d.assembled else "False"
+        ok: ConditionStatus = "True" if d.assembled else "False"
         conds = set_condition(
             new.conditions, v.Cond.ASSEMBLED, ok, d.reason, d.message, generation=gen, now=now
         )
@@ -350,9 +367,11 @@ class Assembler:
                     budget=None,
                 )
                 conds = with_health(conds, health, generation=gen, now=now)
-        return new.model_copy(
-            update={"conditions": conds, "final_video": d.final_video, "phase": phase}
-        )
+        if d.stalled and spec.assembly_enabled():  # nothing more until the spec or a clip changes
+            stalled = Health(stalled=(d.reason, d.message))
+            conds = with_health(conds, stalled, generation=gen, now=now)
+        update = {"conditions": conds, "final_video": d.final_video, "phase": phase}
+        return new.model_copy(update={**update, "assembly_attempts": d.attempts})
 
     # ------------------------------------------------------------------ drift
     async def drift(self, project: Body, spec: ProjectSpec, listing: dict[str, Any]) -> None:
@@ -362,7 +381,7 @@ class Assembler:
             return
         key = key_of(project)
         mem = self.memory.setdefault(key, Memory())
-        rec = _recorded(project)
+        rec = recorded_final(project)
         if rec is not None and mem.running is None:
             obj = listing.get(rec.s3_key)
             if obj is None or obj.size != rec.size or obj.etag != rec.etag:
@@ -379,13 +398,3 @@ class Assembler:
         if mem is not None and mem.task is not None:
             mem.stop.set()
             await asyncio.wait({mem.task})
-
-
-def _recorded(body: Body) -> FinalVideo | None:
-    raw = (body.get("status") or {}).get("finalVideo")
-    if not raw:
-        return None
-    try:
-        return FinalVideo.model_validate(raw)
-    except ValidationError:
-        return None

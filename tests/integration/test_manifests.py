@@ -210,7 +210,7 @@ def test_deployment_is_hardened_and_configured_for_production() -> None:
     assert ready["path"] == "/healthz" and ports[ready["port"]] == 8080
     res = container["resources"]
     assert res["requests"] == {"cpu": "100m", "memory": "256Mi"}
-    assert res["limits"] == {"cpu": "1", "memory": "512Mi"}
+    assert res["limits"] == {"cpu": "1", "memory": "768Mi"}
     (mount,) = container["volumeMounts"]
     assert mount["mountPath"] == "/tmp"
     (volume,) = pod["volumes"]

@@ -7,6 +7,7 @@ and the Scene's memory.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -206,7 +207,8 @@ class Actuator:
         if request is not None:
             rules = OutputRules.from_settings(self.scenes.settings)
             args = (bucket, key, fact.size, expected_seconds(request), rules)
-            invalid = await self.scenes.threads.run(check_stored, self.scenes.clips, *args)
+            check = functools.partial(check_stored, tmp_dir=self.scenes.tmp_dir)
+            invalid = await self.scenes.threads.run(check, self.scenes.clips, *args)
         return sc.ObjectSeen(
             key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256, invalid=invalid)
         )

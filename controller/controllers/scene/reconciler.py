@@ -27,6 +27,7 @@ from controller.decide.effects import Facts, run_pass
 from controller.decide.timeutil import utcnow
 from controller.informer.cache import Body, Key, Store, key_of, project_of_scene
 from controller.informer.intake import Intake
+from controller.media.isolate import MediaRunner
 from controller.queue.state import Memory, Result
 from controller.settings import Settings
 
@@ -69,6 +70,7 @@ class Scenes:
         self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
         self.tmp_dir = self._tmp.name
         self.kept = KeptOutputs(self.tmp_dir, settings.kept_outputs_max_bytes)
+        self.media = MediaRunner.from_settings(settings)  # assemblies and trims
 
     async def check_bucket(self, bucket: str) -> sc.BucketSeen:
         """HeadBucket before a job is paid for: shared and cached (controller/storage/buckets.py)."""

@@ -18,6 +18,7 @@ from controller.controllers.scene.clip_look import counted_s3_op, look_at_clip
 from controller.decide import scene as sc
 from controller.decide.edit import Edit
 from controller.decide.effects import Facts
+from controller.media.isolate import MediaError, MediaLimitExceeded, MediaRunner
 from controller.media.trim import NothingLeft, TrimError, trim
 from controller.queue.state import TransientError
 from controller.storage.errors import NOT_FOUND_CODES, StorageError
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scene_operator")
 DERIVE_RETRY_SECONDS = 10.0
+LIMIT_RETRY_SECONDS = 300.0  # a trim over SCENE_OPERATOR_MEDIA_*: not again at once
 
 
 async def derive(a: Actuator, o: sc.Observation) -> sc.Derived:
@@ -43,14 +45,15 @@ async def derive(a: Actuator, o: sc.Observation) -> sc.Derived:
         "scene": f"{a.key[0]}/{a.key[1]}",
     }
     try:
-        return await s.threads.run(derive_blocking, s.clips, clip, key, d.edit, metadata, s.tmp_dir)
+        return await s.threads.run(
+            derive_blocking, s.clips, clip, key, d.edit, metadata, s.tmp_dir, s.media
+        )
     except OriginalChanged as e:
         a.mem.verify_clip = True  # the next pass looks at the original (repair.missingClip)
         raise TransientError(str(e), retry_after=0.0) from e
-    except TrimError as e:
-        raise TransientError(
-            f"working clip s3://{clip.bucket}/{key}: {e}", retry_after=DERIVE_RETRY_SECONDS
-        ) from e
+    except (TrimError, MediaError) as e:
+        wait = LIMIT_RETRY_SECONDS if isinstance(e, MediaLimitExceeded) else DERIVE_RETRY_SECONDS
+        raise TransientError(f"working clip s3://{clip.bucket}/{key}: {e}", retry_after=wait) from e
 
 
 class OriginalChanged(Exception):
@@ -59,9 +62,16 @@ class OriginalChanged(Exception):
 
 
 def derive_blocking(
-    clips: Any, clip: ClipInfo, key: str, edit: Edit, metadata: dict[str, str], tmp_dir: str
+    clips: Any,
+    clip: ClipInfo,
+    key: str,
+    edit: Edit,
+    metadata: dict[str, str],
+    tmp_dir: str,
+    media: MediaRunner,
 ) -> sc.Derived:
-    """Blocking: run in the I/O pool. Storage errors propagate (the worker backs off)."""
+    """Blocking: run in the I/O pool; the trim in a limited child process (one of the
+    media slots). Storage errors propagate (the worker backs off)."""
     with tempfile.TemporaryDirectory(prefix="working-", dir=tmp_dir) as tmp:
         src, out = Path(tmp) / "original.mp4", Path(tmp) / "working.mp4"
         try:
@@ -76,7 +86,9 @@ def derive_blocking(
                 f"original s3://{clip.bucket}/{clip.key} is not the recorded clip"
             )
         try:
-            done = trim(src, out, start=edit.trim_start, end=edit.trim_end, mute=edit.mute_audio)
+            done = media.run(
+                trim, src, out, start=edit.trim_start, end=edit.trim_end, mute=edit.mute_audio
+            )
         except NothingLeft as e:
             return sc.Derived(key, None, refused=str(e))
         put = functools.partial(clips.put_clip, metadata=metadata)

@@ -12,7 +12,7 @@
 #
 # Cached like the control plane (${SCENE_OPERATOR_CACHE:-~/.cache/scene-operator}): the image
 # is tagged with a hash of everything that goes into it (the base image's id, the version,
-# Dockerfile, .dockerignore, pyproject.toml, README.md and controller/), and nothing is
+# Dockerfile, .dockerignore, pyproject.toml and controller/), and nothing is
 # built when podman already holds that tag. A changed source file rebuilds only the layer
 # that installs the package (the dependency layer changes only with pyproject.toml).
 #
@@ -113,7 +113,7 @@ BASE_ID=$(pm image inspect --format '{{.Id}}' "$BASE")
 inputs_hash() {
   {
     printf 'base %s\nversion %s\n' "$BASE_ID" "$VERSION"
-    find Dockerfile .dockerignore pyproject.toml README.md controller -type f \
+    find Dockerfile .dockerignore pyproject.toml controller -type f \
       ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name '*.pyo' -print0 \
       | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-16

@@ -20,9 +20,9 @@ import pytest
 from kubernetes import config as k8s_config
 
 import controller
-from controller import vocabulary as v
-from controller.embedded.cluster import Kubectl
-from controller.embedded.ports import free_port
+from controller.api import vocabulary as v
+from controller.demo.cluster import Kubectl
+from controller.demo.free_ports import free_port
 from tests.integration.helpers import Cluster, condition, is_true, metric_sum, wait_project
 from tests.packaging.image import Container, build_image, podman
 from tests.support.video import durations

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import controller
-from controller.embedded.cluster import Kubectl
+from controller.demo.cluster import Kubectl
 from tests.support.kustomize import kustomize_build
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -84,13 +84,6 @@ def container(
         c.remove()
 
 
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, f"rep_{rep.when}", rep)
-
-
 def test_the_image_is_the_release(image: str) -> None:
     inspect = json.loads(podman("image", "inspect", image).stdout)[0]
     config = inspect["Config"]

@@ -1,4 +1,4 @@
-"""Push, not poll: Replicate calls back when a prediction completes (issue 17).
+"""Push, not poll: Replicate calls back when a prediction completes.
 
 On when SCENE_OPERATOR_WEBHOOK_URL is set: predictions are created with
 `webhook=<url>/webhooks/replicate` and `webhook_events_filter=["completed"]`, the

@@ -26,15 +26,16 @@ from controller.informer.cache import Body, key_of, scene_belongs_to
 from controller.kube.client import ApiError
 from controller.observability import metrics as m
 from controller.providers.base import PlanRequest, ProviderError
-from controller.queue.state import Kind, ProjectMemory
+from controller.queue.state import ProjectMemory, sooner
 
 if TYPE_CHECKING:
     from controller.controllers.project.reconciler import Projects
 
 PLAN_RETRY_INITIAL_SECONDS = 5.0
 PLAN_RETRY_MAX_SECONDS = 300.0
-NAME_CONFLICT_RETRY = 30.0
-PLANNING_SHOWN_AFTER_SECONDS = 1.0  # a planner still busy then: status GeneratingScenes  # seconds between tries to create a Scene whose name is taken
+NAME_CONFLICT_RETRY = 30.0  # seconds between tries to create a Scene whose name is taken
+RECREATE_SECONDS = 1.0  # a planned Scene deleted while it was created: created again then
+PLANNING_SHOWN_AFTER_SECONDS = 1.0  # a planner still busy then: status GeneratingScenes
 
 PLAN_FIELDS = {
     "prompt",
@@ -60,13 +61,12 @@ async def plan(
     p: Projects, body: Body, spec: ProjectSpec, status: ProjectStatus, mem: ProjectMemory
 ) -> float | None:
     """Plan the Project (or finish creating a recorded plan's Scenes). Returns when to
-    try again after a retryable planner failure."""
+    look again: after a retryable planner failure, or for Scenes not created yet."""
     key = key_of(body)
     gen = int(body["metadata"].get("generation", 1))
     phash = plan_hash(spec)
     if status.plan is not None and status.plan.spec_hash == phash:
-        await create_missing(p, body, status.plan)
-        return None
+        return await create_missing(p, body, status.plan)
     # Right after start-up the watch may not have delivered every Scene yet: before
     # the first planning in a namespace, LIST its Scenes once, so Scenes the user
     # declared are never planned over. Later the watch-fed cache is trusted (a LIST
@@ -101,12 +101,13 @@ async def plan(
     mem.planning = True
     started = time.perf_counter()
     call = asyncio.ensure_future(planner.plan(request))
+    paced = None  # a status write that waits (pacing.py)
     try:
         # GeneratingScenes is shown only for a planner that takes a while: a fast one's
         # plan is written right away, and the status once with it (one write, not two).
         done, _ = await asyncio.wait({call}, timeout=PLANNING_SHOWN_AFTER_SECONDS)
         if not done:
-            await p.write_status(body, spec, None, mem)
+            paced = await p.write_status(body, spec, None, mem)
         planned = await call
     except ProviderError as e:
         mem.planning = False
@@ -121,11 +122,11 @@ async def plan(
             "Warning",
         )
         if not e.retryable:
-            return None
+            return paced
         delay = min(
             PLAN_RETRY_INITIAL_SECONDS * 2 ** (mem.plan_failures - 1), PLAN_RETRY_MAX_SECONDS
         ) * (0.75 + random.random() / 2)
-        return max(delay, e.retry_after or 0)
+        return sooner(paced, max(delay, e.retry_after or 0))
     finally:
         call.cancel()  # only if this pass stopped first (the status write failed)
         m.PROVIDER_SECONDS.labels(planner_name, "plan").observe(time.perf_counter() - started)
@@ -149,24 +150,27 @@ async def plan(
         v.PROJECT_PLURAL, key[0], key[1], {"plan": info.wire(), "lastError": None}
     )
     p.store.upsert_project(updated)
-    await create_missing(p, updated, info)
+    again = await create_missing(p, updated, info)
     await p.recorder.post(
         updated,
         v.Reason.SCENES_PLANNED,
         f"{len(info.scenes)} scenes planned by {planner_name} ({model})",
     )
-    return None
+    return sooner(paced, again)
 
 
-async def create_missing(p: Projects, project: Body, info: PlanInfo) -> None:
+async def create_missing(p: Projects, project: Body, info: PlanInfo) -> float | None:
+    """Create the plan's Scenes not in the cache; returns when to look again (a Scene
+    deleted meanwhile, a name another object holds), or None."""
     key = key_of(project)
     meta = project["metadata"]
     existing = set(p.store.scene_names_of(key))
     try:
         pspec = ProjectSpec.model_validate(project.get("spec") or {})
     except ValidationError:
-        return
+        return None
     conflicts: list[str] = []
+    again = None
     for i, planned in enumerate(info.scenes, start=1):
         name = scene_name(key[1], i)
         if name in existing:
@@ -210,17 +214,17 @@ async def create_missing(p: Projects, project: Body, info: PlanInfo) -> None:
             # restart); a Scene of another Project is reported, never taken over.
             found = await p.api.get(v.SCENE_PLURAL, key[0], name)
             if found is None:  # deleted meanwhile: create it on the next pass
-                p.intake.schedule(Kind.PROJECT, key, 1.0)
+                again = sooner(again, RECREATE_SECONDS)
                 continue
             if not scene_belongs_to(found, project):
                 conflicts.append(name)
                 continue
             created = found
         p.intake.on_scene_event(None, created)
-    await report_name_conflicts(p, project, conflicts)
+    return sooner(again, await report_name_conflicts(p, project, conflicts))
 
 
-async def report_name_conflicts(p: Projects, project: Body, conflicts: list[str]) -> None:
+async def report_name_conflicts(p: Projects, project: Body, conflicts: list[str]) -> float | None:
     """Scenes of the plan that exist but are not this Project's: a Warning Event when the
     set changes, the ScenesPlanned condition (see project_status), and another try later
     (the other Scene may be garbage-collected, or renamed by its owner)."""
@@ -229,6 +233,5 @@ async def report_name_conflicts(p: Projects, project: Body, conflicts: list[str]
     if conflicts and conflicts != mem.name_conflicts:
         message = name_conflict_message(conflicts)
         await p.recorder.post(project, v.Reason.SCENE_NAME_TAKEN, message, "Warning")
-    if conflicts:
-        p.intake.schedule(Kind.PROJECT, key, NAME_CONFLICT_RETRY)
     mem.name_conflicts = conflicts
+    return NAME_CONFLICT_RETRY if conflicts else None

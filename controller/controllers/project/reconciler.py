@@ -25,7 +25,7 @@ from controller.decide.timeutil import utcnow
 from controller.informer.cache import Body, Key, Store, is_owned_by, key_of, pending_start
 from controller.informer.intake import Intake
 from controller.kube.client import ApiError
-from controller.queue.state import Kind, Memory, ProjectMemory, Result
+from controller.queue.state import Kind, Memory, ProjectMemory, Result, sooner
 from controller.settings import Settings
 from controller.storage.clips import project_prefix
 
@@ -81,32 +81,35 @@ class Projects:
             await self.finalize(body)
             return Result()
         spec, spec_error = self.memory.specs.of(body, self.settings)
-        retry_after, created = None, False
+        again, created = None, False
         if spec is not None:
             await self.ensure_finalizer(body, spec)
             body = self.store.projects.get(key, body)
             status = project_status_of(body)
             before = len(self.store.scene_names_of(key))
             if not before:
-                retry_after = await planning.plan(self, body, spec, status, mem)
+                again = await planning.plan(self, body, spec, status, mem)
             elif status.plan is not None:
-                await planning.create_missing(self, body, status.plan)
+                again = await planning.create_missing(self, body, status.plan)
             created = len(self.store.scene_names_of(key)) > before
-            await self.report_bucket(body, spec, mem)
-            await self.assembly.reconcile(self.store.projects.get(key, body), spec)
+            again = sooner(again, await self.report_bucket(body, spec, mem))
+            assembly = await self.assembly.reconcile(self.store.projects.get(key, body), spec)
+            again = sooner(again, assembly)
         # Scenes created in this pass queued a recount (Intake.recount), which writes
         # the status once with their first progress: not twice within half a second.
         if spec is None or not created:
-            await self.write_status(body, spec, spec_error, mem)
+            again = sooner(again, await self.write_status(body, spec, spec_error, mem))
         await self.post_progress(key)
         if spec is not None and not mem.drift_scheduled:
             mem.drift_scheduled = True
-            self.intake.schedule(Kind.DRIFT, key, drift_interval(spec))
-        return Result(retry_after)
+            self.intake.schedule(Kind.DRIFT, key, drift_interval(spec))  # another key
+        return Result(again)
 
     async def write_status(
         self, body: Body, spec: ProjectSpec | None, spec_error: str | None, mem: ProjectMemory
-    ) -> None:
+    ) -> float | None:
+        """Write the status the Project should have; returns when to write it after all,
+        if a progress-only change waits (pacing.py)."""
         key = key_of(body)
         body = self.store.projects.get(key, body)
         old = project_status_of(body)
@@ -133,18 +136,17 @@ class Projects:
         current = body.get("status") or {}
         patch = merge_patch(current, new)
         if not patch:
-            return
+            return None
         capped = spec is not None and spec.budget.max_generations is not None
         if spec is not None and progress_only(current, new, capped=capped):
             wait = self.pacer.wait(key)
             if wait is not None:  # written with what moves next, or when the wait is over
-                self.intake.schedule(Kind.PROJECT, key, wait)
-                return
+                return wait
         try:
             updated = await self.api.patch_status(v.PROJECT_PLURAL, key[0], key[1], patch)
         except ApiError as e:
             if e.not_found:  # deleted meanwhile
-                return
+                return None
             raise
         self.pacer.wrote(key)
         self.store.upsert_project(updated)
@@ -152,6 +154,7 @@ class Projects:
             await self.recorder.post(
                 body, v.Reason.INVALID_SPEC, spec_error or "invalid spec", "Warning"
             )
+        return None
 
     async def post_progress(self, key: Key) -> None:
         """Post the routine Scene Events gathered for this Project (series.py) that are
@@ -201,9 +204,12 @@ class Projects:
             )
         return views
 
-    async def report_bucket(self, body: Body, spec: ProjectSpec, mem: ProjectMemory) -> None:
+    async def report_bucket(
+        self, body: Body, spec: ProjectSpec, mem: ProjectMemory
+    ) -> float | None:
         """The bucket of a Project that generates videos, looked at (cached) so a missing
-        or denied one shows on the Project (condition, and an Event when it appears)."""
+        or denied one shows on the Project (condition, and an Event when it appears).
+        Returns when to look again (a bucket with a problem), or None."""
         problem = None
         if spec.generate_videos:
             bucket = spec.storage.bucket or self.settings.bucket
@@ -214,9 +220,8 @@ class Projects:
             ).problem
         if problem and problem != mem.bucket_problem:
             await self.recorder.post(body, v.Reason.BUCKET_UNAVAILABLE, problem, "Warning")
-        if problem:
-            self.intake.schedule(Kind.PROJECT, key_of(body), BUCKET_RECHECK_SECONDS)
         mem.bucket_problem = problem
+        return BUCKET_RECHECK_SECONDS if problem else None
 
     # ------------------------------------------------------------------ finalizer
     async def ensure_finalizer(self, body: Body, spec: ProjectSpec) -> None:

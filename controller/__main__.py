@@ -62,16 +62,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         # Every provider call, S3 call and API write of the work checks leadership first.
         api.write_guard = elector.is_leader
+        providers = GuardedProviders(settings, elector.is_leader)
         runtime = Runtime(
             settings=settings,
             api=api,
             clips=Guarded(clips, elector.is_leader, "clip store"),
-            providers=GuardedProviders(settings, elector.is_leader),
+            providers=providers,
             queue=LeaderGatedQueue(elector.wait_leading),
         )
         fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
         # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby answers 503.
-        receiver = await webhooks.start(settings, runtime, is_leader=elector.is_leader)
+        receiver = await webhooks.start(
+            settings,
+            provider=providers.video(webhooks.PROVIDER),
+            scenes=lambda: runtime.store.scenes,
+            wake_scene=runtime.intake.enqueue_scene,
+            is_leader=elector.is_leader,
+        )
         liveness = (
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         )

@@ -19,16 +19,30 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import tempfile
 from collections.abc import Callable
 
+from controller.api import vocabulary as v
 from controller.assembly.reconciler import Assembler
+from controller.controllers.buckets import BucketCheck
 from controller.controllers.capacity import Capacity
 from controller.controllers.drift.reconciler import Drift
 from controller.controllers.events import Recorder
 from controller.controllers.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
 from controller.controllers.project.planning import plan_hash, scene_name
 from controller.controllers.project.reconciler import Projects
+from controller.controllers.scene.actuator import SceneEffects
+from controller.controllers.scene.cancel import Canceler, abandoned
+from controller.controllers.scene.clip_look import ClipLooks
+from controller.controllers.scene.finish import OutputFinisher
+from controller.controllers.scene.inputs import InputReader, ProjectRecheck
+from controller.controllers.scene.kept import KeptOutputs
+from controller.controllers.scene.orphan_search import JobSearch
+from controller.controllers.scene.provider_jobs import JobPoller, JobStarter
+from controller.controllers.scene.ratelimit import Limiters
 from controller.controllers.scene.reconciler import Scenes
+from controller.controllers.scene.status_writer import StatusWriter
+from controller.controllers.scene.working_clip import WorkingClips
 from controller.controllers.uploads import GatedClips
 from controller.decide.timeutil import utcnow
 from controller.informer.cache import Body, Store, key_of
@@ -72,10 +86,20 @@ class Runtime:
         self.memory = Memory()
         clips = GatedClips(clips, self.memory.uploads)  # type: ignore[assignment]
         self.capacity = Capacity(settings, self.store)
-        self.intake = Intake(self.store, self.queue, self.capacity, self.memory, api)
+        self.intake = Intake(
+            self.store,
+            self.queue,
+            self.capacity,
+            self.memory,
+            api,
+            on_scene_deleted=lambda key, body: abandoned(self.memory.abandoned, key, body),
+        )
         wake = lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay)  # noqa: E731
         recorder = Recorder(settings, api, wake=wake, clock=self.queue.clock)
-        self.scenes = Scenes(
+        self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
+        self.tmp_dir = self._tmp.name  # downloads, kept outputs, working clips, assembly
+        self.bucket_check = BucketCheck(self.memory.buckets, clips, threads)
+        self.scenes = scene_reconciler(
             settings=settings,
             api=api,
             clips=clips,
@@ -86,6 +110,8 @@ class Runtime:
             capacity=self.capacity,
             memory=self.memory,
             recorder=recorder,
+            bucket_check=self.bucket_check,
+            tmp_dir=self.tmp_dir,
             clock=clock,
         )
         self.assembly = Assembler(
@@ -95,7 +121,7 @@ class Runtime:
             threads=threads,
             recorder=recorder,
             wake=lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay),
-            tmp_dir=self.scenes.tmp_dir,
+            tmp_dir=self.tmp_dir,
         )
         self.projects = Projects(
             settings=settings,
@@ -162,3 +188,80 @@ class Runtime:
             await self.worker.run(self.settings.workers)
         finally:
             resync.cancel()
+
+
+def scene_reconciler(
+    *,
+    settings: Settings,
+    api: KubeClient,
+    clips: ClipStorage,
+    providers: ProviderRegistry,
+    threads: Threads,
+    store: Store,
+    intake: Intake,
+    capacity: Capacity,
+    memory: Memory,
+    recorder: Recorder,
+    bucket_check: BucketCheck,
+    tmp_dir: str,
+    clock: Callable[[], dt.datetime],
+) -> Scenes:
+    """The Scene reconciler and the collaborators its passes act through."""
+    limits = Limiters(settings)
+    kept = KeptOutputs(tmp_dir, settings.kept_outputs_max_bytes)
+    status = StatusWriter(api, intake)
+    read = InputReader(
+        settings=settings,
+        projects=store.projects,
+        specs=memory.specs,
+        budget_left=capacity.budget_left,
+    )
+
+    async def get_project(namespace: str, name: str) -> Body | None:
+        return await api.get(v.PROJECT_PLURAL, namespace, name)
+
+    effects = SceneEffects(
+        settings=settings,
+        scenes=store.scenes,
+        read=read,
+        recheck=ProjectRecheck(
+            get_project=get_project,
+            observed=lambda body: intake.on_project_event(None, body),
+            read=read,
+        ),
+        looks=ClipLooks(settings, clips, threads),
+        working=WorkingClips(clips, threads, tmp_dir),
+        poller=JobPoller(providers=providers, limits=limits, clock=clock),
+        starter=JobStarter(
+            settings=settings,
+            providers=providers,
+            slots=capacity,
+            limits=limits,
+            status=status,
+            events=recorder,
+            scenes=store.scenes,
+            clock=clock,
+        ),
+        search=JobSearch(providers=providers, limits=limits, scenes=store.scenes, recovering={}),
+        finisher=OutputFinisher(
+            settings=settings,
+            providers=providers,
+            clips=clips,
+            threads=threads,
+            kept=kept,
+            scenes=store.scenes,
+            events=recorder,
+            clock=clock,
+            tmp_dir=tmp_dir,
+        ),
+        canceler=Canceler(
+            providers=providers, limits=limits, kept=kept, abandoned_jobs=memory.abandoned
+        ),
+        status=status,
+        events=recorder,
+        check_bucket=bucket_check,
+        limit_reached=capacity.limit_reached,
+        waiting_since={},
+        clock=clock,
+    )
+    return Scenes(effects=effects, memory=memory, parking=capacity, keys=intake, kept=kept)

@@ -1,17 +1,14 @@
-"""The operator at run time: the cache, the work queue, and the reconcilers.
+"""The composition root: every collaborator of the operator is built here, from
+`Settings` and the edges (API, clip store, providers), and started here.
 
-kopf delivers watch events (controller/informer/handlers.py) to `Runtime.on_*_event`: the intake
-updates the cache and queues keys. Workers take keys from the queue and run one pass
-each: observe, decide (pure functions in controller/decide), act through an
-actuator. Waiting is a delayed re-add. See docs/architecture.md for the picture.
+kopf delivers watch events (controller/informer/handlers.py) to `Runtime.on_*_event`:
+the intake (controller/informer/intake.py) updates the cache and queues keys. Workers
+(controller/queue/worker.py) take keys from the queue and run one pass each: observe,
+decide (pure functions in controller/decide), act through the collaborators of
+controller/controllers/. Waiting is a delayed re-add. See docs/architecture.md.
 
-Parts, by responsibility:
-- worker.py     the generic worker loop (the only place that requeues)
-- intake.py     watch events into the cache; which keys they make due
-- capacity.py   job slots, reservations, parked Scenes, budget left, wake-ups
-- scenes.py     the Scene pass; actuator.py and jobs.py its effects
-- projects.py   Project status and finalizer; planning.py plans and creates Scenes
-- drift.py      the periodic S3 listing per Project
+`run` is `scene-operator run`: the process (logs, metrics, leader election, webhooks,
+kopf); `Runtime` is what a unit test drives against fakes (tests/unit/fakes/harness.py).
 """
 
 from __future__ import annotations
@@ -19,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import logging
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from controller.api import vocabulary as v
 from controller.assembly.reconciler import Assembler
@@ -28,9 +27,13 @@ from controller.controllers.buckets import BucketCheck
 from controller.controllers.capacity import Capacity
 from controller.controllers.drift.reconciler import Drift
 from controller.controllers.events import Recorder
-from controller.controllers.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
-from controller.controllers.project.planning import plan_hash, scene_name
-from controller.controllers.project.reconciler import Projects
+from controller.controllers.ports import Body, ClipStorage, KubeClient, ProviderRegistry, Threads
+from controller.controllers.project.cleanup import Finalizer
+from controller.controllers.project.creation import SceneCreator
+from controller.controllers.project.pacing import Pacer
+from controller.controllers.project.planning import Planner
+from controller.controllers.project.reconciler import BucketReport, Projects
+from controller.controllers.project.status import ProjectStatusWriter
 from controller.controllers.scene.actuator import SceneEffects
 from controller.controllers.scene.cancel import Canceler, abandoned
 from controller.controllers.scene.clip_look import ClipLooks
@@ -45,7 +48,7 @@ from controller.controllers.scene.status_writer import StatusWriter
 from controller.controllers.scene.working_clip import WorkingClips
 from controller.controllers.uploads import GatedClips
 from controller.decide.timeutil import utcnow
-from controller.informer.cache import Body, Store, key_of
+from controller.informer.cache import Key, Store, key_of
 from controller.informer.intake import Intake
 from controller.informer.resync import Resync
 from controller.queue.liveness import Progress, stall
@@ -54,11 +57,31 @@ from controller.queue.worker import Worker
 from controller.queue.workqueue import WorkQueue
 from controller.settings import Settings
 
-__all__ = ["Runtime", "plan_hash", "scene_name"]
+log = logging.getLogger("scene_operator")
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the builders below share: the edges and the runtime's common state."""
+
+    settings: Settings
+    api: KubeClient
+    clips: ClipStorage
+    providers: ProviderRegistry
+    threads: Threads
+    store: Store
+    intake: Intake
+    capacity: Capacity
+    memory: Memory
+    recorder: Recorder
+    bucket_check: BucketCheck
+    tmp_dir: str
+    clock: Callable[[], dt.datetime]
 
 
 class Runtime:
-    """Wires the parts together; the edges (API, clip store, providers) are passed in."""
+    """The cache, the work queue, the reconcilers and their collaborators; the edges (API,
+    clip store, providers) are passed in."""
 
     def __init__(
         self,
@@ -73,14 +96,11 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.api = api
+        self.providers = providers
         self.store = Store()
         self.queue = queue if queue is not None else WorkQueue()
-        self.pool = (
-            pool
-            if pool is not None
-            else concurrent.futures.ThreadPoolExecutor(
-                max_workers=settings.io_threads, thread_name_prefix="io"
-            )
+        self.pool = pool or concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.io_threads, thread_name_prefix="io"
         )
         threads = Threads(self.pool)
         self.memory = Memory()
@@ -94,54 +114,31 @@ class Runtime:
             api,
             on_scene_deleted=lambda key, body: abandoned(self.memory.abandoned, key, body),
         )
-        wake = lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay)  # noqa: E731
-        recorder = Recorder(settings, api, wake=wake, clock=self.queue.clock)
+        recorder = Recorder(settings, api, wake=self.wake_project, clock=self.queue.clock)
         self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
         self.tmp_dir = self._tmp.name  # downloads, kept outputs, working clips, assembly
-        self.bucket_check = BucketCheck(self.memory.buckets, clips, threads)
-        self.scenes = scene_reconciler(
-            settings=settings,
-            api=api,
-            clips=clips,
-            providers=providers,
-            threads=threads,
-            store=self.store,
-            intake=self.intake,
-            capacity=self.capacity,
-            memory=self.memory,
-            recorder=recorder,
-            bucket_check=self.bucket_check,
-            tmp_dir=self.tmp_dir,
-            clock=clock,
-        )
+        parts = Parts(
+            settings, api, clips, providers, threads, self.store, self.intake, self.capacity,
+            self.memory, recorder, BucketCheck(self.memory.buckets, clips, threads),
+            self.tmp_dir, clock,
+        )  # fmt: skip
+        self.scenes = scene_reconciler(parts)
         self.assembly = Assembler(
             settings=settings,
             store=self.store,
             clips=clips,  # type: ignore[arg-type]  # also downloads: ClipStore does
             threads=threads,
             recorder=recorder,
-            wake=lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay),
+            wake=self.wake_project,
             tmp_dir=self.tmp_dir,
         )
-        self.projects = Projects(
-            settings=settings,
-            api=api,
-            clips=clips,
-            providers=providers,
-            threads=threads,
-            store=self.store,
-            intake=self.intake,
-            memory=self.memory,
-            recorder=recorder,
-            assembly=self.assembly,
-            capacity=self.capacity,
-        )
+        self.projects = project_reconciler(parts, self.assembly)
         self.drift = Drift(
             settings=settings,
             clips=clips,
             threads=threads,
             store=self.store,
-            intake=self.intake,
+            enqueue_scene=self.intake.enqueue_scene,
             memory=self.memory,
             assembly=self.assembly,
         )
@@ -156,6 +153,11 @@ class Runtime:
             },
             after_each=self.intake.wake,
         )
+
+    def wake_project(self, key: Key, delay: float) -> None:
+        """A Project made due from outside its own pass (its Scenes' Events are due, its
+        final video was built): another key, not the one a pass is running."""
+        self.intake.schedule(Kind.PROJECT, key, delay)
 
     def on_scene_event(self, kind: str | None, body: Body) -> None:
         if kind is None and key_of(body) in self.store.scenes:  # kopf re-listed
@@ -190,78 +192,115 @@ class Runtime:
             resync.cancel()
 
 
-def scene_reconciler(
-    *,
-    settings: Settings,
-    api: KubeClient,
-    clips: ClipStorage,
-    providers: ProviderRegistry,
-    threads: Threads,
-    store: Store,
-    intake: Intake,
-    capacity: Capacity,
-    memory: Memory,
-    recorder: Recorder,
-    bucket_check: BucketCheck,
-    tmp_dir: str,
-    clock: Callable[[], dt.datetime],
-) -> Scenes:
+def scene_reconciler(p: Parts) -> Scenes:
     """The Scene reconciler and the collaborators its passes act through."""
-    limits = Limiters(settings)
-    kept = KeptOutputs(tmp_dir, settings.kept_outputs_max_bytes)
-    status = StatusWriter(api, intake)
+    limits = Limiters(p.settings)
+    kept = KeptOutputs(p.tmp_dir, p.settings.kept_outputs_max_bytes)
+    status = StatusWriter(p.api, p.intake)
     read = InputReader(
-        settings=settings,
-        projects=store.projects,
-        specs=memory.specs,
-        budget_left=capacity.budget_left,
+        settings=p.settings,
+        projects=p.store.projects,
+        specs=p.memory.specs,
+        budget_left=p.capacity.budget_left,
     )
 
     async def get_project(namespace: str, name: str) -> Body | None:
-        return await api.get(v.PROJECT_PLURAL, namespace, name)
+        return await p.api.get(v.PROJECT_PLURAL, namespace, name)
 
     effects = SceneEffects(
-        settings=settings,
-        scenes=store.scenes,
+        settings=p.settings,
+        scenes=p.store.scenes,
         read=read,
         recheck=ProjectRecheck(
             get_project=get_project,
-            observed=lambda body: intake.on_project_event(None, body),
+            observed=lambda body: p.intake.on_project_event(None, body),
             read=read,
         ),
-        looks=ClipLooks(settings, clips, threads),
-        working=WorkingClips(clips, threads, tmp_dir),
-        poller=JobPoller(providers=providers, limits=limits, clock=clock),
+        looks=ClipLooks(p.settings, p.clips, p.threads),
+        working=WorkingClips(p.clips, p.threads, p.tmp_dir),
+        poller=JobPoller(providers=p.providers, limits=limits, clock=p.clock),
         starter=JobStarter(
-            settings=settings,
-            providers=providers,
-            slots=capacity,
+            settings=p.settings,
+            providers=p.providers,
+            slots=p.capacity,
             limits=limits,
             status=status,
-            events=recorder,
-            scenes=store.scenes,
-            clock=clock,
+            events=p.recorder,
+            scenes=p.store.scenes,
+            clock=p.clock,
         ),
-        search=JobSearch(providers=providers, limits=limits, scenes=store.scenes, recovering={}),
+        search=JobSearch(
+            providers=p.providers, limits=limits, scenes=p.store.scenes, recovering={}
+        ),
         finisher=OutputFinisher(
-            settings=settings,
-            providers=providers,
-            clips=clips,
-            threads=threads,
+            settings=p.settings,
+            providers=p.providers,
+            clips=p.clips,
+            threads=p.threads,
             kept=kept,
-            scenes=store.scenes,
-            events=recorder,
-            clock=clock,
-            tmp_dir=tmp_dir,
+            scenes=p.store.scenes,
+            events=p.recorder,
+            clock=p.clock,
+            tmp_dir=p.tmp_dir,
         ),
         canceler=Canceler(
-            providers=providers, limits=limits, kept=kept, abandoned_jobs=memory.abandoned
+            providers=p.providers, limits=limits, kept=kept, abandoned_jobs=p.memory.abandoned
         ),
         status=status,
-        events=recorder,
-        check_bucket=bucket_check,
-        limit_reached=capacity.limit_reached,
+        events=p.recorder,
+        check_bucket=p.bucket_check,
+        limit_reached=p.capacity.limit_reached,
         waiting_since={},
-        clock=clock,
+        clock=p.clock,
     )
-    return Scenes(effects=effects, memory=memory, parking=capacity, keys=intake, kept=kept)
+    return Scenes(effects=effects, memory=p.memory, parking=p.capacity, keys=p.intake, kept=kept)
+
+
+def project_reconciler(p: Parts, assembly: Assembler) -> Projects:
+    """The Project reconciler and the collaborators of its passes."""
+    status = ProjectStatusWriter(
+        settings=p.settings,
+        api=p.api,
+        store=p.store,
+        generations=p.capacity,
+        final_video=assembly.apply,
+        events=p.recorder,
+        pacer=Pacer(p.intake.queue.clock),
+    )
+    creator = SceneCreator(
+        api=p.api,
+        scene_names=p.store.scene_names_of,
+        observed=lambda body: p.intake.on_scene_event(None, body),
+        events=p.recorder,
+    )
+    return Projects(
+        settings=p.settings,
+        store=p.store,
+        memory=p.memory,
+        finalizer=Finalizer(
+            settings=p.settings,
+            api=p.api,
+            store=p.store,
+            clips=p.clips,
+            threads=p.threads,
+            uploads=p.memory.uploads,
+            events=p.recorder,
+        ),
+        planner=Planner(
+            settings=p.settings,
+            api=p.api,
+            store=p.store,
+            providers=p.providers,
+            list_namespace_once=p.intake.list_namespace_once,
+            creator=creator,
+            write_status=status.write,
+            events=p.recorder,
+        ),
+        creator=creator,
+        bucket=BucketReport(settings=p.settings, check=p.bucket_check, events=p.recorder),
+        final_videos=assembly,
+        status=status,
+        series=p.recorder,
+        forget_deleted=lambda key: p.capacity.deleted_settled.pop(key, None),
+        enqueue=p.intake.schedule,
+    )

@@ -1,14 +1,11 @@
 """The composition root: every collaborator of the operator is built here, from
 `Settings` and the edges (API, clip store, providers), and started here.
 
-kopf delivers watch events (controller/informer/handlers.py) to `Runtime.on_*_event`:
-the intake (controller/informer/intake.py) updates the cache and queues keys. Workers
-(controller/queue/worker.py) take keys from the queue and run one pass each: observe,
-decide (pure functions in controller/decide), act through the collaborators of
-controller/controllers/. Waiting is a delayed re-add. See docs/architecture.md.
-
-`run` is `scene-operator run`: the process (logs, metrics, leader election, webhooks,
-kopf); `Runtime` is what a unit test drives against fakes (tests/unit/fakes/harness.py).
+kopf's watch events (informer/handlers.py) reach `Runtime.on_*_event`: the intake caches
+them and queues keys; workers (queue/worker.py) run one pass per key: observe, decide
+(controller/decide, pure), act through the collaborators of controller/controllers/.
+`run` is `scene-operator run` (logs, metrics, leader election, webhooks, kopf); a unit
+test drives `Runtime` against fakes (tests/unit/fakes/harness.py). docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -80,8 +77,7 @@ class Parts:
 
 
 class Runtime:
-    """The cache, the work queue, the reconcilers and their collaborators; the edges (API,
-    clip store, providers) are passed in."""
+    """The cache, the work queue, the reconcilers and their collaborators (edges given)."""
 
     def __init__(
         self,
@@ -204,15 +200,12 @@ def scene_reconciler(p: Parts) -> Scenes:
         budget_left=p.capacity.budget_left,
     )
 
-    async def get_project(namespace: str, name: str) -> Body | None:
-        return await p.api.get(v.PROJECT_PLURAL, namespace, name)
-
     effects = SceneEffects(
         settings=p.settings,
         scenes=p.store.scenes,
         read=read,
         recheck=ProjectRecheck(
-            get_project=get_project,
+            get_project=lambda ns, name: p.api.get(v.PROJECT_PLURAL, ns, name),
             observed=lambda body: p.intake.on_project_event(None, body),
             read=read,
         ),
@@ -229,9 +222,7 @@ def scene_reconciler(p: Parts) -> Scenes:
             scenes=p.store.scenes,
             clock=p.clock,
         ),
-        search=JobSearch(
-            providers=p.providers, limits=limits, scenes=p.store.scenes, recovering={}
-        ),
+        search=JobSearch(providers=p.providers, limits=limits, scenes=p.store.scenes, recovering={}),
         finisher=OutputFinisher(
             settings=p.settings,
             providers=p.providers,
@@ -304,3 +295,103 @@ def project_reconciler(p: Parts, assembly: Assembler) -> Projects:
         forget_deleted=lambda key: p.capacity.deleted_settled.pop(key, None),
         enqueue=p.intake.schedule,
     )
+
+
+# ---------------------------------------------------------------------- the process
+@dataclass(frozen=True)
+class RunOptions:
+    """`scene-operator run`'s flags (controller/__main__.py)."""
+
+    namespaces: list[str]  # empty: every namespace
+    peering: str | None = None  # kopf peering; None: standalone
+    leader_elect: bool | None = None  # None: SCENE_OPERATOR_LEADER_ELECT, else in a cluster
+
+
+def run(options: RunOptions) -> int:
+    """The operator process: logs, metrics, the clip store, then `serve` until stopped."""
+    from controller.observability import logs, metrics
+    from controller.storage.clips import ClipStore
+
+    settings = Settings()
+    logs.setup(settings.log_format, settings.log_level)
+    metrics.serve(settings.metrics_port)
+    clips = ClipStore.from_env(max_pool_connections=settings.io_threads * 2)
+    if settings.create_bucket:
+        clips.ensure_bucket(settings.bucket)
+    asyncio.run(serve(settings, clips, options))
+    return 0
+
+
+async def serve(settings: Settings, clips: ClipStorage, options: RunOptions) -> None:
+    """Leader election, the Runtime on guarded edges, webhooks, and kopf's watches."""
+    from controller import webhooks
+    from controller.informer import handlers
+    from controller.kube.client import KubeApi
+    from controller.leaderelection import leadership
+    from controller.leaderelection.elector import AlwaysLeader, LeaderElector
+    from controller.leaderelection.guard import Guarded, GuardedProviders, LeaderGatedQueue
+    from controller.observability import fleet_metrics
+
+    elect = leadership.election_enabled(options.leader_elect, settings)
+    api = KubeApi.from_environment()
+    lease_api = KubeApi.from_environment() if elect else None
+    elector: LeaderElector | AlwaysLeader = AlwaysLeader()
+    if lease_api is not None:
+        config = leadership.election_config(settings, options.namespaces)
+        elector = leadership.elector(lease_api, config)
+        lease = f"{config.namespace}/{config.name}"
+        log.info("leader election on", extra={"lease": lease, "identity": config.identity})
+    # Every provider call, S3 call and API write of the work checks leadership first.
+    api.write_guard = elector.is_leader
+    providers = GuardedProviders(settings, elector.is_leader)
+    runtime = Runtime(
+        settings=settings,
+        api=api,
+        clips=Guarded(clips, elector.is_leader, "clip store"),
+        providers=providers,
+        queue=LeaderGatedQueue(elector.wait_leading),
+    )
+    fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
+    # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby answers 503.
+    receiver = await webhooks.start(
+        settings,
+        provider=providers.video(webhooks.PROVIDER),
+        scenes=lambda: runtime.store.scenes,
+        wake_scene=runtime.intake.enqueue_scene,
+        is_leader=elector.is_leader,
+    )
+    where = {"bucket": settings.bucket, "prefix": settings.s3_prefix}
+    log.info("starting", extra={"namespaces": options.namespaces or "*", **where})
+    port = settings.liveness_port
+    election = asyncio.create_task(elector.run()) if isinstance(elector, LeaderElector) else None
+    if election is not None:
+        election.add_done_callback(_election_ended)
+    try:
+        await handlers.run(
+            runtime,
+            namespaces=options.namespaces,
+            clusterwide=not options.namespaces,
+            standalone=not options.peering,
+            peering_name=options.peering,
+            liveness_endpoint=f"http://0.0.0.0:{port}/healthz" if port else None,
+        )
+    finally:
+        if receiver is not None:
+            await receiver.stop()
+        if election is not None and isinstance(elector, LeaderElector):
+            election.remove_done_callback(_election_ended)
+            election.cancel()
+            await elector.release()  # the workers are stopped: hand over at once
+        await api.close()
+        if lease_api is not None:
+            await lease_api.close()
+
+
+def _election_ended(task: asyncio.Task[None]) -> None:
+    """The elector returns only through its exits (and is cancelled only after this
+    callback is removed): anything else, e.g. a bug, or kopf cancelling a task of ours
+    while it restarts, stops the process at once rather than run on without renewing."""
+    from controller.leaderelection import leadership
+
+    error = "cancelled" if task.cancelled() else repr(task.exception())
+    leadership.exit_now(leadership.EXIT_LOST_LEADERSHIP, "leader election stopped", error=error)

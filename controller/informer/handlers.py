@@ -14,10 +14,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from controller.api import vocabulary as v
-from controller.app import Runtime
 from controller.informer import kopf_patches as kopf_routes
 from controller.kube import client as kube
 from controller.kube.jsonwire import KopfJson
@@ -40,6 +39,19 @@ finally:
         del sys.modules["kubernetes"]
 
 EXIT_KOPF_FAILED = 70  # EX_SOFTWARE: restart me
+
+
+class Runtime(Protocol):
+    """What kopf's handlers feed and run (controller/app.py: Runtime)."""
+
+    def on_scene_event(self, kind: str | None, body: dict[str, Any]) -> None: ...
+
+    def on_project_event(self, kind: str | None, body: dict[str, Any]) -> None: ...
+
+    def stalled(self) -> str | None: ...
+
+    async def run(self) -> None: ...
+
 KOPF_IDLE_SECONDS = 0.5  # a per-object worker's wait for its object's next event
 
 

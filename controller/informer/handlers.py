@@ -123,7 +123,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     # kopf runs one task per object that had an event, kept for idle_timeout (5 s) in
     # case another comes: ~7 kB each plus the last raw body it holds (managedFields and
-    # all). At 10,000 Scenes changing every few seconds that was most of them at once.
+    # all). At 10,000 Scenes changing every few seconds that is most of them at once.
     # The handlers only hand the body over, so a worker may as well end right away.
     settings.queueing.idle_timeout = KOPF_IDLE_SECONDS
 

@@ -82,7 +82,7 @@ class Planner:
         # Right after start-up the watch may not have delivered every Scene yet: before
         # the first planning in a namespace, LIST its Scenes once, so Scenes the user
         # declared are never planned over. Later the watch-fed cache is trusted (a LIST
-        # per Project was O(projects x scenes): 15 % of CPU at 10,000 Scenes).
+        # per Project would be O(projects x scenes): 15 % of CPU at 10,000 Scenes).
         await self.list_namespace_once(key[0])
         if self.store.scene_names_of(key) or self._failed_for_good(body, status, mem):
             return None

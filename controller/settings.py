@@ -196,7 +196,7 @@ class Settings(BaseSettings):
     def cost_per_second(self, provider: str) -> float:
         return float(getattr(self, f"cost_per_second_{provider}", 0.0))
 
-    # ------------------------------------------------------------------ webhooks (issue 17)
+    # ------------------------------------------------------------------ webhooks
     webhook_url: str | None = None
     """Public base URL at which Replicate reaches the webhook receiver (e.g.
     https://hooks.example.com). Set, it turns webhooks on: predictions are created with

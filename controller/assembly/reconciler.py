@@ -171,14 +171,15 @@ class Assembler:
         return (a.bucket or self._storage(spec)[0], a.key) if a else None
 
     # ------------------------------------------------------------------ reconcile
-    async def reconcile(self, body: Body, spec: ProjectSpec) -> None:
-        """Before the Project's status write: the I/O the decision asks for."""
+    async def reconcile(self, body: Body, spec: ProjectSpec) -> float | None:
+        """Before the Project's status write: the I/O the decision asks for. Returns when
+        the Project's pass should run again (a failed assembly's retry), or None."""
         key = key_of(body)
         mem = self.memory.setdefault(key, Memory())
         if mem.result is not None and recorded_final(body) == mem.result:
             mem.result = None  # written: status is the record now
         if not spec.assembly_enabled():
-            return
+            return None
         where = self._audio_location(spec)
         if where is not None and mem.audio_for != where:
             await self._read_audio(mem, where)
@@ -190,12 +191,12 @@ class Assembler:
                 continue
             if d.step == Step.ASSEMBLE and obs.inputs_hash is not None and mem.task is None:
                 if mem.attempts is not None and recorded_attempts(body) != mem.attempts:
-                    self.wake(key, 1.0)  # the last failure goes to status before a new try
-                    return
+                    return 1.0  # the last failure goes to status before a new try
                 self._start(body, spec, mem, obs, audio, d.attempts)
             elif d.step == Step.FAILED and d.requeue_after is not None:
-                self.wake(key, d.requeue_after)
-            return
+                return d.requeue_after
+            return None
+        return None
 
     async def _read_audio(self, mem: Memory, where: tuple[str, str]) -> bool:
         """HEAD the audio object; True if what is known of it changed."""

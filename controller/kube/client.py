@@ -2,9 +2,8 @@
 
 kopf watches and delivers events; this client does the writes (status merge patches with
 optimistic concurrency, Scene creation, Events, finalizers). Credentials come from
-controller/kube/kubeconfig.py (the kubernetes package only for what it alone reads), and it
-counts every request so the cost of control can be measured (metrics, benchmark). Errors
-and the retry policy are in controller/kube/errors.py (importable from here as before).
+controller/kube/kubeconfig.py (the kubernetes package only for what it alone reads); every
+request is counted (metrics, benchmark). Errors and retries: controller/kube/errors.py.
 """
 
 from __future__ import annotations

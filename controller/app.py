@@ -297,7 +297,6 @@ def project_reconciler(p: Parts, assembly: Assembler) -> Projects:
     )
 
 
-# ---------------------------------------------------------------------- the process
 @dataclass(frozen=True)
 class RunOptions:
     """`scene-operator run`'s flags (controller/__main__.py)."""

@@ -112,7 +112,6 @@ class Assembler:
             max_workers=settings.assembly_concurrency, thread_name_prefix="assembly"
         )
 
-    # ------------------------------------------------------------------ observe
     def _storage(self, spec: ProjectSpec) -> tuple[str, str]:
         s = self.settings
         prefix = spec.storage.prefix if spec.storage.prefix is not None else s.s3_prefix
@@ -170,7 +169,6 @@ class Assembler:
         a = spec.assembly.audio
         return (a.bucket or self._storage(spec)[0], a.key) if a else None
 
-    # ------------------------------------------------------------------ reconcile
     async def reconcile(self, body: Body, spec: ProjectSpec) -> float | None:
         """Before the Project's status write: the I/O the decision asks for. Returns when
         the Project's pass should run again (a failed assembly's retry), or None."""
@@ -249,7 +247,6 @@ class Assembler:
             "Warning",
         )
 
-    # ------------------------------------------------------------------ assembling
     def _start(
         self,
         body: Body,
@@ -330,7 +327,6 @@ class Assembler:
         if body is not None:
             await self.recorder.post(body, reason, message, type_)
 
-    # ------------------------------------------------------------------ status
     def apply(self, body: Body, spec: ProjectSpec | None, new: ProjectStatus) -> ProjectStatus:
         """The status the Project should have, with its final video (pure, from memory)."""
         if spec is None:
@@ -374,7 +370,6 @@ class Assembler:
         update = {"conditions": conds, "final_video": d.final_video, "phase": phase}
         return new.model_copy(update={**update, "assembly_attempts": d.attempts})
 
-    # ------------------------------------------------------------------ drift
     async def drift(self, project: Body, spec: ProjectSpec, listing: dict[str, Any]) -> None:
         """After the drift LIST: a recorded final video not listed as recorded is verified
         (and rebuilt if gone); the audio object is re-read (HEAD) when there is one."""

@@ -1,9 +1,8 @@
 """A small async Kubernetes API client for the operator's own reads and writes.
 
-kopf watches and delivers events; this client does the writes (status merge patches with
-optimistic concurrency, Scene creation, Events, finalizers). Credentials come from
-controller/kube/kubeconfig.py (the kubernetes package only for what it alone reads); every
-request is counted (metrics, benchmark). Errors and retries: controller/kube/errors.py.
+kopf watches; this client writes (status merge patches with optimistic concurrency, Scene
+creation, Events, finalizers). Credentials: kube/kubeconfig.py; errors and retries:
+kube/errors.py. Every request is counted (metrics, benchmark).
 """
 
 from __future__ import annotations
@@ -182,9 +181,7 @@ class KubeApi:
         self.requests[(method, resource)] += 1
         data = None if json is None else jsonlib.dumps(json).encode()
         try:
-            return await self._send(
-                method, path, resource, data, params, content_type, json is not None
-            )
+            return await self._send(method, path, resource, data, params, content_type, json is not None)
         except aiohttp.ClientConnectionError as e:
             API_REQUESTS.labels(method, resource, "<error>").inc()
             if isinstance(e.__cause__, NotLeaderError):  # refused inside aiohttp's writer
@@ -227,7 +224,6 @@ class KubeApi:
             raise error
         return jsonwire.loads(content) if content else {}
 
-    # ------------------------------------------------------------------ custom resources
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return await self.request("GET", cr_path(plural, namespace, name))
@@ -338,7 +334,6 @@ class KubeApi:
             content_type=MERGE,
         )
 
-    # ------------------------------------------------------------------ leases
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return await self.request("GET", lease_path(namespace, name))
@@ -362,7 +357,6 @@ class KubeApi:
         )
         return list(body.get("items", []))
 
-    # ------------------------------------------------------------------ events
     async def post_event(
         self,
         obj: dict[str, Any],

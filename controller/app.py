@@ -21,6 +21,7 @@ from controller.controllers.buckets import BucketCheck
 from controller.controllers.capacity import Capacity
 from controller.controllers.drift.reconciler import Drift
 from controller.controllers.events import Recorder
+from controller.controllers.memory import Memory
 from controller.controllers.ports import Body, ClipStorage, KubeClient, ProviderRegistry, Threads
 from controller.controllers.project.cleanup import Finalizer
 from controller.controllers.project.creation import SceneCreator
@@ -47,7 +48,7 @@ from controller.informer.intake import Intake
 from controller.informer.resync import Resync
 from controller.media.isolate import MediaRunner
 from controller.queue.liveness import Progress, stall
-from controller.queue.state import Kind, Memory
+from controller.queue.state import Kind
 from controller.queue.worker import Worker
 from controller.queue.workqueue import WorkQueue
 from controller.settings import Settings

@@ -12,6 +12,8 @@ from controller.api.text import bound
 
 # A Kubernetes object as JSON: what the API server sends and the cache keeps.
 Body = dict[str, Any]
+# An object's (namespace, name): the cache's and the work queue's key.
+Key = tuple[str, str]
 
 
 class ApiModel(BaseModel):

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Protocol
 
 from controller.api.project import FinalVideo
-from controller.assembly import engine
 from controller.assembly.plan import AudioRef, ClipRef
 from controller.decide.timeutil import rfc3339, utcnow
 from controller.informer.cache import Key
+from controller.media import engine
 from controller.media.isolate import MediaRunner, MediaStopped
 from controller.observability import metrics as m
 from controller.storage.clips import ObjectFact, file_sha256

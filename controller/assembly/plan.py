@@ -1,7 +1,7 @@
 """The final video, decided: its inputs hash and key, how to join the clips, what to do now.
 
 Pure functions only; the I/O lives in controller/assembly/reconciler.py (S3, threads)
-and controller/assembly/engine.py (PyAV).
+and controller/media/engine.py (PyAV).
 """
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from enum import StrEnum
-from fractions import Fraction
 
 from controller.api.project import AssemblyAttempts, FinalVideo
 from controller.api.vocabulary import Reason
@@ -23,7 +21,6 @@ from controller.storage.clips import project_prefix
 # so existing final videos are rebuilt under new keys rather than silently kept.
 ASSEMBLY_FORMAT = "v1"
 # Codecs whose packets may be copied into an MP4 as they are.
-COPYABLE_CODECS = frozenset({"h264", "hevc"})
 AUDIO_RECHECK = 30.0  # seconds between two looks at an audio object that could not be read
 
 
@@ -85,48 +82,6 @@ def parse_resolution(value: str | None) -> tuple[int, int] | None:
 
 
 # ----------------------------------------------------------------------------- joining
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """The video stream of one clip, as the engine probed it."""
-
-    codec: str
-    width: int
-    height: int
-    time_base: Fraction
-    pix_fmt: str
-    extradata: str  # hash of the codec's private data (H.264 SPS/PPS)
-
-
-def can_stream_copy(streams: list[StreamInfo], target: tuple[int, int] | None) -> bool:
-    """Remux (copy the packets, no re-encode) only when every clip would decode with the
-    same decoder set-up: same codec and parameter sets, size, pixel format and time base,
-    and the size is the one asked for. Anything else is re-encoded to one format."""
-    if not streams:
-        return False
-    first = streams[0]
-    if first.codec not in COPYABLE_CODECS:
-        return False
-    if target is not None and (first.width, first.height) != target:
-        return False
-    same = (first.codec, first.width, first.height, first.pix_fmt, first.time_base)
-    return all(
-        (s.codec, s.width, s.height, s.pix_fmt, s.time_base) == same
-        and s.extradata == first.extradata
-        for s in streams
-    )
-
-
-def letterbox(src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(width, height, x, y) of `src` scaled to fit `dst` keeping its aspect ratio,
-    centred; every value even (yuv420p chroma is subsampled by two)."""
-    sw, sh = src
-    dw, dh = dst
-    scale = min(dw / sw, dh / sh)
-    w = min(dw, max(2, math.floor(sw * scale / 2 + 0.5) * 2))
-    h = min(dh, max(2, math.floor(sh * scale / 2 + 0.5) * 2))
-    return w, h, (dw - w) // 4 * 2, (dh - h) // 4 * 2
 
 
 # ----------------------------------------------------------------------------- deciding

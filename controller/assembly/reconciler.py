@@ -34,7 +34,6 @@ from controller.api.scene import ScenePhase
 from controller.assembly import scratch
 from controller.assembly.attempts import failed, recorded_attempts, recorded_final, started
 from controller.assembly.build import AssemblyStorage, Job, Stopped, build
-from controller.assembly.engine import Refused
 from controller.assembly.plan import (
     AssemblyDecision,
     AssemblyObservation,
@@ -52,6 +51,7 @@ from controller.decide.edit import working_record
 from controller.decide.health import Health, project_health, with_health
 from controller.decide.timeutil import rfc3339, utcnow
 from controller.informer.cache import Body, Key, Store, key_of
+from controller.media.engine import Refused
 from controller.media.isolate import MediaRunner
 from controller.observability import metrics as m
 from controller.settings import Settings

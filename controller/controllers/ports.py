@@ -3,7 +3,7 @@ small Protocols: each collaborator receives only the ports it uses, and a unit t
 pass fakes.
 
 Production passes `controller.kube.client.KubeApi`, `controller.storage.clips.ClipStore` and
-`controller.providers.registry.Providers` for the edges; controller/app.py wires the rest.
+`controller.controllers.provider_registry.Providers` for the edges; controller/app.py wires the rest.
 Nothing here is I/O itself.
 """
 
@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from controller.api.common import Body, Key
 from controller.api.scene import SceneStatus
 from controller.decide.scene import Event
 from controller.providers.base import Planner, VideoProvider
@@ -24,8 +25,6 @@ from controller.queue.state import Kind
 from controller.storage.clips import ObjectFact
 
 T = TypeVar("T")
-Body = dict[str, Any]
-Key = tuple[str, str]  # (namespace, name)
 
 
 class KubeClient(Protocol):

@@ -13,10 +13,18 @@ from typing import Any, Protocol
 
 from controller.api import vocabulary as v
 from controller.informer.cache import Body, Key, Store, key_of, project_of_scene, resource_version
-from controller.queue.state import Kind, Memory
+from controller.queue.state import Kind
 from controller.queue.workqueue import WorkQueue
 
 PROJECT_RECOUNT_DELAY = 0.5  # coalesce bursts of scene events into one project recount
+
+
+
+class ObjectMemory(Protocol):
+    """Per-object memory, forgotten when its object is deleted (controllers/memory.py)."""
+
+    scenes: dict[Key, Any]
+    projects: dict[Key, Any]
 
 
 class Lister(Protocol):
@@ -44,7 +52,7 @@ class Intake:
         store: Store,
         queue: WorkQueue,
         slots: Slots,
-        memory: Memory,
+        memory: ObjectMemory,
         api: Lister,
         *,
         on_scene_deleted: Callable[[Key, Body], None] = lambda key, body: None,

@@ -19,11 +19,11 @@ from typing import Any
 import aiohttp
 
 from controller.api import vocabulary as v
+from controller.decide.retry_after import parse_retry_after
 from controller.kube import jsonwire, kubeconfig
 from controller.kube.errors import MAX_ATTEMPTS, ApiError, NotLeaderError, retry_delay
 from controller.kube.events import event_body
 from controller.observability.metrics import API_REQUESTS, API_RETRIES
-from controller.providers.errors import parse_retry_after
 
 MERGE = "application/merge-patch+json"
 LIST_PAGE_SIZE = 500

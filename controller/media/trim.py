@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from controller.assembly import engine
+from controller.media import engine
 
 _EPS = 1e-6
 

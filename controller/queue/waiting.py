@@ -16,7 +16,7 @@ import collections
 import itertools
 from collections.abc import Callable, Iterable
 
-Key = tuple[str, str]  # (namespace, name)
+from controller.api.common import Key
 
 
 class Waiters:

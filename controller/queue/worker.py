@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from controller.informer.cache import Key
+from controller.api.common import Key
 from controller.observability import metrics as m
 from controller.queue.state import Item, Kind, Result, TransientError
 from controller.queue.workqueue import WorkQueue

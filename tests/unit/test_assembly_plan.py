@@ -15,14 +15,12 @@ from controller.assembly.plan import (
     AudioRef,
     ClipRef,
     Step,
-    StreamInfo,
-    can_stream_copy,
     decide,
     final_key,
     inputs_hash,
-    letterbox,
     refusal,
 )
+from controller.media.streams import StreamInfo, can_stream_copy, letterbox
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CLIPS = tuple(ClipRef(i, "b", f"k/{i}.mp4", f"sha{i}", 100 + i) for i in (1, 2, 3))

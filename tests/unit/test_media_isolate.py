@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.assembly.engine import AssemblyError
+from controller.media.engine import AssemblyError
 from controller.media.isolate import (
     Limits,
     MediaError,

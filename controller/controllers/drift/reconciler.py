@@ -16,13 +16,14 @@ from controller.api.project import ProjectSpec
 from controller.api.scene import ScenePhase
 from controller.api.vocabulary import Cond, Reason
 from controller.assembly.reconciler import Assembler
+from controller.controllers.memory import Memory
 from controller.controllers.ports import ClipStorage, Threads
 from controller.controllers.project.reconciler import drift_interval
 from controller.controllers.project.status import reported_missing
 from controller.controllers.scene.working_clip import working_drifted
 from controller.informer.cache import Key, Store, key_of
 from controller.observability import metrics as m
-from controller.queue.state import Memory, Result
+from controller.queue.state import Result
 from controller.settings import Settings
 
 log = logging.getLogger("scene_operator")

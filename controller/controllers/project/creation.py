@@ -12,11 +12,12 @@ from controller.api import naming
 from controller.api import vocabulary as v
 from controller.api.project import PlanInfo, PlannedSceneRecord, ProjectSpec
 from controller.api.scene import SceneSpec
+from controller.controllers.memory import ProjectMemory
 from controller.controllers.ports import Body, EventSink, Key, KubeClient
 from controller.decide.project import name_conflict_message
 from controller.informer.cache import key_of, scene_belongs_to
 from controller.kube.errors import ApiError
-from controller.queue.state import ProjectMemory, sooner
+from controller.queue.state import sooner
 
 NAME_CONFLICT_RETRY = 30.0  # seconds between tries to create a Scene whose name is taken
 RECREATE_SECONDS = 1.0  # a planned Scene deleted while it was created: created again then

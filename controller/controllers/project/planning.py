@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from controller.api import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.api.project import PlanInfo, PlannedSceneRecord, ProjectSpec, ProjectStatus
+from controller.controllers.memory import ProjectMemory
 from controller.controllers.ports import Body, EventSink, KubeClient, ProviderRegistry
 from controller.controllers.project.creation import SceneCreator
 from controller.decide.hashing import spec_hash
@@ -22,7 +23,7 @@ from controller.informer.cache import Store, key_of
 from controller.observability import metrics as m
 from controller.providers.base import PlannedScene, PlanRequest, ProviderError
 from controller.providers.base import Planner as PlannerProvider
-from controller.queue.state import ProjectMemory, sooner
+from controller.queue.state import sooner
 from controller.settings import Settings
 
 PLAN_RETRY_INITIAL_SECONDS = 5.0

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from controller.api import vocabulary as v
 from controller.api.project import ProjectSpec
+from controller.controllers.memory import Memory, ProjectMemory
 from controller.controllers.ports import Body, Enqueue, EventSink, Key
 from controller.controllers.project.cleanup import Finalizer
 from controller.controllers.project.creation import SceneCreator
@@ -18,7 +19,7 @@ from controller.controllers.project.planning import Planner
 from controller.controllers.project.status import ProjectStatusWriter, project_status_of
 from controller.decide.scene import BUCKET_RECHECK_SECONDS, BucketSeen
 from controller.informer.cache import Store, key_of
-from controller.queue.state import Kind, Memory, ProjectMemory, Result, sooner
+from controller.queue.state import Kind, Result, sooner
 from controller.settings import Settings
 
 

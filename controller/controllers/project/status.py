@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from controller.api import vocabulary as v
 from controller.api.project import ProjectSpec, ProjectStatus
 from controller.api.scene import ScenePhase
+from controller.controllers.memory import ProjectMemory
 from controller.controllers.ports import Body, EventSink, Key, KubeClient
 from controller.controllers.project.pacing import Pacer, progress_only
 from controller.decide.health import stalled_reason
@@ -21,7 +22,6 @@ from controller.decide.project import ProjectObservation, SceneView, project_sta
 from controller.decide.timeutil import utcnow
 from controller.informer.cache import Store, is_owned_by, key_of, pending_start
 from controller.kube.errors import ApiError
-from controller.queue.state import ProjectMemory
 from controller.settings import Settings
 
 WithFinalVideo = Callable[[Body, ProjectSpec | None, ProjectStatus], ProjectStatus]

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from controller import webhooks
 from controller.api import vocabulary as v
 from controller.api.scene import ScenePhase, SceneStatus
+from controller.controllers.memory import SceneMemory
 from controller.controllers.ports import Body, EventSink, Key, SceneStatusWriter
 from controller.controllers.scene.cancel import Canceler
 from controller.controllers.scene.clip_look import ClipLooks
@@ -31,7 +32,6 @@ from controller.decide import scene as sc
 from controller.decide.effects import Facts
 from controller.informer.cache import is_owned_by, project_of_scene
 from controller.observability import metrics as m
-from controller.queue.state import SceneMemory
 from controller.settings import Settings
 
 log = logging.getLogger("scene_operator")

@@ -12,13 +12,13 @@ from controller.api import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.api.request import VideoRequest
 from controller.api.scene import SceneSpec
+from controller.controllers.memory import SceneMemory
 from controller.controllers.ports import Body, Key
 from controller.controllers.specs import ProjectSpecs
 from controller.decide import scene as sc
 from controller.decide import tenancy
 from controller.decide.desired import desired_for
 from controller.informer.cache import key_of, project_of_scene
-from controller.queue.state import SceneMemory
 from controller.settings import Settings
 
 BudgetLeft = Callable[[Key, int | None], int | None]  # Capacity.budget_left

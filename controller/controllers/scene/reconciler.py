@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Protocol
 
+from controller.controllers.memory import Memory
 from controller.controllers.ports import Key
 from controller.controllers.scene.actuator import Actuator, SceneEffects
 from controller.controllers.scene.kept import KeptOutputs
 from controller.decide.effects import Facts, run_pass
-from controller.queue.state import Memory, Result
+from controller.queue.state import Result
 
 
 class Parking(Protocol):

@@ -21,7 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from controller.assembly.plan import StreamInfo, can_stream_copy, letterbox
+from controller.media.streams import StreamInfo, can_stream_copy, letterbox
 
 AUDIO_RATE = 48_000
 AUDIO_CHUNK = 1024  # samples per AAC frame

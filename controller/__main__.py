@@ -68,7 +68,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
         # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby answers 503.
-        receiver = await webhooks.start(settings, runtime, is_leader=elector.is_leader)
+        receiver = await webhooks.start(
+            settings,
+            runtime,
+            is_leader=elector.is_leader,
+            wait_leading=elector.wait_leading if lease_api is not None else None,
+        )
         liveness = (
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         )

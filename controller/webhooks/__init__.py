@@ -55,10 +55,14 @@ def gated(provider: Any, settings: Settings) -> Any:
     return PushedJobs(provider, settings.webhook_poll_seconds)
 
 
-async def start(settings: Settings, runtime: Any, is_leader: Any = None) -> Any:
-    """Fetch the signing secret and start the receiver (None when webhooks are off).
-    `runtime` is the controller Runtime: its cache maps predictions to Scenes, and its
-    intake wakes them (in the urgent lane: they have a job in flight)."""
+async def start(
+    settings: Settings, runtime: Any, is_leader: Any = None, wait_leading: Any = None
+) -> Any:
+    """Start the receiver (None when webhooks are off) and fetch the signing secret: at
+    once, or with leader election (`wait_leading`) once this process leads, since a
+    standby's provider calls are refused. `runtime` is the controller Runtime: its cache
+    maps predictions to Scenes, and its intake wakes them (in the urgent lane: they have a
+    job in flight)."""
     if not enabled(settings):
         return None
     from controller.webhooks.mapping import JobIndex, Waker
@@ -70,8 +74,11 @@ async def start(settings: Settings, runtime: Any, is_leader: Any = None) -> Any:
     )
     secret = SigningSecret(provider.webhook_secret)
     receiver = Receiver(secret, wake, **({"is_leader": is_leader} if is_leader else {}))
-    await secret.get()  # at start; a failure is retried when a webhook arrives
     await receiver.start("0.0.0.0", settings.webhook_port)
+    if wait_leading is None:
+        await secret.get()  # at start; a failure is retried when a webhook arrives
+    else:
+        receiver.fetch_secret_when(wait_leading)
     if not settings.webhook_url.startswith("https://"):  # type: ignore[union-attr]
         log.warning("SCENE_OPERATOR_WEBHOOK_URL is not https: use TLS outside tests")
     # The URL is not logged: some put a token in it.

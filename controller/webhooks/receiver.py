@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -56,6 +56,10 @@ class SigningSecret:
         self._tried_at: float | None = None  # last fetch after the first one
         self._started = False
         self._lock = asyncio.Lock()
+
+    @property
+    def cached(self) -> str | None:
+        return self._key
 
     async def get(self) -> str | None:
         if self._key is None:
@@ -103,6 +107,7 @@ class Receiver:
         self.clock = clock
         self.replays = replays or ReplayGuard()
         self._runner: web.AppRunner | None = None
+        self._prefetch: asyncio.Task[None] | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -115,7 +120,19 @@ class Receiver:
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
 
+    def fetch_secret_when(self, ready: Callable[[], Awaitable[None]]) -> None:
+        """Fetch the secret as soon as `ready()` returns (this process leads)."""
+
+        async def prefetch() -> None:
+            await ready()
+            await self.secret.get()
+
+        self._prefetch = asyncio.create_task(prefetch())
+
     async def stop(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.cancel()
+            self._prefetch = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -1,4 +1,4 @@
-"""Push, not poll: Replicate calls back when a prediction completes (issue 17).
+"""Push, not poll: Replicate calls back when a prediction completes.
 
 On when SCENE_OPERATOR_WEBHOOK_URL is set: predictions are created with
 `webhook=<url>/webhooks/replicate` and `webhook_events_filter=["completed"]`, the
@@ -73,7 +73,12 @@ async def start(
         JobIndex(lambda: runtime.store.scenes, PROVIDER), provider, runtime.intake.enqueue_scene
     )
     secret = SigningSecret(provider.webhook_secret)
-    receiver = Receiver(secret, wake, **({"is_leader": is_leader} if is_leader else {}))
+    receiver = Receiver(
+        secret,
+        wake,
+        max_connections=settings.webhook_max_connections,
+        **({"is_leader": is_leader} if is_leader else {}),
+    )
     await receiver.start("0.0.0.0", settings.webhook_port)
     if wait_leading is None:
         await secret.get()  # at start; a failure is retried when a webhook arrives

@@ -14,11 +14,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from controller import metrics as m
 from controller.kube import NotLeaderError
+from controller.webhooks.server import GuardedServer
 from controller.webhooks.verify import (
     MAX_BODY_BYTES,
     STATUS,
@@ -100,23 +102,25 @@ class Receiver:
         is_leader: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.time,
         replays: ReplayGuard | None = None,
+        max_connections: int = 64,
     ) -> None:
         self.secret = secret
         self.on_completed = on_completed  # prediction id -> ACCEPTED (woken), UNKNOWN, PENDING
         self.is_leader = is_leader
         self.clock = clock
         self.replays = replays or ReplayGuard()
+        self.max_connections = max_connections
+        self.http_server: GuardedServer | None = None
         self._runner: web.AppRunner | None = None
         self._prefetch: asyncio.Task[None] | None = None
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
-        app.router.add_route("*", PATH, self.handle)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
-        return app
+    def server(self, **limits: Any) -> GuardedServer:
+        """The HTTP server (the protocol factory); `limits` override server.py's."""
+        self.http_server = GuardedServer(self.route, max_connections=self.max_connections, **limits)
+        return self.http_server
 
     async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.ServerRunner(self.server())
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
 
@@ -137,10 +141,12 @@ class Receiver:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _not_found(self, request: web.Request) -> web.Response:
-        return self._answer(Outcome.NOT_FOUND)
+    async def route(self, request: web.BaseRequest) -> web.Response:
+        if request.path != PATH:
+            return self._answer(Outcome.NOT_FOUND)
+        return await self.handle(request)
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.Response:
         outcome = await self._verify_and_act(request)
         if STATUS[outcome] >= 400:
             log.debug("webhook not acted on", extra={"reason": str(outcome)})
@@ -153,7 +159,7 @@ class Receiver:
             headers["Retry-After"] = "30"
         return web.json_response({"outcome": str(outcome)}, status=STATUS[outcome], headers=headers)
 
-    async def _verify_and_act(self, request: web.Request) -> Outcome:
+    async def _verify_and_act(self, request: web.BaseRequest) -> Outcome:
         if request.method != "POST":
             return Outcome.METHOD
         if not self.is_leader():

@@ -48,6 +48,9 @@ class Outcome(StrEnum):
     NOT_FOUND = "not_found"
     STANDBY = "standby"  # not the leader: Replicate retries, and reaches the leader
     NO_SECRET = "no_secret"  # the signing secret could not be fetched (or is malformed)
+    # Connections, not requests (see server.py): closed before a request was read.
+    HEADER_TIMEOUT = "header_timeout"  # its headers were not complete in time: closed
+    TOO_MANY_CONNECTIONS = "too_many_connections"  # over the cap: a fixed 503, closed
 
 
 # HTTP answers: 4xx for a request that is wrong (Replicate gives up or it was never
@@ -67,6 +70,8 @@ STATUS = {
     Outcome.NOT_FOUND: 404,
     Outcome.STANDBY: 503,
     Outcome.NO_SECRET: 503,
+    Outcome.HEADER_TIMEOUT: 408,  # nominal: the connection is closed without an answer
+    Outcome.TOO_MANY_CONNECTIONS: 503,
 }
 
 

@@ -50,9 +50,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         api = KubeApi.from_environment()
         lease_api = KubeApi.from_environment() if elect else None
         elector: LeaderElector | AlwaysLeader = AlwaysLeader()
+        route = None  # webhooks with election: the leader's Pod label, and forwarding
         if lease_api is not None:
             config = leadership.election_config(settings, args.namespace or [])
-            elector = leadership.elector(lease_api, config)
+            route = webhooks.leader_routing(settings, lease_api, config)
+            elector = leadership.elector(lease_api, config, route and route.elected)
             log.info(
                 "leader election on",
                 extra={"lease": f"{config.namespace}/{config.name}", "identity": config.identity},
@@ -67,13 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             queue=LeaderGatedQueue(elector.wait_leading),
         )
         fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
-        # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby answers 503.
-        receiver = await webhooks.start(
-            settings,
-            runtime,
-            is_leader=elector.is_leader,
-            wait_leading=elector.wait_leading if lease_api is not None else None,
-        )
+        # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby forwards.
+        receiver = await webhooks.start(settings, runtime, elector if lease_api else None, route)
         liveness = (
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         )

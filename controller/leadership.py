@@ -8,11 +8,12 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller import shards
+from controller import shards, webhooks
 from controller import vocabulary as v
 from controller.kube import KubeApi
 from controller.leader import ElectionConfig, LeaderElector
@@ -63,7 +64,10 @@ def election_config(settings: Settings, namespaces: list[str]) -> ElectionConfig
         renew_deadline=settings.leader_elect_renew_deadline_seconds,
         retry_period=settings.leader_elect_retry_period_seconds,
         labels={**shards.LABELS, v.LABEL_MANAGED_BY: v.MANAGER},
-        annotations={v.ANNOTATION_NAMESPACES: shards.claim_value(namespaces)},
+        annotations={
+            v.ANNOTATION_NAMESPACES: shards.claim_value(namespaces),
+            **webhooks.lease_annotations(settings),  # the leader's receiver, for forwarding
+        },
     )
 
 
@@ -82,9 +86,14 @@ def lost(reason: str) -> None:
     )
 
 
-def elector(api: KubeApi, config: ElectionConfig) -> LeaderElector:
+def elector(
+    api: KubeApi,
+    config: ElectionConfig,
+    on_elected: Callable[[str | None], Awaitable[None]] | None = None,
+) -> LeaderElector:
     """An elector on its own API client (renewals never queue behind the work's requests)
-    that checks the shard claims and posts the hand-over Event once elected."""
+    that checks the shard claims and posts the hand-over Event once elected, after
+    `on_elected(previous holder)` (the webhook routing label)."""
 
     async def acquired(lease: dict[str, Any]) -> None:
         leases = await api.list_leases(config.namespace, shards.SELECTOR)
@@ -97,6 +106,8 @@ def elector(api: KubeApi, config: ElectionConfig) -> LeaderElector:
                 shards.conflict_message(config.name, problems),
                 lease=f"{config.namespace}/{config.name}",
             )
+        if on_elected is not None:
+            await on_elected(chosen.previous_holder)
         spec = lease.get("spec") or {}
         message = f"{config.identity} became leader"
         log.info(

@@ -16,10 +16,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from controller import metrics as m
 from controller.kube import NotLeaderError
+from controller.webhooks import routing
 from controller.webhooks.server import GuardedServer
 from controller.webhooks.verify import (
     MAX_BODY_BYTES,
@@ -103,6 +105,7 @@ class Receiver:
         clock: Callable[[], float] = time.time,
         replays: ReplayGuard | None = None,
         max_connections: int = 64,
+        route: routing.Routing | None = None,
     ) -> None:
         self.secret = secret
         self.on_completed = on_completed  # prediction id -> ACCEPTED (woken), UNKNOWN, PENDING
@@ -111,6 +114,9 @@ class Receiver:
         self.replays = replays or ReplayGuard()
         self.max_connections = max_connections
         self.http_server: GuardedServer | None = None
+        self.forwarding = route  # a standby forwards to the leader (routing.py)
+        self.leader_endpoint = route.lookup if route is not None else None
+        self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._prefetch: asyncio.Task[None] | None = None
 
@@ -140,6 +146,11 @@ class Receiver:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.forwarding is not None:  # a normal stop: the Service stops selecting this Pod
+            await self.forwarding.stopping(self.is_leader())
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def route(self, request: web.BaseRequest) -> web.Response:
         if request.path != PATH:
@@ -147,10 +158,46 @@ class Receiver:
         return await self.handle(request)
 
     async def handle(self, request: web.BaseRequest) -> web.Response:
+        if self._may_forward(request):
+            relayed = await self._forward(request)
+            if relayed is not None:
+                return relayed
         outcome = await self._verify_and_act(request)
         if STATUS[outcome] >= 400:
             log.debug("webhook not acted on", extra={"reason": str(outcome)})
         return self._answer(outcome)
+
+    def _may_forward(self, request: web.BaseRequest) -> bool:
+        return (
+            self.leader_endpoint is not None
+            and request.method == "POST"
+            and routing.FORWARDED not in request.headers
+            and request.content_type == "application/json"
+            and (request.content_length or 0) <= MAX_BODY_BYTES
+            and not self.is_leader()
+        )
+
+    async def _forward(self, request: web.BaseRequest) -> web.Response | None:
+        """A standby passes the delivery to the leader and relays its answer; None when
+        there is no leader to reach (then: 503, Replicate retries)."""
+        assert self.leader_endpoint is not None
+        try:
+            body = await asyncio.wait_for(request.read(), READ_TIMEOUT)
+        except (web.HTTPRequestEntityTooLarge, TimeoutError):
+            return None
+        endpoint = await self.leader_endpoint()
+        if endpoint is None:
+            return None
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        answer = await routing.forward(self._session, endpoint, PATH, request.headers, body)
+        if answer is None:
+            return None
+        status, content, headers = answer
+        m.WEBHOOKS.labels(str(Outcome.FORWARDED)).inc()
+        return web.Response(
+            status=status, body=content, content_type="application/json", headers=headers
+        )
 
     def _answer(self, outcome: Outcome) -> web.Response:
         m.WEBHOOKS.labels(str(outcome)).inc()
@@ -163,7 +210,7 @@ class Receiver:
         if request.method != "POST":
             return Outcome.METHOD
         if not self.is_leader():
-            return Outcome.STANDBY  # Replicate retries, and reaches the new leader
+            return Outcome.STANDBY  # no leader reached (see _forward): Replicate retries
         if request.content_type != "application/json":
             return Outcome.MEDIA_TYPE
         if (request.content_length or 0) > MAX_BODY_BYTES:

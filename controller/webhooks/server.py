@@ -40,10 +40,9 @@ MAX_HEADERS = 32  # Replicate's own and an ingress's X-Forwarded-* fit with room
 
 class _QuietLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """aiohttp logs every unparsable request at ERROR with a traceback: from the internet
-    that is a free way to flood the logs. Here it is one debug line without one."""
+    that is a free way to flood the logs. Here it is a debug line."""
 
     def exception(self, msg: object, *args: Any, **kwargs: Any) -> None:
-        kwargs.pop("exc_info", None)
         self.debug(msg, *args, **kwargs)
 
 

@@ -46,7 +46,8 @@ class Outcome(StrEnum):
     METHOD = "method_not_allowed"
     MEDIA_TYPE = "unsupported_media_type"
     NOT_FOUND = "not_found"
-    STANDBY = "standby"  # not the leader: Replicate retries, and reaches the leader
+    STANDBY = "standby"  # not the leader, and no leader to forward to: Replicate retries
+    FORWARDED = "forwarded"  # not the leader: passed to the leader, its answer relayed
     NO_SECRET = "no_secret"  # the signing secret could not be fetched (or is malformed)
     # Connections, not requests (see server.py): closed before a request was read.
     HEADER_TIMEOUT = "header_timeout"  # its headers were not complete in time: closed
@@ -69,6 +70,7 @@ STATUS = {
     Outcome.MEDIA_TYPE: 415,
     Outcome.NOT_FOUND: 404,
     Outcome.STANDBY: 503,
+    Outcome.FORWARDED: 200,  # nominal: the leader's own answer is relayed
     Outcome.NO_SECRET: 503,
     Outcome.HEADER_TIMEOUT: 408,  # nominal: the connection is closed without an answer
     Outcome.TOO_MANY_CONNECTIONS: 503,

@@ -60,12 +60,7 @@ def test_the_secret_is_fetched_after_winning_the_election(
     settings = Settings(webhook_url="http://127.0.0.1", webhook_port=free_port())
 
     async def main() -> None:
-        receiver = await webhooks.start(
-            settings,
-            runtime_with(guarded),
-            is_leader=leader.is_leader,
-            wait_leading=leader.wait_leading,
-        )
+        receiver = await webhooks.start(settings, runtime_with(guarded), leader)
         try:
             await asyncio.sleep(0.2)
             assert provider.fetches == 0  # a standby does not ask

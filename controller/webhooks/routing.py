@@ -155,6 +155,7 @@ class Routing:
 
     label: LeaderLabel | None  # None outside a Pod (no POD_NAME)
     lookup: LeaderLookup
+    _claim: asyncio.Task[None] | None = None
 
     @classmethod
     def create(cls, api: Any, namespace: str, lease: str, port: int) -> Routing:
@@ -167,9 +168,13 @@ class Routing:
             await self.label.clear_own()
 
     async def elected(self, previous_holder: str | None) -> None:
+        """Called by the elector before it renews again: the writes run on their own, so
+        a slow API server delays the label, never a renewal."""
         if self.label is not None:
-            await self.label.claim(previous_holder)
+            self._claim = asyncio.create_task(self.label.claim(previous_holder))
 
     async def stopping(self, leading: bool) -> None:
+        if self._claim is not None and not self._claim.done():
+            self._claim.cancel()
         if self.label is not None and leading:
             await self.label.release()

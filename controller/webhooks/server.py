@@ -91,8 +91,12 @@ class GuardedServer(web.Server):
         super().connection_made(handler, transport)
         if len(self._open) >= self.max_connections:
             m.WEBHOOKS.labels(str(Outcome.TOO_MANY_CONNECTIONS)).inc()
+            transport.pause_reading()  # nothing of it is read
             transport.write(OVER_CAPACITY)
-            handler.force_close()  # closes the transport once the answer is flushed
+            # Closed once aiohttp has set the connection up (as its keep-alive timer
+            # closes an idle one): closing it from inside this hook leaves aiohttp's
+            # request task to fail on a connection already torn down.
+            asyncio.get_running_loop().call_soon(handler.force_close)
             return
         self._open.add(handler)
         self._arm(handler)

@@ -216,3 +216,16 @@ def test_own_endpoint_comes_from_the_pod_ip(monkeypatch: pytest.MonkeyPatch) -> 
     assert routing.own_endpoint(8000) == "http://10.1.2.3:8000"
     monkeypatch.setenv("POD_IP", "fd00::7")
     assert routing.own_endpoint(8000) == "http://[fd00::7]:8000"
+
+
+def test_the_leaders_lease_names_its_receiver_when_webhooks_are_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from controller import leadership
+    from controller.settings import Settings
+
+    monkeypatch.setenv("POD_IP", "10.1.2.3")
+    on = Settings(webhook_url="https://hooks.example.com", webhook_port=8000)
+    config = leadership.election_config(on, [])
+    assert config.annotations[ANNOTATION_ENDPOINT] == "http://10.1.2.3:8000"
+    assert ANNOTATION_ENDPOINT not in leadership.election_config(Settings(), []).annotations

@@ -117,7 +117,7 @@ class Receiver:
         self.forwarding = route  # a standby forwards to the leader (routing.py)
         self.leader_endpoint = route.lookup if route is not None else None
         self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.BaseRunner | None = None
         self._prefetch: asyncio.Task[None] | None = None
 
     def server(self, **limits: Any) -> GuardedServer:

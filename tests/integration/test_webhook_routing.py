@@ -40,8 +40,16 @@ def make_pod(cluster: Cluster, namespace: str, name: str, labels: dict[str, str]
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"containers": [{"name": "operator", "image": "scene-operator:test"}]},
+        "spec": {
+            "automountServiceAccountToken": False,  # no token controller runs here
+            "containers": [{"name": "operator", "image": "scene-operator:test"}],
+        },
     }
+    # The ServiceAccount admission wants the namespace's `default` ServiceAccount; this
+    # control plane's controller manager runs no ServiceAccount controller to create it.
+    if not cluster.core.list_namespaced_service_account(namespace).items:
+        account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}
+        cluster.core.create_namespaced_service_account(namespace, account)
     cluster.core.create_namespaced_pod(namespace, body)
 
 

@@ -8,7 +8,9 @@ finish them.
 Attacks (each on a fresh operator): `oversized`, the issue's 120 headers of 8 kB each,
 unfinished; `within-limits`, headers under every size and count limit (31 of 4,000
 bytes), unfinished, so only the header deadline, the keep-alive and the connection cap
-stop them. Measured during each: the operator's RSS (VmRSS, sampled every 0.1 s), when
+stop them; every connection the server closes is opened again at once, for 30 s
+(`--once`: one wave of `--connections`, watched for 30 s all the same).
+Measured during each: the operator's RSS (VmRSS, sampled every 0.1 s), when
 the server closed each connection, `/healthz` polled every 0.25 s, and the Lease's
 renewTime read every 0.25 s (a renewal is late when two renewals are more than twice the
 retry period apart). `--pythonpath DIR` runs the operator from another checkout (e.g.
@@ -62,6 +64,7 @@ class Result:
     renewal_max_gap_s: float = 0.0
     late_renewals: int = 0
     still_leader: bool = False
+    opened: int = 0  # connections opened during the window (closed ones are reopened)
     server_counts: dict[str, float] = field(default_factory=dict)  # webhooks_total outcomes
     notes: list[str] = field(default_factory=list)
 
@@ -87,6 +90,7 @@ class Watch(threading.Thread):
         self.rss: list[float] = []
         self.health: list[tuple[bool, float]] = []
         self.renewals: list[datetime] = []
+        self.began = time.monotonic()
 
     def run(self) -> None:
         next_health = next_lease = 0.0
@@ -148,18 +152,32 @@ async def attacker(
     return "closed" if closed[i] is not None else "open"  # (a reset: see the metrics)
 
 
-async def attack(port: int, connections: int, headers: int, size: int) -> tuple[list, list]:
+async def attack(
+    port: int, connections: int, headers: int, size: int, once: bool = False
+) -> tuple[list, list, int]:
+    """The first wave's close times and kinds; then every closed connection is opened
+    again at once, so `connections` stay under attack for the whole window. Returns also
+    how many connections were opened in all."""
     closed: list[float | None] = [None] * connections
     began = time.monotonic()
-    tasks = [
-        asyncio.create_task(attacker(port, headers, size, closed, i, began))
-        for i in range(connections)
-    ]
-    done, pending = await asyncio.wait(tasks, timeout=WINDOW)
+    opened = 0
+
+    async def keep_attacking(i: int) -> str:
+        nonlocal opened
+        opened += 1
+        kind = await attacker(port, headers, size, closed, i, began)
+        while not once and time.monotonic() - began < WINDOW:
+            opened += 1
+            await attacker(port, headers, size, [None], 0, began)
+            await asyncio.sleep(0.05)
+        return kind
+
+    tasks = [asyncio.create_task(keep_attacking(i)) for i in range(connections)]
+    done, pending = await asyncio.wait(tasks, timeout=WINDOW + 15)
     for task in pending:
         task.cancel()
     kinds = [t.result() if t in done and not t.cancelled() else "open" for t in tasks]
-    return closed, kinds
+    return closed, kinds, opened
 
 
 def run_one(
@@ -196,7 +214,11 @@ def run_one(
             result.rss_before_mb = round(rss_mb(op.proc.pid), 1)
             watch = Watch(op, kubectl, namespace)
             watch.start()
-            closed, kinds = asyncio.run(attack(port, args.connections, headers, size))
+            closed, kinds, result.opened = asyncio.run(
+                attack(port, args.connections, headers, size, args.once)
+            )
+            while time.monotonic() - watch.began < WINDOW:  # watched for the whole window
+                time.sleep(0.2)
             time.sleep(1.0)
             watch.stop.set()
             watch.join()
@@ -246,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pythonpath", help="run the operator from this checkout")
     parser.add_argument("--only", choices=["oversized", "within-limits"])
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--once", action="store_true", help="one wave: a closed connection is not reopened"
+    )
     args = parser.parse_args(argv)
     attacks = {
         "oversized": (args.headers, args.header_bytes),

@@ -340,9 +340,11 @@ async def serve(settings: Settings, clips: ClipStorage, options: RunOptions) -> 
     api = KubeApi.from_environment()
     lease_api = KubeApi.from_environment() if elect else None
     elector: LeaderElector | AlwaysLeader = AlwaysLeader()
+    route = None  # webhooks with election: the leader's Pod label, and forwarding
     if lease_api is not None:
         config = leadership.election_config(settings, options.namespaces)
-        elector = leadership.elector(lease_api, config)
+        route = webhooks.leader_routing(settings, lease_api, config)
+        elector = leadership.elector(lease_api, config, route and route.elected)
         lease = f"{config.namespace}/{config.name}"
         log.info("leader election on", extra={"lease": lease, "identity": config.identity})
     # Every provider call, S3 call and API write of the work checks leadership first.
@@ -356,20 +358,21 @@ async def serve(settings: Settings, clips: ClipStorage, options: RunOptions) -> 
         queue=LeaderGatedQueue(elector.wait_leading),
     )
     fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
-    # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby answers 503.
+    # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby forwards.
     receiver = await webhooks.start(
         settings,
         provider=providers.video(webhooks.PROVIDER),
         scenes=lambda: runtime.store.scenes,
         wake_scene=runtime.intake.enqueue_scene,
-        is_leader=elector.is_leader,
+        elector=elector if lease_api else None,
+        route=route,
     )
     where = {"bucket": settings.bucket, "prefix": settings.s3_prefix}
     log.info("starting", extra={"namespaces": options.namespaces or "*", **where})
     port = settings.liveness_port
     election = asyncio.create_task(elector.run()) if isinstance(elector, LeaderElector) else None
     if election is not None:
-        election.add_done_callback(_election_ended)
+        election.add_done_callback(leadership.election_ended)
     try:
         await handlers.run(
             runtime,
@@ -383,19 +386,9 @@ async def serve(settings: Settings, clips: ClipStorage, options: RunOptions) -> 
         if receiver is not None:
             await receiver.stop()
         if election is not None and isinstance(elector, LeaderElector):
-            election.remove_done_callback(_election_ended)
+            election.remove_done_callback(leadership.election_ended)
             election.cancel()
             await elector.release()  # the workers are stopped: hand over at once
         await api.close()
         if lease_api is not None:
             await lease_api.close()
-
-
-def _election_ended(task: asyncio.Task[None]) -> None:
-    """The elector returns only through its exits (and is cancelled only after this
-    callback is removed): anything else, e.g. a bug, or kopf cancelling a task of ours
-    while it restarts, stops the process at once rather than run on without renewing."""
-    from controller.leaderelection import leadership
-
-    error = "cancelled" if task.cancelled() else repr(task.exception())
-    leadership.exit_now(leadership.EXIT_LOST_LEADERSHIP, "leader election stopped", error=error)

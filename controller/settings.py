@@ -206,3 +206,7 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=300.0, gt=0)
     """While webhooks are on, Replicate jobs are polled this rarely: a safety net, so a
     lost webhook delays a Scene but never loses it."""
+    webhook_max_connections: int = Field(default=64, ge=1, le=10000)
+    """Connections the webhook receiver keeps open at once; one more is answered 503
+    (Retry-After: 1) and closed before anything of it is read. Replicate's deliveries
+    are short requests: a few connections suffice, even through an ingress."""

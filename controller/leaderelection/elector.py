@@ -176,6 +176,7 @@ class LeaderElector:
         self._lost = False
         self.leading = asyncio.Event()
         self.lease: dict[str, Any] | None = None  # the Lease as last written by us
+        self.previous_holder: str | None = None  # who held it before our last write
         m.LEADER.set(0)
 
     def is_leader(self) -> bool:
@@ -291,6 +292,7 @@ class LeaderElector:
 
     def _won(self, written: dict[str, Any], started: float) -> bool:
         self.lease = written
+        self.previous_holder = self._holder()
         spec = written.get("spec") or {}
         self._observe(spec)
         # From the start of this attempt: whoever saw our record saw it after that.

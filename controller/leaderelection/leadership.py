@@ -4,14 +4,17 @@ what happens on election (shard claims checked, an Event on the Lease) and on lo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from controller import webhooks
 from controller.api import vocabulary as v
 from controller.kube.client import KubeApi
 from controller.leaderelection import shards
@@ -63,7 +66,10 @@ def election_config(settings: Settings, namespaces: list[str]) -> ElectionConfig
         renew_deadline=settings.leader_elect_renew_deadline_seconds,
         retry_period=settings.leader_elect_retry_period_seconds,
         labels={**shards.LABELS, v.LABEL_MANAGED_BY: v.MANAGER},
-        annotations={v.ANNOTATION_NAMESPACES: shards.claim_value(namespaces)},
+        annotations={
+            v.ANNOTATION_NAMESPACES: shards.claim_value(namespaces),
+            **webhooks.lease_annotations(settings),  # the leader's receiver, for forwarding
+        },
     )
 
 
@@ -82,9 +88,14 @@ def lost(reason: str) -> None:
     )
 
 
-def elector(api: KubeApi, config: ElectionConfig) -> LeaderElector:
+def elector(
+    api: KubeApi,
+    config: ElectionConfig,
+    on_elected: Callable[[str | None], Awaitable[None]] | None = None,
+) -> LeaderElector:
     """An elector on its own API client (renewals never queue behind the work's requests)
-    that checks the shard claims and posts the hand-over Event once elected."""
+    that checks the shard claims and posts the hand-over Event once elected, after
+    `on_elected(previous holder)` (the webhook routing label)."""
 
     async def acquired(lease: dict[str, Any]) -> None:
         leases = await api.list_leases(config.namespace, shards.SELECTOR)
@@ -97,6 +108,8 @@ def elector(api: KubeApi, config: ElectionConfig) -> LeaderElector:
                 shards.conflict_message(config.name, problems),
                 lease=f"{config.namespace}/{config.name}",
             )
+        if on_elected is not None:
+            await on_elected(chosen.previous_holder)
         spec = lease.get("spec") or {}
         message = f"{config.identity} became leader"
         log.info(
@@ -118,3 +131,11 @@ def elector(api: KubeApi, config: ElectionConfig) -> LeaderElector:
     chosen = LeaderElector(api, config, on_lost=lost, on_acquired=acquired)
     api.write_guard = chosen.may_write
     return chosen
+
+
+def election_ended(task: asyncio.Task[None]) -> None:
+    """The elector returns only through its exits (and is cancelled only after this
+    callback is removed): anything else, e.g. a bug, or kopf cancelling a task of ours
+    while it restarts, stops the process at once rather than run on without renewing."""
+    error = "cancelled" if task.cancelled() else repr(task.exception())
+    exit_now(EXIT_LOST_LEADERSHIP, "leader election stopped", error=error)

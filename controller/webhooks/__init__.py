@@ -70,18 +70,41 @@ class PushedProvider(Protocol):
     def completed(self, job_id: str) -> None: ...
 
 
+def lease_annotations(settings: Settings) -> dict[str, str]:
+    """What the leader writes on its Lease: its receiver's endpoint, where a standby
+    forwards a delivery ("" when unknown); nothing when webhooks are off."""
+    if not enabled(settings):
+        return {}
+    from controller.webhooks.routing import ANNOTATION_ENDPOINT, own_endpoint
+
+    return {ANNOTATION_ENDPOINT: own_endpoint(settings.webhook_port)}
+
+
+def leader_routing(settings: Settings, lease_api: Any, config: Any) -> Any:
+    """With leader election and webhooks on: the routing of deliveries to the leader
+    (routing.Routing: the leader label on this Pod when POD_NAME is set, and the lookup
+    a standby forwards with); else None. `config` is the ElectionConfig."""
+    if not enabled(settings):
+        return None
+    from controller.webhooks.routing import Routing
+
+    return Routing.create(lease_api, config.namespace, config.name, settings.webhook_port)
+
+
 async def start(
     settings: Settings,
     *,
     provider: PushedProvider,
     scenes: Callable[[], Mapping[Key, Body]],
     wake_scene: Callable[[Key], None],
-    is_leader: Callable[[], bool] | None = None,
+    elector: Any = None,
+    route: Any = None,
 ) -> Receiver | None:
-    """Fetch the signing secret and start the receiver (None when webhooks are off).
-    `scenes` (the cache's Scenes) maps predictions to Scenes, and `wake_scene` makes one
-    due (in the urgent lane: it has a job in flight); `is_leader` lets a standby answer
-    503."""
+    """Start the receiver (None when webhooks are off) and fetch the signing secret: at
+    once, or with leader election (`elector`: is_leader, wait_leading) once this process
+    leads, since a standby's provider calls are refused. `scenes` (the cache's Scenes)
+    maps predictions to Scenes, and `wake_scene` makes one due (in the urgent lane: it has
+    a job in flight); `route` (see `leader_routing`) makes a standby forward deliveries."""
     if not enabled(settings):
         return None
     from controller.webhooks.mapping import JobIndex, Waker
@@ -89,9 +112,20 @@ async def start(
 
     wake = Waker(JobIndex(scenes, PROVIDER), provider, wake_scene)
     secret = SigningSecret(provider.webhook_secret)
-    receiver = Receiver(secret, wake, **({"is_leader": is_leader} if is_leader else {}))
-    await secret.get()  # at start; a failure is retried when a webhook arrives
+    receiver = Receiver(
+        secret,
+        wake,
+        max_connections=settings.webhook_max_connections,
+        route=route,
+        **({"is_leader": elector.is_leader} if elector is not None else {}),
+    )
+    if route is not None:
+        await route.startup()  # a restarted container's Pod may still carry the label
     await receiver.start("0.0.0.0", settings.webhook_port)
+    if elector is None:
+        await secret.get()  # at start; a failure is retried when a webhook arrives
+    else:
+        receiver.fetch_secret_when(elector.wait_leading)
     if not settings.webhook_url.startswith("https://"):  # type: ignore[union-attr]
         log.warning("SCENE_OPERATOR_WEBHOOK_URL is not https: use TLS outside tests")
     # The URL is not logged: some put a token in it.

@@ -13,12 +13,16 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from controller.kube.errors import NotLeaderError
+from controller.kube.client import NotLeaderError
 from controller.observability import metrics as m
+from controller.webhooks import routing
+from controller.webhooks.server import GuardedServer
 from controller.webhooks.verify import (
     MAX_BODY_BYTES,
     STATUS,
@@ -56,6 +60,10 @@ class SigningSecret:
         self._tried_at: float | None = None  # last fetch after the first one
         self._started = False
         self._lock = asyncio.Lock()
+
+    @property
+    def cached(self) -> str | None:
+        return self._key
 
     async def get(self) -> str | None:
         if self._key is None:
@@ -96,38 +104,100 @@ class Receiver:
         is_leader: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.time,
         replays: ReplayGuard | None = None,
+        max_connections: int = 64,
+        route: routing.Routing | None = None,
     ) -> None:
         self.secret = secret
         self.on_completed = on_completed  # prediction id -> ACCEPTED (woken), UNKNOWN, PENDING
         self.is_leader = is_leader
         self.clock = clock
         self.replays = replays or ReplayGuard()
-        self._runner: web.AppRunner | None = None
+        self.max_connections = max_connections
+        self.http_server: GuardedServer | None = None
+        self.forwarding = route  # a standby forwards to the leader (routing.py)
+        self.leader_endpoint = route.lookup if route is not None else None
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.BaseRunner | None = None
+        self._prefetch: asyncio.Task[None] | None = None
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
-        app.router.add_route("*", PATH, self.handle)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
-        return app
+    def server(self, **limits: Any) -> GuardedServer:
+        """The HTTP server (the protocol factory); `limits` override server.py's."""
+        self.http_server = GuardedServer(self.route, max_connections=self.max_connections, **limits)
+        return self.http_server
 
     async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.ServerRunner(self.server())
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
 
+    def fetch_secret_when(self, ready: Callable[[], Awaitable[None]]) -> None:
+        """Fetch the secret as soon as `ready()` returns (this process leads)."""
+
+        async def prefetch() -> None:
+            await ready()
+            await self.secret.get()
+
+        self._prefetch = asyncio.create_task(prefetch())
+
     async def stop(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.cancel()
+            self._prefetch = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.forwarding is not None:  # a normal stop: the Service stops selecting this Pod
+            await self.forwarding.stopping(self.is_leader())
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    async def _not_found(self, request: web.Request) -> web.Response:
-        return self._answer(Outcome.NOT_FOUND)
+    async def route(self, request: web.BaseRequest) -> web.Response:
+        if request.path != PATH:
+            return self._answer(Outcome.NOT_FOUND)
+        return await self.handle(request)
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.Response:
+        if self._may_forward(request):
+            relayed = await self._forward(request)
+            if relayed is not None:
+                return relayed
         outcome = await self._verify_and_act(request)
         if STATUS[outcome] >= 400:
             log.debug("webhook not acted on", extra={"reason": str(outcome)})
         return self._answer(outcome)
+
+    def _may_forward(self, request: web.BaseRequest) -> bool:
+        return (
+            self.leader_endpoint is not None
+            and request.method == "POST"
+            and routing.FORWARDED not in request.headers
+            and request.content_type == "application/json"
+            and (request.content_length or 0) <= MAX_BODY_BYTES
+            and not self.is_leader()
+        )
+
+    async def _forward(self, request: web.BaseRequest) -> web.Response | None:
+        """A standby passes the delivery to the leader and relays its answer; None when
+        there is no leader to reach (then: 503, Replicate retries)."""
+        assert self.leader_endpoint is not None
+        try:
+            body = await asyncio.wait_for(request.read(), READ_TIMEOUT)
+        except (web.HTTPRequestEntityTooLarge, TimeoutError):
+            return None
+        endpoint = await self.leader_endpoint()
+        if endpoint is None:
+            return None
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        answer = await routing.forward(self._session, endpoint, PATH, request.headers, body)
+        if answer is None:
+            return None
+        status, content, headers = answer
+        m.WEBHOOKS.labels(str(Outcome.FORWARDED)).inc()
+        return web.Response(
+            status=status, body=content, content_type="application/json", headers=headers
+        )
 
     def _answer(self, outcome: Outcome) -> web.Response:
         m.WEBHOOKS.labels(str(outcome)).inc()
@@ -136,11 +206,11 @@ class Receiver:
             headers["Retry-After"] = "30"
         return web.json_response({"outcome": str(outcome)}, status=STATUS[outcome], headers=headers)
 
-    async def _verify_and_act(self, request: web.Request) -> Outcome:
+    async def _verify_and_act(self, request: web.BaseRequest) -> Outcome:
         if request.method != "POST":
             return Outcome.METHOD
         if not self.is_leader():
-            return Outcome.STANDBY  # Replicate retries, and reaches the new leader
+            return Outcome.STANDBY  # no leader reached (see _forward): Replicate retries
         if request.content_type != "application/json":
             return Outcome.MEDIA_TYPE
         if (request.content_length or 0) > MAX_BODY_BYTES:

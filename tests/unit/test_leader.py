@@ -458,3 +458,19 @@ def test_an_unreachable_api_server_means_no_leadership_not_a_crash() -> None:
         assert a._valid_until == -math.inf
 
     run(main())
+
+
+def test_the_elector_records_whom_it_took_the_lease_from() -> None:
+    """The webhook routing unlabels that holder's Pod (it cannot do it itself)."""
+
+    async def main() -> None:
+        api, clock = FakeLeases(), FakeClock()
+        a, b = candidate(api, clock, "pod-a_1"), candidate(api, clock, "pod-b_2")
+        assert await a._attempt()
+        assert a.previous_holder is None  # created: nobody before
+        assert not await b._attempt()
+        clock.advance(15.0)
+        assert await b._attempt()
+        assert b.previous_holder == "pod-a_1"
+
+    run(main())

@@ -13,6 +13,7 @@ import yaml
 from controller.demo.controlplane import REPO_ROOT
 from controller.settings import Settings
 from controller.webhooks.receiver import PATH
+from controller.webhooks.routing import LABEL_LEADER
 from tests.support.kustomize import kustomize_build as kustomize
 
 MANIFESTS = REPO_ROOT / "manifests"
@@ -53,6 +54,8 @@ def test_component_adds_the_receiver_and_nothing_else_changes(tmp_path: Path) ->
         ("Service", "scene-operator-webhooks"),
         ("Ingress", "scene-operator-webhooks"),
         ("NetworkPolicy", "scene-operator-webhooks"),
+        ("Role", "scene-operator-webhook-routing"),
+        ("RoleBinding", "scene-operator-webhook-routing"),
     }
     for d in docs:
         if (d["kind"], d["metadata"]["name"]) in added:
@@ -83,7 +86,11 @@ def test_component_adds_the_receiver_and_nothing_else_changes(tmp_path: Path) ->
     assert container["env"][-len(base_container["env"]) :] == base_container["env"]
 
     service = one(docs, "Service", "scene-operator-webhooks")
-    assert service["spec"]["selector"] == OPERATOR_LABELS
+    # The leader only: the label the leader sets on its Pod, valued with the Lease name.
+    assert service["spec"]["selector"] == {
+        **OPERATOR_LABELS,
+        LABEL_LEADER: Settings().leader_elect_id,
+    }
     assert service["spec"]["type"] == "ClusterIP"
     assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
         ("webhooks", 8000, "webhooks")
@@ -106,3 +113,23 @@ def test_component_adds_the_receiver_and_nothing_else_changes(tmp_path: Path) ->
     (allowed,) = policy["spec"]["ingress"]
     assert allowed["ports"] == [{"port": "webhooks", "protocol": "TCP"}]
     assert allowed["from"], "not open to every pod of the cluster"
+    # The standby forwards to the leader: the operator's own Pods are admitted too.
+    assert {"podSelector": {"matchLabels": OPERATOR_LABELS}} in allowed["from"]
+    # It knows the leader's address from the Lease, which the leader fills from POD_IP.
+    (pod_ip,) = [e for e in container["env"] if e["name"] == "POD_IP"]
+    assert pod_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert settings.webhook_max_connections == 64
+
+
+def test_the_routing_role_may_only_patch_pods_in_the_operators_namespace(
+    tmp_path: Path,
+) -> None:
+    docs = overlay(tmp_path)
+    role = one(docs, "Role", "scene-operator-webhook-routing")
+    assert role["metadata"]["namespace"] == "scene-operator"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}]
+    binding = one(docs, "RoleBinding", "scene-operator-webhook-routing")
+    assert binding["roleRef"]["name"] == "scene-operator-webhook-routing"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "scene-operator", "namespace": "scene-operator"}
+    ]

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import web
+from aiohttp.test_utils import BaseTestServer, TestClient
 
 from controller.observability import metrics as m
 from controller.settings import Settings
@@ -23,6 +24,18 @@ from controller.webhooks.verify import MAX_BODY_BYTES, Outcome, sign
 from tests.support.webhook_sender import new_secret
 
 SECRET = new_secret()
+
+
+class ReceiverServer(BaseTestServer):
+    """aiohttp's test server around the receiver's own server (limits included)."""
+
+    def __init__(self, receiver: Receiver, **limits: Any) -> None:
+        super().__init__()
+        self.receiver = receiver
+        self.limits = limits
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return web.ServerRunner(self.receiver.server(**self.limits), **kwargs)
 
 
 class Fetcher:
@@ -83,7 +96,7 @@ def run(
 
     async def main() -> None:
         receiver = Receiver(SigningSecret(fetcher), wake, is_leader=lambda: leader)
-        async with TestClient(TestServer(receiver.app())) as client:
+        async with TestClient(ReceiverServer(receiver)) as client:
             await scenario(client, woken, fetcher)
 
     asyncio.run(main())
@@ -144,7 +157,7 @@ def test_a_retry_after_pending_is_not_a_replay() -> None:
 
     async def main() -> None:
         receiver = Receiver(SigningSecret(Fetcher(SECRET)), wake)
-        async with TestClient(TestServer(receiver.app())) as client:
+        async with TestClient(ReceiverServer(receiver)) as client:
             body = prediction()
             assert await post(client, body, headers_for(body)) == (503, "pending")
             known.add("p1")  # meanwhile its id reached status

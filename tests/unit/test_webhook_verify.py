@@ -42,6 +42,11 @@ def signed(
     return headers, body
 
 
+def valid() -> str:
+    """The base64 part of the right signature of `signed()`'s request."""
+    return signed()[0]["webhook-signature"].removeprefix("v1,")
+
+
 def without(header: str) -> tuple[dict[str, str], bytes]:
     headers, body = signed()
     return {k: v for k, v in headers.items() if k.lower() != header}, body
@@ -77,6 +82,51 @@ CASES: list[tuple[str, Case, str, Outcome | None]] = [
     (
         "bad-signature-not-base64",
         lambda: signed(signature="v1,@@@"),
+        SECRET,
+        Outcome.BAD_SIGNATURE,
+    ),
+    # Standard Webhooks: only `v1,` entries count; an entry of another version, or one that
+    # is malformed, is skipped and does not void a valid `v1` entry beside it.
+    (
+        "other-version-is-not-v1",
+        lambda: signed(signature=f"v9,{valid()}"),
+        SECRET,
+        Outcome.BAD_SIGNATURE,
+    ),
+    (
+        "version-prefix-only",
+        lambda: signed(signature=f"v1x,{valid()}"),
+        SECRET,
+        Outcome.BAD_SIGNATURE,
+    ),
+    ("no-version", lambda: signed(signature=f",{valid()}"), SECRET, Outcome.BAD_SIGNATURE),
+    (
+        "v1-with-trailing-fields",
+        lambda: signed(signature=f"v1,{valid()},x"),
+        SECRET,
+        Outcome.BAD_SIGNATURE,
+    ),
+    (
+        "malformed-entry-before-valid",
+        lambda: signed(signature=f"garbage v1,{valid()}"),
+        SECRET,
+        None,
+    ),
+    (
+        "not-base64-entry-before-valid",
+        lambda: signed(signature=f"v1,@@@ v1,{valid()}"),
+        SECRET,
+        None,
+    ),
+    (
+        "other-version-before-valid",
+        lambda: signed(signature=f"v1a,xyz v9,{valid()} v1,{valid()}"),
+        SECRET,
+        None,
+    ),
+    (
+        "truncated-signature",
+        lambda: signed(signature=f"v1,{valid()[:-4]}"),
         SECRET,
         Outcome.BAD_SIGNATURE,
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -17,7 +18,9 @@ from controller.demo.controlplane import REPO_ROOT, ControlPlane
 from controller.demo.s3server import S3Server
 from tests.support.kubeconfigs import EXISTING_KUBECONFIG_ENV, from_env
 
-INTEGRATION_DIR = Path(__file__).parent / "integration"
+TESTS_DIR = Path(__file__).parent
+INTEGRATION_DIR = TESTS_DIR / "integration"
+RESILIENCE_DIR = TESTS_DIR / "resilience"
 TEST_BUCKET = "scene-operator-test"
 
 
@@ -31,10 +34,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# --- parallel workers (pytest-xdist, `--dist loadgroup`; scripts/test.sh) -----------------
+#
+# Every worker has its own session fixtures: its own control plane, S3 server, temporary
+# folders and port range (controller/demo/free_ports.py). A test file runs on one worker
+# (its module fixtures are set up once), and the files whose tests time a hand-over, an
+# outage or a kill share one worker, one test at a time, so they are never slowed down
+# by a second operator run of their own kind on top of the rest of the suite's load.
+TIMING_GROUP = "timing-sensitive"
+TIMING_SENSITIVE = (RESILIENCE_DIR,)
+# Against a cluster given by --kubeconfig every worker would share it, and some tests
+# apply cluster-scoped objects of fixed names (tests/integration/test_manifests.py): all
+# of the cluster's tests then run on one worker.
+SHARED_CLUSTER_GROUP = "shared-cluster"
+
+
+def _xdist_group(config: pytest.Config, item: pytest.Item) -> str:
+    path = item.path
+    on_cluster = path.is_relative_to(INTEGRATION_DIR) or path.is_relative_to(RESILIENCE_DIR)
+    if on_cluster and (
+        config.getoption("--kubeconfig") or os.environ.get(EXISTING_KUBECONFIG_ENV)
+    ):
+        return SHARED_CLUSTER_GROUP
+    if any(path == p or path.is_relative_to(p) for p in TIMING_SENSITIVE):
+        return TIMING_GROUP
+    return str(path.relative_to(TESTS_DIR))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(INTEGRATION_DIR):
             item.add_marker(pytest.mark.integration)
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(config, item)))
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,16 @@ Ports are drawn below the kernel's ephemeral range: a port that bind(0) hands ou
 ephemeral one, and between choosing it and the server binding it, any outgoing
 connection (boto3, kubectl, a proxy) may take it as its local port. That race failed a
 CI run: the operator's liveness endpoint could not bind ("address already in use").
+
+Parallel test workers (pytest-xdist sets PYTEST_XDIST_WORKER=gwN and
+PYTEST_XDIST_WORKER_COUNT, and the processes they start inherit them) each draw from
+their own slice of that range, so two workers never choose the same port between
+choosing and binding it.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -20,7 +26,20 @@ def _below_ephemeral() -> tuple[int, int] | None:
         low = int(_RANGE.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return (10000, low - 1) if low > 12000 else None
+    return _worker_slice((10000, low - 1)) if low > 12000 else None
+
+
+def _worker_slice(span: tuple[int, int]) -> tuple[int, int]:
+    """This pytest-xdist worker's share of `span` (all of it outside xdist)."""
+    try:
+        index = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
+        count = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    except (KeyError, ValueError):
+        return span
+    size = (span[1] - span[0] + 1) // max(count, 1)
+    if not 0 <= index < count or size < 500:
+        return span
+    return (span[0] + index * size, span[0] + (index + 1) * size - 1)
 
 
 def _bindable(port: int) -> bool:

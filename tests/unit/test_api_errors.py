@@ -60,6 +60,7 @@ def test_bounded(given: float | None, expected: float | None) -> None:
 @pytest.mark.parametrize(
     "header",
     ["86400", format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=365), usegmt=True)],
+    ids=["seconds", "http-date-in-a-year"],  # the same on every xdist worker (not the date)
 )
 def test_every_provider_retry_after_is_capped(header: str) -> None:
     e = errors.http_error(429, "slow down", {"Retry-After": header})

@@ -81,7 +81,9 @@ class OperatorProcess:
         except FileNotFoundError:
             return ""
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        # A deadline, not a measure: a loaded CI machine (parallel workers on 2 cores) can
+        # take tens of seconds to import and start the operator.
         import urllib.request
 
         deadline = time.monotonic() + timeout

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from controller.demo.cluster import ExistingCluster, Kubectl, install_crds
-from controller.demo.controlplane import REPO_ROOT, ControlPlane
+from controller.demo.controlplane import ControlPlane
 from controller.demo.s3server import S3Server
 from tests.support.kubeconfigs import EXISTING_KUBECONFIG_ENV, from_env
+from tests.support.repo import REPO_ROOT
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 TEST_BUCKET = "scene-operator-test"

@@ -9,11 +9,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-REPO = Path(__file__).resolve().parent.parent
+from controller import __version__
+
+if TYPE_CHECKING:
+    from controller.settings import Settings
+
+EXIT_CONFIG = 78  # EX_CONFIG, as leadership.EXIT_SHARD_CONFLICT
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
@@ -35,12 +42,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from controller.leaderelection import leadership
     from controller.leaderelection.elector import AlwaysLeader, LeaderElector
     from controller.leaderelection.guard import Guarded, GuardedProviders, LeaderGatedQueue
-    from controller.observability import fleet_metrics, logs, metrics
-    from controller.settings import Settings
+    from controller.observability import fleet_metrics, metrics
     from controller.storage.clips import ClipStore
 
-    settings = Settings()
-    logs.setup(settings.log_format, settings.log_level)
+    settings = load_settings(args.log_format)  # logging set up, unknown variables warned
     log = logging.getLogger("scene_operator")
     metrics.serve(settings.metrics_port)
     clips = ClipStore.from_env(max_pool_connections=settings.io_threads * 2)
@@ -92,8 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 runtime,
                 namespaces=args.namespace or [],
                 clusterwide=not args.namespace,
-                standalone=not args.peering,
-                peering_name=args.peering,
+                standalone=True,  # the Lease is the one HA mechanism: no kopf peering
+                peering_name=None,
                 liveness_endpoint=liveness,
             )
         finally:
@@ -111,6 +116,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_settings(log_format: str | None) -> Settings:
+    """The settings from the environment, then logging (--log-format, else
+    SCENE_OPERATOR_LOG_FORMAT, else text on a terminal and JSON otherwise); a mistyped
+    SCENE_OPERATOR_* variable is a warning that names the closest setting. Invalid
+    settings exit 78 (EX_CONFIG: restarting will not help)."""
+    from pydantic import ValidationError
+
+    from controller import configuration
+    from controller.observability import logs
+    from controller.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"scene-operator: invalid settings: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    logs.setup(log_format or settings.log_format, settings.log_level)
+    for name, closest in configuration.unknown_variables(os.environ):
+        logging.getLogger("scene_operator").warning(configuration.unknown_message(name, closest))
+    return settings
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from controller import configuration
+    from controller.settings import Settings
+
+    if args.markdown:  # the reference: defaults, whatever this environment says
+        print(configuration.markdown(), end="")
+        return 0
+    for name, closest in configuration.unknown_variables(os.environ):
+        print(f"warning: {configuration.unknown_message(name, closest)}", file=sys.stderr)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(configuration.report(settings, os.environ))
+    return 0
+
+
 def _election_ended(task: asyncio.Task[None]) -> None:
     """The elector returns only through its exits (and is cancelled only after this
     callback is removed): anything else, e.g. a bug, or kopf cancelling a task of ours
@@ -122,8 +169,6 @@ def _election_ended(task: asyncio.Task[None]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import os
-
     from controller.demo.run import DemoOptions
     from controller.demo.run import main as demo
 
@@ -146,13 +191,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    from controller.demo.run import DEMO_BUDGET  # a light module: the demo's parts load lazily
+def add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from controller import configuration
 
-    parser = argparse.ArgumentParser(prog="scene-operator", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="run the operator against KUBECONFIG (or in-cluster)")
+    run = sub.add_parser(
+        "run",
+        help="run the operator against KUBECONFIG (or in-cluster)",
+        description="Run the operator against KUBECONFIG (or in-cluster).",
+        epilog=configuration.help_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     scope = run.add_mutually_exclusive_group()
     scope.add_argument(
         "--namespace", "-n", action="append", help="watch this namespace (repeatable)"
@@ -161,26 +209,23 @@ def main(argv: list[str] | None = None) -> int:
         "--all-namespaces", "-A", action="store_true", help="watch every namespace (default)"
     )
     run.add_argument(
-        "--peering",
-        metavar="NAME",
-        help="kopf peering object for multi-replica safety (default: standalone)",
-    )
-    run.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="leader election on a Lease: run several replicas, one works "
         "(default: SCENE_OPERATOR_LEADER_ELECT, else on in a cluster)",
     )
+    run.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        help="log lines as JSON or text (default: SCENE_OPERATOR_LOG_FORMAT, else text "
+        "when stderr is a terminal and JSON otherwise)",
+    )
     run.set_defaults(func=cmd_run)
 
-    crds = sub.add_parser("crds", help="write the CRDs generated from the pydantic models")
-    crds.add_argument(
-        "--output",
-        default=str(REPO / "crds") if (REPO / "pyproject.toml").exists() else "-",
-        help="folder, or - for stdout (default: crds/ of a source checkout, else stdout)",
-    )
-    crds.set_defaults(func=cmd_crds)
+
+def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from controller.demo.run import DEMO_BUDGET  # a light module: the demo's parts load lazily
 
     demo = sub.add_parser(
         "demo", help="the operator, an S3 server and an example Project (local providers)"
@@ -207,6 +252,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.set_defaults(func=cmd_demo)
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scene-operator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"scene-operator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_run(sub)
+    config = sub.add_parser(
+        "config",
+        help="print the effective settings (secrets redacted) and where each came from",
+    )
+    config.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the settings reference (docs/configuration.md) instead",
+    )
+    config.set_defaults(func=cmd_config)
+    crds = sub.add_parser("crds", help="write the CRDs generated from the pydantic models")
+    crds.add_argument(
+        "--output",
+        default="-",
+        help="folder (e.g. crds/ of a source checkout), or - for stdout (default)",
+    )
+    crds.set_defaults(func=cmd_crds)
+    add_demo(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -179,6 +179,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         real_providers=args.real_providers,
         max_generations=args.max_generations,
+        keep=args.keep,
     )
     try:
         return demo(options, os.environ)
@@ -249,6 +250,12 @@ def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=int,
         default=DEMO_BUDGET,
         help="budget.maxGenerations with --real-providers (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="once the first Project is Ready, keep the control plane, S3 server and "
+        "operator running and print what to try next, until Ctrl-C",
     )
     demo.set_defaults(func=cmd_demo)
 

@@ -81,9 +81,9 @@ def hints(
 
 
 def serve_until_stopped(operator: Any, poll: float = 1.0) -> int:
-    """Wait for SIGINT or SIGTERM (0), or the operator's unexpected exit (1)."""
+    """Wait for SIGINT, SIGTERM or SIGHUP (0), or the operator's unexpected exit (1)."""
     stop = threading.Event()
-    handled = (signal.SIGINT, signal.SIGTERM)
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal closed
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in handled}
     try:
         while not stop.wait(poll):

@@ -115,7 +115,8 @@ def main(options: DemoOptions, environ: Mapping[str, str]) -> int:
     from controller.demo.operator import OperatorProcess
     from controller.demo.s3server import S3Server
 
-    signal.signal(signal.SIGTERM, _interrupted)  # stops like Ctrl-C: everything cleaned up
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # stop like Ctrl-C: everything cleaned up
+        signal.signal(stop, _interrupted)
     choice = choose_providers(options.real_providers, environ, options.max_generations)
     print(
         f"providers: planner {choice.planner}, video {choice.video}"

@@ -7,20 +7,13 @@ Scenes and acting on them is the kubectl plugin's job: `kubectl video --help`.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from controller import __version__
-
-if TYPE_CHECKING:
-    from controller.settings import Settings
-
-EXIT_CONFIG = 78  # EX_CONFIG, as leadership.EXIT_SHARD_CONFLICT
+from controller.configuration import EXIT_CONFIG
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
@@ -35,107 +28,14 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller import webhooks
-    from controller.app import Runtime
-    from controller.informer import handlers
-    from controller.kube.client import KubeApi
-    from controller.leaderelection import leadership
-    from controller.leaderelection.elector import AlwaysLeader, LeaderElector
-    from controller.leaderelection.guard import Guarded, GuardedProviders, LeaderGatedQueue
-    from controller.observability import fleet_metrics, metrics
-    from controller.storage.clips import ClipStore
+    from controller.app import RunOptions, run  # the composition root
 
-    settings = load_settings(args.log_format)  # logging set up, unknown variables warned
-    log = logging.getLogger("scene_operator")
-    metrics.serve(settings.metrics_port)
-    clips = ClipStore.from_env(max_pool_connections=settings.io_threads * 2)
-    if settings.create_bucket:
-        clips.ensure_bucket(settings.bucket)
-
-    elect = leadership.election_enabled(args.leader_elect, settings)
-
-    async def main() -> None:
-        api = KubeApi.from_environment()
-        lease_api = KubeApi.from_environment() if elect else None
-        elector: LeaderElector | AlwaysLeader = AlwaysLeader()
-        if lease_api is not None:
-            config = leadership.election_config(settings, args.namespace or [])
-            elector = leadership.elector(lease_api, config)
-            log.info(
-                "leader election on",
-                extra={"lease": f"{config.namespace}/{config.name}", "identity": config.identity},
-            )
-        # Every provider call, S3 call and API write of the work checks leadership first.
-        api.write_guard = elector.is_leader
-        runtime = Runtime(
-            settings=settings,
-            api=api,
-            clips=Guarded(clips, elector.is_leader, "clip store"),
-            providers=GuardedProviders(settings, elector.is_leader),
-            queue=LeaderGatedQueue(elector.wait_leading),
-        )
-        fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
-        # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby answers 503.
-        receiver = await webhooks.start(settings, runtime, is_leader=elector.is_leader)
-        liveness = (
-            f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
-        )
-        log.info(
-            "starting",
-            extra={
-                "namespaces": args.namespace or "*",
-                "bucket": settings.bucket,
-                "prefix": settings.s3_prefix,
-            },
-        )
-        election = None
-        if isinstance(elector, LeaderElector):
-            election = asyncio.create_task(elector.run())
-            election.add_done_callback(_election_ended)
-        try:
-            await handlers.run(
-                runtime,
-                namespaces=args.namespace or [],
-                clusterwide=not args.namespace,
-                standalone=True,  # the Lease is the one HA mechanism: no kopf peering
-                peering_name=None,
-                liveness_endpoint=liveness,
-            )
-        finally:
-            if receiver is not None:
-                await receiver.stop()
-            if election is not None and isinstance(elector, LeaderElector):
-                election.remove_done_callback(_election_ended)
-                election.cancel()
-                await elector.release()  # the workers are stopped: hand over at once
-            await api.close()
-            if lease_api is not None:
-                await lease_api.close()
-
-    asyncio.run(main())
-    return 0
-
-
-def load_settings(log_format: str | None) -> Settings:
-    """The settings from the environment, then logging (--log-format, else
-    SCENE_OPERATOR_LOG_FORMAT, else text on a terminal and JSON otherwise); a mistyped
-    SCENE_OPERATOR_* variable is a warning that names the closest setting. Invalid
-    settings exit 78 (EX_CONFIG: restarting will not help)."""
-    from pydantic import ValidationError
-
-    from controller import configuration
-    from controller.observability import logs
-    from controller.settings import Settings
-
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"scene-operator: invalid settings: {exc}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-    logs.setup(log_format or settings.log_format, settings.log_level)
-    for name, closest in configuration.unknown_variables(os.environ):
-        logging.getLogger("scene_operator").warning(configuration.unknown_message(name, closest))
-    return settings
+    options = RunOptions(
+        namespaces=args.namespace or [],
+        leader_elect=args.leader_elect,
+        log_format=args.log_format,
+    )
+    return run(options)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -156,16 +56,6 @@ def cmd_config(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     print(configuration.report(settings, os.environ))
     return 0
-
-
-def _election_ended(task: asyncio.Task[None]) -> None:
-    """The elector returns only through its exits (and is cancelled only after this
-    callback is removed): anything else, e.g. a bug, or kopf cancelling a task of ours
-    while it restarts, stops the process at once rather than run on without renewing."""
-    from controller.leaderelection import leadership
-
-    error = "cancelled" if task.cancelled() else repr(task.exception())
-    leadership.exit_now(leadership.EXIT_LOST_LEADERSHIP, "leader election stopped", error=error)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

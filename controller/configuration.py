@@ -45,10 +45,42 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     ),
     (
         78,
-        "EX_CONFIG: a configuration error (an invalid SCENE_OPERATOR_* value, or another "
-        "shard's Lease claims the same namespaces); restarting will not help",
+        "EX_CONFIG: a configuration error (an invalid SCENE_OPERATOR_* value, caps over "
+        "SCENE_OPERATOR_SCRATCH_LIMIT_MB, or another shard's Lease claims the same "
+        "namespaces); restarting will not help",
     ),
 )
+
+
+EXIT_CONFIG = 78  # EX_CONFIG: restarting will not help
+
+
+def load_settings(log_format: str | None = None) -> Settings:
+    """The settings from the environment, then logging (--log-format, else
+    SCENE_OPERATOR_LOG_FORMAT, else text on a terminal and JSON otherwise); a mistyped
+    SCENE_OPERATOR_* variable is a warning that names the closest setting. Invalid
+    settings, or caps that add up to more than the scratch disk, exit 78 (a restart
+    will not change them)."""
+    import logging
+    import os
+    import sys
+
+    from pydantic import ValidationError
+
+    from controller.observability import logs
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"scene-operator: invalid settings: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    if (problem := settings.scratch_problem()) is not None:
+        print(f"scene-operator: refusing to start: {problem}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    logs.setup(log_format or settings.log_format, settings.log_level)
+    for name, closest in unknown_variables(os.environ):
+        logging.getLogger("scene_operator").warning(unknown_message(name, closest))
+    return settings
 
 
 @dataclass(frozen=True)
@@ -187,9 +219,13 @@ def markdown() -> str:
         f"`{PREFIX}` (names are matched case-insensitively). `scene-operator config` prints",
         "the effective value of each and where it came from (`env` or `default`), secrets",
         "redacted. A variable with the prefix that is no setting is a warning at start that",
-        "names the closest setting. Provider keys and AWS credentials are not settings:",
-        "each SDK reads its own variables (`REPLICATE_API_TOKEN`, `GEMINI_API_KEY`,",
-        "`AWS_ACCESS_KEY_ID`, ...).",
+        "names the closest setting; an invalid value exits 78.",
+        "",
+        "Secrets are never settings: each SDK reads its own variables, filled from a",
+        "Kubernetes Secret: `AWS_ENDPOINT_URL_S3`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,",
+        "`AWS_DEFAULT_REGION` (boto3); `REPLICATE_API_TOKEN`, `REPLICATE_BASE_URL` (replicate);",
+        "`GEMINI_API_KEY` or `GOOGLE_API_KEY`, `GOOGLE_GEMINI_BASE_URL`,",
+        "`GOOGLE_VERTEX_BASE_URL` (google-genai).",
         "",
         "| Variable | Default | Description |",
         "|---|---|---|",

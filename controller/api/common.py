@@ -10,6 +10,9 @@ from pydantic.alias_generators import to_camel
 
 from controller.api.text import bound
 
+# A Kubernetes object as JSON: what the API server sends and the cache keeps.
+Body = dict[str, Any]
+
 
 class ApiModel(BaseModel):
     """Base of every resource model: camelCase on the wire, docstrings become descriptions."""

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
 
-from controller.api.project import FinalVideo
+from controller.api.project import AssemblyAttempts, FinalVideo
 from controller.api.vocabulary import Reason
+from controller.decide.timeutil import parse_rfc3339, rfc3339
 from controller.storage.clips import project_prefix
 
 # Part of the inputs hash: bump it when the engine's output changes for the same inputs,
@@ -63,6 +64,17 @@ def final_key(prefix: str, namespace: str, project_uid: str, inputs: str) -> str
     """`<prefix>/<ns>/<project uid>/final/<inputsHash>.mp4`: under the Project's prefix, so
     the drift LIST sees it and deletionPolicy Delete removes it."""
     return f"{project_prefix(prefix, namespace, project_uid)}final/{inputs}.mp4"
+
+
+def refusal(resolution: str | None, max_pixels: int) -> str | None:
+    """Why spec.assembly.resolution is over the operator's cap, or None."""
+    size = parse_resolution(resolution)
+    if size is None or size[0] * size[1] <= max_pixels:
+        return None
+    return (
+        f"spec.assembly.resolution {resolution} ({size[0] * size[1]} pixels) is over this "
+        f"operator's cap of {max_pixels} pixels (SCENE_OPERATOR_MAX_ASSEMBLY_PIXELS)"
+    )
 
 
 def parse_resolution(value: str | None) -> tuple[int, int] | None:
@@ -130,12 +142,7 @@ class Step(StrEnum):
     FAILED = "failed"  # the last assembly of these inputs failed: wait to retry
 
 
-@dataclass(frozen=True)
-class Failure:
-    inputs_hash: str
-    message: str
-    attempts: int
-    retry_at: dt.datetime
+INTERRUPTED = "the build stopped with its operator (killed or restarted)"
 
 
 @dataclass(frozen=True)
@@ -149,9 +156,12 @@ class AssemblyObservation:
     suspect: bool = False  # the drift LIST did not show the recorded object as recorded
     missing: bool = False  # a HEAD confirmed the recorded object missing or changed
     running: str | None = None  # inputs hash of the assembly under way
-    failure: Failure | None = None
+    attempts: AssemblyAttempts | None = None  # memory's, else status's record
     audio_error: str | None = None  # the audio object could not be read (HEAD)
     paused: bool = False  # spec.paused: no new work is started
+    generation: int | None = None  # the Project's metadata.generation
+    max_attempts: int = 5  # SCENE_OPERATOR_ASSEMBLY_MAX_ATTEMPTS
+    refused: str | None = None  # why the spec is over the operator's caps
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,8 @@ class AssemblyDecision:
     message: str
     final_video: FinalVideo | None  # what status.finalVideo should say
     requeue_after: float | None = None
+    attempts: AssemblyAttempts | None = None  # what status.assemblyAttempts should say
+    stalled: bool = False  # nothing more happens until the spec or a clip changes
 
 
 def decide(o: AssemblyObservation) -> AssemblyDecision:
@@ -172,6 +184,8 @@ def decide(o: AssemblyObservation) -> AssemblyDecision:
         return AssemblyDecision(Step.OFF, False, Reason.ASSEMBLY_NOT_REQUESTED, why, None)
     # A record of an object known to be gone is dropped: status never points at nothing.
     keep = None if o.missing else rec
+    if o.refused is not None:
+        return AssemblyDecision(Step.OFF, False, Reason.INVALID_SPEC, o.refused, keep, stalled=True)
     if o.scene_count == 0 or len(o.clips) < o.scene_count:
         msg = f"{len(o.clips)} of {o.scene_count} clips verified"
         return AssemblyDecision(Step.WAIT, False, Reason.WAITING_FOR_SCENES, msg, keep)
@@ -184,7 +198,7 @@ def decide(o: AssemblyObservation) -> AssemblyDecision:
         return AssemblyDecision(Step.ASSEMBLE, False, Reason.ASSEMBLING, msg, keep)
     h = o.inputs_hash
     current = rec is not None and rec.inputs_hash == h
-    if current and not o.missing:
+    if rec is not None and current and not o.missing:
         if o.suspect:
             return AssemblyDecision(Step.VERIFY, True, Reason.VIDEO_ASSEMBLED, _done(rec), rec)
         return AssemblyDecision(Step.DONE, True, Reason.VIDEO_ASSEMBLED, _done(rec), rec)
@@ -192,17 +206,42 @@ def decide(o: AssemblyObservation) -> AssemblyDecision:
     if o.paused and o.running != h:
         msg = "spec.paused is true: the final video is not assembled"
         return AssemblyDecision(Step.WAIT, False, Reason.PAUSED, msg, keep)
+    a = o.attempts
+    if a is not None and (a.inputs_hash != h or a.generation != o.generation):
+        a = None  # tried for other inputs or another spec: those say nothing about these
     if o.running == h:
         msg = _rebuild(current, f"assembling {len(o.clips)} clips")
-        return AssemblyDecision(Step.RUNNING, False, reason, msg, keep)
-    f = o.failure
-    if f is not None and f.inputs_hash == h and f.retry_at > o.now:
-        wait = (f.retry_at - o.now).total_seconds()
-        when = f.retry_at.strftime("%Y-%m-%dT%H:%M:%SZ")  # not "in N s": the text must not churn
-        msg = f"attempt {f.attempts} failed, next at {when}: {f.message}"
-        return AssemblyDecision(Step.FAILED, False, Reason.ASSEMBLY_FAILED, msg, keep, wait)
+        return AssemblyDecision(Step.RUNNING, False, reason, msg, keep, attempts=a)
+    if a is not None:
+        error = a.last_error or INTERRUPTED
+        if a.attempts >= o.max_attempts:
+            msg = (
+                f"gave up after {a.attempts} attempts (SCENE_OPERATOR_ASSEMBLY_MAX_ATTEMPTS); "
+                f"change the spec or a clip to try again. Last: {error}"
+            )
+            return AssemblyDecision(
+                Step.FAILED, False, Reason.ASSEMBLY_FAILED, msg, keep, attempts=a, stalled=True
+            )
+        retry_at = next_attempt_at(a)
+        if retry_at > o.now:
+            wait = (retry_at - o.now).total_seconds()
+            when = rfc3339(retry_at)  # not "in N s": the text must not churn
+            msg = f"attempt {a.attempts} of {o.max_attempts} failed, next at {when}: {error}"
+            return AssemblyDecision(
+                Step.FAILED, False, Reason.ASSEMBLY_FAILED, msg, keep, wait, attempts=a
+            )
     msg = _rebuild(current, f"assembling {len(o.clips)} clips")
-    return AssemblyDecision(Step.ASSEMBLE, False, reason, msg, keep)
+    return AssemblyDecision(Step.ASSEMBLE, False, reason, msg, keep, attempts=a)
+
+
+def next_attempt_at(a: AssemblyAttempts) -> dt.datetime:
+    """When another build may start: the recorded time, or (a build that died with its
+    operator recorded none) the backoff counted from its start."""
+    at = parse_rfc3339(a.retry_at)
+    if at is not None:
+        return at
+    started = parse_rfc3339(a.started_at) or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return started + dt.timedelta(seconds=retry_delay(a.attempts, 0.5))
 
 
 def _done(rec: FinalVideo) -> str:

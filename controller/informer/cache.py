@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from controller.api import vocabulary as v
+from controller.api.common import Body
 
 Key = tuple[str, str]  # (namespace, name)
-Body = dict[str, Any]
 
 
 def key_of(body: Body) -> Key:

@@ -96,13 +96,13 @@ class Resync:
             cached = {k: resource_version(b) for k, b in cache.items() if k[0] == namespace}
             list_version = resource_version({"metadata": {"resourceVersion": version}})
             for key in ghosts(cached, listed, list_version):
-                body = cache.get(key)
-                if body is None:
+                gone = cache.get(key)
+                if gone is None:
                     continue
                 log.info(
                     "deleted while the watch was down: dropped from the cache",
                     extra={"namespace": key[0], "object": key[1], "kind": plural},
                 )
-                on_event("DELETED", body)
+                on_event("DELETED", gone)
                 dropped.append(key)
         return dropped

@@ -90,3 +90,9 @@ class Result:
 
     requeue_after: float | None = None
     urgent: bool = False
+
+
+def sooner(*delays: float | None) -> float | None:
+    """The earliest of the delays a pass's steps asked for (None: none asked)."""
+    asked = [d for d in delays if d is not None]
+    return min(asked) if asked else None

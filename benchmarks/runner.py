@@ -129,10 +129,11 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         from controller.demo.cluster import Kubectl, install_crds
-        from controller.demo.controlplane import REPO_ROOT, ControlPlane
+        from controller.demo.controlplane import ControlPlane
         from controller.demo.free_ports import free_port
         from tests.support.operator_process import OperatorProcess
         from tests.support.replicate_server import ReplicateServer
+        from tests.support.repo import REPO_ROOT, control_plane_binaries
 
         s = self.s
         result = self.header()
@@ -140,7 +141,7 @@ class Bench:
         clip = tiny_clip()
         with contextlib.ExitStack() as stack:
             began = time.monotonic()
-            self.cp = stack.enter_context(ControlPlane())
+            self.cp = stack.enter_context(ControlPlane(control_plane_binaries()))
             self.s3 = s3 = stack.enter_context(S3Process())
             client = s3.client()
             for bucket in sorted({b for _, _, b in self._projects()}):

@@ -7,15 +7,13 @@ Scenes and acting on them is the kubectl plugin's job: `kubectl video --help`.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    pass
-
-REPO = Path(__file__).resolve().parent.parent
+from controller import __version__
+from controller.configuration import EXIT_CONFIG
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
@@ -33,14 +31,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     from controller.app import RunOptions, run  # the composition root
 
     options = RunOptions(
-        namespaces=args.namespace or [], peering=args.peering, leader_elect=args.leader_elect
+        namespaces=args.namespace or [],
+        leader_elect=args.leader_elect,
+        log_format=args.log_format,
     )
     return run(options)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    import os
+def cmd_config(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
 
+    from controller import configuration
+    from controller.settings import Settings
+
+    if args.markdown:  # the reference: defaults, whatever this environment says
+        print(configuration.markdown(), end="")
+        return 0
+    for name, closest in configuration.unknown_variables(os.environ):
+        print(f"warning: {configuration.unknown_message(name, closest)}", file=sys.stderr)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(configuration.report(settings, os.environ))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
     from controller.demo.run import DemoOptions
     from controller.demo.run import main as demo
 
@@ -51,6 +69,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         real_providers=args.real_providers,
         max_generations=args.max_generations,
+        keep=args.keep,
     )
     try:
         return demo(options, os.environ)
@@ -63,13 +82,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    from controller.demo.run import DEMO_BUDGET  # a light module: the demo's parts load lazily
+def add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from controller import configuration
 
-    parser = argparse.ArgumentParser(prog="scene-operator", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="run the operator against KUBECONFIG (or in-cluster)")
+    run = sub.add_parser(
+        "run",
+        help="run the operator against KUBECONFIG (or in-cluster)",
+        description="Run the operator against KUBECONFIG (or in-cluster).",
+        epilog=configuration.help_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     scope = run.add_mutually_exclusive_group()
     scope.add_argument(
         "--namespace", "-n", action="append", help="watch this namespace (repeatable)"
@@ -78,26 +100,23 @@ def main(argv: list[str] | None = None) -> int:
         "--all-namespaces", "-A", action="store_true", help="watch every namespace (default)"
     )
     run.add_argument(
-        "--peering",
-        metavar="NAME",
-        help="kopf peering object for multi-replica safety (default: standalone)",
-    )
-    run.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="leader election on a Lease: run several replicas, one works "
         "(default: SCENE_OPERATOR_LEADER_ELECT, else on in a cluster)",
     )
+    run.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        help="log lines as JSON or text (default: SCENE_OPERATOR_LOG_FORMAT, else text "
+        "when stderr is a terminal and JSON otherwise)",
+    )
     run.set_defaults(func=cmd_run)
 
-    crds = sub.add_parser("crds", help="write the CRDs generated from the pydantic models")
-    crds.add_argument(
-        "--output",
-        default=str(REPO / "crds") if (REPO / "pyproject.toml").exists() else "-",
-        help="folder, or - for stdout (default: crds/ of a source checkout, else stdout)",
-    )
-    crds.set_defaults(func=cmd_crds)
+
+def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from controller.demo.run import DEMO_BUDGET  # a light module: the demo's parts load lazily
 
     demo = sub.add_parser(
         "demo", help="the operator, an S3 server and an example Project (local providers)"
@@ -122,8 +141,38 @@ def main(argv: list[str] | None = None) -> int:
         default=DEMO_BUDGET,
         help="budget.maxGenerations with --real-providers (default: %(default)s)",
     )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="once the first Project is Ready, keep the control plane, S3 server and "
+        "operator running and print what to try next, until Ctrl-C",
+    )
     demo.set_defaults(func=cmd_demo)
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scene-operator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"scene-operator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_run(sub)
+    config = sub.add_parser(
+        "config",
+        help="print the effective settings (secrets redacted) and where each came from",
+    )
+    config.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the settings reference (docs/configuration.md) instead",
+    )
+    config.set_defaults(func=cmd_config)
+    crds = sub.add_parser("crds", help="write the CRDs generated from the pydantic models")
+    crds.add_argument(
+        "--output",
+        default="-",
+        help="folder (e.g. crds/ of a source checkout), or - for stdout (default)",
+    )
+    crds.set_defaults(func=cmd_crds)
+    add_demo(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

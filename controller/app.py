@@ -10,7 +10,6 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import logging
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -303,21 +302,18 @@ class RunOptions:
     """`scene-operator run`'s flags (controller/__main__.py)."""
 
     namespaces: list[str]  # empty: every namespace
-    peering: str | None = None  # kopf peering; None: standalone
     leader_elect: bool | None = None  # None: SCENE_OPERATOR_LEADER_ELECT, else in a cluster
+    log_format: str | None = None  # None: SCENE_OPERATOR_LOG_FORMAT, else by the terminal
 
 
 def run(options: RunOptions) -> int:
     """The operator process: logs, metrics, the clip store, then `serve` until stopped."""
-    from controller.leaderelection.leadership import EXIT_SHARD_CONFLICT as EXIT_CONFIG
-    from controller.observability import logs, metrics
+    from controller.configuration import load_settings
+    from controller.observability import metrics
     from controller.storage.clips import ClipStore
 
-    settings = Settings()
-    if (problem := settings.scratch_problem()) is not None:
-        print(f"scene-operator: refusing to start: {problem}", file=sys.stderr)
-        return EXIT_CONFIG  # 78: a restart will not change the settings
-    logs.setup(settings.log_format, settings.log_level)
+    # Logs set up; invalid settings, or caps over the scratch disk, exit 78.
+    settings = load_settings(options.log_format)
     metrics.serve(settings.metrics_port)
     clips = ClipStore.from_env(max_pool_connections=settings.io_threads * 2)
     if settings.create_bucket:
@@ -378,8 +374,8 @@ async def serve(settings: Settings, clips: ClipStorage, options: RunOptions) -> 
             runtime,
             namespaces=options.namespaces,
             clusterwide=not options.namespaces,
-            standalone=not options.peering,
-            peering_name=options.peering,
+            standalone=True,  # the Lease is the one HA mechanism: no kopf peering
+            peering_name=None,
             liveness_endpoint=f"http://0.0.0.0:{port}/healthz" if port else None,
         )
     finally:

@@ -15,7 +15,11 @@ from controller.api.common import PlannerProviderName, VideoProviderName
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SCENE_OPERATOR_", extra="ignore")
+    # Each field's docstring is its description: `scene-operator run --help`, `config` and
+    # docs/configuration.md are generated from them.
+    model_config = SettingsConfigDict(
+        env_prefix="SCENE_OPERATOR_", extra="ignore", use_attribute_docstrings=True
+    )
 
     bucket: str = "scene-operator-clips"
     """Default S3 bucket for clips (a Project may override it)."""
@@ -24,7 +28,9 @@ class Settings(BaseSettings):
     create_bucket: bool = False
     """Create the default bucket at startup if it is missing (demo and tests)."""
     default_planner: PlannerProviderName = PlannerProviderName.LOCAL
+    """Planner of Projects that name none (`local` or `gemini`)."""
     default_video_provider: VideoProviderName = VideoProviderName.LOCAL
+    """Video provider of Projects that name none (`local`, `replicate` or `veo`)."""
 
     workers: int = Field(default=16, ge=1, le=512)
     """Reconcile workers (coroutines) processing the work queue."""
@@ -33,18 +39,25 @@ class Settings(BaseSettings):
     concurrency_replicate: int = Field(default=20, ge=1)
     """Jobs in flight at once on Replicate, across all projects."""
     concurrency_veo: int = Field(default=10, ge=1)
+    """Jobs in flight at once on Veo, across all projects."""
     concurrency_local: int = Field(default=4, ge=1)
+    """Jobs in flight at once on the local renderer."""
     project_concurrency: int = Field(default=8, ge=1)
     """Jobs in flight at once for one project."""
     reads_per_second_replicate: float = Field(default=40.0, gt=0)
     """Replicate allows about 3,000 reads a minute; stay under it."""
     reads_per_second_veo: float = Field(default=10.0, gt=0)
+    """Veo operation reads (polls) per second, across all projects."""
     creates_per_second_replicate: float = Field(default=8.0, gt=0)
     """Replicate allows 600 prediction creates a minute."""
     creates_per_second_veo: float = Field(default=2.0, gt=0)
+    """Veo jobs created per second, across all projects."""
     poll_initial_seconds: float = Field(default=5.0, gt=0)
+    """First wait before a running provider job is polled."""
     poll_max_seconds: float = Field(default=30.0, gt=0)
+    """Longest wait between two polls of a running provider job."""
     poll_factor: float = Field(default=1.5, ge=1.0)
+    """Each poll waits this many times longer than the last one (up to the maximum)."""
     orphan_search_after_seconds: float = Field(default=30.0, ge=0)
     """A job whose id was never recorded (the operator stopped during its create, or the
     create got no answer) is searched for at the provider this long after its start (or
@@ -53,8 +66,11 @@ class Settings(BaseSettings):
     local_render_latency_seconds: float = Field(default=0.0, ge=0)
     """Simulated job latency of the local renderer (demos and benchmarks)."""
     cost_per_second_replicate: float = 0.40
+    """Estimated USD per generated second on Replicate (status.usage, metrics)."""
     cost_per_second_veo: float = 0.40
+    """Estimated USD per generated second on Veo."""
     cost_per_second_local: float = 0.0
+    """Estimated USD per generated second on the local renderer."""
 
     metrics_port: int = Field(default=9090, ge=0, le=65535)
     """Prometheus metrics port; 0 turns metrics off."""
@@ -72,8 +88,11 @@ class Settings(BaseSettings):
     reason with a count, at most once a minute (controller/controllers/project/series.py); `all` on
     each Scene; `warnings` nowhere. All are logged and counted; Warning Events and the
     rare Normal ones always go on their Scene."""
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["json", "text"] | None = None
+    """Log lines as JSON or text; `--log-format` wins. Unset: text when stderr is a
+    terminal, JSON otherwise."""
     log_level: str = "INFO"
+    """Python logging level: DEBUG, INFO, WARNING, ERROR."""
     allowed_buckets: str = ""
     """Comma-separated buckets Projects may store clips in (the default bucket
     included); empty allows any. Any other bucket makes the Project InvalidSpec."""

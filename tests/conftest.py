@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from controller.demo.cluster import ExistingCluster, Kubectl, install_crds
-from controller.demo.controlplane import REPO_ROOT, ControlPlane
+from controller.demo.controlplane import ControlPlane
 from controller.demo.s3server import S3Server
 from tests.support.kubeconfigs import EXISTING_KUBECONFIG_ENV, from_env
+from tests.support.repo import REPO_ROOT
 
 TESTS_DIR = Path(__file__).parent
 INTEGRATION_DIR = TESTS_DIR / "integration"

@@ -25,6 +25,9 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "scene-operator"
 ANNOTATION_REGENERATE = f"{GROUP}/regenerate"
 ANNOTATION_RETRY = f"{GROUP}/retry"
+# "true" pauses a Project like spec.paused (`kubectl video pause`; as crossplane.io/paused).
+ANNOTATION_PAUSED = f"{GROUP}/paused"
+PAUSED_MESSAGE = f"paused (spec.paused or annotation {ANNOTATION_PAUSED}): no new jobs"
 FINALIZER_CLIPS = f"{GROUP}/delete-clips"
 # On the leader-election Leases: which are ours, and the namespaces each shard serves.
 LABEL_LEADER_ELECTION = f"{GROUP}/leader-election"

@@ -2,8 +2,8 @@
 
 A full pydantic validation of the Project's spec in every Scene and Project pass would
 cost ~2 % of the operator's CPU in the benchmark's profile. A spec only
-changes with metadata.generation, so the result is kept per Project, uid, generation
-and whether the operator's limits apply.
+changes with metadata.generation, so the result is kept per Project, uid, generation,
+pause annotation and whether the operator's limits apply.
 """
 
 from __future__ import annotations
@@ -26,16 +26,19 @@ class ProjectSpecs:
         """tenancy.project_spec of the Project's spec, validated once per generation.
         The spec returned is shared: callers copy it (model_copy) to change it."""
         meta = project.get("metadata") or {}
-        version = (meta.get("uid"), meta.get("generation"))
+        annotations = meta.get("annotations") or {}
+        # The pause annotation moves no generation: it is part of the version here.
+        paused = tenancy.paused_by_annotation(annotations)
+        version = (meta.get("uid"), meta.get("generation"), paused)
         slot = (key_of(project), limits)
         kept = self._kept.get(slot)
-        if kept is not None and kept[0] == version and None not in version:
+        if kept is not None and kept[0] == version and None not in version[:2]:
             return kept[1]
         within = self._kept.get((slot[0], True))
         if not limits and within is not None and within[0] == version and within[1][0]:
             checked = within[1]  # within the limits: the same spec without them (one copy)
         else:
-            checked = tenancy.project_spec(project.get("spec"), settings, limits)
+            checked = tenancy.project_spec(project.get("spec"), settings, limits, annotations)
         self._kept[slot] = (version, checked)
         return checked
 

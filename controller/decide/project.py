@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from controller.api.common import ErrorInfo
 from controller.api.project import ProjectPhase, ProjectSpec, ProjectStatus, Usage
 from controller.api.scene import ScenePhase
-from controller.api.vocabulary import Cond, Reason
+from controller.api.vocabulary import PAUSED_MESSAGE, Cond, Reason
 from controller.decide.conditions import get_condition, set_condition
 from controller.decide.health import Health, project_health, with_health
 from controller.decide.timeutil import rfc3339
@@ -206,7 +206,7 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
         Cond.PAUSED,
         spec.paused,
         Reason.PAUSED if spec.paused else "NotPaused",
-        "spec.paused is true: no new jobs" if spec.paused else "",
+        PAUSED_MESSAGE if spec.paused else "",
     )
     cap = spec.budget.max_generations
     exhausted = cap is not None and o.budget_used >= cap

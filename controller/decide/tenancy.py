@@ -1,5 +1,5 @@
 """Operator-level limits on what a Project may use (pure): allow-lists of buckets and
-models, and a default budget for Projects that set none.
+models, a default budget for Projects that set none, and the pause annotation.
 
 A Project outside the limits is InvalidSpec before anything is planned or started, so
 it costs nothing; the message names the value and the setting that refuses it.
@@ -7,10 +7,12 @@ it costs nothing; the message names the value and the setting that refuses it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from controller.api import vocabulary as v
 from controller.api.project import ProjectSpec
 from controller.decide.desired import DEFAULT_MODELS, DEFAULT_PLANNER_MODELS
 from controller.decide.scene import Desired
@@ -71,12 +73,28 @@ def with_defaults(spec: ProjectSpec, settings: Settings) -> ProjectSpec:
     return spec.model_copy(update={"budget": budget})
 
 
+def paused_by_annotation(annotations: Mapping[str, str] | None) -> bool:
+    return (annotations or {}).get(v.ANNOTATION_PAUSED) == "true"
+
+
+def with_pause(spec: ProjectSpec, annotations: Mapping[str, str] | None) -> ProjectSpec:
+    """The pause annotation pauses exactly as spec.paused does: a person can hold a
+    Project whose spec a GitOps tool owns (and would set back)."""
+    if spec.paused or not paused_by_annotation(annotations):
+        return spec
+    return spec.model_copy(update={"paused": True})
+
+
 def project_spec(
-    raw: Any, settings: Settings, limits: bool = True
+    raw: Any,
+    settings: Settings,
+    limits: bool = True,
+    annotations: Mapping[str, str] | None = None,
 ) -> tuple[ProjectSpec | None, str | None]:
-    """A Project's spec as the operator acts on it: validated, defaults applied, within
-    the operator's limits (unless `limits` is False: a job already paid for is finished
-    whatever the allow-lists say now). (spec, None), or (None, why not)."""
+    """A Project's spec as the operator acts on it: validated, defaults applied, paused by
+    its annotation too, within the operator's limits (unless `limits` is False: a job
+    already paid for is finished whatever the allow-lists say now). (spec, None), or
+    (None, why not)."""
     try:
         spec = ProjectSpec.model_validate(raw or {})
     except ValidationError as e:
@@ -84,7 +102,7 @@ def project_spec(
     problem = project_problem(spec, settings) if limits else None
     if problem:
         return None, problem
-    return with_defaults(spec, settings), None
+    return with_pause(with_defaults(spec, settings), annotations), None
 
 
 def short_error(e: ValidationError) -> str:

@@ -2,8 +2,8 @@
 
 etcd + kube-apiserver + kube-controller-manager (garbage collector and namespace
 controllers only) on free loopback ports, with a temporary data dir, token auth and RBAC.
-Binaries come from ``scripts/build-control-plane.sh`` (KUBEBUILDER_ASSETS, PATH, cache,
-or a one-time build from Debian's source; see shared/reference/control-plane.md). A
+Binaries come from KUBEBUILDER_ASSETS, the cache ``scripts/build-control-plane.sh`` fills
+(a one-time build from Debian's source package), or PATH: ``binaries()``. A
 folder without kube-controller-manager (envtest's bundles have none) gives a control
 plane without garbage collection: ``garbage_collection`` says which one runs.
 """
@@ -26,23 +26,10 @@ from pathlib import Path
 
 import yaml
 
+from controller.demo.binaries import binaries
 from controller.demo.cluster import ControlPlaneError
 from controller.demo.free_ports import free_port
-from controller.demo.processes import Process, tail_text
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-control-plane.sh"
-
-
-def binaries() -> Path:
-    """Folder with etcd, kube-apiserver and kube-controller-manager (builds once if needed)."""
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise ControlPlaneError(
-            f"{BUILD_SCRIPT} failed (exit {proc.returncode}):\n{tail_text(proc.stderr, 40)}"
-        )
-    return Path(lines[-1])
+from controller.demo.processes import Process
 
 
 def _default_base_dir() -> str | None:

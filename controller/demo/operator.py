@@ -58,7 +58,11 @@ class OperatorProcess:
         for ns in self.namespaces:
             args += ["--namespace", ns]
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(args, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        # Its own session: a terminal's Ctrl-C reaches the demo, which stops the operator
+        # once, in order (kopf takes a second stop signal badly: a traceback in its log).
+        self.proc = subprocess.Popen(
+            args, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         self.starts += 1
         return self

@@ -5,7 +5,9 @@ renderer, and the operator gets no provider keys even when the shell has them. O
 `--real-providers` uses Gemini/Replicate (whichever has a key), and then with a small
 `budget.maxGenerations`. `--kubeconfig` runs against an existing cluster (kind, minikube)
 instead of building and starting a control plane; the operator then watches only the demo
-namespace. Clips end up in ./demo-output/ as MP4 files a person can play.
+namespace. Clips end up in ./demo-output/ as MP4 files a person can play. With `--keep`
+everything keeps running once the Project is Ready, to try Projects of one's own
+(controller/demo/keep.py), until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import signal
 import sys
 import tempfile
 import time
@@ -103,6 +106,7 @@ class DemoOptions:
     namespace: str = "default"
     real_providers: bool = False
     max_generations: int = DEMO_BUDGET
+    keep: bool = False  # keep everything running once Ready, until Ctrl-C
 
 
 def main(options: DemoOptions, environ: Mapping[str, str]) -> int:
@@ -111,6 +115,8 @@ def main(options: DemoOptions, environ: Mapping[str, str]) -> int:
     from controller.demo.operator import OperatorProcess
     from controller.demo.s3server import S3Server
 
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # stop like Ctrl-C: everything cleaned up
+        signal.signal(stop, _interrupted)
     choice = choose_providers(options.real_providers, environ, options.max_generations)
     print(
         f"providers: planner {choice.planner}, video {choice.video}"
@@ -162,7 +168,26 @@ def main(options: DemoOptions, environ: Mapping[str, str]) -> int:
         print(f"operator running (log: {op.log_path}); applying project/{PROJECT_NAME}", flush=True)
         manifest = yaml.safe_dump(project_manifest(choice))
         kubectl("apply", "-n", options.namespace, "-f", "-", input=manifest)
-        return _wait_and_download(kubectl, s3, op, options, output)
+        done = _wait_and_download(kubectl, s3, op, options, output)
+        if done != 0 or not options.keep:
+            return done
+        return _keep(cluster.kubeconfig, s3, op, options, output)
+
+
+def _keep(kubeconfig: str, s3: Any, op: Any, options: DemoOptions, output: Path) -> int:
+    from controller.demo import keep
+
+    example = keep.write_example(output)
+    text = keep.hints(
+        kubeconfig=kubeconfig, namespace=options.namespace, example=example,
+        s3_env=s3.env(), bucket=BUCKET, operator_log=op.log_path,
+    )  # fmt: skip
+    print(text, flush=True)
+    return keep.serve_until_stopped(op)
+
+
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _crd_files(stack: contextlib.ExitStack) -> list[Path]:

@@ -161,7 +161,7 @@ def _same_version(cached: Body | None, body: Body) -> bool:
 
 def _what_scenes_read(project: Body) -> tuple[Any, ...]:
     """What a Scene's decision reads from its Project: identity, spec (its generation
-    moves with every spec change), deletion and the tokens."""
+    moves with every spec change), deletion, the tokens and the pause annotation."""
     meta = project.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     return (
@@ -170,4 +170,5 @@ def _what_scenes_read(project: Body) -> tuple[Any, ...]:
         meta.get("deletionTimestamp"),
         annotations.get(v.ANNOTATION_REGENERATE),
         annotations.get(v.ANNOTATION_RETRY),
+        annotations.get(v.ANNOTATION_PAUSED),
     )

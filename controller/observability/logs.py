@@ -1,4 +1,4 @@
-"""JSON logs (python-json-logger) with namespace/object/reason fields; secrets never reach a line.
+"""JSON (python-json-logger) or text logs with namespace/object/reason fields; secrets never reach a line.
 
 Redaction is a logging filter on the one handler, so it holds for every formatter and
 for every library's records (kopf, botocore, the SDKs): the message, the structured
@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import re
+import sys
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -121,7 +122,18 @@ class JsonLineFormatter(JsonFormatter):
         return kept
 
 
-def setup(fmt: str = "json", level: str = "INFO") -> None:
+def default_format(stream: Any = None) -> str:
+    """Text for a person at a terminal, JSON for a log collector (a pod, a pipe, a file)."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return "json"
+
+
+def setup(fmt: str | None = "json", level: str = "INFO") -> None:
+    """Log to stderr as `fmt` (json or text; None: default_format())."""
+    fmt = fmt or default_format()
     handler = logging.StreamHandler()
     handler.addFilter(RedactSecrets())
     handler.setFormatter(

@@ -1,4 +1,4 @@
-"""kubectl video: status, events, regenerate and retry for Projects and Scenes.
+"""kubectl video: status, events, regenerate, retry, pause, resume and open for Projects and Scenes.
 
 Installed as `kubectl-video` (kubectl finds it on PATH: `kubectl video status`). It uses
 the current kubeconfig context and its namespace unless told otherwise.
@@ -9,15 +9,41 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import time
+from typing import Any
 
+from controller import __version__
 from controller.api import vocabulary as v
-from controller.plugin import report
+from controller.plugin import links, report
 from controller.plugin.client import PluginError, Target, new_token, parse_ref
 
 FORMATS = ("table", "json", "yaml")
+CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen: `status --watch` on a terminal
 
 
 def cmd_status(args: argparse.Namespace, target: Target) -> str:
+    if args.watch:
+        return watch(args, target)
+    return status_text(args, target)[1]
+
+
+def watch(args: argparse.Namespace, target: Target) -> str:
+    """Print the status again whenever it changes (a terminal is redrawn), until Ctrl-C."""
+    shown: Any = None
+    while True:
+        data, text = status_text(args, target)
+        if data != shown:
+            if sys.stdout.isatty():
+                sys.stdout.write(CLEAR)
+            elif shown is not None:
+                print()
+            print(report.printable(text), flush=True)
+            shown = data
+        time.sleep(args.interval)
+
+
+def status_text(args: argparse.Namespace, target: Target) -> tuple[Any, str]:
+    """(the status as data, to tell a change; the status as text)."""
     now = dt.datetime.now(dt.UTC)
     events = target.events()
     views: list[report.ProjectView | report.SceneView] = []
@@ -30,7 +56,7 @@ def cmd_status(args: argparse.Namespace, target: Target) -> str:
             views.append(report.project_view(project, scenes, events, args.events))
         if not views and args.output == "table":
             where = f"namespace {target.namespace}" if target.namespace else "any namespace"
-            return f"No projects found in {where}."
+            return None, f"No projects found in {where}."
     for ref in args.refs:
         plural, name = parse_ref(ref)
         obj = target.get(plural, name)
@@ -40,9 +66,10 @@ def cmd_status(args: argparse.Namespace, target: Target) -> str:
             ns = obj["metadata"]["namespace"]
             own = report.events_of(events, ns, v.SCENE_KIND, {name}, args.events)
             views.append(report.scene_view(obj, own))
+    data = report.as_data(views)
     if args.output != "table":
-        return report.dump(report.as_data(views), args.output)
-    return "\n\n".join(
+        return data, report.dump(data, args.output)
+    return data, "\n\n".join(
         report.render_project(x, now)
         if isinstance(x, report.ProjectView)
         else report.render_scene(x, now)
@@ -76,6 +103,36 @@ def cmd_annotate(args: argparse.Namespace, target: Target) -> str:
     return f"{plural[:-1]}/{name} annotated {key}={token}"
 
 
+def project_ref(ref: str) -> str:
+    plural, name = parse_ref(ref)
+    if plural != v.PROJECT_PLURAL:
+        raise PluginError(f"this command takes a Project (project/NAME), got {ref!r}")
+    return name
+
+
+def cmd_pause(args: argparse.Namespace, target: Target) -> str:
+    name = project_ref(args.ref)
+    if args.command == "pause":
+        target.annotate(v.PROJECT_PLURAL, name, v.ANNOTATION_PAUSED, "true")
+        return (
+            f"project/{name} paused ({v.ANNOTATION_PAUSED}=true): no new job starts, jobs "
+            f"already running finish; `kubectl video resume project/{name}` resumes it"
+        )
+    project = target.annotate(v.PROJECT_PLURAL, name, v.ANNOTATION_PAUSED, None)
+    if (project.get("spec") or {}).get("paused"):
+        return f"project/{name}: annotation removed, but spec.paused is true: it stays paused"
+    return f"project/{name} resumed"
+
+
+def cmd_open(args: argparse.Namespace, target: Target) -> str:
+    name = project_ref(args.ref)
+    project = target.get(v.PROJECT_PLURAL, name)
+    ns = project["metadata"]["namespace"]
+    scenes = report.scenes_of(name, ns, target.list(v.SCENE_PLURAL))
+    signed = links.presign(links.objects(project, scenes), args.expires, args.endpoint_url)
+    return links.render(ns, name, signed, args.expires)
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -88,6 +145,7 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("-o", "--output", choices=FORMATS, default="table")
 
     p = argparse.ArgumentParser(prog="kubectl video", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"kubectl-video {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     status = sub.add_parser(
         "status",
@@ -101,6 +159,12 @@ def parser() -> argparse.ArgumentParser:
         help="project/NAME, scene/NAME or NAME (default: every Project)",
     )
     status.add_argument("--events", type=int, default=10, help="latest Events shown per object")
+    status.add_argument(
+        "-w", "--watch", action="store_true", help="print it again whenever it changes (Ctrl-C)"
+    )
+    status.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between looks with --watch"
+    )
     status.set_defaults(func=cmd_status)
     events = sub.add_parser(
         "events", parents=[common, listing], help="Events of a Project and its Scenes, oldest first"
@@ -114,6 +178,27 @@ def parser() -> argparse.ArgumentParser:
         action = sub.add_parser(name, parents=[common], help=text)
         action.add_argument("ref", metavar="REF")
         action.set_defaults(func=cmd_annotate, all_namespaces=False)
+    for name, text in (
+        ("pause", "start no new job for project/NAME (an annotation, as spec.paused)"),
+        ("resume", "remove the pause annotation of project/NAME"),
+    ):
+        action = sub.add_parser(name, parents=[common], help=text)
+        action.add_argument("ref", metavar="project/NAME")
+        action.set_defaults(func=cmd_pause, all_namespaces=False)
+    link = sub.add_parser(
+        "open",
+        parents=[common],
+        help="presigned S3 URLs of the film and each clip of project/NAME (your AWS credentials)",
+    )
+    link.add_argument("ref", metavar="project/NAME")
+    link.add_argument(
+        "--expires", type=int, default=3600, help="seconds the URLs stay valid (default: 3600)"
+    )
+    link.add_argument(
+        "--endpoint-url",
+        help="S3 endpoint (default: boto3's, e.g. AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)",
+    )
+    link.set_defaults(func=cmd_open, all_namespaces=False)
     return p
 
 
@@ -126,10 +211,12 @@ def main(argv: list[str] | None = None) -> int:
             namespace=args.namespace,
             all_namespaces=args.all_namespaces,
         )
-        print(args.func(args, target))
+        print(report.printable(args.func(args, target)))
     except PluginError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(report.printable(f"error: {exc}"), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the end of `status --watch`
+        return 0
     return 0
 
 

@@ -21,9 +21,11 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from controller.api import vocabulary as v
+from controller.plugin.report import by_operator
 
 POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-# Events about this API group's objects only: the API server filters, not the plugin.
+# Events about this API group's objects: the API server filters; of those, the plugin
+# keeps the ones the operator reported (report.by_operator).
 EVENT_SELECTOR = f"involvedObject.apiVersion={v.API_VERSION}"
 KINDS = {
     "project": v.PROJECT_PLURAL,
@@ -124,7 +126,8 @@ class Target:
         return list(found.get("items") or [])
 
     def events(self) -> builtins.list[dict[str, Any]]:
-        """Events about Projects and Scenes (raw JSON, camelCase as the API serves it)."""
+        """Events the operator reported about Projects and Scenes (raw JSON, camelCase as
+        the API serves it)."""
         core = k8s.CoreV1Api(self.api_client)
         try:
             if self.namespace is None:
@@ -137,15 +140,17 @@ class Target:
                 )
         except ApiException as exc:
             raise _explain(exc, "events") from None
-        return list(json.loads(resp.data).get("items") or [])
+        items = json.loads(resp.data).get("items") or []
+        return [e for e in items if by_operator(e)]
 
     # ------------------------------------------------------------------ writes
 
-    def annotate(self, plural: str, name: str, key: str, value: str) -> None:
+    def annotate(self, plural: str, name: str, key: str, value: str | None) -> dict[str, Any]:
+        """Set the annotation, or remove it (None); returns the object as patched."""
         ns = self._need_namespace()
-        patch = {"metadata": {"annotations": {key: value}}}
+        patch = {"metadata": {"annotations": {key: value}}}  # a merge patch: null removes
         try:
-            self._custom().patch_namespaced_custom_object(
+            return self._custom().patch_namespaced_custom_object(
                 v.GROUP, v.VERSION, ns, plural, name, patch
             )
         except ApiException as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,6 +18,30 @@ import yaml
 from controller.api import vocabulary as v
 
 MESSAGE_WIDTH = 70  # table cells are cut here; -o json/yaml keep the whole text
+# What a terminal may act on: C0 controls but the newline (ESC starts escape sequences,
+# CR overwrites a line), DEL, C1 controls (U+009B is a one-character CSI) and the
+# bidirectional overrides that reorder what is shown.
+CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Text safe to print: Event messages and provider errors are written by others."""
+    return CONTROL.sub("", text)
+
+
+def by_operator(event: dict[str, Any]) -> bool:
+    """Reported by the operator (controller/kube/events.py sets both fields), not by
+    anyone else who may create Events about a Project or Scene."""
+    reporter = event.get("reportingComponent") or (event.get("source") or {}).get("component")
+    return reporter == v.MANAGER
+
+
+def paused(project: dict[str, Any]) -> bool:
+    """spec.paused, or the annotation `kubectl video pause` sets: the operator honours both."""
+    annotations = (project.get("metadata") or {}).get("annotations") or {}
+    return bool((project.get("spec") or {}).get("paused")) or (
+        annotations.get(v.ANNOTATION_PAUSED) == "true"
+    )
 
 
 @dataclass(frozen=True)
@@ -207,7 +232,7 @@ def project_view(
         failed_scenes=int(st.get("failedScenes", 0)),
         generations_started=int(usage.get("generationsStarted", 0)),
         estimated_cost_usd=float(usage.get("estimatedCostUsd", 0) or 0),
-        paused=bool((project.get("spec") or {}).get("paused")),
+        paused=paused(project),
         scenes=[scene_view(s) for s in own],
         events=merged[-event_limit:] if event_limit else merged,
         final_video=_final(st.get("finalVideo")),

@@ -6,10 +6,18 @@ stops cleanly (no traceback)."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
+import yaml
+
+from controller.demo.cluster import kubectl_path
 from controller.demo.run import DEMO_BUDGET, PROJECT_NAME
 from controller.providers.render import probe_clip
 from tests.integration.clips import replicate_video
@@ -95,3 +103,58 @@ def test_real_providers_only_when_asked_and_with_a_small_budget(
     assert project["spec"]["budget"] == {"maxGenerations": DEMO_BUDGET}
     assert project["status"]["usage"]["generationsStarted"] == 3
     check_clean_stop(out, [env["REPLICATE_API_TOKEN"], env["GEMINI_API_KEY"]])
+
+
+def test_keep_leaves_everything_running_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
+    """`demo --keep` on its own control plane: once the first Project is Ready it prints
+    what to type next; doing that works (another Project becomes Ready); Ctrl-C (SIGINT to
+    the terminal's process group) stops the operator, S3 server and control plane cleanly."""
+    out = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [str(SCENE_OPERATOR), "demo", "--keep", "--output", str(out), "--timeout", "240"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    printed: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            printed.append(line)
+            if line.startswith("The operator's log:"):
+                break
+        text = "".join(printed)
+        assert "Ctrl-C here stops them all" in text, text[-4000:]
+        kubeconfig = re.search(r"^  export KUBECONFIG=(\S+)$", text, re.M)
+        apply = re.search(r"^  (kubectl apply .*)$", text, re.M)
+        endpoint = re.search(r"^S3 endpoint: (http://\S+)", text, re.M)
+        assert kubeconfig and apply and endpoint, text
+        assert "  kubectl video status --watch\n" in text
+        env = {**os.environ, "KUBECONFIG": kubeconfig.group(1)}
+        command = shlex.split(apply.group(1))
+        subprocess.run([kubectl_path(), *command[1:]], env=env, check=True, timeout=60)
+        waited = subprocess.run(
+            [kubectl_path(), "wait", "--for=condition=Ready", "project/harbor", "--timeout=180s"],
+            env=env, capture_output=True, text=True, timeout=200, check=False,
+        )  # fmt: skip
+        assert waited.returncode == 0, f"{waited.stderr}\n{operator_log(out)[-4000:]}"
+        with urllib.request.urlopen(endpoint.group(1), timeout=10) as resp:  # the S3 server
+            assert resp.status == 200
+        server = yaml.safe_load(Path(kubeconfig.group(1)).read_text())["clusters"][0]["cluster"]
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        rest = proc.communicate(timeout=90)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, rest
+    assert "stopping the operator, the S3 server and the control plane" in rest
+    assert "Traceback" not in rest
+    assert not Path(kubeconfig.group(1)).exists()  # the control plane's data dir is gone
+    for url in (server["server"], endpoint.group(1)):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"{url} still answers"
+    log = operator_log(out)
+    assert "Traceback" not in log and "CancelledError" not in log, log[-3000:]

@@ -21,11 +21,11 @@ import yaml
 
 from controller.api import vocabulary as v
 from controller.demo.cluster import Kubectl
-from controller.demo.controlplane import REPO_ROOT
 from tests.integration.helpers import Cluster, is_true, wait_until
 from tests.support.kubeconfigs import service_account_kubeconfig
 from tests.support.kustomize import kustomize_build
 from tests.support.operator_process import OperatorProcess
+from tests.support.repo import REPO_ROOT
 
 MANIFESTS = REPO_ROOT / "manifests"
 EXAMPLES = MANIFESTS / "examples"

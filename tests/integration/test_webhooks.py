@@ -18,13 +18,13 @@ import pytest
 import yaml
 
 from controller.demo.cluster import Kubectl
-from controller.demo.controlplane import REPO_ROOT
 from controller.demo.free_ports import free_port
 from controller.webhooks.receiver import PATH
 from controller.webhooks.verify import sign
 from tests.integration.clips import replicate_video
 from tests.integration.helpers import Cluster, metric_sum, wait_project, wait_until
 from tests.support.replicate_server import ReplicateServer
+from tests.support.repo import REPO_ROOT
 from tests.support.webhook_sender import new_secret, post
 
 WEBHOOKS = "scene_operator_webhooks_total"

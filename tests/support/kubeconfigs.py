@@ -16,7 +16,11 @@ EXISTING_KUBECONFIG_ENV = "SCENE_OPERATOR_TEST_KUBECONFIG"
 def from_env(kubeconfig: str | None = None) -> ControlPlane | ExistingCluster:
     """ExistingCluster if a kubeconfig is given (or in the env), else an unstarted ControlPlane."""
     kubeconfig = kubeconfig or os.environ.get(EXISTING_KUBECONFIG_ENV)
-    return ExistingCluster(kubeconfig) if kubeconfig else ControlPlane()
+    if kubeconfig:
+        return ExistingCluster(kubeconfig)
+    from tests.support.repo import control_plane_binaries
+
+    return ControlPlane(control_plane_binaries())
 
 
 # --- other identities ---------------------------------------------------------------------

@@ -27,7 +27,7 @@ from controller.api.project import MAX_PROMPT, MAX_SCENES, Mode, ProjectSpec, Pr
 from controller.api.scene import SceneSpec, SceneStatus
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
-REGENERATE = "python -m controller crds"
+REGENERATE = "python -m controller crds --output crds"
 
 Schema = dict[str, Any]
 

@@ -80,3 +80,30 @@ def test_withheld_variables_do_not_reach_the_operator_process(
     assert env["X"] == "1" and env["KUBECONFIG"] == "/dev/null"
     kept = OperatorProcess("/dev/null", log_path=Path("/dev/null")).env()
     assert kept["REPLICATE_API_TOKEN"] == FAKE_KEYS["REPLICATE_API_TOKEN"]
+
+
+def test_the_kept_demos_example_is_the_example_manifest(tmp_path: Path) -> None:
+    from controller.demo import keep
+
+    committed = EXAMPLE.parent / keep.EXAMPLE_FILE
+    written = keep.write_example(tmp_path)
+    assert written.read_text() == committed.read_text()
+    assert yaml.safe_load(committed.read_text()) == keep.EXAMPLE
+    assert keep.EXAMPLE["metadata"]["name"] != PROJECT["metadata"]["name"]
+
+
+def test_the_kept_demo_says_what_to_type_next(tmp_path: Path) -> None:
+    from controller.demo import keep
+
+    s3_env = {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:5000", "AWS_ACCESS_KEY_ID": "testing"}
+    text = keep.hints(
+        kubeconfig="/dev/shm/cp dir/kubeconfig", namespace="demo", example=tmp_path / "h.yaml",
+        s3_env=s3_env, bucket="bk", operator_log=tmp_path / "operator.log",
+    )  # fmt: skip
+    assert "  export KUBECONFIG='/dev/shm/cp dir/kubeconfig'\n" in text
+    assert f"  kubectl apply -n demo -f {tmp_path / 'h.yaml'}\n" in text
+    assert "  kubectl video status --watch -n demo\n" in text
+    assert "kubectl video open project/harbor -n demo" in text
+    assert "S3 endpoint: http://127.0.0.1:5000 (bucket bk)" in text
+    assert "export AWS_ACCESS_KEY_ID=testing AWS_ENDPOINT_URL_S3=http://127.0.0.1:5000" in text
+    assert "Ctrl-C" in text

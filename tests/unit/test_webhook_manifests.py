@@ -10,11 +10,11 @@ from typing import Any
 
 import yaml
 
-from controller.demo.controlplane import REPO_ROOT
 from controller.settings import Settings
 from controller.webhooks.receiver import PATH
 from controller.webhooks.routing import LABEL_LEADER
 from tests.support.kustomize import kustomize_build as kustomize
+from tests.support.repo import REPO_ROOT
 
 MANIFESTS = REPO_ROOT / "manifests"
 COMPONENT = MANIFESTS / "components" / "webhooks"

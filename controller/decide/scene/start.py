@@ -4,7 +4,7 @@ slot, a budget or a bucket, or start a job (the pending marker before any create
 from __future__ import annotations
 
 from controller.api.scene import GenerationInfo, ScenePhase
-from controller.api.vocabulary import Reason
+from controller.api.vocabulary import PAUSED_MESSAGE, Reason
 from controller.decide.scene.model import (
     BUCKET_RECHECK_SECONDS,
     CAPACITY_RECHECK_SECONDS,
@@ -74,7 +74,7 @@ def generate(o: Observation) -> Decision:
         msg = f"adopted existing clip s3://{d.bucket}/{key}: no new job"
         return settle(o, done, Rule.ADOPT, events=(Event(Reason.CLIP_ADOPTED, msg),))
     if c.paused:
-        return settle(o, s, Rule.PAUSED, (Reason.PAUSED, "spec.paused is true: no new jobs"))
+        return settle(o, s, Rule.PAUSED, (Reason.PAUSED, PAUSED_MESSAGE))
     if s.attempts >= c.retry_limit:
         err = s.last_error or error_at(
             o, Reason.RETRIES_EXHAUSTED, f"{s.attempts} attempts used", False

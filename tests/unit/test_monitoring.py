@@ -202,3 +202,12 @@ def test_every_alert_has_a_runbook_section() -> None:
         url = alert["annotations"]["runbook_url"]
         assert url.endswith("docs/runbooks.md#" + alert["alert"].lower()), alert["alert"]
         assert alert["alert"].lower() in anchors, alert["alert"]
+
+
+def test_build_info_carries_the_one_version() -> None:
+    import controller
+
+    assert REGISTRY.get_sample_value(
+        "scene_operator_build_info",
+        {"version": controller.__version__, "commit": controller.__commit__},
+    ) == 1.0

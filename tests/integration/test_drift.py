@@ -18,8 +18,8 @@ from tests.integration.helpers import (
     wait_until,
 )
 from tests.support.replicate_server import ReplicateServer
-from tests.unit import kstatus
-from tests.unit.test_argocd_health import health as argo_health
+from tests.unit.api import kstatus
+from tests.unit.api.test_argocd_health import health as argo_health
 
 INTERVAL = 2
 

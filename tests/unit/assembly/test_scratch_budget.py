@@ -27,7 +27,9 @@ def test_caps_over_the_scratch_size_are_named() -> None:
 def test_the_operator_refuses_to_start_with_exit_78(monkeypatch, capsys) -> None:
     monkeypatch.setenv("SCENE_OPERATOR_SCRATCH_LIMIT_MB", "1024")
     monkeypatch.setenv("SCENE_OPERATOR_METRICS_PORT", "0")
-    assert main(["run"]) == 78  # EX_CONFIG, before anything starts
+    with pytest.raises(SystemExit) as exited:
+        main(["run"])
+    assert exited.value.code == 78  # EX_CONFIG, before anything starts
     err = capsys.readouterr().err
     assert "refusing to start" in err and "SCENE_OPERATOR_SCRATCH_LIMIT_MB=1024" in err
 

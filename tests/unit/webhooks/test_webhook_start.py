@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -41,12 +40,10 @@ class Provider:
         return self.secret
 
 
-def runtime_with(provider: Any) -> Any:
-    return SimpleNamespace(
-        scenes=SimpleNamespace(providers=SimpleNamespace(video=lambda name: provider)),
-        store=SimpleNamespace(scenes={}),
-        intake=SimpleNamespace(enqueue_scene=lambda key: None),
-    )
+def edges(provider: Any) -> dict[str, Any]:
+    """What the composition root gives the receiver: the provider, the cache's Scenes and
+    a wake-up."""
+    return {"provider": provider, "scenes": dict, "wake_scene": lambda key: None}
 
 
 def test_the_secret_is_fetched_after_winning_the_election(
@@ -60,7 +57,7 @@ def test_the_secret_is_fetched_after_winning_the_election(
     settings = Settings(webhook_url="http://127.0.0.1", webhook_port=free_port())
 
     async def main() -> None:
-        receiver = await webhooks.start(settings, runtime_with(guarded), leader)
+        receiver = await webhooks.start(settings, **edges(guarded), elector=leader)
         try:
             await asyncio.sleep(0.2)
             assert provider.fetches == 0  # a standby does not ask
@@ -84,7 +81,7 @@ def test_without_election_the_secret_is_fetched_at_start() -> None:
     settings = Settings(webhook_url="http://127.0.0.1", webhook_port=free_port())
 
     async def main() -> None:
-        receiver = await webhooks.start(settings, runtime_with(provider))
+        receiver = await webhooks.start(settings, **edges(provider))
         try:
             assert provider.fetches == 1
             assert receiver.secret.cached == provider.secret

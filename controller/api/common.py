@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -45,6 +45,15 @@ class PlannerProviderName(StrEnum):
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
+# An RFC 3339 time, as the API server's metav1.Time: `format: date-time` in the CRDs.
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+# metav1.Condition's validation of type and reason (k8s.io/apimachinery conditions_types).
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
 # Provider inputs the operator fills from the spec's own, bounded fields (lower case; the
 # spellings of Replicate's input, Veo's GenerateVideosConfig and the spec's camelCase).
 RESERVED_PARAMS = frozenset(
@@ -66,17 +75,17 @@ class Condition(ApiModel):
     """The metav1.Condition shape: type, status, reason, message and lastTransitionTime are
     required, as the API conventions ask."""
 
-    type: str = Field(min_length=1, max_length=316)
+    type: str = Field(min_length=1, max_length=316, pattern=CONDITION_TYPE_PATTERN)
     """Condition type, e.g. Ready."""
     status: ConditionStatus
     """True, False or Unknown."""
-    reason: str = Field(min_length=1, max_length=1024)
+    reason: str = Field(min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN)
     """CamelCase reason for the condition's last transition."""
     message: str = Field(max_length=32768)
     """Human-readable details (may be empty)."""
     observed_generation: int | None = Field(default=None, ge=0)
     """The .metadata.generation this condition was computed from."""
-    last_transition_time: str
+    last_transition_time: Timestamp
     """When the status last changed (RFC 3339)."""
 
 
@@ -116,7 +125,7 @@ class ErrorInfo(ApiModel):
     """The provider's or S3's own message, without credentials."""
     retryable: bool = False
     """Whether trying again may succeed (a permanent error fails the scene at once)."""
-    at: str | None = None
+    at: Timestamp | None = None
     """When it happened (RFC 3339)."""
 
     @field_validator("message", mode="before")

@@ -12,6 +12,7 @@ from controller.api.common import (
     Condition,
     ErrorInfo,
     PlannerProviderName,
+    Timestamp,
     VideoConfig,
 )
 
@@ -195,7 +196,7 @@ class PlanInfo(ApiModel):
     """The planner that wrote the plan (gemini or local)."""
     model: str
     """The planner's model."""
-    planned_at: str
+    planned_at: Timestamp
     """When the plan was recorded (RFC 3339)."""
     spec_hash: str
     """Hash of the planning inputs the plan was made from (prompt, mode, descriptions,
@@ -233,7 +234,7 @@ class FinalVideo(ApiModel):
     """Length of the video, measured from the file."""
     inputs_hash: str
     """Hash of the ordered clips (sequence and SHA-256), the audio object and the settings."""
-    assembled_at: str
+    assembled_at: Timestamp
     """When the object was verified (RFC 3339)."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -70,6 +71,25 @@ RESERVED_PARAMS = frozenset(
     }
 )
 
+# Provider inputs that make one job produce (and bill) several outputs, per provider;
+# refused whatever the provider (the spec's may be empty, a Scene's may differ).
+COST_MULTIPLYING = {
+    VideoProviderName.REPLICATE: ("num_outputs", "num_videos", "num_generations", "batch_size"),
+    VideoProviderName.VEO: ("number_of_videos", "numberOfVideos", "sample_count", "sampleCount"),
+}
+
+
+def _spelled(key: str) -> str:
+    """A param name whatever its case and separators: num_outputs, numOutputs, NUM-OUTPUTS."""
+    return key.lower().replace("_", "").replace("-", "")
+
+
+COST_MULTIPLYING_PARAMS = frozenset(_spelled(k) for keys in COST_MULTIPLYING.values() for k in keys)
+# video.params bounds: keys (the schema's maxProperties too) and JSON size (the operator's
+# check alone: a free-form value's size is beyond a 1.20 structural schema).
+MAX_PARAMS = 32
+MAX_PARAMS_BYTES = 8192
+
 
 class Condition(ApiModel):
     """The metav1.Condition shape: type, status, reason, message and lastTransitionTime are
@@ -96,8 +116,9 @@ class VideoConfig(ApiModel):
     """replicate, veo or local; empty means the operator's default."""
     model: str | None = Field(default=None, max_length=200)
     """Provider model, e.g. google/veo-3.1 (Replicate) or veo-3.1-generate-001 (Veo)."""
-    params: dict[str, Any] | None = None
-    """Extra provider inputs (e.g. resolution, seed); not prompt, duration or aspect ratio."""
+    params: Annotated[dict[str, Any], Field(max_length=MAX_PARAMS)] | None = None
+    """Extra provider inputs (e.g. resolution, seed); not prompt, duration or aspect ratio,
+    nor a number of outputs per job; at most 32 keys and 8 KiB (as JSON)."""
 
     @field_validator("params")
     @classmethod
@@ -110,6 +131,17 @@ class VideoConfig(ApiModel):
                 f"params may not set {', '.join(taken)}: use the prompt, negativePrompt, "
                 "durationSeconds and aspectRatio fields, which the schema bounds"
             )
+        # One generation is one clip: a job asked for several is paid several times and
+        # counted once against the budget.
+        costly = sorted(k for k in params or {} if _spelled(k) in COST_MULTIPLYING_PARAMS)
+        if costly:
+            raise ValueError(
+                f"params may not set {', '.join(costly)}: they multiply the cost of one "
+                "generation (one job makes one clip)"
+            )
+        size = len(json.dumps(params, separators=(",", ":"))) if params else 0
+        if size > MAX_PARAMS_BYTES:
+            raise ValueError(f"params are {size} bytes as JSON: at most {MAX_PARAMS_BYTES}")
         return params
 
 

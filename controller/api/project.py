@@ -98,8 +98,9 @@ class RepairPolicy(ApiModel):
 
     missing_clip: MissingClipPolicy = MissingClipPolicy.REGENERATE
     """Regenerate (new take), Fail the scene, or Ignore."""
-    interval_seconds: int = Field(default=300, ge=1, le=86400)
-    """How often the project's S3 prefix is compared with its scenes."""
+    interval_seconds: int = Field(default=300, ge=10, le=86400)
+    """How often the project's S3 prefix is compared with its scenes (one LIST each time;
+    at least 10 s)."""
 
 
 class Budget(ApiModel):

@@ -222,7 +222,7 @@ FULL_PROJECT_SPEC = ProjectSpec.model_validate(
         },
         "generateVideos": True,
         "retry": {"limit": 20, "backoff": {"initialSeconds": 0, "factor": 1.5, "maxSeconds": 5}},
-        "repair": {"missingClip": "Ignore", "intervalSeconds": 1},
+        "repair": {"missingClip": "Ignore", "intervalSeconds": 10},
         "budget": {"maxGenerations": 0},
         "paused": True,
         "storage": {"bucket": "my-bucket", "prefix": "videos/"},

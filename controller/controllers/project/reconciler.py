@@ -30,9 +30,9 @@ from controller.settings import Settings
 from controller.storage.clips import project_prefix
 
 
-def drift_interval(spec: ProjectSpec) -> float:
+def drift_interval(spec: ProjectSpec, scale: float = 1.0) -> float:
     """The next drift check of a Project, jittered so Projects do not check in step."""
-    return spec.repair.interval_seconds * (0.9 + 0.2 * random.random())
+    return spec.repair.interval_seconds * scale * (0.9 + 0.2 * random.random())
 
 
 class Projects:
@@ -101,7 +101,9 @@ class Projects:
         await self.post_progress(key)
         if spec is not None and not mem.drift_scheduled:
             mem.drift_scheduled = True
-            self.intake.schedule(Kind.DRIFT, key, drift_interval(spec))
+            self.intake.schedule(
+                Kind.DRIFT, key, drift_interval(spec, self.settings.drift_interval_scale)
+            )
         return Result(retry_after)
 
     async def write_status(

@@ -1,11 +1,7 @@
-"""A small async Kubernetes API client for the operator's own reads and writes.
-
-kopf watches and delivers events; this client does the writes (status merge patches with
-optimistic concurrency, Scene creation, Events, finalizers). Credentials come from
-controller/kube/kubeconfig.py (the kubernetes package only for what it alone reads), and it
-counts every request so the cost of control can be measured (metrics, benchmark). Errors
-and the retry policy are in controller/kube/errors.py (importable from here as before).
-"""
+"""The operator's own async Kubernetes API client: kopf watches, this writes (status merge
+patches, Scenes, Events, finalizers) and reads the little kopf does not deliver. Credentials:
+controller/kube/kubeconfig.py; errors and retries: controller/kube/errors.py. Every request
+is counted (metrics, benchmark)."""
 
 from __future__ import annotations
 
@@ -27,6 +23,7 @@ from controller.observability.metrics import API_REQUESTS, API_RETRIES
 from controller.providers.errors import parse_retry_after
 
 MERGE = "application/merge-patch+json"
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 LIST_PAGE_SIZE = 500
 
 
@@ -224,13 +221,20 @@ class KubeApi:
         return jsonwire.loads(content) if content else {}
 
     # ------------------------------------------------------------------ custom resources
-    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _get_or_none(self, path: str, kind: str = "") -> dict[str, Any] | None:
         try:
-            return await self.request("GET", cr_path(plural, namespace, name))
+            return await self.request("GET", path, kind=kind)
         except ApiError as e:
             if e.not_found:
                 return None
             raise
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get_or_none(cr_path(plural, namespace, name))
+
+    async def get_crd(self, name: str) -> dict[str, Any] | None:
+        """A CustomResourceDefinition (is the operator's being deleted?), or None."""
+        return await self._get_or_none(f"{CRD_PATH}/{name}", "customresourcedefinitions")
 
     async def list(
         self,
@@ -336,12 +340,7 @@ class KubeApi:
 
     # ------------------------------------------------------------------ leases
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return await self.request("GET", lease_path(namespace, name))
-        except ApiError as e:
-            if e.not_found:
-                return None
-            raise
+        return await self._get_or_none(lease_path(namespace, name))
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", lease_path(namespace), json=body)

@@ -6,6 +6,11 @@ versions and delete markers included, until a LIST finds nothing
 (controller/storage/purge.py); then the finalizer is removed. A bucket that is already
 gone holds nothing to delete: the finalizer goes, with a Warning Event saying so, and
 the Project does not stay Terminating.
+
+An uninstall never destroys data: when the Projects CRD is being deleted (`kubectl delete
+-k`, a GitOps prune), the API server deletes every Project; then the objects stay whatever
+the deletionPolicy, and the finalizer goes at once (Event ClipsRetained). When the CRD
+cannot be read, nothing is deleted until it can.
 """
 
 from __future__ import annotations
@@ -20,18 +25,24 @@ from controller.queue.state import TransientError
 from controller.storage.clips import StorageError
 
 if TYPE_CHECKING:
+    from controller.controllers.ports import KubeClient
     from controller.controllers.project.reconciler import Projects
 
 UPLOADS_WAIT_SECONDS = 30.0  # then the finalizer is retried later
+PROJECTS_CRD = f"{v.PROJECT_PLURAL}.{v.GROUP}"
 
 
 async def finalize(p: Projects, body: Body) -> None:
     finalizers = list(body["metadata"].get("finalizers") or [])
     if v.FINALIZER_CLIPS not in finalizers:
         return
-    ns, name = key_of(body)
     bucket, folder = p.folder(body)
     target = f"s3://{bucket}/{folder}"
+    if await crd_deleting(p.api):
+        message = f"kept every object under {target}: the CRD {PROJECTS_CRD} is being deleted"
+        await p.recorder.post(body, v.Reason.CLIPS_RETAINED, message)
+        await release(p, body, finalizers)
+        return
     idle = await p.threads.run(p.memory.uploads.close, bucket, folder, UPLOADS_WAIT_SECONDS)
     if not idle:
         raise TransientError(f"uploads under {target} still under way: deleting after them")
@@ -48,6 +59,18 @@ async def finalize(p: Projects, body: Body) -> None:
         await p.recorder.post(
             body, v.Reason.CLIPS_DELETED, f"deleted {deleted} objects under {target}"
         )
+    await release(p, body, finalizers)
+
+
+async def crd_deleting(api: KubeClient) -> bool:
+    """Is the Projects CRD being deleted (or gone)? An error is raised: unsure, the purge
+    waits (the work queue tries again with backoff)."""
+    crd = await api.get_crd(PROJECTS_CRD)
+    return crd is None or bool(crd["metadata"].get("deletionTimestamp"))
+
+
+async def release(p: Projects, body: Body, finalizers: list[str]) -> None:
+    ns, name = key_of(body)
     try:
         updated = await p.api.patch_metadata(
             v.PROJECT_PLURAL,

@@ -1,7 +1,8 @@
 """A real, throw-away Kubernetes control plane (no Docker, no kubelet) for the demo and tests.
 
-etcd + kube-apiserver + kube-controller-manager (garbage collector and namespace
-controllers only) on free loopback ports, with a temporary data dir, token auth and RBAC.
+etcd + kube-apiserver + kube-controller-manager (the garbage collector, namespace and
+ClusterRole aggregation controllers only) on free loopback ports, with a temporary data
+dir, token auth and RBAC.
 Binaries come from ``scripts/build-control-plane.sh`` (KUBEBUILDER_ASSETS, PATH, cache,
 or a one-time build from Debian's source; see shared/reference/control-plane.md). A
 folder without kube-controller-manager (envtest's bundles have none) gives a control
@@ -283,7 +284,7 @@ class ControlPlane:
             [
                 self._bins["kube-controller-manager"],
                 f"--kubeconfig={self.kubeconfig}",
-                "--controllers=garbagecollector,namespace",
+                "--controllers=garbagecollector,namespace,clusterrole-aggregation",
                 "--leader-elect=false",
                 "--port=0",  # no insecure port (default 10252 would clash between sessions)
                 "--bind-address=127.0.0.1",

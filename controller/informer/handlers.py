@@ -19,6 +19,7 @@ from typing import Any, cast
 from controller.api import vocabulary as v
 from controller.app import Runtime
 from controller.informer import kopf_patches as kopf_routes
+from controller.informer.listing import InitialListing
 from controller.kube import client as kube
 from controller.kube.jsonwire import KopfJson
 
@@ -52,7 +53,9 @@ def use_fast_json() -> None:
         api.json = KopfJson  # type: ignore[attr-defined]
 
 
-def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+def register(
+    registry: kopf.OperatorRegistry, runtime: Runtime, listing: InitialListing | None = None
+) -> None:
     use_fast_json()
     kopf_routes.install()
 
@@ -76,10 +79,14 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.event(v.GROUP, v.VERSION, v.PROJECT_PLURAL, registry=registry)
     async def project_event(event: dict[str, Any], **_: Any) -> None:
         runtime.on_project_event(event.get("type"), event["object"])
+        if listing is not None:
+            listing.delivered(event["object"])
 
     @kopf.on.event(v.GROUP, v.VERSION, v.SCENE_PLURAL, registry=registry)
     async def scene_event(event: dict[str, Any], **_: Any) -> None:
         runtime.on_scene_event(event.get("type"), event["object"])
+        if listing is not None:
+            listing.delivered(event["object"])
 
 
 def connection_info(cfg: Any) -> kopf.ConnectionInfo:
@@ -183,7 +190,10 @@ async def run(
     liveness_endpoint: str | None,
 ) -> None:
     registry = kopf.OperatorRegistry()
-    register(registry, runtime)
+    listing = InitialListing(namespaces, clusterwide=clusterwide)
+    listing.install()  # workers wait for the first LIST to fill the cache
+    runtime.worker.ready = listing.opened
+    register(registry, runtime, listing)
     log = logging.getLogger("scene_operator")
     workers = asyncio.create_task(runtime.run())
     watchdog = KopfTaskFailures(exit_for_a_restart)

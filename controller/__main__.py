@@ -7,11 +7,13 @@ Scenes and acting on them is the kubectl plugin's job: `kubectl video --help`.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    pass
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,97 +30,12 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller import webhooks
-    from controller.app import Runtime
-    from controller.informer import handlers
-    from controller.kube.client import KubeApi
-    from controller.leaderelection import leadership
-    from controller.leaderelection.elector import AlwaysLeader, LeaderElector
-    from controller.leaderelection.guard import Guarded, GuardedProviders, LeaderGatedQueue
-    from controller.observability import fleet_metrics, logs, metrics
-    from controller.settings import Settings
-    from controller.storage.clips import ClipStore
+    from controller.app import RunOptions, run  # the composition root
 
-    settings = Settings()
-    logs.setup(settings.log_format, settings.log_level)
-    log = logging.getLogger("scene_operator")
-    metrics.serve(settings.metrics_port)
-    clips = ClipStore.from_env(max_pool_connections=settings.io_threads * 2)
-    if settings.create_bucket:
-        clips.ensure_bucket(settings.bucket)
-
-    elect = leadership.election_enabled(args.leader_elect, settings)
-
-    async def main() -> None:
-        api = KubeApi.from_environment()
-        lease_api = KubeApi.from_environment() if elect else None
-        elector: LeaderElector | AlwaysLeader = AlwaysLeader()
-        if lease_api is not None:
-            config = leadership.election_config(settings, args.namespace or [])
-            elector = leadership.elector(lease_api, config)
-            log.info(
-                "leader election on",
-                extra={"lease": f"{config.namespace}/{config.name}", "identity": config.identity},
-            )
-        # Every provider call, S3 call and API write of the work checks leadership first.
-        api.write_guard = elector.is_leader
-        runtime = Runtime(
-            settings=settings,
-            api=api,
-            clips=Guarded(clips, elector.is_leader, "clip store"),
-            providers=GuardedProviders(settings, elector.is_leader),
-            queue=LeaderGatedQueue(elector.wait_leading),
-        )
-        fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
-        # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby answers 503.
-        receiver = await webhooks.start(settings, runtime, is_leader=elector.is_leader)
-        liveness = (
-            f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
-        )
-        log.info(
-            "starting",
-            extra={
-                "namespaces": args.namespace or "*",
-                "bucket": settings.bucket,
-                "prefix": settings.s3_prefix,
-            },
-        )
-        election = None
-        if isinstance(elector, LeaderElector):
-            election = asyncio.create_task(elector.run())
-            election.add_done_callback(_election_ended)
-        try:
-            await handlers.run(
-                runtime,
-                namespaces=args.namespace or [],
-                clusterwide=not args.namespace,
-                standalone=not args.peering,
-                peering_name=args.peering,
-                liveness_endpoint=liveness,
-            )
-        finally:
-            if receiver is not None:
-                await receiver.stop()
-            if election is not None and isinstance(elector, LeaderElector):
-                election.remove_done_callback(_election_ended)
-                election.cancel()
-                await elector.release()  # the workers are stopped: hand over at once
-            await api.close()
-            if lease_api is not None:
-                await lease_api.close()
-
-    asyncio.run(main())
-    return 0
-
-
-def _election_ended(task: asyncio.Task[None]) -> None:
-    """The elector returns only through its exits (and is cancelled only after this
-    callback is removed): anything else, e.g. a bug, or kopf cancelling a task of ours
-    while it restarts, stops the process at once rather than run on without renewing."""
-    from controller.leaderelection import leadership
-
-    error = "cancelled" if task.cancelled() else repr(task.exception())
-    leadership.exit_now(leadership.EXIT_LOST_LEADERSHIP, "leader election stopped", error=error)
+    options = RunOptions(
+        namespaces=args.namespace or [], peering=args.peering, leader_elect=args.leader_elect
+    )
+    return run(options)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

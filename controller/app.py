@@ -1,50 +1,83 @@
-"""The operator at run time: the cache, the work queue, and the reconcilers.
-
-kopf delivers watch events (controller/informer/handlers.py) to `Runtime.on_*_event`: the intake
-updates the cache and queues keys. Workers take keys from the queue and run one pass
-each: observe, decide (pure functions in controller/decide), act through an
-actuator. Waiting is a delayed re-add. See docs/architecture.md for the picture.
-
-Parts, by responsibility:
-- worker.py     the generic worker loop (the only place that requeues)
-- intake.py     watch events into the cache; which keys they make due
-- capacity.py   job slots, reservations, parked Scenes, budget left, wake-ups
-- scenes.py     the Scene pass; actuator.py and jobs.py its effects
-- projects.py   Project status and finalizer; planning.py plans and creates Scenes
-- drift.py      the periodic S3 listing per Project
-"""
+"""The composition root: every collaborator is built here from `Settings` and the edges
+(API, clip store, providers), and started here. Watch events (informer/handlers.py) reach
+`Runtime.on_*_event`; workers (queue/worker.py) run one pass per key: observe, decide
+(decide/, pure), act (controllers/). `run` is `scene-operator run`; unit tests drive
+`Runtime` against fakes (tests/unit/fakes/harness.py). See docs/architecture.md."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import datetime as dt
+import logging
+import sys
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from controller.api import vocabulary as v
 from controller.assembly.reconciler import Assembler
+from controller.controllers.buckets import BucketCheck
 from controller.controllers.capacity import Capacity
 from controller.controllers.drift.reconciler import Drift
 from controller.controllers.events import Recorder
-from controller.controllers.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
-from controller.controllers.project.planning import plan_hash, scene_name
-from controller.controllers.project.reconciler import Projects
+from controller.controllers.memory import Memory
+from controller.controllers.ports import Body, ClipStorage, KubeClient, ProviderRegistry, Threads
+from controller.controllers.project.cleanup import Finalizer
+from controller.controllers.project.creation import SceneCreator
+from controller.controllers.project.pacing import Pacer
+from controller.controllers.project.planning import Planner
+from controller.controllers.project.reconciler import BucketReport, Projects
+from controller.controllers.project.status import ProjectStatusWriter
+from controller.controllers.scene.actuator import SceneEffects
+from controller.controllers.scene.cancel import Canceler, abandoned
+from controller.controllers.scene.clip_look import ClipLooks
+from controller.controllers.scene.finish import OutputFinisher
+from controller.controllers.scene.inputs import InputReader, ProjectRecheck
+from controller.controllers.scene.kept import KeptOutputs
+from controller.controllers.scene.orphan_search import JobSearch
+from controller.controllers.scene.provider_jobs import JobPoller, JobStarter
+from controller.controllers.scene.ratelimit import Limiters
 from controller.controllers.scene.reconciler import Scenes
+from controller.controllers.scene.status_writer import StatusWriter
+from controller.controllers.scene.working_clip import WorkingClips
 from controller.controllers.uploads import GatedClips
 from controller.decide.timeutil import utcnow
-from controller.informer.cache import Body, Store, key_of
+from controller.informer.cache import Key, Store, key_of
 from controller.informer.intake import Intake
 from controller.informer.resync import Resync
+from controller.media.isolate import MediaRunner
 from controller.queue.liveness import Progress, stall
-from controller.queue.state import Kind, Memory
+from controller.queue.state import Kind
 from controller.queue.worker import Worker
 from controller.queue.workqueue import WorkQueue
 from controller.settings import Settings
 
-__all__ = ["Runtime", "plan_hash", "scene_name"]
+log = logging.getLogger("scene_operator")
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the builders below share: the edges and the runtime's common state."""
+
+    settings: Settings
+    api: KubeClient
+    clips: ClipStorage
+    providers: ProviderRegistry
+    threads: Threads
+    store: Store
+    intake: Intake
+    capacity: Capacity
+    memory: Memory
+    recorder: Recorder
+    bucket_check: BucketCheck
+    tmp_dir: str
+    clock: Callable[[], dt.datetime]
+    media: MediaRunner  # assemblies and trims, in bounded child processes
 
 
 class Runtime:
-    """Wires the parts together; the edges (API, clip store, providers) are passed in."""
+    """The cache, the work queue, the reconcilers and their collaborators (edges given)."""
 
     def __init__(
         self,
@@ -59,63 +92,50 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.api = api
+        self.providers = providers
         self.store = Store()
         self.queue = queue if queue is not None else WorkQueue()
-        self.pool = (
-            pool
-            if pool is not None
-            else concurrent.futures.ThreadPoolExecutor(
-                max_workers=settings.io_threads, thread_name_prefix="io"
-            )
+        self.pool = pool or concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.io_threads, thread_name_prefix="io"
         )
         threads = Threads(self.pool)
         self.memory = Memory()
-        clips = GatedClips(clips, self.memory.uploads)  # type: ignore[assignment]
+        clips = GatedClips(clips, self.memory.uploads)
         self.capacity = Capacity(settings, self.store)
-        self.intake = Intake(self.store, self.queue, self.capacity, self.memory, api)
-        wake = lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay)  # noqa: E731
-        recorder = Recorder(settings, api, wake=wake, clock=self.queue.clock)
-        self.scenes = Scenes(
-            settings=settings,
-            api=api,
-            clips=clips,
-            providers=providers,
-            threads=threads,
-            store=self.store,
-            intake=self.intake,
-            capacity=self.capacity,
-            memory=self.memory,
-            recorder=recorder,
-            clock=clock,
+        self.intake = Intake(
+            self.store,
+            self.queue,
+            self.capacity,
+            self.memory,
+            api,
+            on_scene_deleted=lambda key, body: abandoned(self.memory.abandoned, key, body),
         )
+        recorder = Recorder(settings, api, wake=self.wake_project, clock=self.queue.clock)
+        self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
+        self.tmp_dir = self._tmp.name  # downloads, kept outputs, working clips, assembly
+        parts = Parts(
+            settings, api, clips, providers, threads, self.store, self.intake, self.capacity,
+            self.memory, recorder, BucketCheck(self.memory.buckets, clips, threads),
+            self.tmp_dir, clock, MediaRunner.from_settings(settings),
+        )  # fmt: skip
+        self.scenes = scene_reconciler(parts)
         self.assembly = Assembler(
             settings=settings,
             store=self.store,
-            clips=clips,  # type: ignore[arg-type]  # also downloads: ClipStore does
+            clips=clips,  # also downloads: ClipStore does
             threads=threads,
             recorder=recorder,
-            wake=lambda key, delay: self.intake.schedule(Kind.PROJECT, key, delay),
-            tmp_dir=self.scenes.tmp_dir,
+            wake=self.wake_project,
+            tmp_dir=self.tmp_dir,
+            media=parts.media,
         )
-        self.projects = Projects(
-            settings=settings,
-            api=api,
-            clips=clips,
-            providers=providers,
-            threads=threads,
-            store=self.store,
-            intake=self.intake,
-            memory=self.memory,
-            recorder=recorder,
-            assembly=self.assembly,
-            capacity=self.capacity,
-        )
+        self.projects = project_reconciler(parts, self.assembly)
         self.drift = Drift(
             settings=settings,
             clips=clips,
             threads=threads,
             store=self.store,
-            intake=self.intake,
+            enqueue_scene=self.intake.enqueue_scene,
             memory=self.memory,
             assembly=self.assembly,
         )
@@ -130,6 +150,11 @@ class Runtime:
             },
             after_each=self.intake.wake,
         )
+
+    def wake_project(self, key: Key, delay: float) -> None:
+        """A Project made due from outside its own pass (its Scenes' Events are due, its
+        final video was built): another key, not the one a pass is running."""
+        self.intake.schedule(Kind.PROJECT, key, delay)
 
     def on_scene_event(self, kind: str | None, body: Body) -> None:
         if kind is None and key_of(body) in self.store.scenes:  # kopf re-listed
@@ -162,3 +187,215 @@ class Runtime:
             await self.worker.run(self.settings.workers)
         finally:
             resync.cancel()
+
+
+def scene_reconciler(p: Parts) -> Scenes:
+    """The Scene reconciler and the collaborators its passes act through."""
+    limits = Limiters(p.settings)
+    kept = KeptOutputs(p.tmp_dir, p.settings.kept_outputs_max_bytes)
+    status = StatusWriter(p.api, p.intake)
+    read = InputReader(
+        settings=p.settings,
+        projects=p.store.projects,
+        specs=p.memory.specs,
+        budget_left=p.capacity.budget_left,
+    )
+
+    effects = SceneEffects(
+        settings=p.settings,
+        scenes=p.store.scenes,
+        read=read,
+        recheck=ProjectRecheck(
+            get_project=lambda ns, name: p.api.get(v.PROJECT_PLURAL, ns, name),
+            observed=lambda body: p.intake.on_project_event(None, body),
+            read=read,
+        ),
+        looks=ClipLooks(p.settings, p.clips, p.threads, p.tmp_dir),
+        working=WorkingClips(p.clips, p.threads, p.tmp_dir, p.media),
+        poller=JobPoller(providers=p.providers, limits=limits, clock=p.clock),
+        starter=JobStarter(
+            settings=p.settings,
+            providers=p.providers,
+            slots=p.capacity,
+            limits=limits,
+            status=status,
+            events=p.recorder,
+            scenes=p.store.scenes,
+            clock=p.clock,
+        ),
+        search=JobSearch(providers=p.providers, limits=limits, scenes=p.store.scenes, recovering={}),
+        finisher=OutputFinisher(
+            settings=p.settings,
+            providers=p.providers,
+            clips=p.clips,
+            threads=p.threads,
+            kept=kept,
+            scenes=p.store.scenes,
+            events=p.recorder,
+            clock=p.clock,
+            tmp_dir=p.tmp_dir,
+        ),
+        canceler=Canceler(
+            providers=p.providers, limits=limits, kept=kept, abandoned_jobs=p.memory.abandoned
+        ),
+        status=status,
+        events=p.recorder,
+        check_bucket=p.bucket_check,
+        limit_reached=p.capacity.limit_reached,
+        waiting_since={},
+        clock=p.clock,
+    )
+    return Scenes(effects=effects, memory=p.memory, parking=p.capacity, keys=p.intake, kept=kept)
+
+
+def project_reconciler(p: Parts, assembly: Assembler) -> Projects:
+    """The Project reconciler and the collaborators of its passes."""
+    status = ProjectStatusWriter(
+        settings=p.settings,
+        api=p.api,
+        store=p.store,
+        generations=p.capacity,
+        final_video=assembly.apply,
+        events=p.recorder,
+        pacer=Pacer(p.intake.queue.clock),
+    )
+    creator = SceneCreator(
+        api=p.api,
+        scene_names=p.store.scene_names_of,
+        observed=lambda body: p.intake.on_scene_event(None, body),
+        events=p.recorder,
+    )
+    return Projects(
+        settings=p.settings,
+        store=p.store,
+        memory=p.memory,
+        finalizer=Finalizer(
+            settings=p.settings,
+            api=p.api,
+            store=p.store,
+            clips=p.clips,
+            threads=p.threads,
+            uploads=p.memory.uploads,
+            events=p.recorder,
+        ),
+        planner=Planner(
+            settings=p.settings,
+            api=p.api,
+            store=p.store,
+            providers=p.providers,
+            list_namespace_once=p.intake.list_namespace_once,
+            creator=creator,
+            write_status=status.write,
+            events=p.recorder,
+        ),
+        creator=creator,
+        bucket=BucketReport(settings=p.settings, check=p.bucket_check, events=p.recorder),
+        final_videos=assembly,
+        status=status,
+        series=p.recorder,
+        forget_deleted=lambda key: p.capacity.deleted_settled.pop(key, None),
+        enqueue=p.intake.schedule,
+    )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """`scene-operator run`'s flags (controller/__main__.py)."""
+
+    namespaces: list[str]  # empty: every namespace
+    peering: str | None = None  # kopf peering; None: standalone
+    leader_elect: bool | None = None  # None: SCENE_OPERATOR_LEADER_ELECT, else in a cluster
+
+
+def run(options: RunOptions) -> int:
+    """The operator process: logs, metrics, the clip store, then `serve` until stopped."""
+    from controller.leaderelection.leadership import EXIT_SHARD_CONFLICT as EXIT_CONFIG
+    from controller.observability import logs, metrics
+    from controller.storage.clips import ClipStore
+
+    settings = Settings()
+    if (problem := settings.scratch_problem()) is not None:
+        print(f"scene-operator: refusing to start: {problem}", file=sys.stderr)
+        return EXIT_CONFIG  # 78: a restart will not change the settings
+    logs.setup(settings.log_format, settings.log_level)
+    metrics.serve(settings.metrics_port)
+    clips = ClipStore.from_env(max_pool_connections=settings.io_threads * 2)
+    if settings.create_bucket:
+        clips.ensure_bucket(settings.bucket)
+    asyncio.run(serve(settings, clips, options))
+    return 0
+
+
+async def serve(settings: Settings, clips: ClipStorage, options: RunOptions) -> None:
+    """Leader election, the Runtime on guarded edges, webhooks, and kopf's watches."""
+    from controller import webhooks
+    from controller.informer import handlers
+    from controller.kube.client import KubeApi
+    from controller.leaderelection import leadership
+    from controller.leaderelection.elector import AlwaysLeader, LeaderElector
+    from controller.leaderelection.guard import Guarded, GuardedProviders, LeaderGatedQueue
+    from controller.observability import fleet_metrics
+
+    elect = leadership.election_enabled(options.leader_elect, settings)
+    api = KubeApi.from_environment()
+    lease_api = KubeApi.from_environment() if elect else None
+    elector: LeaderElector | AlwaysLeader = AlwaysLeader()
+    if lease_api is not None:
+        config = leadership.election_config(settings, options.namespaces)
+        elector = leadership.elector(lease_api, config)
+        lease = f"{config.namespace}/{config.name}"
+        log.info("leader election on", extra={"lease": lease, "identity": config.identity})
+    # Every provider call, S3 call and API write of the work checks leadership first.
+    api.write_guard = elector.is_leader
+    providers = GuardedProviders(settings, elector.is_leader)
+    runtime = Runtime(
+        settings=settings,
+        api=api,
+        clips=Guarded(clips, elector.is_leader, "clip store"),
+        providers=providers,
+        queue=LeaderGatedQueue(elector.wait_leading),
+    )
+    fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape
+    # Replicate webhooks (None unless SCENE_OPERATOR_WEBHOOK_URL): a standby answers 503.
+    receiver = await webhooks.start(
+        settings,
+        provider=providers.video(webhooks.PROVIDER),
+        scenes=lambda: runtime.store.scenes,
+        wake_scene=runtime.intake.enqueue_scene,
+        is_leader=elector.is_leader,
+    )
+    where = {"bucket": settings.bucket, "prefix": settings.s3_prefix}
+    log.info("starting", extra={"namespaces": options.namespaces or "*", **where})
+    port = settings.liveness_port
+    election = asyncio.create_task(elector.run()) if isinstance(elector, LeaderElector) else None
+    if election is not None:
+        election.add_done_callback(_election_ended)
+    try:
+        await handlers.run(
+            runtime,
+            namespaces=options.namespaces,
+            clusterwide=not options.namespaces,
+            standalone=not options.peering,
+            peering_name=options.peering,
+            liveness_endpoint=f"http://0.0.0.0:{port}/healthz" if port else None,
+        )
+    finally:
+        if receiver is not None:
+            await receiver.stop()
+        if election is not None and isinstance(elector, LeaderElector):
+            election.remove_done_callback(_election_ended)
+            election.cancel()
+            await elector.release()  # the workers are stopped: hand over at once
+        await api.close()
+        if lease_api is not None:
+            await lease_api.close()
+
+
+def _election_ended(task: asyncio.Task[None]) -> None:
+    """The elector returns only through its exits (and is cancelled only after this
+    callback is removed): anything else, e.g. a bug, or kopf cancelling a task of ours
+    while it restarts, stops the process at once rather than run on without renewing."""
+    from controller.leaderelection import leadership
+
+    error = "cancelled" if task.cancelled() else repr(task.exception())
+    leadership.exit_now(leadership.EXIT_LOST_LEADERSHIP, "leader election stopped", error=error)

@@ -117,9 +117,10 @@ class Settings(BaseSettings):
         return self
 
     # Provider output (README "What the operator refuses").
-    output_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    output_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     """Largest clip accepted from a provider (download or inline bytes), in bytes; a
-    bigger one is refused (InvalidOutput) and never stored."""
+    bigger one is refused (InvalidOutput) and never stored. Each reconcile worker holds
+    at most one such file on the scratch disk at a time (see scratch_limit_mb)."""
     output_duration_tolerance_seconds: float = Field(default=1.0, ge=0)
     """How far a clip's length may be from the duration asked before it is refused."""
     output_allowed_hosts: str = "api.replicate.com,replicate.delivery,*.replicate.delivery"
@@ -132,15 +133,65 @@ class Settings(BaseSettings):
     """One deadline for a whole output download, redirects included: a body that drips
     slowly is cut off and the download tried again."""
 
-    kept_outputs_max_bytes: int = Field(default=512 * 1024**2, ge=0)
+    kept_outputs_max_bytes: int = Field(default=256 * 1024**2, ge=0)
     """Local disk for succeeded jobs' outputs kept while their upload is tried again; an
     output that does not fit is downloaded again from the provider at the next try."""
 
     assembly_concurrency: int = Field(default=1, ge=1, le=64)
-    """Final videos assembled at once (CPU work, in threads off the event loop)."""
-    assembly_max_bytes: int = Field(default=1024**3, ge=1024**2)
-    """Cap on the temporary disk one assembly may use (clips, audio and the output);
-    under the Deployment's 2Gi /tmp emptyDir, which clip downloads share."""
+    """Media work at once: final videos assembled and working clips trimmed, each in a
+    child process limited by the media_* settings below."""
+    assembly_max_bytes: int = Field(default=640 * 1024**2, ge=1024**2)
+    """Cap on the temporary disk one assembly (or trim) may use (clips, audio and the
+    output); counted once per assembly_concurrency in scratch_limit_mb."""
+    assembly_max_attempts: int = Field(default=5, ge=1, le=100)
+    """Failed (or killed) builds of the same final video before the operator stops trying
+    (Stalled, AssemblyFailed) until the spec or a clip changes; counted in status."""
+    media_memory_mb: int = Field(default=384, ge=64)
+    """Memory limit (RLIMIT_DATA) of each media child process. 1920x1080 needs about
+    384 MiB, 3840x2160 about 1 GiB (benchmarks/README.md); with the operator's own memory
+    it must fit the pod's limit times assembly_concurrency."""
+    media_timeout_seconds: float = Field(default=1800.0, gt=0)
+    """Wall-clock (and CPU-time) limit of one assembly or trim; past it the child is
+    killed and the build counts as failed."""
+    max_assembly_pixels: int = Field(default=1920 * 1080, ge=64 * 64, le=3840 * 2160)
+    """Largest final video re-encoded, in pixels (width x height); the schema allows up
+    to 3840x2160. A larger spec.assembly.resolution is refused (InvalidSpec)."""
+    max_film_seconds: float = Field(default=600.0, gt=0)
+    """Longest final video assembled; a longer film is refused (AssemblyFailed, Stalled)."""
+    scratch_limit_mb: int | None = Field(default=None, ge=1)
+    """Size of the scratch disk (TMPDIR; the Deployment's /tmp emptyDir sizeLimit). Set,
+    the operator refuses to start (exit 78) when its caps could fill more than this:
+    workers x output_max_bytes + kept_outputs_max_bytes + assembly_concurrency x
+    assembly_max_bytes."""
+
+    def scratch_needed_bytes(self) -> int:
+        """The most scratch disk the caps allow at once: every reconcile worker holding one
+        clip (a download, a clip checked for adoption, a trim's original), the outputs kept
+        for a failed upload, and each media slot's work."""
+        return (
+            self.workers * self.output_max_bytes
+            + self.kept_outputs_max_bytes
+            + self.assembly_concurrency * self.assembly_max_bytes
+        )
+
+    def scratch_problem(self) -> str | None:
+        """Why the caps do not fit SCENE_OPERATOR_SCRATCH_LIMIT_MB, or None."""
+        if self.scratch_limit_mb is None:
+            return None
+        need, have = self.scratch_needed_bytes(), self.scratch_limit_mb * 1024**2
+        if need <= have:
+            return None
+        mib = 1024**2
+        return (
+            f"the scratch disk caps add up to {need // mib} MiB, over "
+            f"SCENE_OPERATOR_SCRATCH_LIMIT_MB={self.scratch_limit_mb}: "
+            f"SCENE_OPERATOR_WORKERS ({self.workers}) x SCENE_OPERATOR_OUTPUT_MAX_BYTES "
+            f"({self.output_max_bytes // mib} MiB) + SCENE_OPERATOR_KEPT_OUTPUTS_MAX_BYTES "
+            f"({self.kept_outputs_max_bytes // mib} MiB) + SCENE_OPERATOR_ASSEMBLY_CONCURRENCY "
+            f"({self.assembly_concurrency}) x SCENE_OPERATOR_ASSEMBLY_MAX_BYTES "
+            f"({self.assembly_max_bytes // mib} MiB); lower one of them or give the pod more "
+            "scratch disk"
+        )
 
     def concurrency(self, provider: str) -> int:
         return int(getattr(self, f"concurrency_{provider}", self.concurrency_local))
@@ -148,7 +199,7 @@ class Settings(BaseSettings):
     def cost_per_second(self, provider: str) -> float:
         return float(getattr(self, f"cost_per_second_{provider}", 0.0))
 
-    # ------------------------------------------------------------------ webhooks (issue 17)
+    # ------------------------------------------------------------------ webhooks
     webhook_url: str | None = None
     """Public base URL at which Replicate reaches the webhook receiver (e.g.
     https://hooks.example.com). Set, it turns webhooks on: predictions are created with

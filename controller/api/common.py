@@ -11,6 +11,11 @@ from pydantic.alias_generators import to_camel
 
 from controller.api.text import bound
 
+# A Kubernetes object as JSON: what the API server sends and the cache keeps.
+Body = dict[str, Any]
+# An object's (namespace, name): the cache's and the work queue's key.
+Key = tuple[str, str]
+
 
 class ApiModel(BaseModel):
     """Base of every resource model: camelCase on the wire, docstrings become descriptions."""

@@ -18,8 +18,12 @@ from controller.api.common import (
 
 MAX_SCENES = 50
 MAX_PROMPT = 5000
-# WIDTHxHEIGHT, both even (yuv420p) and from 10 to 9998.
-RESOLUTION_PATTERN = r"^[1-9][0-9]{0,2}[02468]x[1-9][0-9]{0,2}[02468]$"
+# WIDTHxHEIGHT, both even (yuv420p), from 10 up to 3840x2160 or 2160x3840: the largest
+# frame the engine may be asked to letterbox and encode (the operator's own cap,
+# SCENE_OPERATOR_MAX_ASSEMBLY_PIXELS, may be lower). A regex: the API server is 1.20.
+_UP_TO_3840 = r"(?:[1-9][0-9]?[02468]|[12][0-9]{2}[02468]|3[0-7][0-9][02468]|38[0-3][02468]|3840)"
+_UP_TO_2160 = r"(?:[1-9][0-9]?[02468]|1[0-9]{2}[02468]|20[0-9][02468]|21[0-5][02468]|2160)"
+RESOLUTION_PATTERN = rf"^(?:{_UP_TO_3840}x{_UP_TO_2160}|{_UP_TO_2160}x{_UP_TO_3840})$"
 
 
 class Mode(StrEnum):
@@ -137,8 +141,9 @@ class AssemblyConfig(ApiModel):
     audio: AudioSource | None = None
     """Audio laid under the whole film, trimmed or padded with silence to its length."""
     resolution: str | None = Field(default=None, pattern=RESOLUTION_PATTERN)
-    """WIDTHxHEIGHT of the final video, both even, e.g. 1280x720; empty uses the first
-    clip's. Clips of another size or aspect ratio are scaled and letterboxed."""
+    """WIDTHxHEIGHT of the final video, both even, e.g. 1280x720, at most 3840x2160 (or
+    2160x3840) and the operator's SCENE_OPERATOR_MAX_ASSEMBLY_PIXELS; empty uses the
+    first clip's. Clips of another size or aspect ratio are scaled and letterboxed."""
 
 
 class ProjectSpec(ApiModel):
@@ -239,6 +244,24 @@ class FinalVideo(ApiModel):
     """When the object was verified (RFC 3339)."""
 
 
+class AssemblyAttempts(ApiModel):
+    """Builds of the final video tried for one set of inputs: recorded as each starts and
+    when it fails, so a restarted operator backs off instead of building again at once."""
+
+    inputs_hash: str
+    """The inputs these attempts were for (a changed clip or spec starts a new count)."""
+    generation: int | None = None
+    """metadata.generation of the Project when they were tried."""
+    attempts: int = Field(ge=0)
+    """Builds started (one killed with its operator included)."""
+    started_at: Timestamp
+    """When the last one started (RFC 3339)."""
+    last_error: str | None = None
+    """Why the last one failed; empty while it runs (or when it died with its operator)."""
+    retry_at: Timestamp | None = None
+    """Earliest next attempt (RFC 3339); empty once the attempts are used up."""
+
+
 class ProjectStatus(ApiModel):
     """Observed state; the counters are recounts of the project's Scenes, except
     generationsUsed, which only goes up."""
@@ -269,3 +292,5 @@ class ProjectStatus(ApiModel):
     """Why planning failed (only while the project has no Scenes)."""
     final_video: FinalVideo | None = None
     """The final video (when assembly is enabled), once verified in S3."""
+    assembly_attempts: AssemblyAttempts | None = None
+    """Failed or unfinished builds of the final video for its current inputs."""

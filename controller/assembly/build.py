@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Protocol
 
 from controller.api.project import FinalVideo
-from controller.assembly import engine
 from controller.assembly.plan import AudioRef, ClipRef
 from controller.decide.timeutil import rfc3339, utcnow
 from controller.informer.cache import Key
+from controller.media import engine
+from controller.media.isolate import MediaRunner, MediaStopped
 from controller.observability import metrics as m
 from controller.storage.clips import ObjectFact, file_sha256
 
@@ -40,6 +41,8 @@ class Job:
     audio: AudioRef | None
     resolution: tuple[int, int] | None
     avoid_etag: str | None  # an object seen changed at the key: rebuild, do not adopt
+    max_pixels: int = 1920 * 1080  # SCENE_OPERATOR_MAX_ASSEMBLY_PIXELS
+    max_seconds: float = 600.0  # SCENE_OPERATOR_MAX_FILM_SECONDS
 
 
 class AssemblyStorage(Protocol):
@@ -55,10 +58,16 @@ class AssemblyStorage(Protocol):
 
 
 def build(
-    job: Job, clips: AssemblyStorage, cap: int, tmp_dir: str, stop: threading.Event
+    job: Job,
+    clips: AssemblyStorage,
+    cap: int,
+    tmp_dir: str,
+    stop: threading.Event,
+    media: MediaRunner,
 ) -> tuple[FinalVideo, str]:
-    """Blocking: adopt the object at the key, or download, assemble, probe, upload
-    (HEAD-verified by put_clip). Returns the record and how it was made."""
+    """Blocking: adopt the object at the key, or download, assemble (in a limited child
+    process, killed if `stop` is set), probe, upload (HEAD-verified by put_clip). Returns
+    the record and how it was made."""
     s3 = m.S3_OPS
     fact = clips.head(job.bucket, job.key)
     s3.labels("head", "ok").inc()
@@ -73,6 +82,8 @@ def build(
         folder = Path(d)
         paths = []
         for i, c in enumerate(job.clips):
+            if stop.is_set():
+                raise Stopped
             path = folder / f"clip-{i:03d}.mp4"
             clips.download(c.bucket, c.key, path)
             s3.labels("get", "ok").inc()
@@ -85,9 +96,20 @@ def build(
             clips.download(job.audio.bucket, job.audio.key, audio)
             s3.labels("get", "ok").inc()
         out = folder / "final.mp4"
-        made = engine.assemble(
-            paths, out, audio=audio, resolution=job.resolution, max_bytes=cap - inputs
-        )
+        try:
+            made = media.run(
+                engine.assemble,
+                paths,
+                out,
+                audio=audio,
+                resolution=job.resolution,
+                max_bytes=cap - inputs,
+                max_pixels=job.max_pixels,
+                max_seconds=job.max_seconds,
+                stop=stop,
+            )
+        except MediaStopped as e:
+            raise Stopped from e
         if stop.is_set():
             raise Stopped
         metadata = {

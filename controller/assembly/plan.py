@@ -1,7 +1,7 @@
 """The final video, decided: its inputs hash and key, how to join the clips, what to do now.
 
 Pure functions only; the I/O lives in controller/assembly/reconciler.py (S3, threads)
-and controller/assembly/engine.py (PyAV).
+and controller/media/engine.py (PyAV).
 """
 
 from __future__ import annotations
@@ -9,20 +9,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from enum import StrEnum
-from fractions import Fraction
 
-from controller.api.project import FinalVideo
+from controller.api.project import AssemblyAttempts, FinalVideo
 from controller.api.vocabulary import Reason
+from controller.decide.timeutil import parse_rfc3339, rfc3339
 from controller.storage.clips import project_prefix
 
 # Part of the inputs hash: bump it when the engine's output changes for the same inputs,
 # so existing final videos are rebuilt under new keys rather than silently kept.
 ASSEMBLY_FORMAT = "v1"
 # Codecs whose packets may be copied into an MP4 as they are.
-COPYABLE_CODECS = frozenset({"h264", "hevc"})
 AUDIO_RECHECK = 30.0  # seconds between two looks at an audio object that could not be read
 
 
@@ -65,6 +63,17 @@ def final_key(prefix: str, namespace: str, project_uid: str, inputs: str) -> str
     return f"{project_prefix(prefix, namespace, project_uid)}final/{inputs}.mp4"
 
 
+def refusal(resolution: str | None, max_pixels: int) -> str | None:
+    """Why spec.assembly.resolution is over the operator's cap, or None."""
+    size = parse_resolution(resolution)
+    if size is None or size[0] * size[1] <= max_pixels:
+        return None
+    return (
+        f"spec.assembly.resolution {resolution} ({size[0] * size[1]} pixels) is over this "
+        f"operator's cap of {max_pixels} pixels (SCENE_OPERATOR_MAX_ASSEMBLY_PIXELS)"
+    )
+
+
 def parse_resolution(value: str | None) -> tuple[int, int] | None:
     if not value:
         return None
@@ -73,48 +82,6 @@ def parse_resolution(value: str | None) -> tuple[int, int] | None:
 
 
 # ----------------------------------------------------------------------------- joining
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """The video stream of one clip, as the engine probed it."""
-
-    codec: str
-    width: int
-    height: int
-    time_base: Fraction
-    pix_fmt: str
-    extradata: str  # hash of the codec's private data (H.264 SPS/PPS)
-
-
-def can_stream_copy(streams: list[StreamInfo], target: tuple[int, int] | None) -> bool:
-    """Remux (copy the packets, no re-encode) only when every clip would decode with the
-    same decoder set-up: same codec and parameter sets, size, pixel format and time base,
-    and the size is the one asked for. Anything else is re-encoded to one format."""
-    if not streams:
-        return False
-    first = streams[0]
-    if first.codec not in COPYABLE_CODECS:
-        return False
-    if target is not None and (first.width, first.height) != target:
-        return False
-    same = (first.codec, first.width, first.height, first.pix_fmt, first.time_base)
-    return all(
-        (s.codec, s.width, s.height, s.pix_fmt, s.time_base) == same
-        and s.extradata == first.extradata
-        for s in streams
-    )
-
-
-def letterbox(src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(width, height, x, y) of `src` scaled to fit `dst` keeping its aspect ratio,
-    centred; every value even (yuv420p chroma is subsampled by two)."""
-    sw, sh = src
-    dw, dh = dst
-    scale = min(dw / sw, dh / sh)
-    w = min(dw, max(2, math.floor(sw * scale / 2 + 0.5) * 2))
-    h = min(dh, max(2, math.floor(sh * scale / 2 + 0.5) * 2))
-    return w, h, (dw - w) // 4 * 2, (dh - h) // 4 * 2
 
 
 # ----------------------------------------------------------------------------- deciding
@@ -130,12 +97,7 @@ class Step(StrEnum):
     FAILED = "failed"  # the last assembly of these inputs failed: wait to retry
 
 
-@dataclass(frozen=True)
-class Failure:
-    inputs_hash: str
-    message: str
-    attempts: int
-    retry_at: dt.datetime
+INTERRUPTED = "the build stopped with its operator (killed or restarted)"
 
 
 @dataclass(frozen=True)
@@ -149,9 +111,12 @@ class AssemblyObservation:
     suspect: bool = False  # the drift LIST did not show the recorded object as recorded
     missing: bool = False  # a HEAD confirmed the recorded object missing or changed
     running: str | None = None  # inputs hash of the assembly under way
-    failure: Failure | None = None
+    attempts: AssemblyAttempts | None = None  # memory's, else status's record
     audio_error: str | None = None  # the audio object could not be read (HEAD)
     paused: bool = False  # spec.paused: no new work is started
+    generation: int | None = None  # the Project's metadata.generation
+    max_attempts: int = 5  # SCENE_OPERATOR_ASSEMBLY_MAX_ATTEMPTS
+    refused: str | None = None  # why the spec is over the operator's caps
 
 
 @dataclass(frozen=True)
@@ -162,6 +127,8 @@ class AssemblyDecision:
     message: str
     final_video: FinalVideo | None  # what status.finalVideo should say
     requeue_after: float | None = None
+    attempts: AssemblyAttempts | None = None  # what status.assemblyAttempts should say
+    stalled: bool = False  # nothing more happens until the spec or a clip changes
 
 
 def decide(o: AssemblyObservation) -> AssemblyDecision:
@@ -172,6 +139,8 @@ def decide(o: AssemblyObservation) -> AssemblyDecision:
         return AssemblyDecision(Step.OFF, False, Reason.ASSEMBLY_NOT_REQUESTED, why, None)
     # A record of an object known to be gone is dropped: status never points at nothing.
     keep = None if o.missing else rec
+    if o.refused is not None:
+        return AssemblyDecision(Step.OFF, False, Reason.INVALID_SPEC, o.refused, keep, stalled=True)
     if o.scene_count == 0 or len(o.clips) < o.scene_count:
         msg = f"{len(o.clips)} of {o.scene_count} clips verified"
         return AssemblyDecision(Step.WAIT, False, Reason.WAITING_FOR_SCENES, msg, keep)
@@ -184,7 +153,7 @@ def decide(o: AssemblyObservation) -> AssemblyDecision:
         return AssemblyDecision(Step.ASSEMBLE, False, Reason.ASSEMBLING, msg, keep)
     h = o.inputs_hash
     current = rec is not None and rec.inputs_hash == h
-    if current and not o.missing:
+    if rec is not None and current and not o.missing:
         if o.suspect:
             return AssemblyDecision(Step.VERIFY, True, Reason.VIDEO_ASSEMBLED, _done(rec), rec)
         return AssemblyDecision(Step.DONE, True, Reason.VIDEO_ASSEMBLED, _done(rec), rec)
@@ -192,17 +161,42 @@ def decide(o: AssemblyObservation) -> AssemblyDecision:
     if o.paused and o.running != h:
         msg = "spec.paused is true: the final video is not assembled"
         return AssemblyDecision(Step.WAIT, False, Reason.PAUSED, msg, keep)
+    a = o.attempts
+    if a is not None and (a.inputs_hash != h or a.generation != o.generation):
+        a = None  # tried for other inputs or another spec: those say nothing about these
     if o.running == h:
         msg = _rebuild(current, f"assembling {len(o.clips)} clips")
-        return AssemblyDecision(Step.RUNNING, False, reason, msg, keep)
-    f = o.failure
-    if f is not None and f.inputs_hash == h and f.retry_at > o.now:
-        wait = (f.retry_at - o.now).total_seconds()
-        when = f.retry_at.strftime("%Y-%m-%dT%H:%M:%SZ")  # not "in N s": the text must not churn
-        msg = f"attempt {f.attempts} failed, next at {when}: {f.message}"
-        return AssemblyDecision(Step.FAILED, False, Reason.ASSEMBLY_FAILED, msg, keep, wait)
+        return AssemblyDecision(Step.RUNNING, False, reason, msg, keep, attempts=a)
+    if a is not None:
+        error = a.last_error or INTERRUPTED
+        if a.attempts >= o.max_attempts:
+            msg = (
+                f"gave up after {a.attempts} attempts (SCENE_OPERATOR_ASSEMBLY_MAX_ATTEMPTS); "
+                f"change the spec or a clip to try again. Last: {error}"
+            )
+            return AssemblyDecision(
+                Step.FAILED, False, Reason.ASSEMBLY_FAILED, msg, keep, attempts=a, stalled=True
+            )
+        retry_at = next_attempt_at(a)
+        if retry_at > o.now:
+            wait = (retry_at - o.now).total_seconds()
+            when = rfc3339(retry_at)  # not "in N s": the text must not churn
+            msg = f"attempt {a.attempts} of {o.max_attempts} failed, next at {when}: {error}"
+            return AssemblyDecision(
+                Step.FAILED, False, Reason.ASSEMBLY_FAILED, msg, keep, wait, attempts=a
+            )
     msg = _rebuild(current, f"assembling {len(o.clips)} clips")
-    return AssemblyDecision(Step.ASSEMBLE, False, reason, msg, keep)
+    return AssemblyDecision(Step.ASSEMBLE, False, reason, msg, keep, attempts=a)
+
+
+def next_attempt_at(a: AssemblyAttempts) -> dt.datetime:
+    """When another build may start: the recorded time, or (a build that died with its
+    operator recorded none) the backoff counted from its start."""
+    at = parse_rfc3339(a.retry_at)
+    if at is not None:
+        return at
+    started = parse_rfc3339(a.started_at) or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return started + dt.timedelta(seconds=retry_delay(a.attempts, 0.5))
 
 
 def _done(rec: FinalVideo) -> str:

@@ -14,40 +14,45 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import datetime as dt
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from controller.api import vocabulary as v
-from controller.api.project import FinalVideo, ProjectPhase, ProjectSpec, ProjectStatus
+from controller.api.common import ConditionStatus
+from controller.api.project import (
+    AssemblyAttempts,
+    FinalVideo,
+    ProjectPhase,
+    ProjectSpec,
+    ProjectStatus,
+)
 from controller.api.scene import ScenePhase
 from controller.assembly import scratch
+from controller.assembly.attempts import failed, recorded_attempts, recorded_final, started
 from controller.assembly.build import AssemblyStorage, Job, Stopped, build
 from controller.assembly.plan import (
     AssemblyDecision,
     AssemblyObservation,
     AudioRef,
     ClipRef,
-    Failure,
     Step,
     decide,
     final_key,
     inputs_hash,
     parse_resolution,
-    retry_delay,
+    refusal,
 )
 from controller.decide.conditions import get_condition, set_condition
 from controller.decide.edit import working_record
-from controller.decide.health import project_health, with_health
+from controller.decide.health import Health, project_health, with_health
 from controller.decide.timeutil import rfc3339, utcnow
 from controller.informer.cache import Body, Key, Store, key_of
+from controller.media.engine import Refused
+from controller.media.isolate import MediaRunner
 from controller.observability import metrics as m
 from controller.settings import Settings
 from controller.storage.clips import ObjectFact
@@ -71,7 +76,7 @@ class Memory:
     task: asyncio.Task[None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     result: FinalVideo | None = None  # verified in S3, not yet in status
-    failure: Failure | None = None
+    attempts: AssemblyAttempts | None = None  # this process's count (status has it too)
     audio_for: tuple[str, str] | None = None  # (bucket, key) that `audio` describes
     audio: AudioRef | None = None
     audio_error: str | None = None
@@ -88,6 +93,7 @@ class Assembler:
         recorder: Recorder,
         wake: Wake,
         tmp_dir: str,
+        media: MediaRunner | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -96,6 +102,7 @@ class Assembler:
         self.recorder = recorder
         self.wake = wake  # make the Project due after a delay
         self.tmp_dir = tmp_dir
+        self.media = media or MediaRunner.from_settings(settings)
         self._alive = scratch.claim(tmp_dir)
         for name in scratch.sweep(tmp_dir):
             log.info("removed the scratch space of a stopped operator", extra={"path": name})
@@ -105,7 +112,6 @@ class Assembler:
             max_workers=settings.assembly_concurrency, thread_name_prefix="assembly"
         )
 
-    # ------------------------------------------------------------------ observe
     def _storage(self, spec: ProjectSpec) -> tuple[str, str]:
         s = self.settings
         prefix = spec.storage.prefix if spec.storage.prefix is not None else s.s3_prefix
@@ -131,7 +137,7 @@ class Assembler:
     ) -> tuple[AssemblyObservation, AudioRef | None]:
         key = key_of(body)
         count, clips = self._clips(key)
-        recorded = mem.result or _recorded(body)
+        recorded = mem.result or recorded_final(body)
         audio, h = None, None
         if spec.assembly.audio is None:
             ready = True
@@ -150,9 +156,12 @@ class Assembler:
             suspect=mem.suspect,
             missing=mem.missing,
             running=mem.running,
-            failure=mem.failure,
+            attempts=mem.attempts or recorded_attempts(body),
             audio_error=mem.audio_error if spec.assembly.audio else None,
             paused=spec.paused,
+            generation=body["metadata"].get("generation"),
+            max_attempts=self.settings.assembly_max_attempts,
+            refused=refusal(spec.assembly.resolution, self.settings.max_assembly_pixels),
         )
         return obs, audio
 
@@ -160,15 +169,15 @@ class Assembler:
         a = spec.assembly.audio
         return (a.bucket or self._storage(spec)[0], a.key) if a else None
 
-    # ------------------------------------------------------------------ reconcile
-    async def reconcile(self, body: Body, spec: ProjectSpec) -> None:
-        """Before the Project's status write: the I/O the decision asks for."""
+    async def reconcile(self, body: Body, spec: ProjectSpec) -> float | None:
+        """Before the Project's status write: the I/O the decision asks for. Returns when
+        the Project's pass should run again (a failed assembly's retry), or None."""
         key = key_of(body)
         mem = self.memory.setdefault(key, Memory())
-        if mem.result is not None and _recorded(body) == mem.result:
+        if mem.result is not None and recorded_final(body) == mem.result:
             mem.result = None  # written: status is the record now
         if not spec.assembly_enabled():
-            return
+            return None
         where = self._audio_location(spec)
         if where is not None and mem.audio_for != where:
             await self._read_audio(mem, where)
@@ -179,10 +188,13 @@ class Assembler:
                 await self._verify(body, mem, d)
                 continue
             if d.step == Step.ASSEMBLE and obs.inputs_hash is not None and mem.task is None:
-                self._start(body, spec, mem, obs, audio)
+                if mem.attempts is not None and recorded_attempts(body) != mem.attempts:
+                    return 1.0  # the last failure goes to status before a new try
+                self._start(body, spec, mem, obs, audio, d.attempts)
             elif d.step == Step.FAILED and d.requeue_after is not None:
-                self.wake(key, d.requeue_after)
-            return
+                return d.requeue_after
+            return None
+        return None
 
     async def _read_audio(self, mem: Memory, where: tuple[str, str]) -> bool:
         """HEAD the audio object; True if what is known of it changed."""
@@ -235,7 +247,6 @@ class Assembler:
             "Warning",
         )
 
-    # ------------------------------------------------------------------ assembling
     def _start(
         self,
         body: Body,
@@ -243,6 +254,7 @@ class Assembler:
         mem: Memory,
         obs: AssemblyObservation,
         audio: AudioRef | None,
+        tried: AssemblyAttempts | None,
     ) -> None:
         assert obs.inputs_hash is not None
         key = key_of(body)
@@ -256,7 +268,11 @@ class Assembler:
             audio=audio,
             resolution=parse_resolution(spec.assembly.resolution),
             avoid_etag=mem.bad_etag,
+            max_pixels=self.settings.max_assembly_pixels,
+            max_seconds=self.settings.max_film_seconds,
         )
+        # written by this pass's status write, before the build can get far
+        mem.attempts = started(tried, obs.inputs_hash, obs.generation)
         mem.running = obs.inputs_hash
         mem.task = asyncio.create_task(self._run(job, mem))
 
@@ -272,17 +288,16 @@ class Assembler:
                 self.settings.assembly_max_bytes,
                 self.tmp_dir,
                 mem.stop,
+                self.media,
             )
         except Stopped:
             return
-        except Exception as e:  # bad input, S3 trouble, cap reached: retried with backoff
+        except Exception as e:  # bad input, S3 trouble, a limit reached: retried with backoff
             m.ASSEMBLIES.labels("failed").inc()
             mem.running, mem.task = None, None
-            attempts = (mem.failure.attempts if mem.failure else 0) + 1
-            delay = retry_delay(attempts, random.random())
             message = str(e)[:500] or type(e).__name__
-            retry_at = utcnow() + dt.timedelta(seconds=delay)
-            mem.failure = Failure(job.inputs_hash, message, attempts, retry_at)
+            limit = self.settings.assembly_max_attempts
+            mem.attempts = failed(mem.attempts, message, limit, refused=isinstance(e, Refused))
             self.wake(job.project, 0.0)  # to say so in status; the retry is due at retry_at
             log.warning(
                 "assembly failed",
@@ -293,7 +308,7 @@ class Assembler:
         m.ASSEMBLIES.labels(how).inc()
         m.ASSEMBLY_SECONDS.observe(time.perf_counter() - started)
         mem.running, mem.task = None, None
-        mem.result, mem.failure = record, None
+        mem.result, mem.attempts = record, None
         mem.suspect = mem.missing = False
         mem.bad_etag = None
         self.wake(job.project, 0.0)
@@ -312,7 +327,6 @@ class Assembler:
         if body is not None:
             await self.recorder.post(body, reason, message, type_)
 
-    # ------------------------------------------------------------------ status
     def apply(self, body: Body, spec: ProjectSpec | None, new: ProjectStatus) -> ProjectStatus:
         """The status the Project should have, with its final video (pure, from memory)."""
         if spec is None:
@@ -321,7 +335,7 @@ class Assembler:
         d = decide(self._observe(body, spec, mem)[0])
         gen = new.observed_generation
         now = rfc3339(utcnow())
-        ok = "True" if d.assembled else "False"
+        ok: ConditionStatus = "True" if d.assembled else "False"
         conds = set_condition(
             new.conditions, v.Cond.ASSEMBLED, ok, d.reason, d.message, generation=gen, now=now
         )
@@ -350,11 +364,12 @@ class Assembler:
                     budget=None,
                 )
                 conds = with_health(conds, health, generation=gen, now=now)
-        return new.model_copy(
-            update={"conditions": conds, "final_video": d.final_video, "phase": phase}
-        )
+        if d.stalled and spec.assembly_enabled():  # nothing more until the spec or a clip changes
+            stalled = Health(stalled=(d.reason, d.message))
+            conds = with_health(conds, stalled, generation=gen, now=now)
+        update = {"conditions": conds, "final_video": d.final_video, "phase": phase}
+        return new.model_copy(update={**update, "assembly_attempts": d.attempts})
 
-    # ------------------------------------------------------------------ drift
     async def drift(self, project: Body, spec: ProjectSpec, listing: dict[str, Any]) -> None:
         """After the drift LIST: a recorded final video not listed as recorded is verified
         (and rebuilt if gone); the audio object is re-read (HEAD) when there is one."""
@@ -362,7 +377,7 @@ class Assembler:
             return
         key = key_of(project)
         mem = self.memory.setdefault(key, Memory())
-        rec = _recorded(project)
+        rec = recorded_final(project)
         if rec is not None and mem.running is None:
             obj = listing.get(rec.s3_key)
             if obj is None or obj.size != rec.size or obj.etag != rec.etag:
@@ -379,13 +394,3 @@ class Assembler:
         if mem is not None and mem.task is not None:
             mem.stop.set()
             await asyncio.wait({mem.task})
-
-
-def _recorded(body: Body) -> FinalVideo | None:
-    raw = (body.get("status") or {}).get("finalVideo")
-    if not raw:
-        return None
-    try:
-        return FinalVideo.model_validate(raw)
-    except ValidationError:
-        return None

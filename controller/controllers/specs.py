@@ -1,7 +1,7 @@
 """Validated Project specs, kept while the Project's spec stays the same.
 
-Every Scene pass read its Project's spec through a full pydantic validation (and each
-Project pass too): ~2 % of the operator's CPU in the benchmark's profile. A spec only
+A full pydantic validation of the Project's spec in every Scene and Project pass would
+cost ~2 % of the operator's CPU in the benchmark's profile. A spec only
 changes with metadata.generation, so the result is kept per Project, uid, generation
 and whether the operator's limits apply.
 """

@@ -65,7 +65,7 @@ class GatedClips:
     def put_clip(self, bucket: str, key: str, path: Any, *, metadata: dict[str, str]) -> ObjectFact:
         self.gate.enter(bucket, key)
         try:
-            return self._inner.put_clip(bucket, key, path, metadata=metadata)  # type: ignore[no-any-return]
+            return self._inner.put_clip(bucket, key, path, metadata=metadata)
         finally:
             self.gate.leave(bucket, key)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from controller.api.common import RESERVED_PARAMS
+from controller.api.keys import project_prefix
 from controller.api.project import ProjectSpec
+from controller.api.request import VideoRequest
 from controller.api.scene import SceneSpec
 from controller.decide.edit import edit_of
 from controller.decide.hashing import spec_hash
 from controller.decide.scene import Desired
-from controller.providers.base import VideoRequest
 from controller.settings import Settings
-from controller.storage.clips import project_prefix
 
 DEFAULT_MODELS = {
     "replicate": "google/veo-3.1",
@@ -27,12 +27,12 @@ def effective_video(
     scene: SceneSpec, project: ProjectSpec, settings: Settings
 ) -> tuple[str, str, dict[str, Any]]:
     override = scene.video
-    provider = (
+    chosen = (
         (override.provider if override and override.provider else None)
         or project.video.provider
         or settings.default_video_provider
     )
-    provider = str(provider)
+    provider = str(chosen)
     model = None
     if override and override.model:
         model = override.model

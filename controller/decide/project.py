@@ -118,8 +118,73 @@ def _phase(o: ProjectObservation, c: Counts) -> ProjectPhase:
     return ProjectPhase.PROCESSING
 
 
+Verdict = tuple[bool, str, str]  # a condition: (status True?, reason, message)
+
+
+def _planned(o: ProjectObservation, c: Counts, owned: bool) -> Verdict:
+    if o.name_conflicts:
+        return (False, Reason.SCENE_NAME_TAKEN, name_conflict_message(o.name_conflicts))
+    if c.scene_count > 0:
+        reason = Reason.SCENES_PLANNED if owned else Reason.SCENES_DECLARED
+        how = "planned" if owned else "declared by the user"
+        return (True, reason, f"{c.scene_count} scenes {how}")
+    if o.planning_error is not None:
+        err = o.planning_error
+        return (False, Reason.PLANNING_FAILED, f"{err.reason}: {err.message}")
+    return (False, Reason.PLANNING, "the planner is writing the scene plan")
+
+
+def _videos(o: ProjectObservation, c: Counts, generate_videos: bool) -> Verdict:
+    if not generate_videos:
+        return (False, Reason.NOT_REQUESTED, "spec.generateVideos is false")
+    if c.scene_count and c.completed == c.scene_count and c.clips_missing:
+        n = c.clips_missing
+        msg = f"{n} clip{'s' if n > 1 else ''} missing from S3 (repair.missingClip is Ignore)"
+        return (False, Reason.CLIP_MISSING, msg)
+    if c.scene_count and c.completed == c.scene_count:
+        return (True, Reason.COMPLETED, f"{c.completed} clips verified in S3")
+    if o.bucket_problem:
+        return (False, Reason.BUCKET_UNAVAILABLE, f"{o.bucket_problem}: no job is started")
+    if c.failed and not c.pending and not c.processing:
+        return (False, Reason.SCENES_FAILED, f"{c.failed} of {c.scene_count} scenes failed")
+    msg = f"{c.completed} of {c.scene_count} clips ready"
+    if o.waiting:
+        msg += f"; {o.waiting} scene{'s' if o.waiting > 1 else ''} waiting for a free job slot"
+    return (False, Reason.IN_PROGRESS, msg)
+
+
+def _ready(planned: Verdict, videos: Verdict, generate_videos: bool) -> Verdict:
+    if not planned[0]:
+        return (False, planned[1], planned[2])
+    if generate_videos and not videos[0]:
+        return (False, videos[1], videos[2])
+    return (
+        True,
+        Reason.COMPLETED,
+        "scenes planned" + (" and clips ready" if generate_videos else ""),
+    )
+
+
+def _invalid(o: ProjectObservation) -> ProjectStatus:
+    """The status of a Project whose spec does not validate."""
+    now, gen = rfc3339(o.now), o.generation
+    msg = o.spec_error or "invalid spec"
+    conds = list(o.status.conditions)
+    for type_ in (Cond.SCENES_PLANNED, Cond.VIDEOS_READY, Cond.READY):
+        conds = set_condition(
+            conds, type_, "False", Reason.INVALID_SPEC, msg, generation=gen, now=now
+        )
+    stalled = Health(stalled=(Reason.INVALID_SPEC, msg))
+    conds = with_health(conds, stalled, generation=gen, now=now)
+    return o.status.model_copy(
+        update={"phase": ProjectPhase.FAILED, "conditions": conds, "observed_generation": gen}
+    )
+
+
 def project_status(o: ProjectObservation) -> ProjectStatus:
     """The whole status the Project should have now; the caller writes only the difference."""
+    if o.spec is None:
+        return _invalid(o)
     now, gen = rfc3339(o.now), o.generation
     scenes = sorted(o.scenes, key=lambda s: s.sequence)
     c = recount(scenes)
@@ -131,66 +196,12 @@ def project_status(o: ProjectObservation) -> ProjectStatus:
             conds, type_, "True" if ok else "False", reason, message, generation=gen, now=now
         )
 
-    if o.spec is None:
-        msg = o.spec_error or "invalid spec"
-        cond(Cond.SCENES_PLANNED, False, Reason.INVALID_SPEC, msg)
-        cond(Cond.VIDEOS_READY, False, Reason.INVALID_SPEC, msg)
-        cond(Cond.READY, False, Reason.INVALID_SPEC, msg)
-        stalled = Health(stalled=(Reason.INVALID_SPEC, msg))
-        conds = with_health(conds, stalled, generation=gen, now=now)
-        return o.status.model_copy(
-            update={"phase": ProjectPhase.FAILED, "conditions": conds, "observed_generation": gen}
-        )
-
     spec = o.spec
-    owned = any(s.owned for s in scenes)
-    if c.scene_count > 0:
-        reason = Reason.SCENES_PLANNED if owned else Reason.SCENES_DECLARED
-        how = "planned" if owned else "declared by the user"
-        planned = (True, reason, f"{c.scene_count} scenes {how}")
-    elif o.planning_error is not None:
-        planned = (
-            False,
-            Reason.PLANNING_FAILED,
-            f"{o.planning_error.reason}: {o.planning_error.message}",
-        )
-    else:
-        planned = (False, Reason.PLANNING, "the planner is writing the scene plan")
-    if o.name_conflicts:
-        planned = (False, Reason.SCENE_NAME_TAKEN, name_conflict_message(o.name_conflicts))
+    planned = _planned(o, c, owned=any(s.owned for s in scenes))
     cond(Cond.SCENES_PLANNED, *planned)
-
-    if not spec.generate_videos:
-        videos = (False, Reason.NOT_REQUESTED, "spec.generateVideos is false")
-    elif c.scene_count and c.completed == c.scene_count and c.clips_missing:
-        n = c.clips_missing
-        msg = f"{n} clip{'s' if n > 1 else ''} missing from S3 (repair.missingClip is Ignore)"
-        videos = (False, Reason.CLIP_MISSING, msg)
-    elif c.scene_count and c.completed == c.scene_count:
-        videos = (True, Reason.COMPLETED, f"{c.completed} clips verified in S3")
-    elif o.bucket_problem:
-        videos = (False, Reason.BUCKET_UNAVAILABLE, f"{o.bucket_problem}: no job is started")
-    elif c.failed and not c.pending and not c.processing:
-        videos = (False, Reason.SCENES_FAILED, f"{c.failed} of {c.scene_count} scenes failed")
-    else:
-        msg = f"{c.completed} of {c.scene_count} clips ready"
-        if o.waiting:
-            msg += f"; {o.waiting} scene{'s' if o.waiting > 1 else ''} waiting for a free job slot"
-        videos = (False, Reason.IN_PROGRESS, msg)
+    videos = _videos(o, c, spec.generate_videos)
     cond(Cond.VIDEOS_READY, *videos)
-
-    if not planned[0]:
-        ready = (False, planned[1], planned[2])
-    elif spec.generate_videos and not videos[0]:
-        ready = (False, videos[1], videos[2])
-    else:
-        ready = (
-            True,
-            Reason.COMPLETED,
-            "scenes planned" + (" and clips ready" if spec.generate_videos else ""),
-        )
-    cond(Cond.READY, *ready)
-
+    cond(Cond.READY, *_ready(planned, videos, spec.generate_videos))
     cond(
         Cond.PAUSED,
         spec.paused,

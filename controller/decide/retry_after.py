@@ -8,6 +8,8 @@ a provider's whole rate limiter for that long.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 PROVIDER_MAX_SECONDS = 300.0
 """The longest a provider's Retry-After may hold a Scene or slow its rate limiter."""
@@ -27,3 +29,23 @@ def bounded(seconds: float | None, cap: float = PROVIDER_MAX_SECONDS) -> float |
     if math.isnan(value):
         return None
     return min(max(value, 0.0), cap)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date, counted from `now`,
+    default the wall clock); None if absent or unreadable."""
+    if not value or not (value := value.strip()):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

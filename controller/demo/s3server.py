@@ -16,7 +16,7 @@ class S3Server:
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
-        self._server = None
+        self._server: Any = None
 
     @property
     def endpoint_url(self) -> str:

@@ -13,9 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controller.api import vocabulary as v
-
-Key = tuple[str, str]  # (namespace, name)
-Body = dict[str, Any]
+from controller.api.common import Body, Key
 
 
 def key_of(body: Body) -> Key:

@@ -13,11 +13,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
 
 from controller.api import vocabulary as v
-from controller.app import Runtime
+from controller.api.common import Body
 from controller.informer import kopf_patches as kopf_routes
 from controller.informer.listing import InitialListing
 from controller.kube import client as kube
@@ -41,6 +41,28 @@ finally:
         del sys.modules["kubernetes"]
 
 EXIT_KOPF_FAILED = 70  # EX_SOFTWARE: restart me
+
+
+class GatedWorkers(Protocol):
+    """The work queue's workers, which wait for `ready` (queue/worker.py: Worker)."""
+
+    ready: Callable[[], Awaitable[None]] | None
+
+
+class Runtime(Protocol):
+    """What kopf's handlers feed and run (controller/app.py: Runtime)."""
+
+    @property
+    def worker(self) -> GatedWorkers: ...  # started once the first LIST has filled the cache
+
+    def on_scene_event(self, kind: str | None, body: dict[str, Any]) -> None: ...
+
+    def on_project_event(self, kind: str | None, body: dict[str, Any]) -> None: ...
+
+    def stalled(self) -> str | None: ...
+
+    async def run(self) -> None: ...
+
 KOPF_IDLE_SECONDS = 0.5  # a per-object worker's wait for its object's next event
 
 
@@ -50,7 +72,7 @@ def use_fast_json() -> None:
     from kopf._cogs.clients import api
 
     if getattr(api, "json", None) is json:
-        api.json = KopfJson  # type: ignore[attr-defined]
+        api.json = KopfJson  # type: ignore[assignment]  # kopf's module-level json, swapped
 
 
 def register(
@@ -77,16 +99,16 @@ def register(
         return "ok"
 
     @kopf.on.event(v.GROUP, v.VERSION, v.PROJECT_PLURAL, registry=registry)
-    async def project_event(event: dict[str, Any], **_: Any) -> None:
-        runtime.on_project_event(event.get("type"), event["object"])
+    async def project_event(event: kopf.RawEvent, **_: Any) -> None:
+        runtime.on_project_event(event.get("type"), cast(Body, event["object"]))
         if listing is not None:
-            listing.delivered(event["object"])
+            listing.delivered(cast(Body, event["object"]))
 
     @kopf.on.event(v.GROUP, v.VERSION, v.SCENE_PLURAL, registry=registry)
-    async def scene_event(event: dict[str, Any], **_: Any) -> None:
-        runtime.on_scene_event(event.get("type"), event["object"])
+    async def scene_event(event: kopf.RawEvent, **_: Any) -> None:
+        runtime.on_scene_event(event.get("type"), cast(Body, event["object"]))
         if listing is not None:
-            listing.delivered(event["object"])
+            listing.delivered(cast(Body, event["object"]))
 
 
 def connection_info(cfg: Any) -> kopf.ConnectionInfo:
@@ -118,7 +140,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     # kopf runs one task per object that had an event, kept for idle_timeout (5 s) in
     # case another comes: ~7 kB each plus the last raw body it holds (managedFields and
-    # all). At 10,000 Scenes changing every few seconds that was most of them at once.
+    # all). At 10,000 Scenes changing every few seconds that is most of them at once.
     # The handlers only hand the body over, so a worker may as well end right away.
     settings.queueing.idle_timeout = KOPF_IDLE_SECONDS
 

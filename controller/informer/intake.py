@@ -8,28 +8,61 @@ they read changed; Scenes are LISTed once per namespace, before its first planni
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 from controller.api import vocabulary as v
-from controller.controllers.capacity import Capacity
-from controller.controllers.ports import KubeClient
-from controller.controllers.scene.cancel import abandoned
 from controller.informer.cache import Body, Key, Store, key_of, project_of_scene, resource_version
-from controller.queue.state import Kind, Memory
+from controller.queue.state import Kind
 from controller.queue.workqueue import WorkQueue
 
 PROJECT_RECOUNT_DELAY = 0.5  # coalesce bursts of scene events into one project recount
 
 
+
+class ObjectMemory(Protocol):
+    """Per-object memory, forgotten when its object is deleted (controllers/memory.py)."""
+
+    scenes: dict[Key, Any]
+    projects: dict[Key, Any]
+
+
+class Lister(Protocol):
+    """The API's paged LIST (controller/kube/client.py: KubeApi.list_pages)."""
+
+    def list_pages(self, plural: str, namespace: str) -> AsyncIterator[tuple[list[Body], str]]: ...
+
+
+class Slots(Protocol):
+    """Parked Scenes (controllers/capacity.py: Capacity): a deleted one leaves its place,
+    and `wake` names those a freed slot or budget lets go."""
+
+    def unpark(self, scene: Key) -> None: ...
+
+    def wake(self) -> list[Key]: ...
+
+
 class Intake:
+    """The event side: it caches and queues, and never acts. What a deleted Scene leaves
+    to be done (its job canceled) is handed to `on_scene_deleted`, given by the
+    composition root (controller/app.py), and done by the worker when its key runs."""
+
     def __init__(
-        self, store: Store, queue: WorkQueue, capacity: Capacity, memory: Memory, api: KubeClient
+        self,
+        store: Store,
+        queue: WorkQueue,
+        slots: Slots,
+        memory: ObjectMemory,
+        api: Lister,
+        *,
+        on_scene_deleted: Callable[[Key, Body], None] = lambda key, body: None,
     ) -> None:
         self.store = store
         self.queue = queue
-        self.capacity = capacity
+        self.slots = slots
         self.memory = memory
         self.api = api
+        self.on_scene_deleted = on_scene_deleted
         # One LIST of Scenes per namespace before its first planning.
         self.namespace_lists: dict[str, asyncio.Future[None]] = {}
 
@@ -37,10 +70,10 @@ class Intake:
     def on_scene_event(self, kind: str | None, body: Body) -> None:
         key = key_of(body)
         if kind == "DELETED":
-            abandoned(self.memory, key, body)  # its job is canceled when the key is processed
+            self.on_scene_deleted(key, body)  # e.g. its job, canceled when the key runs
             self.store.delete_scene(key)
             self.memory.scenes.pop(key, None)
-            self.capacity.unpark(key)
+            self.slots.unpark(key)
         else:
             if _same_version(self.store.scenes.get(key), body):
                 return  # the echo of our own write (cached from its response) or a re-list
@@ -83,17 +116,23 @@ class Intake:
         if self.store.upsert_scene(body):
             self.recount(project_of_scene(body))
 
+    def drop_scene(self, key: Key) -> None:
+        """A Scene the API no longer has (read back after a failed write)."""
+        self.store.delete_scene(key)
+
     def recount(self, project: Key) -> None:
         """A Project recount after its Scenes changed: coalesced, and urgent, since it is
         what turns finished work into a Ready Project."""
         self.queue.add_after((Kind.PROJECT, *project), PROJECT_RECOUNT_DELAY, urgent=True)
 
     def schedule(self, kind: Kind, key: Key, delay: float) -> None:
-        """Make another object's key due later (a Project's first drift check)."""
+        """Make another object's key due later (a Project's drift check, a Project whose
+        Scene Events are due, a Project whose final video was built). Never the key a
+        pass runs: that one is requeued by the worker, from the pass's Result."""
         self.queue.add_after((kind, *key), delay)
 
     def wake(self) -> None:
-        for key in self.capacity.wake():
+        for key in self.slots.wake():
             self.queue.add((Kind.SCENE, *key))
 
     # ------------------------------------------------------------------ listing

@@ -115,7 +115,7 @@ class InitialListing:
         original = original or watching.infinite_watch
         wrapped = self.wrap(original)
         wrapped.scene_operator_original = original  # type: ignore[attr-defined]
-        watching.infinite_watch = wrapped  # type: ignore[assignment]
+        watching.infinite_watch = wrapped
 
 
 def _uid(raw: dict[str, Any]) -> str | None:

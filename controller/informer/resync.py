@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Protocol
 
 from controller.api import vocabulary as v
-from controller.controllers.ports import KubeClient
 from controller.informer.cache import Body, Key, Store, key_of, resource_version
 from controller.informer.intake import Intake
 
@@ -37,8 +37,15 @@ def ghosts(cached: Mapping[Key, int], listed: Iterable[Key], list_version: int) 
 RELIST_SETTLE_SECONDS = 2.0  # a re-list's events arrive over a moment: LIST after them
 
 
+
+class Lister(Protocol):
+    """What a resync reads: a namespace's objects, page by page (kube/client.py)."""
+
+    def list_pages(self, plural: str, namespace: str) -> AsyncIterator[tuple[list[Body], str]]: ...
+
+
 class Resync:
-    def __init__(self, api: KubeClient, store: Store, intake: Intake) -> None:
+    def __init__(self, api: Lister, store: Store, intake: Intake) -> None:
         self.api = api
         self.store = store
         self.intake = intake
@@ -96,13 +103,13 @@ class Resync:
             cached = {k: resource_version(b) for k, b in cache.items() if k[0] == namespace}
             list_version = resource_version({"metadata": {"resourceVersion": version}})
             for key in ghosts(cached, listed, list_version):
-                body = cache.get(key)
-                if body is None:
+                gone = cache.get(key)
+                if gone is None:
                     continue
                 log.info(
                     "deleted while the watch was down: dropped from the cache",
                     extra={"namespace": key[0], "object": key[1], "kind": plural},
                 )
-                on_event("DELETED", body)
+                on_event("DELETED", gone)
                 dropped.append(key)
         return dropped

@@ -1,11 +1,12 @@
-"""The operator's own async Kubernetes API client: kopf watches, this writes (status merge
-patches, Scenes, Events, finalizers) and reads the little kopf does not deliver. Credentials:
-controller/kube/kubeconfig.py; errors and retries: controller/kube/errors.py. Every request
-is counted (metrics, benchmark)."""
+"""The operator's own async Kubernetes API client: kopf watches; this writes (status merge
+patches, Scenes, Events, finalizers) and reads what kopf does not deliver (a CRD, a Lease).
+Credentials: kube/kubeconfig.py; errors and retries: kube/errors.py. Every request is
+counted (metrics, benchmark)."""
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import datetime as dt
 import json as jsonlib
@@ -16,11 +17,11 @@ from typing import Any
 import aiohttp
 
 from controller.api import vocabulary as v
+from controller.decide.retry_after import parse_retry_after
 from controller.kube import jsonwire, kubeconfig
 from controller.kube.errors import MAX_ATTEMPTS, ApiError, NotLeaderError, retry_delay
 from controller.kube.events import event_body
 from controller.observability.metrics import API_REQUESTS, API_RETRIES
-from controller.providers.errors import parse_retry_after
 
 MERGE = "application/merge-patch+json"
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -177,11 +178,11 @@ class KubeApi:
             raise NotLeaderError(f"{method} {path}: this process is not the leader")
         resource = kind or _kind_of(path)
         self.requests[(method, resource)] += 1
-        API_REQUESTS.labels(method, resource).inc()
         data = None if json is None else jsonlib.dumps(json).encode()
         try:
-            return await self._send(method, path, data, params, content_type, json is not None)
+            return await self._send(method, path, resource, data, params, content_type, json is not None)
         except aiohttp.ClientConnectionError as e:
+            API_REQUESTS.labels(method, resource, "<error>").inc()
             if isinstance(e.__cause__, NotLeaderError):  # refused inside aiohttp's writer
                 raise e.__cause__ from None
             raise
@@ -190,6 +191,7 @@ class KubeApi:
         self,
         method: str,
         path: str,
+        resource: str,
         data: bytes | None,
         params: dict[str, str] | None,
         content_type: str | None,
@@ -205,6 +207,7 @@ class KubeApi:
         ) as response:
             content = await response.read()
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        API_REQUESTS.labels(method, resource, str(response.status)).inc()
         if response.status >= 400:
             try:
                 body = jsonwire.loads(content)
@@ -220,7 +223,6 @@ class KubeApi:
             raise error
         return jsonwire.loads(content) if content else {}
 
-    # ------------------------------------------------------------------ custom resources
     async def _get_or_none(self, path: str, kind: str = "") -> dict[str, Any] | None:
         try:
             return await self.request("GET", path, kind=kind)
@@ -243,7 +245,7 @@ class KubeApi:
         *,
         label_selector: str | None = None,
         page_size: int = LIST_PAGE_SIZE,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Every object, fetched in pages (limit/continue) so a namespace with thousands
         of Scenes is never one huge answer. If the continue token expires (410) between
         pages, the list starts over in one piece, as client-go's pager does."""
@@ -259,10 +261,10 @@ class KubeApi:
         *,
         label_selector: str | None = None,
         page_size: int = LIST_PAGE_SIZE,
-    ) -> tuple[list[dict[str, Any]], str]:
+    ) -> tuple[builtins.list[dict[str, Any]], str]:
         """`list`, and the resourceVersion the LIST was served at (every page is the same
         snapshot: the first page's)."""
-        items: list[dict[str, Any]] = []
+        items: builtins.list[dict[str, Any]] = []
         version = ""
         async for page, page_version, whole in self._pages(
             plural, namespace, label_selector, page_size
@@ -275,7 +277,7 @@ class KubeApi:
 
     async def list_pages(
         self, plural: str, namespace: str, *, page_size: int = LIST_PAGE_SIZE
-    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+    ) -> AsyncIterator[tuple[builtins.list[dict[str, Any]], str]]:
         """`list_with_version` page by page, for a caller that folds each page in and so
         holds one page of bodies at a time (a namespace of 2,500 Scenes held at once was
         +41 MB of peak RSS). Each page comes with the version of the snapshot it is from:
@@ -285,7 +287,7 @@ class KubeApi:
 
     async def _pages(
         self, plural: str, namespace: str, label_selector: str | None, page_size: int
-    ) -> AsyncIterator[tuple[list[dict[str, Any]], str, bool]]:
+    ) -> AsyncIterator[tuple[builtins.list[dict[str, Any]], str, bool]]:
         """(items, version, whole): whole when the continue token expired (410) between
         pages and the LIST started over in one piece, as client-go's pager does."""
         base = {"labelSelector": label_selector} if label_selector else {}
@@ -338,7 +340,6 @@ class KubeApi:
             content_type=MERGE,
         )
 
-    # ------------------------------------------------------------------ leases
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get_or_none(lease_path(namespace, name))
 
@@ -351,13 +352,12 @@ class KubeApi:
         """PUT with the body's resourceVersion: a stale read fails with 409."""
         return await self.request("PUT", lease_path(namespace, name), json=body)
 
-    async def list_leases(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    async def list_leases(self, namespace: str, label_selector: str) -> builtins.list[dict[str, Any]]:
         body = await self.request(
             "GET", lease_path(namespace), params={"labelSelector": label_selector}
         )
         return list(body.get("items", []))
 
-    # ------------------------------------------------------------------ events
     async def post_event(
         self,
         obj: dict[str, Any],

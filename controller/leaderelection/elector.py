@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from controller.kube.client import ApiError
+from controller.kube.errors import ApiError
 from controller.observability import metrics as m
 
 log = logging.getLogger("scene_operator")

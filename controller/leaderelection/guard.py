@@ -15,8 +15,8 @@ import inspect
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
-from controller.kube.client import NotLeaderError
-from controller.providers.registry import Providers
+from controller.controllers.provider_registry import Providers
+from controller.kube.errors import NotLeaderError
 from controller.queue.workqueue import WorkQueue
 from controller.settings import Settings
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from controller.api.common import ErrorInfo
+from controller.api.request import VideoRequest
 from controller.api.vocabulary import Reason
 from controller.media.probe import OutputRules, check_video, expected_seconds
-from controller.providers.base import JobState, ProviderError, VideoProvider, VideoRequest
+from controller.providers.base import JobState, ProviderError, VideoProvider
 
 
 async def fetch_clip(

@@ -25,8 +25,9 @@ from typing import Any
 
 import av
 
+from controller.api.request import VideoRequest
 from controller.api.vocabulary import Reason
-from controller.providers.base import ProviderError, VideoRequest
+from controller.providers.base import ProviderError
 
 MiB = 1024 * 1024
 _CONTAINERS = ("mp4", "mov")  # names in PyAV's "mov,mp4,m4a,3gp,3g2,mj2" demuxer
@@ -44,7 +45,7 @@ class OutputRules:
     """What a clip must be; from the settings `output_max_bytes` and
     `output_duration_tolerance_seconds`."""
 
-    max_bytes: int = 512 * MiB
+    max_bytes: int = 64 * MiB
     tolerance_seconds: float = 1.0
 
     @classmethod
@@ -104,14 +105,22 @@ def check_video(path: Path, expected: float, rules: OutputRules) -> VideoFacts:
 
 
 def check_stored(
-    clips: Any, bucket: str, key: str, size: int, expected: float, rules: OutputRules
+    clips: Any,
+    bucket: str,
+    key: str,
+    size: int,
+    expected: float,
+    rules: OutputRules,
+    *,
+    tmp_dir: str,
 ) -> str | None:
     """Why the S3 object at `key` (HEAD said `size`) is not a usable clip, or None if it
-    is one. Downloaded to a temporary file (only when under the size cap) and checked
-    like a download. Storage errors propagate."""
+    is one. Downloaded to a temporary file under `tmp_dir`, the operator's scratch
+    directory (only when under the size cap), and checked like a download. Storage
+    errors propagate."""
     if size > rules.max_bytes:
         return f"{size} bytes, over the cap of {rules.max_bytes}"
-    with tempfile.TemporaryDirectory(prefix="scene-operator-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="probe-", dir=tmp_dir) as tmp:
         path = Path(tmp) / "object.mp4"
         clips.download(bucket, key, path)
         try:

@@ -1,6 +1,7 @@
 """The working clip of an edit: the original trimmed on frame boundaries (PyAV).
 
-Blocking and CPU-bound: the operator runs `trim` in its threads. The video is decoded
+Blocking and CPU-bound: the operator runs `trim` in a limited child process
+(controller/media/isolate.py), one of the media slots. The video is decoded
 and re-encoded from the first frame at or after `start` to the last frame that begins
 before the original's end minus `end` (a cut that does not fall on a keyframe cannot be
 copied, so one simple rule serves every cut); the original's own sound is cut to the
@@ -21,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from controller.assembly import engine
+from controller.media import engine
 
 _EPS = 1e-6
 
@@ -36,6 +37,9 @@ class NothingLeft(TrimError):
     def __init__(self, source_seconds: float, message: str) -> None:
         super().__init__(message)
         self.source_seconds = source_seconds
+
+    def __reduce__(self) -> tuple[type[NothingLeft], tuple[float, str]]:
+        return NothingLeft, (self.source_seconds, str(self))  # raised in a child process
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,14 @@ import collections
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
+from controller.api.common import Body
 from controller.api.vocabulary import Cond
 
-Body = dict[str, Any]
 PHASES = ("Pending", "Processing", "Completed", "Failed")
 # Project conditions worth a count per namespace (alerts and the dashboard read them).
 COUNTED = (Cond.RECONCILING, Cond.STALLED, Cond.PAUSED, Cond.BUDGET_EXHAUSTED)
@@ -42,7 +42,9 @@ class Fleet:
     scenes: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     projects: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     conditions: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
-    cost: collections.Counter[str] = field(default_factory=collections.Counter)
+    cost: collections.defaultdict[str, float] = field(
+        default_factory=lambda: collections.defaultdict(float)
+    )
 
 
 def _ns(body: Body) -> str:

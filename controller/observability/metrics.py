@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+
+import controller
 
 RECONCILES = Counter(
     "scene_operator_reconciles_total", "Reconcile passes by kind and result", ["kind", "result"]
@@ -40,8 +42,9 @@ DRIFT_REPAIRS = Counter(
 S3_OPS = Counter("scene_operator_s3_operations_total", "S3 calls", ["operation", "result"])
 API_REQUESTS = Counter(
     "scene_operator_api_requests_total",
-    "Kubernetes API requests made by the operator's client",
-    ["verb", "resource"],
+    "Kubernetes API requests made by the operator's client, by HTTP status code "
+    "(<error>: no answer)",
+    ["verb", "resource", "code"],
 )
 API_RETRIES = Counter(
     "scene_operator_api_retries_total",
@@ -74,6 +77,10 @@ WEBHOOKS = Counter(
     "Webhook requests by outcome (accepted, unknown, replay, bad_signature, stale, ...)",
     ["outcome"],
 )
+
+# scene_operator_build_info{version, commit} 1: which build runs (joins on any series).
+BUILD_INFO = Info("scene_operator_build", "The running build: version and source commit")
+BUILD_INFO.info({"version": controller.__version__, "commit": controller.__commit__})
 
 LEADER = Gauge(
     "scene_operator_leader", "1 while this process holds the leader-election Lease, else 0"

@@ -7,6 +7,7 @@ context's namespace, else "default") itself; inside a Pod it uses the ServiceAcc
 
 from __future__ import annotations
 
+import builtins
 import json
 import secrets
 import time
@@ -122,7 +123,7 @@ class Target:
             raise _explain(exc, plural) from None
         return list(found.get("items") or [])
 
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> builtins.list[dict[str, Any]]:
         """Events about Projects and Scenes (raw JSON, camelCase as the API serves it)."""
         core = k8s.CoreV1Api(self.api_client)
         try:

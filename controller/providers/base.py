@@ -6,12 +6,13 @@ provider can be swapped without touching it (Crossplane's Observe/Create idea).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from controller.api.request import VideoRequest
 from controller.api.text import bound
 from controller.decide.retry_after import bounded
 
@@ -57,20 +58,6 @@ class JobStatus(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
-
-
-@dataclass(frozen=True)
-class VideoRequest:
-    """What one clip should be; built from the Scene spec and the effective video config."""
-
-    prompt: str
-    duration_seconds: int
-    aspect_ratio: str  # "16:9" | "9:16" | "1:1"
-    negative_prompt: str | None = None
-    model: str | None = None  # None: the provider's default model
-    params: dict[str, Any] = field(default_factory=dict)  # extra provider inputs
-    sequence: int = 1  # shown by the local renderer so clips can be told apart
-    seed: int | None = None
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from controller.providers.base import (
-    JobLostError,
-    JobState,
-    JobStatus,
-    ProviderError,
-    VideoRequest,
-)
+from controller.api.request import VideoRequest
+from controller.providers.base import JobLostError, JobState, JobStatus, ProviderError
 from controller.providers.render import frame_size, render_clip
 
 JOB_PREFIX = "local-"

@@ -28,13 +28,9 @@ import replicate
 from pydantic import v1 as pydantic_v1
 from replicate.exceptions import ReplicateError
 
+from controller.api.request import VideoRequest
 from controller.providers import errors, fetch
-from controller.providers.base import (
-    JobState,
-    JobStatus,
-    ProviderError,
-    VideoRequest,
-)
+from controller.providers.base import JobState, JobStatus, ProviderError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from controller.informer.cache import Key
+from controller.api.common import Key
 from controller.queue.state import Result
 
 Reconciler = Callable[[Key], Awaitable[Result]]

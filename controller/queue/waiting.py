@@ -3,8 +3,8 @@
 A Scene that may not start (its provider or its Project is at its concurrency limit)
 parks here. After every reconcile the runtime asks `pick` which parked Scenes to wake:
 as many as there are free slots, oldest first, so 10,000 waiting Scenes cost nothing
-while the provider is busy (they used to re-check every 3 s: 222,000 S3 HEADs and a
-fifth of the operator's CPU at 10,000 Scenes).
+while the provider is busy (a re-check every 3 s would be 222,000 S3 HEADs and a fifth
+of the operator's CPU at 10,000 Scenes).
 
 A woken Scene counts against its slots until it has been reconciled, so one free slot
 wakes one Scene, not all of them. No I/O here.
@@ -16,7 +16,7 @@ import collections
 import itertools
 from collections.abc import Callable, Iterable
 
-Key = tuple[str, str]  # (namespace, name)
+from controller.api.common import Key
 
 
 class Waiters:
@@ -32,7 +32,7 @@ class Waiters:
     def __len__(self) -> int:
         return sum(len(d) for d in self._by_provider.values())
 
-    def __contains__(self, scene: Key) -> bool:
+    def __contains__(self, scene: object) -> bool:
         return any(scene in d for d in self._by_provider.values())
 
     def wait(self, scene: Key, provider: str, project: Key) -> None:

@@ -1,9 +1,12 @@
 """The generic worker loop: pop a key, run its reconciler, and decide what happens next.
 
-The only place that requeues (like controller-runtime's reconcileHandler): a reconciler
-returns a `Result` (look again after `requeue_after`) or raises; on an error the key
-is re-added with per-key exponential backoff (`WorkQueue.add_rate_limited`), which a
-success resets (`forget`). Metrics and the log context live here too.
+The only place that requeues the key a pass ran (like controller-runtime's
+reconcileHandler): a reconciler returns a `Result` (look again after `requeue_after`)
+or raises; on an error the key is re-added with per-key exponential backoff
+(`WorkQueue.add_rate_limited`), which a success resets (`forget`). A pass never adds its
+own key; it may make *other* keys due (a Project's drift check, the Project of a Scene
+that changed, parked Scenes woken by `after_each`) through the intake. Metrics and the
+log context live here too.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from controller.informer.cache import Key
+from controller.api.common import Key
 from controller.observability import metrics as m
 from controller.queue.state import Item, Kind, Result, TransientError
 from controller.queue.workqueue import WorkQueue

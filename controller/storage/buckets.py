@@ -1,4 +1,4 @@
-"""Is a bucket there and ours to write, before a job is paid for (issue 12 #5)?
+"""Is a bucket there and ours to write, before a job is paid for?
 
 One HeadBucket per bucket, shared by every Scene and Project that asks at the same time,
 and remembered for a while: a healthy bucket costs one HEAD a minute, a missing or

@@ -24,6 +24,7 @@ import botocore.session
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
+from controller.api.keys import clip_key, project_prefix
 from controller.storage.errors import (
     ClipVerificationError,
     StorageError,
@@ -31,7 +32,6 @@ from controller.storage.errors import (
     error_code,
     is_not_found,
 )
-from controller.storage.keys import clip_key, project_prefix
 from controller.storage.objects import MiB, ObjectFact, bare_etag, clean_metadata, file_sha256
 from controller.storage.purge import purge_prefix
 from controller.storage.timestamps import parse_timestamp

@@ -28,4 +28,4 @@ def parse_timestamp(value: Any) -> dt.datetime:
             parsed = None
         if parsed is not None and parsed.utcoffset() == dt.timedelta(0):
             return parsed.replace(tzinfo=_UTC)
-    return botocore_parse(value)  # type: ignore[no-any-return]
+    return botocore_parse(value)

@@ -1,4 +1,4 @@
-"""Push, not poll: Replicate calls back when a prediction completes (issue 17).
+"""Push, not poll: Replicate calls back when a prediction completes.
 
 On when SCENE_OPERATOR_WEBHOOK_URL is set: predictions are created with
 `webhook=<url>/webhooks/replicate` and `webhook_events_filter=["completed"]`, the
@@ -10,9 +10,14 @@ Scene in the urgent lane; the Scene then finishes exactly as after a poll.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
+from controller.informer.cache import Body, Key
 from controller.settings import Settings
+
+if TYPE_CHECKING:  # aiohttp loads only when webhooks are on
+    from controller.webhooks.receiver import Receiver
 
 log = logging.getLogger("scene_operator.webhooks")
 
@@ -55,19 +60,34 @@ def gated(provider: Any, settings: Settings) -> Any:
     return PushedJobs(provider, settings.webhook_poll_seconds)
 
 
-async def start(settings: Settings, runtime: Any, is_leader: Any = None) -> Any:
+class PushedProvider(Protocol):
+    """The Replicate provider as the runtime polls it, behind the gate (gate.PushedJobs)."""
+
+    def webhook_secret(self) -> str: ...
+
+    def started_here(self, job_id: str) -> bool: ...
+
+    def completed(self, job_id: str) -> None: ...
+
+
+async def start(
+    settings: Settings,
+    *,
+    provider: PushedProvider,
+    scenes: Callable[[], Mapping[Key, Body]],
+    wake_scene: Callable[[Key], None],
+    is_leader: Callable[[], bool] | None = None,
+) -> Receiver | None:
     """Fetch the signing secret and start the receiver (None when webhooks are off).
-    `runtime` is the controller Runtime: its cache maps predictions to Scenes, and its
-    intake wakes them (in the urgent lane: they have a job in flight)."""
+    `scenes` (the cache's Scenes) maps predictions to Scenes, and `wake_scene` makes one
+    due (in the urgent lane: it has a job in flight); `is_leader` lets a standby answer
+    503."""
     if not enabled(settings):
         return None
     from controller.webhooks.mapping import JobIndex, Waker
     from controller.webhooks.receiver import Receiver, SigningSecret
 
-    provider = runtime.scenes.providers.video(PROVIDER)  # PushedJobs inside (see gated)
-    wake = Waker(
-        JobIndex(lambda: runtime.store.scenes, PROVIDER), provider, runtime.intake.enqueue_scene
-    )
+    wake = Waker(JobIndex(scenes, PROVIDER), provider, wake_scene)
     secret = SigningSecret(provider.webhook_secret)
     receiver = Receiver(secret, wake, **({"is_leader": is_leader} if is_leader else {}))
     await secret.get()  # at start; a failure is retried when a webhook arrives

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controller.providers.base import JobState, JobStatus, VideoRequest
+from controller.api.request import VideoRequest
+from controller.providers.base import JobState, JobStatus
 
 FORGET_AFTER = 7200.0  # predictions time out after 30 minutes; entries older are dropped
 RECORDING_WINDOW = 60.0  # a job started this recently may not be in its Scene's status yet

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from controller.kube.client import NotLeaderError
+from controller.kube.errors import NotLeaderError
 from controller.observability import metrics as m
 from controller.webhooks.verify import (
     MAX_BODY_BYTES,

@@ -169,9 +169,16 @@ def test_deployment_is_hardened_and_configured_for_production() -> None:
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"] == spec["selector"]
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
-    annotations = spec["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == "9090"
+    # Scrape annotations on the Service only: on both, annotation-based discovery
+    # collects every series twice.
+    assert not any(
+        k.startswith("prometheus.io/")
+        for k in spec["template"]["metadata"].get("annotations", {})
+    )
+    (metrics_service,) = [d for d in by_kind(docs, "Service") if "metrics" in d["metadata"]["name"]]
+    assert metrics_service["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert int(env["SCENE_OPERATOR_DEFAULT_MAX_GENERATIONS"]) > 0  # no unbounded spending
     assert pod["serviceAccountName"] == SA_NAME
     assert pod["automountServiceAccountToken"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -226,7 +233,7 @@ def test_deployment_is_hardened_and_configured_for_production() -> None:
     assert ready["path"] == "/healthz" and ports[ready["port"]] == 8080
     res = container["resources"]
     assert res["requests"] == {"cpu": "100m", "memory": "256Mi"}
-    assert res["limits"] == {"cpu": "1", "memory": "512Mi"}
+    assert res["limits"] == {"cpu": "1", "memory": "768Mi"}
     (mount,) = container["volumeMounts"]
     assert mount["mountPath"] == "/tmp"
     (volume,) = pod["volumes"]

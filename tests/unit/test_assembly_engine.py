@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from controller.assembly.engine import AssemblyError, assemble, probe_input
+from controller.media.engine import AssemblyError, assemble, probe_input
 from controller.providers.render import render_clip
 from tests.support.video import durations, frame_at, frames, tone
 

@@ -8,21 +8,19 @@ from fractions import Fraction
 
 import pytest
 
-from controller.api.project import FinalVideo
+from controller.api.project import AssemblyAttempts, FinalVideo
 from controller.api.vocabulary import Reason
 from controller.assembly.plan import (
     AssemblyObservation,
     AudioRef,
     ClipRef,
-    Failure,
     Step,
-    StreamInfo,
-    can_stream_copy,
     decide,
     final_key,
     inputs_hash,
-    letterbox,
+    refusal,
 )
+from controller.media.streams import StreamInfo, can_stream_copy, letterbox
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CLIPS = tuple(ClipRef(i, "b", f"k/{i}.mp4", f"sha{i}", 100 + i) for i in (1, 2, 3))
@@ -202,13 +200,54 @@ def test_running_is_not_started_twice() -> None:
 
 def test_failure_waits_for_its_retry_time_then_assembles_again() -> None:
     later = NOW + dt.timedelta(seconds=20)
-    failure = Failure(HASH, "clip 2 does not decode", 2, later)
-    d = decide(observe(failure=failure))
+    failure = AssemblyAttempts(
+        inputs_hash=HASH, attempts=2, started_at="2025-12-31T23:59:00Z",
+        last_error="clip 2 does not decode", retry_at="2026-01-01T00:00:20Z",
+    )  # fmt: skip
+    d = decide(observe(attempts=failure))
     assert (d.step, d.assembled, d.reason) == (Step.FAILED, False, Reason.ASSEMBLY_FAILED)
     assert d.requeue_after == 20 and "clip 2 does not decode" in d.message
-    assert decide(observe(failure=failure, now=later)).step == Step.ASSEMBLE
-    # a failure of other inputs says nothing about these
-    assert decide(observe(failure=replace(failure, inputs_hash="x"))).step == Step.ASSEMBLE
+    assert "attempt 2 of 5" in d.message and d.attempts == failure and not d.stalled
+    assert decide(observe(attempts=failure, now=later)).step == Step.ASSEMBLE
+    # a failure of other inputs, or of an earlier spec, says nothing about these
+    other = failure.model_copy(update={"inputs_hash": "x"})
+    assert decide(observe(attempts=other)).step == Step.ASSEMBLE
+    assert decide(observe(attempts=other)).attempts is None  # and is dropped from status
+    assert decide(observe(attempts=failure, generation=2)).step == Step.ASSEMBLE
+
+
+def test_a_build_that_died_with_its_operator_backs_off_from_its_start() -> None:
+    """Status says an attempt started and nothing more (the operator was OOM-killed or
+    restarted during it): a new process waits out the backoff, it does not build at once."""
+    died = AssemblyAttempts(inputs_hash=HASH, attempts=3, started_at="2026-01-01T00:00:00Z")
+    d = decide(observe(attempts=died))
+    assert (d.step, d.reason) == (Step.FAILED, Reason.ASSEMBLY_FAILED)
+    assert d.requeue_after is not None and 15 <= d.requeue_after <= 25  # 20 s at attempt 3
+    assert "stopped with its operator" in d.message
+    assert decide(observe(attempts=died, now=NOW + dt.timedelta(seconds=30))).step == Step.ASSEMBLE
+
+
+def test_attempts_used_up_stall_until_the_inputs_or_spec_change() -> None:
+    spent = AssemblyAttempts(
+        inputs_hash=HASH, attempts=5, started_at="2026-01-01T00:00:00Z", last_error="out of memory"
+    )
+    d = decide(observe(attempts=spent, now=NOW + dt.timedelta(days=30)))
+    assert (d.step, d.reason, d.stalled, d.requeue_after) == (
+        Step.FAILED, Reason.ASSEMBLY_FAILED, True, None,
+    )  # fmt: skip
+    assert "gave up after 5 attempts" in d.message and "out of memory" in d.message
+    assert decide(observe(attempts=spent, generation=2)).step == Step.ASSEMBLE
+    assert decide(observe(attempts=spent, inputs_hash="f" * 16)).step == Step.ASSEMBLE
+
+
+def test_a_resolution_over_the_operators_cap_is_refused_before_any_work() -> None:
+    why = refusal("3840x2160", 1920 * 1080)
+    assert why is not None and "SCENE_OPERATOR_MAX_ASSEMBLY_PIXELS" in why
+    assert refusal("1920x1080", 1920 * 1080) is None and refusal(None, 100) is None
+    d = decide(observe(refused=why))
+    assert (d.step, d.assembled, d.reason, d.stalled) == (
+        Step.OFF, False, Reason.INVALID_SPEC, True,
+    )  # fmt: skip
 
 
 def test_unknown_audio_version_is_not_done() -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from controller.api import vocabulary as v
-from controller.providers.base import JobLostError, JobState, JobStatus, ProviderError, VideoRequest
+from controller.api.request import VideoRequest
+from controller.providers.base import JobLostError, JobState, JobStatus, ProviderError
 from controller.providers.local_video import LocalVideoProvider
 from controller.providers.replicate_video import ReplicateVideoProvider
 from controller.providers.veo_video import VeoVideoProvider

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from controller.api import vocabulary as v
-from controller.api.common import AspectRatio
+from controller.api.common import RESERVED_PARAMS, AspectRatio
 from controller.api.crd import crd_files, project_crd, scene_crd
 from controller.api.project import MAX_PROMPT, MAX_SCENES, Mode, ProjectSpec, ProjectStatus
 from controller.api.scene import SceneSpec, SceneStatus
@@ -602,7 +602,10 @@ def _text(schema: Schema) -> st.SearchStrategy[str]:
 def from_schema(schema: Schema) -> st.SearchStrategy[Any]:
     """Values valid by a structural schema (bounds included)."""
     if schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
-        return st.dictionaries(st.text(min_size=1, max_size=8), _JSON, max_size=4)
+        # Free-form (video.params): a structural schema cannot refuse the reserved keys in
+        # any letter case, so the operator does (InvalidSpec, tested with the refusals).
+        keys = st.text(min_size=1, max_size=8).filter(lambda k: k.lower() not in RESERVED_PARAMS)
+        return st.dictionaries(keys, _JSON, max_size=4)
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
     match schema["type"]:

@@ -1,4 +1,5 @@
-"""The Dockerfile and .dockerignore, read statically (no container engine here).
+"""The Dockerfile and .dockerignore, read statically (tests/packaging/test_image.py builds
+the image and runs the operator from it).
 
 A small parser splits the Dockerfile into stages and instructions; the tests check what
 the Deployment relies on: non-root uid 65532, the entrypoint, a venv-only runtime stage on
@@ -21,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-BASE = "python:3.11-slim"
+BASE = "docker.io/library/python:3.11-slim"
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}")
 SECRET_NAME = re.compile(r"TOKEN|API_?KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AWS_|PRIVATE", re.I)
 
@@ -74,6 +75,8 @@ def parse(text: str) -> list[Stage]:
     for line in logical:
         keyword, _, args = line.partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG" and not stages:
+            continue  # a global ARG (read by global_args) only parameterises FROM lines
         if keyword == "FROM":
             parts = args.split()
             name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None
@@ -83,6 +86,19 @@ def parse(text: str) -> list[Stage]:
         assert stages, f"instruction before FROM: {line}"
         stages[-1].instructions.append(Instruction(keyword, args.strip()))
     return stages
+
+
+def global_args(text: str) -> dict[str, str]:
+    """The ARGs before the first FROM, with their defaults."""
+    args: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.upper().startswith("FROM "):
+            break
+        if line.upper().startswith("ARG "):
+            name, _, default = line[4:].strip().partition("=")
+            args[name] = default
+    return args
 
 
 @pytest.fixture(scope="module")
@@ -105,18 +121,29 @@ def env_pairs(instruction: Instruction) -> dict[str, str]:
 
 def test_multi_stage_on_the_slim_base(stages: list[Stage], final: Stage) -> None:
     assert len(stages) >= 2
-    # The slim base, pinned by digest (a tag moves; a digest is the same image for ever),
-    # and the same image for both stages.
+    # The same base for both stages, from the build argument BASE_IMAGE (build-image.sh
+    # passes a local base where no registry answers) whose default is the slim base, pinned
+    # by digest (a tag moves; a digest is the same image for ever), fully qualified (podman
+    # resolves no short name without a registries.conf).
     images = {stage.image for stage in stages}
-    assert len(images) == 1, images
-    (image,) = images
+    assert images == {"${BASE_IMAGE}"}, images
+    image = global_args(DOCKERFILE.read_text())["BASE_IMAGE"]
     tag, digest = image.split("@", 1) if "@" in image else (image, "")
     assert tag == BASE and DIGEST.fullmatch("@" + digest), image
+    # Both bases: `python3` makes the venv (a Debian base has no `python`); everything
+    # after runs the venv's own `python`.
+    builder_runs = " ".join(r.args for r in stages[0].all("RUN"))
+    assert "python3 -m venv --without-pip /opt/venv" in builder_runs
     names = [stage.name for stage in stages]
     assert names[0] == "builder" and final.name == "runtime"
     # The runtime stage copies the venv from the builder and installs nothing itself.
     copies = final.all("COPY")
-    assert [c.args for c in copies] == ["--from=builder /opt/venv /opt/venv"]
+    # The dependencies' venv and the package: two layers, so that a change to the package
+    # ships a small layer and leaves the dependencies' layer as it was.
+    assert [c.args for c in copies] == [
+        "--from=builder /opt/venv /opt/venv",
+        "--from=builder /opt/app /opt/app",
+    ]
     for run in final.all("RUN"):
         assert not re.search(r"\bpip\b|apt-get|\bcurl\b|\bwget\b", run.args), run.args
 
@@ -147,7 +174,15 @@ def test_runs_as_non_root_uid_65532(final: Stage) -> None:
     assert env["HOME"] == "/tmp" and env["TMPDIR"] == "/tmp"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["LOGNAME"]  # kopf's getpass.getuser() works for any uid
-    assert env["PATH"].startswith("/opt/venv/bin:")
+    assert env["PATH"].startswith("/opt/venv/bin:/opt/app/bin:")
+    assert env["PYTHONPATH"] == "/opt/app"
+
+
+def test_version_label_comes_from_the_build_argument(final: Stage) -> None:
+    # build-image.sh passes pyproject.toml's version: the label is written nowhere else.
+    assert [a.args.split("=")[0] for a in final.all("ARG")] == ["VERSION"]
+    labels = " ".join(i.args for i in final.all("LABEL"))
+    assert 'org.opencontainers.image.version="${VERSION}"' in labels
 
 
 def test_entrypoint_and_ports(final: Stage) -> None:
@@ -213,7 +248,7 @@ def test_dockerignore_sends_only_the_package() -> None:
         for line in DOCKERIGNORE.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for path in ("pyproject.toml", "README.md", "controller/__main__.py", "controller/api/crd.py"):
+    for path in ("pyproject.toml", "controller/__main__.py", "controller/api/crd.py"):
         assert not ignored(path, patterns), path
     for path in (
         ".git/HEAD",
@@ -224,6 +259,7 @@ def test_dockerignore_sends_only_the_package() -> None:
         "scripts/test.sh",
         "manifests/deployment.yaml",
         "Dockerfile",
+        "README.md",  # the image builds the package with a stub README
         ".hypothesis/x",
         "controller/__pycache__/settings.cpython-311.pyc",
         "controller/api/__pycache__/crd.cpython-311.pyc",

@@ -10,14 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from controller.api.request import VideoRequest
 from controller.providers import errors
-from controller.providers.base import (
-    JobState,
-    JobStatus,
-    ProviderError,
-    VideoProvider,
-    VideoRequest,
-)
+from controller.providers.base import JobState, JobStatus, ProviderError, VideoProvider
 from controller.providers.local_video import LocalVideoProvider
 from controller.providers.replicate_video import ReplicateVideoProvider
 from controller.providers.veo_video import VeoVideoProvider

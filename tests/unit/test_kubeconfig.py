@@ -95,7 +95,7 @@ def test_the_operator_process_does_not_import_the_kubernetes_package() -> None:
     code = (
         "import sys\n"
         "from controller.informer import handlers\n"
-        "from controller.kube import client\n"
+        "import controller.kube.client\n"
         "from controller.leaderelection import leadership\n"
         "from controller.app import Runtime\n"
         "print('kubernetes' in sys.modules)\n"

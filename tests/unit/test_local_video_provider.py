@@ -7,13 +7,13 @@ import time
 
 import pytest
 
+from controller.api.request import VideoRequest
 from controller.providers.base import (
     JobLostError,
     JobState,
     JobStatus,
     ProviderError,
     VideoProvider,
-    VideoRequest,
 )
 from controller.providers.local_video import LocalVideoProvider
 from controller.providers.render import probe_clip

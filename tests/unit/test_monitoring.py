@@ -188,3 +188,17 @@ def test_the_dashboard_parses_and_reads_only_exported_metrics() -> None:
     for i, a in enumerate(panels):
         for b in panels[i + 1 :]:
             assert not a["_cells"] & b["_cells"], f"{a['title']} overlaps {b['title']}"
+
+
+def test_every_alert_has_a_runbook_section() -> None:
+    """Every alert links its runbook, and the runbook has that section (GitHub's anchor of a
+    `## Name` heading is the lower-cased name)."""
+    rule = yaml.safe_load(RULE.read_text())
+    runbooks = (ROOT / "docs" / "runbooks.md").read_text()
+    anchors = {line[3:].strip().lower() for line in runbooks.splitlines() if line.startswith("## ")}
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts
+    for alert in alerts:
+        url = alert["annotations"]["runbook_url"]
+        assert url.endswith("docs/runbooks.md#" + alert["alert"].lower()), alert["alert"]
+        assert alert["alert"].lower() in anchors, alert["alert"]

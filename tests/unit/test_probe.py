@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 
+from controller.api.request import VideoRequest
 from controller.media.probe import (
     InvalidOutput,
     OutputRules,
@@ -16,7 +17,6 @@ from controller.media.probe import (
     check_video,
     expected_seconds,
 )
-from controller.providers.base import VideoRequest
 from controller.providers.render import render_clip
 from controller.settings import Settings
 
@@ -129,12 +129,18 @@ def test_objects_found_in_s3_follow_the_same_rule(clip: Path, tmp_path: Path) ->
     shutil.copyfile(clip, tmp_path / "good.mp4")
     (tmp_path / "page.mp4").write_bytes(b"<html>not a clip</html>")
     size = clip.stat().st_size
-    assert check_stored(store, "b", "good.mp4", size, 4, RULES) is None
-    assert "not a readable video" in (check_stored(store, "b", "page.mp4", 23, 4, RULES) or "")
-    assert "8s were asked" in (check_stored(store, "b", "good.mp4", size, 8, RULES) or "")
+    assert check_stored(store, "b", "good.mp4", size, 4, RULES, tmp_dir=str(tmp_path)) is None
+    assert "not a readable video" in (
+        check_stored(store, "b", "page.mp4", 23, 4, RULES, tmp_dir=str(tmp_path)) or ""
+    )
+    assert "8s were asked" in (
+        check_stored(store, "b", "good.mp4", size, 8, RULES, tmp_dir=str(tmp_path)) or ""
+    )
     # Over the cap by its HEAD size: refused without a download.
     store.downloads.clear()
-    assert "over the cap" in (check_stored(store, "b", "good.mp4", 10**12, 4, RULES) or "")
+    assert "over the cap" in (
+        check_stored(store, "b", "good.mp4", 10**12, 4, RULES, tmp_dir=str(tmp_path)) or ""
+    )
     assert store.downloads == []
 
 
@@ -156,3 +162,26 @@ def test_a_clip_whose_first_frame_is_garbage_is_refused(clip: Path, tmp_path: Pa
     bad = tmp_path / "garbage.mp4"
     bad.write_bytes(bytes(data))
     assert invalid(bad).retryable
+
+
+def test_a_clip_checked_before_adoption_is_downloaded_under_the_scratch_directory(
+    clip: Path, tmp_path: Path
+) -> None:
+    """Not in bare /tmp: a probe killed mid-way leaves its file where the next process's
+    sweep removes it (the operator's own scratch directory, locked while it lives)."""
+    scratch = tmp_path / "scene-operator-live"
+    scratch.mkdir()
+    store = FolderClips(tmp_path)
+    shutil.copyfile(clip, tmp_path / "good.mp4")
+    seen: list[Path] = []
+    original = store.download
+
+    def download(bucket: str, key: str, dest: Path) -> None:
+        seen.append(Path(dest))
+        original(bucket, key, dest)
+
+    store.download = download  # type: ignore[method-assign]
+    size = (tmp_path / "good.mp4").stat().st_size
+    assert check_stored(store, "b", "good.mp4", size, 4, RULES, tmp_dir=str(scratch)) is None
+    assert seen and seen[0].is_relative_to(scratch)
+    assert list(scratch.iterdir()) == []  # and nothing left once checked

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from controller.api.request import VideoRequest
 from controller.providers.base import (
     JobLostError,
     JobState,
     JobStatus,
     ProviderError,
     VideoProvider,
-    VideoRequest,
 )
 from controller.providers.replicate_video import ReplicateVideoProvider, match_prediction
 from tests.support.replicate_server import ReplicateServer

@@ -69,7 +69,7 @@ def test_a_paid_output_is_kept_and_uploaded_when_s3_comes_back() -> None:
         assert "kept on local disk" in cond["message"]
         # Backoff is capped at 5 minutes: the last hour saw at least 10 tries, not 1000.
         assert 12 < s3.puts < 40
-        kept = list(Path(h.runtime.scenes.tmp_dir).glob("*.mp4"))
+        kept = list(Path(h.runtime.tmp_dir).glob("*.mp4"))
         assert len(kept) == 1
         s3.down = False
         await h.settle(seconds=600)
@@ -79,7 +79,7 @@ def test_a_paid_output_is_kept_and_uploaded_when_s3_comes_back() -> None:
     assert status["phase"] == "Completed" and status.get("lastError") is None
     assert h.replicate.starts == 1  # the provider saw exactly one create
     assert fetches["n"] == 1  # downloaded once: every later try uploaded the kept file
-    assert not list(Path(h.runtime.scenes.tmp_dir).glob("*.mp4"))  # freed once stored
+    assert not list(Path(h.runtime.tmp_dir).glob("*.mp4"))  # freed once stored
     assert h.runtime.scenes.kept.entries == {}
     assert h.kube.reasons(SCENE).count(v.Reason.UPLOAD_FAILED) < s3.puts  # Events thinned
 
@@ -93,7 +93,7 @@ def test_an_output_that_does_not_fit_is_downloaded_again_no_new_job() -> None:
         h.project(**ONE)
         await h.settle(seconds=200)
         assert "downloaded again" in ready(h)["message"]
-        assert not list(Path(h.runtime.scenes.tmp_dir).glob("*.mp4"))
+        assert not list(Path(h.runtime.tmp_dir).glob("*.mp4"))
         s3.down = False
         await h.settle(seconds=600)
 

@@ -10,13 +10,13 @@ from typing import TypeVar
 
 import pytest
 
+from controller.api.request import VideoRequest
 from controller.providers.base import (
     JobLostError,
     JobState,
     JobStatus,
     ProviderError,
     VideoProvider,
-    VideoRequest,
 )
 from controller.providers.veo_video import VeoVideoProvider
 from tests.support.veo_server import RAI_REASON, VeoServer

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from controller.providers.base import JobState, JobStatus, VideoRequest
+from controller.api.request import VideoRequest
+from controller.providers.base import JobState, JobStatus
 from controller.settings import Settings
 from controller.webhooks import gated
 from controller.webhooks.gate import PushedJobs

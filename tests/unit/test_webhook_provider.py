@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from controller.api.request import VideoRequest
 from controller.demo.free_ports import free_port
-from controller.providers.base import VideoRequest
 from controller.providers.replicate_video import ReplicateVideoProvider
 from controller.webhooks.receiver import PATH, Receiver, SigningSecret
 from controller.webhooks.verify import Outcome

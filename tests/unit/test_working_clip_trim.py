@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.assembly.engine import assemble
+from controller.media.engine import assemble
 from controller.media.trim import NothingLeft, trim
 from controller.providers.render import render_clip
 from tests.support.video import durations, frame_at, frames, tone

@@ -10,8 +10,8 @@ from typing import Any
 from controller.api import vocabulary as v
 from controller.controllers.capacity import Capacity
 from controller.controllers.project.pacing import PROGRESS_SECONDS, progress_only
-from controller.controllers.project.reconciler import with_deleted_generations
 from controller.controllers.project.series import SERIES_SECONDS
+from controller.controllers.project.status import with_deleted_generations
 from controller.informer.cache import Store
 from controller.informer.intake import PROJECT_RECOUNT_DELAY
 from controller.settings import Settings

@@ -6,24 +6,25 @@ when it could change nothing (`listing_needed`)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from controller.api.keys import project_prefix
 from controller.api.project import ProjectSpec
 from controller.api.scene import ScenePhase
 from controller.api.vocabulary import Cond, Reason
 from controller.assembly.reconciler import Assembler
+from controller.controllers.memory import Memory
 from controller.controllers.ports import ClipStorage, Threads
-from controller.controllers.project.reconciler import drift_interval, reported_missing
+from controller.controllers.project.reconciler import drift_interval
+from controller.controllers.project.status import reported_missing
 from controller.controllers.scene.working_clip import working_drifted
 from controller.informer.cache import Key, Store, key_of
-from controller.informer.intake import Intake
 from controller.observability import metrics as m
-from controller.queue.state import Memory, Result
+from controller.queue.state import Result
 from controller.settings import Settings
-from controller.storage.clips import project_prefix
 
 log = logging.getLogger("scene_operator")
 
@@ -69,7 +70,7 @@ class Drift:
         clips: ClipStorage,
         threads: Threads,
         store: Store,
-        intake: Intake,
+        enqueue_scene: Callable[[Key], None],
         memory: Memory,
         assembly: Assembler,
     ) -> None:
@@ -77,7 +78,7 @@ class Drift:
         self.clips = clips
         self.threads = threads
         self.store = store
-        self.intake = intake
+        self.enqueue_scene = enqueue_scene  # a Scene that disagrees, with a note to look
         self.memory = memory
         self.assembly = assembly
 
@@ -129,7 +130,7 @@ class Drift:
                     or working_drifted(status, listing)
                 ):
                     self.memory.scene(skey).verify_clip = True
-                    self.intake.enqueue_scene(skey)
+                    self.enqueue_scene(skey)
             elif not status.get("generation") and spec.generate_videos:
                 # an object for this scene exists but status never said so: adopt it
                 seq = (scene.get("spec") or {}).get("sequence")
@@ -137,6 +138,6 @@ class Drift:
                     k.startswith(f"{folder}scenes/{seq:03d}/") for k in listing
                 ):
                     self.memory.scene(skey).look_first = True
-                    self.intake.enqueue_scene(skey)
+                    self.enqueue_scene(skey)
         await self.assembly.drift(project, spec, listing)  # the final video, same LIST
         return again

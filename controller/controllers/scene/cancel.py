@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from controller.api import vocabulary as v
 from controller.api.scene import GenerationInfo
-from controller.informer.cache import Body, Key, project_of_scene
-from controller.kube.client import NotLeaderError
+from controller.controllers.ports import Body, Key, ProviderRegistry, RateLimits
+from controller.controllers.scene.kept import KeptOutputs
+from controller.kube.errors import NotLeaderError
 from controller.observability import metrics as m
 from controller.providers.base import ProviderError
-
-if TYPE_CHECKING:
-    from controller.controllers.scene.actuator import SceneInputs
-    from controller.controllers.scene.reconciler import Scenes
-    from controller.queue.state import Memory
 
 log = logging.getLogger("scene_operator")
 
@@ -39,73 +34,67 @@ def recorded_job(body: Body | None) -> tuple[str, str] | None:
     return str(generation.get("provider") or ""), str(generation["jobId"])
 
 
-async def cancel_job(scenes: Scenes, scene: Key, provider_name: str, job_id: str, why: str) -> str:
-    """Ask the provider to cancel `job_id`; the outcome: canceled, unsupported, failed."""
-    extra: dict[str, Any] = {
-        "namespace": scene[0],
-        "object": scene[1],
-        "provider": provider_name,
-        "job": job_id,
-    }
-    try:
-        provider = scenes.providers.video(provider_name)
-        await scenes.limiter("creates", provider_name).acquire()
-        took = await asyncio.wait_for(provider.cancel(job_id), CANCEL_TIMEOUT_SECONDS)
-        outcome = "canceled" if took else "unsupported"
-    except (ProviderError, TimeoutError) as e:
-        outcome = "failed"
-        extra["error"] = e.message if isinstance(e, ProviderError) else "timed out"
-    except NotLeaderError:
-        raise  # not sent: the pass stops like any other call of a process that lost the Lease
-    except Exception as e:  # best effort: never a reason to fail the pass
-        outcome = "failed"
-        extra["error"] = f"{type(e).__name__}: {e}"[:500]
-    m.JOB_CANCELS.labels(provider_name, outcome).inc()
-    if outcome == "canceled":
-        log.info(f"abandoned job canceled at the provider ({why})", extra=extra)
-    elif outcome == "unsupported":
-        log.info(f"abandoned job runs on: {provider_name} cannot cancel ({why})", extra=extra)
-    else:
-        log.warning(f"abandoned job could not be canceled ({why})", extra=extra)
-    return outcome
-
-
-def abandoned(memory: Memory, scene: Key, body: Body) -> None:
-    """A Scene was deleted: remember the job its last state recorded in flight, to cancel
-    it when its key is processed (the leader's worker; no provider call from a watch)."""
+def abandoned(abandoned_jobs: dict[Key, tuple[str, str]], scene: Key, body: Body) -> None:
+    """A Scene was deleted (a watch event): remember the job its last state recorded in
+    flight, to cancel it when its key is processed (the leader's worker; no provider call
+    from a watch)."""
     job = recorded_job(body)
     if job is not None:
-        memory.abandoned[scene] = job
+        abandoned_jobs[scene] = job
 
 
-async def deleted(scenes: Scenes, scene: Key) -> None:
-    job = scenes.memory.abandoned.pop(scene, None)
-    if job is not None:
-        await cancel_job(scenes, scene, job[0], job[1], "its Scene was deleted")
+class Canceler:
+    def __init__(
+        self,
+        *,
+        providers: ProviderRegistry,
+        limits: RateLimits,
+        kept: KeptOutputs,
+        abandoned_jobs: dict[Key, tuple[str, str]],
+    ) -> None:
+        self.providers = providers
+        self.limits = limits
+        self.kept = kept  # a kept output of an abandoned job is dropped
+        self.abandoned_jobs = abandoned_jobs  # deleted Scenes' jobs (see `abandoned`)
 
+    async def cancel_job(self, scene: Key, provider_name: str, job_id: str, why: str) -> str:
+        """Ask the provider to cancel `job_id`; the outcome: canceled, unsupported, failed."""
+        extra: dict[str, Any] = {
+            "namespace": scene[0],
+            "object": scene[1],
+            "provider": provider_name,
+            "job": job_id,
+        }
+        try:
+            provider = self.providers.video(provider_name)
+            await self.limits.limiter("creates", provider_name).acquire()
+            took = await asyncio.wait_for(provider.cancel(job_id), CANCEL_TIMEOUT_SECONDS)
+            outcome = "canceled" if took else "unsupported"
+        except (ProviderError, TimeoutError) as e:
+            outcome = "failed"
+            extra["error"] = e.message if isinstance(e, ProviderError) else "timed out"
+        except NotLeaderError:
+            raise  # not sent: the pass stops like any other call of a process that lost the Lease
+        except Exception as e:  # best effort: never a reason to fail the pass
+            outcome = "failed"
+            extra["error"] = f"{type(e).__name__}: {e}"[:500]
+        m.JOB_CANCELS.labels(provider_name, outcome).inc()
+        if outcome == "canceled":
+            log.info(f"abandoned job canceled at the provider ({why})", extra=extra)
+        elif outcome == "unsupported":
+            log.info(f"abandoned job runs on: {provider_name} cannot cancel ({why})", extra=extra)
+        else:
+            log.warning(f"abandoned job could not be canceled ({why})", extra=extra)
+        return outcome
 
-async def after_write(scenes: Scenes, scene: Key, job: GenerationInfo | None, why: str) -> None:
-    """After the write that stopped recording `job` (sc.abandoned_job): cancel it."""
-    if job is not None and job.job_id:
-        scenes.kept.drop(scene)
-        await cancel_job(scenes, scene, job.provider, job.job_id, why)
+    async def deleted(self, scene: Key) -> None:
+        """After a pass: the job of a Scene deleted meanwhile is canceled."""
+        job = self.abandoned_jobs.pop(scene, None)
+        if job is not None:
+            await self.cancel_job(scene, job[0], job[1], "its Scene was deleted")
 
-
-async def confirm_blocked(scenes: Scenes, body: Body, inputs: SceneInputs) -> SceneInputs:
-    """A Scene with a job in flight whose Project is not in the cache: the cache may only
-    be behind (a restart, a watch event not delivered yet). Read the Project from the API
-    before its job is abandoned; found, it is cached and the Scene goes on."""
-    blocked, status = inputs.blocked, body.get("status") or {}
-    if (
-        blocked is None
-        or blocked.reason != v.Reason.PROJECT_NOT_FOUND
-        or inputs.project is not None  # there, and being deleted: no doubt
-        or not status.get("generation")
-    ):
-        return inputs
-    ns, name = project_of_scene(body)
-    fresh = await scenes.api.get(v.PROJECT_PLURAL, ns, name)
-    if fresh is None:
-        return inputs
-    scenes.intake.on_project_event(None, fresh)
-    return scenes.inputs(body)
+    async def after_write(self, scene: Key, job: GenerationInfo | None, why: str) -> None:
+        """After the write that stopped recording `job` (sc.abandoned_job): cancel it."""
+        if job is not None and job.job_id:
+            self.kept.drop(scene)
+            await self.cancel_job(scene, job.provider, job.job_id, why)

@@ -9,12 +9,17 @@ upload: the same clip is never paid for again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from controller.api.request import VideoRequest
 from controller.api.scene import ClipInfo
+from controller.controllers.ports import ClipStorage, Threads
 from controller.decide import scene as sc
+from controller.media.probe import OutputRules, check_stored, expected_seconds
 from controller.observability import metrics as m
+from controller.settings import Settings
 
 T = TypeVar("T")
 
@@ -41,3 +46,43 @@ def counted_s3_op(operation: str, call: Callable[..., T], *args: Any) -> T:
         raise
     m.S3_OPS.labels(operation, "ok").inc()
     return result
+
+
+class ClipLooks:
+    """The Scene pass's looks at S3: HEAD a key (and check an object found is the clip
+    asked for), and drift's look at a recorded clip."""
+
+    def __init__(
+        self, settings: Settings, clips: ClipStorage, threads: Threads, tmp_dir: str
+    ) -> None:
+        self.settings = settings
+        self.clips = clips
+        self.threads = threads
+        self.tmp_dir = tmp_dir  # the swept scratch dir: a probe killed mid-way leaks nothing
+
+    async def look_at(
+        self, bucket: str, key: str, request: VideoRequest | None = None
+    ) -> sc.ObjectSeen:
+        """HEAD `key`; with `request`, an object found is also checked to be the clip
+        asked for (it may be adopted), by the same rule as a download."""
+        try:
+            fact = await self.threads.run(self.clips.head, bucket, key)
+            m.S3_OPS.labels("head", "ok").inc()
+        except Exception:
+            m.S3_OPS.labels("head", "error").inc()
+            raise
+        if fact is None:
+            return sc.ObjectSeen(key, None)
+        invalid = None
+        if request is not None:
+            rules = OutputRules.from_settings(self.settings)
+            args = (bucket, key, fact.size, expected_seconds(request), rules)
+            check = functools.partial(check_stored, tmp_dir=self.tmp_dir)
+            invalid = await self.threads.run(check, self.clips, *args)
+        return sc.ObjectSeen(
+            key, sc.StoredObject(key, fact.size, fact.etag, fact.sha256, invalid=invalid)
+        )
+
+    async def recorded(self, clip: ClipInfo) -> sc.ObjectSeen:
+        """What is at a recorded clip's key now (look_at_clip, in the I/O pool)."""
+        return await self.threads.run(look_at_clip, self.clips, clip)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from controller.settings import Settings
+
 
 class TokenBucket:
     def __init__(self, rate: float, burst: float | None = None) -> None:
@@ -38,3 +40,19 @@ class TokenBucket:
         """After a 429: a quarter of the rate for `seconds` (Retry-After) or 30 s."""
         self._penalty_until = max(self._penalty_until, time.monotonic() + (seconds or 30.0))
         self._tokens = min(self._tokens, 0.0)
+
+
+class Limiters:
+    """One token bucket per provider for polls (`reads`) and for creates (`creates`), at
+    the rate its settings give (`<op>_per_second_<provider>`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._tables: dict[str, dict[str, TokenBucket]] = {"reads": {}, "creates": {}}
+
+    def limiter(self, op: str, provider: str) -> TokenBucket:
+        table = self._tables["reads" if op == "reads" else "creates"]
+        if provider not in table:
+            rate = getattr(self.settings, f"{op}_per_second_{provider}", 1000.0)
+            table[provider] = TokenBucket(rate)
+        return table[provider]

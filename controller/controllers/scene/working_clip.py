@@ -11,46 +11,70 @@ import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from controller.api.scene import ClipInfo, ScenePhase, SceneStatus
+from controller.controllers.ports import ClipStorage, Threads
 from controller.controllers.scene.clip_look import counted_s3_op, look_at_clip
+from controller.controllers.scene.inputs import ScenePass
 from controller.decide import scene as sc
 from controller.decide.edit import Edit
 from controller.decide.effects import Facts
+from controller.media.isolate import MediaError, MediaLimitExceeded, MediaRunner
 from controller.media.trim import NothingLeft, TrimError, trim
 from controller.queue.state import TransientError
 from controller.storage.errors import NOT_FOUND_CODES, StorageError
 from controller.storage.objects import file_sha256
 
-if TYPE_CHECKING:
-    from controller.controllers.scene.actuator import Actuator
-
 log = logging.getLogger("scene_operator")
 DERIVE_RETRY_SECONDS = 10.0
+LIMIT_RETRY_SECONDS = 300.0  # a trim over SCENE_OPERATOR_MEDIA_*: not again at once
 
 
-async def derive(a: Actuator, o: sc.Observation) -> sc.Derived:
-    s, status, d = a.scenes, o.status, o.desired
-    clip = status.clip
-    assert clip is not None and d is not None and d.edit is not None
-    key = d.working_key(clip.spec_hash, clip.take)
-    metadata = {
-        "spec-hash": clip.spec_hash,
-        "take": str(clip.take),
-        "edit-hash": d.edit.hash,
-        "source-key": clip.key,
-        "scene": f"{a.key[0]}/{a.key[1]}",
-    }
-    try:
-        return await s.threads.run(derive_blocking, s.clips, clip, key, d.edit, metadata, s.tmp_dir)
-    except OriginalChanged as e:
-        a.mem.verify_clip = True  # the next pass looks at the original (repair.missingClip)
-        raise TransientError(str(e), retry_after=0.0) from e
-    except TrimError as e:
-        raise TransientError(
-            f"working clip s3://{clip.bucket}/{key}: {e}", retry_after=DERIVE_RETRY_SECONDS
-        ) from e
+class WorkingClips:
+    """Derives a Scene's working clip in the I/O pool, and looks at it for drift."""
+
+    def __init__(
+        self, clips: ClipStorage, threads: Threads, tmp_dir: str, media: MediaRunner
+    ) -> None:
+        self.clips = clips
+        self.threads = threads
+        self.tmp_dir = tmp_dir
+        self.media = media
+
+    async def derive(self, scene: ScenePass, o: sc.Observation) -> sc.Derived:
+        status, d = o.status, o.desired
+        clip = status.clip
+        assert clip is not None and d is not None and d.edit is not None
+        key = d.working_key(clip.spec_hash, clip.take)
+        metadata = {
+            "spec-hash": clip.spec_hash,
+            "take": str(clip.take),
+            "edit-hash": d.edit.hash,
+            "source-key": clip.key,
+            "scene": f"{scene.key[0]}/{scene.key[1]}",
+        }
+        try:
+            return await self.threads.run(
+                derive_blocking, self.clips, clip, key, d.edit, metadata, self.tmp_dir, self.media
+            )
+        except OriginalChanged as e:
+            scene.mem.verify_clip = True  # the next pass looks at the original (repair.missingClip)
+            raise TransientError(str(e), retry_after=0.0) from e
+        except (TrimError, MediaError) as e:
+            wait = LIMIT_RETRY_SECONDS if isinstance(e, MediaLimitExceeded) else DERIVE_RETRY_SECONDS
+            raise TransientError(f"working clip s3://{clip.bucket}/{key}: {e}", retry_after=wait) from e
+
+    async def look(self, status: SceneStatus, facts: Facts) -> None:
+        """Drift asked to verify this Scene: also look at its working clip."""
+        w = status.working_clip
+        if w is None or status.phase != ScenePhase.COMPLETED or facts.working_check is not None:
+            return
+        record = ClipInfo(
+            bucket=w.bucket, key=w.key, size=w.size, etag=w.etag, sha256=w.sha256,
+            spec_hash="", take=0, verified_at=w.verified_at,
+        )  # fmt: skip
+        facts.working_check = await self.threads.run(look_at_clip, self.clips, record)
 
 
 class OriginalChanged(Exception):
@@ -59,9 +83,16 @@ class OriginalChanged(Exception):
 
 
 def derive_blocking(
-    clips: Any, clip: ClipInfo, key: str, edit: Edit, metadata: dict[str, str], tmp_dir: str
+    clips: Any,
+    clip: ClipInfo,
+    key: str,
+    edit: Edit,
+    metadata: dict[str, str],
+    tmp_dir: str,
+    media: MediaRunner,
 ) -> sc.Derived:
-    """Blocking: run in the I/O pool. Storage errors propagate (the worker backs off)."""
+    """Blocking: run in the I/O pool; the trim in a limited child process (one of the
+    media slots). Storage errors propagate (the worker backs off)."""
     with tempfile.TemporaryDirectory(prefix="working-", dir=tmp_dir) as tmp:
         src, out = Path(tmp) / "original.mp4", Path(tmp) / "working.mp4"
         try:
@@ -76,7 +107,9 @@ def derive_blocking(
                 f"original s3://{clip.bucket}/{clip.key} is not the recorded clip"
             )
         try:
-            done = trim(src, out, start=edit.trim_start, end=edit.trim_end, mute=edit.mute_audio)
+            done = media.run(
+                trim, src, out, start=edit.trim_start, end=edit.trim_end, mute=edit.mute_audio
+            )
         except NothingLeft as e:
             return sc.Derived(key, None, refused=str(e))
         put = functools.partial(clips.put_clip, metadata=metadata)
@@ -85,18 +118,6 @@ def derive_blocking(
             out.unlink()
     obj = sc.StoredObject(key, fact.size, fact.etag, fact.sha256)
     return sc.Derived(key, obj, duration_seconds=done.duration_seconds)
-
-
-async def look_working(a: Actuator, status: SceneStatus, facts: Facts) -> None:
-    """Drift asked to verify this Scene: also look at its working clip."""
-    w = status.working_clip
-    if w is None or status.phase != ScenePhase.COMPLETED or facts.working_check is not None:
-        return
-    record = ClipInfo(
-        bucket=w.bucket, key=w.key, size=w.size, etag=w.etag, sha256=w.sha256,
-        spec_hash="", take=0, verified_at=w.verified_at,
-    )  # fmt: skip
-    facts.working_check = await a.scenes.threads.run(look_at_clip, a.scenes.clips, record)
 
 
 def working_drifted(status: Mapping[str, Any], listing: Mapping[str, Any]) -> bool:

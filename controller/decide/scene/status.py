@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from controller.api.common import MAX_ERROR_MESSAGE, ErrorInfo
-from controller.api.scene import ClipInfo, ScenePhase, SceneStatus
+from controller.api.common import MAX_ERROR_MESSAGE, ConditionStatus, ErrorInfo
+from controller.api.scene import ClipInfo, ScenePhase, SceneStatus, WorkingClipInfo
 from controller.api.text import bound
 from controller.api.vocabulary import Cond, Reason
 from controller.decide.backoff import backoff_seconds
@@ -37,6 +37,9 @@ def with_conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) ->
     """Derive Ready / Generating / Failed from the status itself, so they cannot disagree."""
     now, gen = now_text(o), o.generation
     conds = list(s.conditions)
+    ready: tuple[ConditionStatus, str, str]
+    generating: tuple[ConditionStatus, str, str]
+    failed: tuple[ConditionStatus, str, str]
     if s.phase == ScenePhase.COMPLETED and s.clip is not None and clip_missing(s):
         # repair.missingClip Ignore: no new job, but no claim that the clip is there
         assert s.last_error is not None
@@ -60,7 +63,7 @@ def with_conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) ->
         ready = ("False", Reason.IN_PROGRESS, "a generation job is in flight")
     else:
         ready = ("False", waiting[0], waiting[1])
-    conds = set_condition(conds, Cond.READY, ready[0], ready[1], ready[2], generation=gen, now=now)  # type: ignore[arg-type]
+    conds = set_condition(conds, Cond.READY, ready[0], ready[1], ready[2], generation=gen, now=now)
     g = s.generation
     if g is not None:
         # No job id in the message: recording the id must not cost one more write.
@@ -80,7 +83,7 @@ def with_conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) ->
         generating[1],
         generating[2],
         generation=gen,
-        now=now,  # type: ignore[arg-type]
+        now=now,
     )
     if s.phase == ScenePhase.FAILED:
         failed = ("True", ready[1], ready[2])
@@ -88,7 +91,7 @@ def with_conditions(o: Observation, s: SceneStatus, waiting: tuple[str, str]) ->
         failed = ("False", "NotFailed", "")
     conds = set_condition(
         conds, Cond.FAILED, failed[0], failed[1], failed[2], generation=gen, now=now
-    )  # type: ignore[arg-type]
+    )
     conds = with_scene_health(conds, s.phase, s.next_retry_at, generation=gen, now=now)
     return s.model_copy(update={"conditions": conds, "observed_generation": gen})
 
@@ -212,7 +215,7 @@ def retry_or_fail(o: Observation, s: SceneStatus, err: ErrorInfo, rule: Rule) ->
     )
 
 
-def same_clip(clip: ClipInfo, obj: StoredObject) -> bool:
+def same_clip(clip: ClipInfo | WorkingClipInfo, obj: StoredObject) -> bool:
     """Whether the object is still the recorded clip. Same size, and: the same bytes
     (their SHA-256, read back, equals the one recorded at upload: an ETag may change
     without them, e.g. a copy onto itself), or the same ETag and no contrary checksum."""

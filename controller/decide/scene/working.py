@@ -85,11 +85,11 @@ def working_checks(o: Observation, s: SceneStatus) -> Decision | None:
     check = o.working_check
     if intact and check is not None and check.key == key:
         assert w is not None
-        obj = check.obj
-        if obj is None or not same_clip(w, obj):  # type: ignore[arg-type]
+        seen = check.obj
+        if seen is None or not same_clip(w, seen):
             intact = False  # drift: missing or changed; derived again, for free
-        elif obj.etag != w.etag:  # the same bytes under a new ETag
-            record = w.model_copy(update={"etag": obj.etag, "verified_at": now_text(o)})
+        elif seen.etag != w.etag:  # the same bytes under a new ETag
+            record = w.model_copy(update={"etag": seen.etag, "verified_at": now_text(o)})
             return settle(
                 o, s.model_copy(update={"working_clip": record}), Rule.WORKING_SAME_CONTENT
             )

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.api.request import VideoRequest
 from controller.providers.base import (
     JobLostError,
     JobState,
@@ -20,7 +21,6 @@ from controller.providers.base import (
     PlannedScene,
     PlanRequest,
     ProviderError,
-    VideoRequest,
 )
 from controller.providers.render import render_clip
 

@@ -13,7 +13,7 @@ import hashlib
 import heapq
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from controller.assembly.plan import StreamInfo, can_stream_copy, letterbox
+from controller.media.streams import StreamInfo, can_stream_copy, letterbox
 
 AUDIO_RATE = 48_000
 AUDIO_CHUNK = 1024  # samples per AAC frame
@@ -34,6 +34,11 @@ BLACK_YUV = (16, 128, 128)
 
 class AssemblyError(Exception):
     """The clips could not be joined (bad input, cap reached, output failed its probe)."""
+
+
+class Refused(AssemblyError):
+    """These inputs can never be built within the operator's caps (the film's length,
+    its size in pixels): not tried again until they change."""
 
 
 @dataclass(frozen=True)
@@ -98,14 +103,23 @@ def assemble(
     audio: Path | None = None,
     resolution: tuple[int, int] | None = None,
     max_bytes: int = 1024**3,
+    max_pixels: int = 3840 * 2160,
+    max_seconds: float = 600.0,
 ) -> Assembled:
     """Join `clips` in order into `out` (written aside, renamed when probed good)."""
     if not clips:
         raise AssemblyError("no clips to assemble")
     probes = [probe_input(p) for p in clips]
     expected = sum(p.seconds for p in probes)
+    if expected > max_seconds:
+        cap = f"{max_seconds:g} s (SCENE_OPERATOR_MAX_FILM_SECONDS)"
+        raise Refused(f"the film would last {expected:.1f} s, over the cap of {cap}")
     tmp = out.with_name(f".{out.name}.part")
     modes = ["copy", "encode"] if can_stream_copy([p.info for p in probes], resolution) else []
+    w, h = resolution or (probes[0].info.width, probes[0].info.height)
+    if not modes and w * h > max_pixels:  # decoded and encoded: memory grows with the frame
+        cap = f"{max_pixels} (SCENE_OPERATOR_MAX_ASSEMBLY_PIXELS)"
+        raise Refused(f"re-encoding at {w}x{h} is over the cap of {cap}: set a lower resolution")
     modes = modes or ["encode"]
     try:
         for mode in modes:
@@ -176,7 +190,7 @@ def _copied_packets(
                     raise _NotMonotonic
                 last_dts = pkt.dts
                 pkt.stream = vout
-                yield float(pkt.dts * s.time_base), pkt
+                yield float(pkt.dts * s.time_base), pkt  # type: ignore[operator]  # demuxed: has both
         offset += probe.end - probe.start
 
 
@@ -224,7 +238,7 @@ def _frames_at(probe: ClipProbe, times: list[float]) -> Iterator[av.VideoFrame]:
         if current is None:
             raise AssemblyError(f"{probe.path.name}: no decodable frame")
         for t in times:
-            while upcoming is not None and float((upcoming.pts - probe.start) * tb) <= t + 1e-6:
+            while upcoming is not None and float((upcoming.pts - probe.start) * tb) <= t + 1e-6:  # type: ignore[operator]  # decoded: has a pts
                 current, upcoming = upcoming, next(decoded, None)
             yield current
 
@@ -323,7 +337,7 @@ def _audio_packets(
         yield _time(pkt, tb), pkt
 
 
-def _samples(path: Path | None) -> Iterator[np.ndarray]:
+def _samples(path: Path | None) -> Generator[np.ndarray, None, None]:
     """The first audio stream of `path` as 48 kHz stereo float planes (None: nothing)."""
     if path is None:
         return

@@ -1,0 +1,104 @@
+"""A/B: one scenario run alternately on a git ref and on the working tree, medians side by side.
+
+    .venv/bin/python -m benchmarks.compare REF [--scenario medium] [--runs 3] [-- BENCH FLAGS]
+
+The machine's speed drifts by ~20 % from day to day, so a figure only counts beside its
+baseline measured in the same session: the two sides alternate (A B A B ...), each run
+writes its own result file under benchmarks/results/ab/<scenario>/, and the summary
+prints the median and the spread (max - min, relative to the median) of each figure.
+REF is checked out once into a git worktree (removed afterwards) and run with this venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.table import all_cpu, dig, per_scene_ms
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "results" / "ab"
+
+Figure = tuple[str, Callable[[dict[str, Any]], float | None]]
+FIGURES: list[Figure] = [
+    ("makespan (s)", lambda r: r.get("makespan_seconds")),
+    ("makespan / ideal", lambda r: r.get("ratio")),
+    ("operator CPU per Scene (ms)", lambda r: dig(r, "operator", "cpu_ms_per_scene")),
+    ("all CPU per Scene (ms)", lambda r: per_scene_ms(r, all_cpu(r))),
+    ("operator peak RSS (MB)", lambda r: dig(r, "operator", "peak_rss_mb")),
+    ("work-queue depth, peak", lambda r: r.get("queue_depth_peak")),
+    ("API writes per Scene", lambda r: dig(r, "run", "operator_api_writes_per_scene")),
+    ("duplicates", lambda r: dig(r, "provider", "duplicates")),
+]
+
+
+def run_one(tree: Path, scenario: str, out: Path, extra: list[str]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, "-m", "benchmarks.bench", "--scenario", scenario, "--out", str(out)]
+    subprocess.run([*cmd, *extra], cwd=tree, env=env, check=True)
+    return json.loads(out.read_text())
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "—"
+    med = statistics.median(values)
+    spread = (max(values) - min(values)) / med * 100 if med else 0.0
+    return f"{med:,.2f} (±{spread:.0f} %, n={len(values)})"
+
+
+def table(sides: dict[str, list[dict[str, Any]]]) -> str:
+    names = list(sides)
+    lines = ["| figure | " + " | ".join(names) + " | B / A |", "|---|---|---|---|"]
+    for label, get in FIGURES:
+        cols, meds = [], []
+        for name in names:
+            vals = [float(v) for r in sides[name] if (v := get(r)) is not None]
+            cols.append(summary(vals))
+            meds.append(statistics.median(vals) if vals else None)
+        a, b = meds
+        ratio = f"{b / a:.2f}" if a and b is not None else "—"
+        lines.append(f"| {label} | " + " | ".join(cols) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("ref", help="git ref of the baseline (A); B is the working tree")
+    p.add_argument("--scenario", default="medium")
+    p.add_argument("--runs", type=int, default=3, help="runs per side (alternating)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then flags for benchmarks.bench")
+    args = p.parse_args(argv)
+    extra = [a for a in args.bench_args if a != "--"]
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short=12", args.ref],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    out = OUT / args.scenario
+    out.mkdir(parents=True, exist_ok=True)
+    sides: dict[str, list[dict[str, Any]]] = {f"A {commit}": [], "B working tree": []}
+    with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
+        base = Path(tmp) / "a"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), commit], check=True)
+        try:
+            for i in range(args.runs):
+                for results, tree in zip(sides.values(), (base, ROOT), strict=True):
+                    tag = "a-" + commit if tree is base else "b"
+                    results.append(run_one(tree, args.scenario, out / f"{tag}-{i + 1}.json", extra))
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
+    print(f"\n{args.scenario}: A = {args.ref} ({commit}), B = the working tree; median (spread, runs)\n")
+    print(table(sides))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

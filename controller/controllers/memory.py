@@ -1,0 +1,61 @@
+"""What the runtime keeps between passes, per object.
+
+Memory is lost on restart by design: everything that matters is in the API server and
+S3, and a restart must lose nothing and pay nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller.api.common import ErrorInfo, Key
+from controller.api.scene import SceneStatus
+from controller.controllers.specs import ProjectSpecs
+from controller.controllers.uploads import UploadGate
+from controller.providers.base import JobState
+from controller.storage.buckets import BucketChecks
+
+
+@dataclass(slots=True)  # one per Scene: 10,000 of them at 10,000 Scenes
+class SceneMemory:
+    polls: int = 0
+    job_state: JobState | None = None
+    verify_clip: bool = False  # drift polling asked for a HEAD of the recorded clip
+    fetch_failures: int = 0
+    unrecorded: SceneStatus | None = None  # a started job whose id write failed: retry it
+    look_first: bool = False  # drift saw an object for this scene: HEAD it before deciding
+
+
+_IDLE_SCENE = SceneMemory()
+
+
+@dataclass(slots=True)
+class ProjectMemory:
+    planning: bool = False
+    planning_error: ErrorInfo | None = None
+    plan_failures: int = 0
+    drift_scheduled: bool = False
+    name_conflicts: list[str] = field(default_factory=list)  # planning.report_name_conflicts
+    bucket_problem: str | None = None  # Projects.report_bucket
+
+
+@dataclass
+class Memory:
+    scenes: dict[Key, SceneMemory] = field(default_factory=dict)
+    projects: dict[Key, ProjectMemory] = field(default_factory=dict)
+    buckets: BucketChecks = field(default_factory=BucketChecks)  # HeadBucket, cached
+    specs: ProjectSpecs = field(default_factory=ProjectSpecs)  # validated once per generation
+    abandoned: dict[Key, tuple[str, str]] = field(default_factory=dict)  # deleted Scene's job
+    uploads: UploadGate = field(default_factory=UploadGate)  # closed by deletion (uploads.py)
+
+    def scene(self, key: Key) -> SceneMemory:
+        return self.scenes.setdefault(key, SceneMemory())
+
+    def settle_scene(self, key: Key) -> None:
+        """After a pass: forget a Scene's memory that holds nothing (a Completed or
+        waiting Scene's, mostly), so 10,000 idle Scenes keep no record each."""
+        if self.scenes.get(key) == _IDLE_SCENE:
+            del self.scenes[key]
+
+    def project(self, key: Key) -> ProjectMemory:
+        return self.projects.setdefault(key, ProjectMemory())

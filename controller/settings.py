@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     may use; empty allows any. Any other model is InvalidSpec."""
     default_max_generations: int | None = Field(default=None, ge=0)
     """budget.maxGenerations of Projects that set none; empty: unlimited."""
+    drift_interval_scale: float = Field(default=1.0, gt=0, le=1.0)
+    """Multiplies every Project's repair.intervalSeconds (whose schema minimum is 10 s):
+    for tests and demos that need a drift check sooner; 1 in production."""
 
     leader_elect: bool | None = None
     """Leader election on a Lease (several replicas, one active); `--leader-elect` wins.

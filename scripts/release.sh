@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Render the release manifests from the kustomize base (manifests/):
+# Render the release manifests from the kustomizations (crds/ and manifests/):
 #
 #   dist/crds.yaml     the CustomResourceDefinitions; apply them first
 #   dist/install.yaml  everything else: namespace, RBAC, Deployment, PDB, metrics Service,
@@ -30,6 +30,7 @@ cat >"$overlay/kustomization.yaml" <<EOF
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
+  - ../crds        # the CRDs' own kustomization (kept apart from the operator's)
   - ../manifests
 images:
   - name: $DEFAULT_IMAGE
@@ -39,7 +40,7 @@ EOF
 kubectl kustomize "$overlay" >"$overlay/all.yaml"
 
 header() {
-  printf '# scene-operator %s: %s\n# Rendered by scripts/release.sh from manifests/; do not edit.\n' "$VERSION" "$1"
+  printf '# scene-operator %s: %s\n# Rendered by scripts/release.sh from crds/ and manifests/; do not edit.\n' "$VERSION" "$1"
 }
 header "the CRDs. Apply first: kubectl apply --server-side -f crds.yaml" >"$overlay/crds.yaml"
 header "the operator (needs crds.yaml). kubectl apply -f install.yaml" >"$overlay/install.yaml"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -50,6 +51,15 @@ class PlannerProviderName(StrEnum):
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
+# An RFC 3339 time, as the API server's metav1.Time: `format: date-time` in the CRDs.
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+# metav1.Condition's validation of type and reason (k8s.io/apimachinery conditions_types).
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
 # Provider inputs the operator fills from the spec's own, bounded fields (lower case; the
 # spellings of Replicate's input, Veo's GenerateVideosConfig and the spec's camelCase).
 RESERVED_PARAMS = frozenset(
@@ -66,22 +76,41 @@ RESERVED_PARAMS = frozenset(
     }
 )
 
+# Provider inputs that make one job produce (and bill) several outputs, per provider;
+# refused whatever the provider (the spec's may be empty, a Scene's may differ).
+COST_MULTIPLYING = {
+    VideoProviderName.REPLICATE: ("num_outputs", "num_videos", "num_generations", "batch_size"),
+    VideoProviderName.VEO: ("number_of_videos", "numberOfVideos", "sample_count", "sampleCount"),
+}
+
+
+def _spelled(key: str) -> str:
+    """A param name whatever its case and separators: num_outputs, numOutputs, NUM-OUTPUTS."""
+    return key.lower().replace("_", "").replace("-", "")
+
+
+COST_MULTIPLYING_PARAMS = frozenset(_spelled(k) for keys in COST_MULTIPLYING.values() for k in keys)
+# video.params bounds: keys (the schema's maxProperties too) and JSON size (the operator's
+# check alone: a free-form value's size is beyond a 1.20 structural schema).
+MAX_PARAMS = 32
+MAX_PARAMS_BYTES = 8192
+
 
 class Condition(ApiModel):
     """The metav1.Condition shape: type, status, reason, message and lastTransitionTime are
     required, as the API conventions ask."""
 
-    type: str = Field(min_length=1, max_length=316)
+    type: str = Field(min_length=1, max_length=316, pattern=CONDITION_TYPE_PATTERN)
     """Condition type, e.g. Ready."""
     status: ConditionStatus
     """True, False or Unknown."""
-    reason: str = Field(min_length=1, max_length=1024)
+    reason: str = Field(min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN)
     """CamelCase reason for the condition's last transition."""
     message: str = Field(max_length=32768)
     """Human-readable details (may be empty)."""
     observed_generation: int | None = Field(default=None, ge=0)
     """The .metadata.generation this condition was computed from."""
-    last_transition_time: str
+    last_transition_time: Timestamp
     """When the status last changed (RFC 3339)."""
 
 
@@ -92,8 +121,9 @@ class VideoConfig(ApiModel):
     """replicate, veo or local; empty means the operator's default."""
     model: str | None = Field(default=None, max_length=200)
     """Provider model, e.g. google/veo-3.1 (Replicate) or veo-3.1-generate-001 (Veo)."""
-    params: dict[str, Any] | None = None
-    """Extra provider inputs (e.g. resolution, seed); not prompt, duration or aspect ratio."""
+    params: Annotated[dict[str, Any], Field(max_length=MAX_PARAMS)] | None = None
+    """Extra provider inputs (e.g. resolution, seed); not prompt, duration or aspect ratio,
+    nor a number of outputs per job; at most 32 keys and 8 KiB (as JSON)."""
 
     @field_validator("params")
     @classmethod
@@ -106,6 +136,17 @@ class VideoConfig(ApiModel):
                 f"params may not set {', '.join(taken)}: use the prompt, negativePrompt, "
                 "durationSeconds and aspectRatio fields, which the schema bounds"
             )
+        # One generation is one clip: a job asked for several is paid several times and
+        # counted once against the budget.
+        costly = sorted(k for k in params or {} if _spelled(k) in COST_MULTIPLYING_PARAMS)
+        if costly:
+            raise ValueError(
+                f"params may not set {', '.join(costly)}: they multiply the cost of one "
+                "generation (one job makes one clip)"
+            )
+        size = len(json.dumps(params, separators=(",", ":"))) if params else 0
+        if size > MAX_PARAMS_BYTES:
+            raise ValueError(f"params are {size} bytes as JSON: at most {MAX_PARAMS_BYTES}")
         return params
 
 
@@ -121,7 +162,7 @@ class ErrorInfo(ApiModel):
     """The provider's or S3's own message, without credentials."""
     retryable: bool = False
     """Whether trying again may succeed (a permanent error fails the scene at once)."""
-    at: str | None = None
+    at: Timestamp | None = None
     """When it happened (RFC 3339)."""
 
     @field_validator("message", mode="before")

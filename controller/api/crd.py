@@ -96,6 +96,12 @@ def _message_column() -> dict[str, Any]:
     }
 
 
+# Deleting a CRD deletes every object of it: GitOps tools never prune or delete these
+# (docs/operations.md, Uninstalling: the CRDs go last and by hand).
+KEEP_ON_PRUNE = {
+    "kustomize.toolkit.fluxcd.io/prune": "disabled",
+    "argocd.argoproj.io/sync-options": "Delete=false",
+}
 AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 # The standard texts every CRD generator (controller-gen) gives these two fields.
 API_VERSION_DOC = (
@@ -136,7 +142,7 @@ def _crd(
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{v.GROUP}"},
+        "metadata": {"name": f"{plural}.{v.GROUP}", "annotations": dict(KEEP_ON_PRUNE)},
         "spec": {
             "group": v.GROUP,
             "scope": "Namespaced",

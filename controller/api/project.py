@@ -12,6 +12,7 @@ from controller.api.common import (
     Condition,
     ErrorInfo,
     PlannerProviderName,
+    Timestamp,
     VideoConfig,
 )
 
@@ -101,8 +102,9 @@ class RepairPolicy(ApiModel):
 
     missing_clip: MissingClipPolicy = MissingClipPolicy.REGENERATE
     """Regenerate (new take), Fail the scene, or Ignore."""
-    interval_seconds: int = Field(default=300, ge=1, le=86400)
-    """How often the project's S3 prefix is compared with its scenes."""
+    interval_seconds: int = Field(default=300, ge=10, le=86400)
+    """How often the project's S3 prefix is compared with its scenes (one LIST each time;
+    at least 10 s)."""
 
 
 class Budget(ApiModel):
@@ -200,7 +202,7 @@ class PlanInfo(ApiModel):
     """The planner that wrote the plan (gemini or local)."""
     model: str
     """The planner's model."""
-    planned_at: str
+    planned_at: Timestamp
     """When the plan was recorded (RFC 3339)."""
     spec_hash: str
     """Hash of the planning inputs the plan was made from (prompt, mode, descriptions,
@@ -238,7 +240,7 @@ class FinalVideo(ApiModel):
     """Length of the video, measured from the file."""
     inputs_hash: str
     """Hash of the ordered clips (sequence and SHA-256), the audio object and the settings."""
-    assembled_at: str
+    assembled_at: Timestamp
     """When the object was verified (RFC 3339)."""
 
 
@@ -252,11 +254,11 @@ class AssemblyAttempts(ApiModel):
     """metadata.generation of the Project when they were tried."""
     attempts: int = Field(ge=0)
     """Builds started (one killed with its operator included)."""
-    started_at: str
+    started_at: Timestamp
     """When the last one started (RFC 3339)."""
     last_error: str | None = None
     """Why the last one failed; empty while it runs (or when it died with its operator)."""
-    retry_at: str | None = None
+    retry_at: Timestamp | None = None
     """Earliest next attempt (RFC 3339); empty once the attempts are used up."""
 
 

@@ -6,7 +6,14 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from controller.api.common import ApiModel, AspectRatio, Condition, ErrorInfo, VideoConfig
+from controller.api.common import (
+    ApiModel,
+    AspectRatio,
+    Condition,
+    ErrorInfo,
+    Timestamp,
+    VideoConfig,
+)
 from controller.api.project import MAX_PROMPT
 
 
@@ -82,7 +89,7 @@ class ClipInfo(ApiModel):
     """The video provider that generated it."""
     job_id: str | None = None
     """The provider's job id."""
-    verified_at: str
+    verified_at: Timestamp
     """When HEAD last confirmed size and checksum (RFC 3339)."""
 
 
@@ -106,7 +113,7 @@ class WorkingClipInfo(ApiModel):
     """Hash of the edit it was derived with."""
     source_key: str
     """The original it was derived from."""
-    verified_at: str
+    verified_at: Timestamp
     """When HEAD last confirmed size and checksum (RFC 3339)."""
 
 
@@ -119,7 +126,7 @@ class GenerationInfo(ApiModel):
     """The provider's model."""
     job_id: str | None = None
     """Empty only in the short window between the provider call and this write."""
-    started_at: str
+    started_at: Timestamp
     """When this record was written, before the provider was called (RFC 3339)."""
     attempt: int = Field(ge=1)
     """Attempt number within the current take, from 1."""
@@ -161,7 +168,7 @@ class SceneStatus(ApiModel):
     generations_started: int = Field(default=0, ge=0)
     """All generation jobs ever started for this scene (usage and budget)."""
     last_error: ErrorInfo | None = None
-    next_retry_at: str | None = None
+    next_retry_at: Timestamp | None = None
     """While backing off: when the next attempt may start (RFC 3339)."""
     handled_regenerate_token: str | None = None
     """The last video.scene-operator.io/regenerate annotation value acted on (each acts once)."""

@@ -89,6 +89,7 @@ class Reason:
     PAUSED = "Paused"
     BUDGET_EXHAUSTED = "BudgetExhausted"
     CLIPS_DELETED = "ClipsDeleted"
+    CLIPS_RETAINED = "ClipsRetained"  # the CRD is being deleted: an uninstall deletes nothing
     # leader election (client-go's Event reason, on the Lease)
     LEADER_ELECTION = "LeaderElection"
     # readiness

@@ -1,9 +1,10 @@
 """A real, throw-away Kubernetes control plane (no Docker, no kubelet) for the demo and tests.
 
-etcd + kube-apiserver + kube-controller-manager (garbage collector and namespace
-controllers only) on free loopback ports, with a temporary data dir, token auth and RBAC.
-Binaries come from KUBEBUILDER_ASSETS, the cache ``scripts/build-control-plane.sh`` fills
-(a one-time build from Debian's source package), or PATH: ``binaries()``. A
+etcd + kube-apiserver + kube-controller-manager (the garbage collector, namespace and
+ClusterRole aggregation controllers only) on free loopback ports, with a temporary data
+dir, token auth and RBAC. Binaries come from KUBEBUILDER_ASSETS, the cache
+``scripts/build-control-plane.sh`` fills (a one-time build from Debian's source package),
+or PATH: ``binaries()``. A
 folder without kube-controller-manager (envtest's bundles have none) gives a control
 plane without garbage collection: ``garbage_collection`` says which one runs.
 """
@@ -270,7 +271,7 @@ class ControlPlane:
             [
                 self._bins["kube-controller-manager"],
                 f"--kubeconfig={self.kubeconfig}",
-                "--controllers=garbagecollector,namespace",
+                "--controllers=garbagecollector,namespace,clusterrole-aggregation",
                 "--leader-elect=false",
                 "--port=0",  # no insecure port (default 10252 would clash between sessions)
                 "--bind-address=127.0.0.1",

@@ -13,12 +13,13 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from controller.api import vocabulary as v
 from controller.api.common import Body
 from controller.informer import kopf_patches as kopf_routes
+from controller.informer.listing import InitialListing
 from controller.kube import client as kube
 from controller.kube.jsonwire import KopfJson
 
@@ -42,8 +43,17 @@ finally:
 EXIT_KOPF_FAILED = 70  # EX_SOFTWARE: restart me
 
 
+class GatedWorkers(Protocol):
+    """The work queue's workers, which wait for `ready` (queue/worker.py: Worker)."""
+
+    ready: Callable[[], Awaitable[None]] | None
+
+
 class Runtime(Protocol):
     """What kopf's handlers feed and run (controller/app.py: Runtime)."""
+
+    @property
+    def worker(self) -> GatedWorkers: ...  # started once the first LIST has filled the cache
 
     def on_scene_event(self, kind: str | None, body: dict[str, Any]) -> None: ...
 
@@ -65,7 +75,9 @@ def use_fast_json() -> None:
         api.json = KopfJson  # type: ignore[assignment]  # kopf's module-level json, swapped
 
 
-def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+def register(
+    registry: kopf.OperatorRegistry, runtime: Runtime, listing: InitialListing | None = None
+) -> None:
     use_fast_json()
     kopf_routes.install()
 
@@ -89,10 +101,14 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.event(v.GROUP, v.VERSION, v.PROJECT_PLURAL, registry=registry)
     async def project_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime.on_project_event(event.get("type"), cast(Body, event["object"]))
+        if listing is not None:
+            listing.delivered(cast(Body, event["object"]))
 
     @kopf.on.event(v.GROUP, v.VERSION, v.SCENE_PLURAL, registry=registry)
     async def scene_event(event: kopf.RawEvent, **_: Any) -> None:
         runtime.on_scene_event(event.get("type"), cast(Body, event["object"]))
+        if listing is not None:
+            listing.delivered(cast(Body, event["object"]))
 
 
 def connection_info(cfg: Any) -> kopf.ConnectionInfo:
@@ -196,7 +212,10 @@ async def run(
     liveness_endpoint: str | None,
 ) -> None:
     registry = kopf.OperatorRegistry()
-    register(registry, runtime)
+    listing = InitialListing(namespaces, clusterwide=clusterwide)
+    listing.install()  # workers wait for the first LIST to fill the cache
+    runtime.worker.ready = listing.opened
+    register(registry, runtime, listing)
     log = logging.getLogger("scene_operator")
     workers = asyncio.create_task(runtime.run())
     watchdog = KopfTaskFailures(exit_for_a_restart)

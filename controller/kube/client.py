@@ -1,9 +1,7 @@
-"""A small async Kubernetes API client for the operator's own reads and writes.
-
-kopf watches; this client writes (status merge patches with optimistic concurrency, Scene
-creation, Events, finalizers). Credentials: kube/kubeconfig.py; errors and retries:
-kube/errors.py. Every request is counted (metrics, benchmark).
-"""
+"""The operator's own async Kubernetes API client: kopf watches; this writes (status merge
+patches, Scenes, Events, finalizers) and reads what kopf does not deliver (a CRD, a Lease).
+Credentials: kube/kubeconfig.py; errors and retries: kube/errors.py. Every request is
+counted (metrics, benchmark)."""
 
 from __future__ import annotations
 
@@ -26,6 +24,7 @@ from controller.kube.events import event_body
 from controller.observability.metrics import API_REQUESTS, API_RETRIES
 
 MERGE = "application/merge-patch+json"
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 LIST_PAGE_SIZE = 500
 
 
@@ -224,13 +223,20 @@ class KubeApi:
             raise error
         return jsonwire.loads(content) if content else {}
 
-    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _get_or_none(self, path: str, kind: str = "") -> dict[str, Any] | None:
         try:
-            return await self.request("GET", cr_path(plural, namespace, name))
+            return await self.request("GET", path, kind=kind)
         except ApiError as e:
             if e.not_found:
                 return None
             raise
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get_or_none(cr_path(plural, namespace, name))
+
+    async def get_crd(self, name: str) -> dict[str, Any] | None:
+        """A CustomResourceDefinition (is the operator's being deleted?), or None."""
+        return await self._get_or_none(f"{CRD_PATH}/{name}", "customresourcedefinitions")
 
     async def list(
         self,
@@ -335,12 +341,7 @@ class KubeApi:
         )
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return await self.request("GET", lease_path(namespace, name))
-        except ApiError as e:
-            if e.not_found:
-                return None
-            raise
+        return await self._get_or_none(lease_path(namespace, name))
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", lease_path(namespace), json=body)

@@ -36,6 +36,8 @@ class Worker:
         self.queue = queue
         self.reconcilers = reconcilers
         self.after_each = after_each  # e.g. wake Scenes a finished pass made room for
+        # Awaited before the first key: the first LIST has filled the cache (informer/listing.py).
+        self.ready: Callable[[], Awaitable[None]] | None = None
 
     async def run(self, workers: int) -> None:
         tasks = [asyncio.create_task(self._loop()) for _ in range(workers)]
@@ -48,6 +50,8 @@ class Worker:
                 t.cancel()
 
     async def _loop(self) -> None:
+        if self.ready is not None:
+            await self.ready()
         while True:
             item: Item = await self.queue.get()  # type: ignore[assignment]
             await self.process(item)

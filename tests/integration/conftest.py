@@ -41,6 +41,8 @@ def run_operator(
             # The fakes answer a create within seconds (the real client waits up to 30 s).
             "SCENE_OPERATOR_ORPHAN_SEARCH_AFTER_SECONDS": "5",
             "SCENE_OPERATOR_WORKERS": "8",
+            # repair.intervalSeconds is at least 10 (the schema): 10 means a check every 2 s.
+            "SCENE_OPERATOR_DRIFT_INTERVAL_SCALE": "0.2",
         }
         base.update(env or {})
         op = OperatorProcess(

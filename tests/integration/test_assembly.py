@@ -26,7 +26,8 @@ from tests.integration.helpers import (
 )
 from tests.support.video import durations, frame_at, frames, tone
 
-INTERVAL = 2
+INTERVAL = 2  # seconds between drift checks:
+SPEC_INTERVAL = 10  # repair.intervalSeconds (the schema's minimum) x 0.2 (conftest.py)
 SECONDS = 2  # per clip; the local renderer draws 12 frames a second
 FPS = 12
 
@@ -39,7 +40,7 @@ def spec(count: int = 3, **extra: object) -> dict[str, object]:
         "planner": {"provider": "local"},
         "video": {"provider": "local"},
         "generateVideos": True,
-        "repair": {"intervalSeconds": INTERVAL},
+        "repair": {"intervalSeconds": SPEC_INTERVAL},
     }
     s.update(extra)
     return s

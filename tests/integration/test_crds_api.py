@@ -222,7 +222,7 @@ FULL_PROJECT_SPEC = ProjectSpec.model_validate(
         },
         "generateVideos": True,
         "retry": {"limit": 20, "backoff": {"initialSeconds": 0, "factor": 1.5, "maxSeconds": 5}},
-        "repair": {"missingClip": "Ignore", "intervalSeconds": 1},
+        "repair": {"missingClip": "Ignore", "intervalSeconds": 10},
         "budget": {"maxGenerations": 0},
         "paused": True,
         "storage": {"bucket": "my-bucket", "prefix": "videos/"},
@@ -467,6 +467,52 @@ def test_invalid_status_is_rejected(api: k8s.CustomObjectsApi, namespace: str) -
         )  # fmt: skip
     assert info.value.status == 422
     assert "status.phase" in info.value.body
+
+
+@pytest.mark.parametrize(
+    ("status", "field"),
+    [
+        ({"conditions": [{"type": "Ready!"}]}, "type"),
+        ({"conditions": [{"type": "x" * 317}]}, "type"),
+        ({"conditions": [{"reason": "Not CamelCase"}]}, "reason"),
+        ({"conditions": [{"reason": "Trailing,"}]}, "reason"),
+        ({"conditions": [{"lastTransitionTime": "yesterday"}]}, "lastTransitionTime"),
+        ({"plan": {"plannedAt": "soon"}}, "plannedAt"),
+        ({"lastError": {"at": "2026-13-45"}}, "at"),
+    ],
+    ids=["type-pattern", "type-length", "reason-space", "reason-end", "ltt", "plannedAt", "at"],
+)
+def test_condition_patterns_and_timestamps_are_validated_by_the_server(
+    api: k8s.CustomObjectsApi, namespace: str, status: dict[str, Any], field: str
+) -> None:
+    """metav1.Condition's patterns on type and reason, and `format: date-time` on every
+    timestamp (a sample here; tests/unit/test_crds.py checks that every one has it)."""
+    p = unique("fmt")
+    create(api, PROJECTS, project(p, namespace))
+    good = {
+        "conditions": [
+            {"type": "example.com/Ready", "status": "True", "reason": "Done_1:ok",
+             "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        ],
+        "plan": {"provider": "local", "model": "m", "plannedAt": "2026-01-01T00:00:00Z",
+                 "specHash": "h"},
+        "lastError": {"reason": "PlanningFailed", "at": "2026-01-01T00:00:00Z"},
+    }  # fmt: skip
+    api.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PROJECTS, p, {"status": good}, _content_type=MERGE
+    )
+    (key, change), = status.items()
+    bad = json.loads(json.dumps(good))
+    if isinstance(change, list):
+        bad[key][0].update(change[0])
+    else:
+        bad[key].update(change)
+    with pytest.raises(ApiException) as info:
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PROJECTS, p, {"status": bad}, _content_type=MERGE
+        )
+    assert info.value.status == 422, info.value.body
+    assert field in info.value.body
 
 
 FULL_SCENE_STATUS = SceneStatus.model_validate(

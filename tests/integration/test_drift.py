@@ -21,7 +21,8 @@ from tests.support.replicate_server import ReplicateServer
 from tests.unit.api import kstatus
 from tests.unit.api.test_argocd_health import health as argo_health
 
-INTERVAL = 2
+INTERVAL = 2  # seconds between drift checks:
+SPEC_INTERVAL = 10  # repair.intervalSeconds (the schema's minimum) x 0.2 (conftest.py)
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def spec(count: int = 1, **extra: object) -> dict[str, object]:
         "planner": {"provider": "local"},
         "video": {"provider": "replicate"},
         "generateVideos": True,
-        "repair": {"intervalSeconds": INTERVAL},
+        "repair": {"intervalSeconds": SPEC_INTERVAL},
         "retry": {"limit": 2, "backoff": {"initialSeconds": 1, "factor": 1, "maxSeconds": 1}},
     }
     s.update(extra)
@@ -92,7 +93,7 @@ def test_missing_clip_with_fail_policy_fails_the_scene(
 ) -> None:
     run_operator(namespace, env=replicate.env())
     cluster.create_project(
-        namespace, "strict", spec(repair={"intervalSeconds": INTERVAL, "missingClip": "Fail"})
+        namespace, "strict", spec(repair={"intervalSeconds": SPEC_INTERVAL, "missingClip": "Fail"})
     )
     scene = completed_scene(cluster, namespace, "strict")
     s3.client.delete_object(Bucket=s3.bucket, Key=scene["status"]["clip"]["key"])
@@ -113,7 +114,7 @@ def test_missing_clip_with_ignore_policy_is_reported_not_regenerated(
 ) -> None:
     op = run_operator(namespace, env=replicate.env())
     cluster.create_project(
-        namespace, "lax", spec(repair={"intervalSeconds": INTERVAL, "missingClip": "Ignore"})
+        namespace, "lax", spec(repair={"intervalSeconds": SPEC_INTERVAL, "missingClip": "Ignore"})
     )
     scene = completed_scene(cluster, namespace, "lax")
     name, key = scene["metadata"]["name"], scene["status"]["clip"]["key"]

@@ -47,9 +47,12 @@ EXPECTED_RULES: dict[str, set[str]] = {
     SCENES: {"get", "list", "watch", "create"},
     f"{SCENES}/status": {"patch"},
     "events": {"create"},
-    CRDS: {"list", "watch"},
+    CRDS: {"list", "watch", "get"},  # get: the Projects CRD only (resourceNames)
     "namespaces": {"list", "watch"},
 }
+PROJECTS_CRD = f"{CRDS}/{PROJECTS}"  # as `kubectl auth can-i VERB TYPE/NAME` names one
+# The user-facing roles (user-roles.yaml; tests/integration/test_user_roles.py).
+USER_ROLES = ("scene-operator-edit", "scene-operator-view")
 # Granted to every authenticated user by the default roles (system:basic-user).
 DEFAULT_RULES = {
     "selfsubjectaccessreviews.authorization.k8s.io",
@@ -84,11 +87,10 @@ def test_kustomize_renders_the_base() -> None:
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
     assert kinds == sorted(
         [
-            ("CustomResourceDefinition", f"{v.PROJECT_PLURAL}.{v.GROUP}"),
-            ("CustomResourceDefinition", f"{v.SCENE_PLURAL}.{v.GROUP}"),
             ("Namespace", SA_NAMESPACE),
             ("ServiceAccount", SA_NAME),
             ("ClusterRole", "scene-operator"),
+            *(("ClusterRole", name) for name in USER_ROLES),
             ("ClusterRoleBinding", "scene-operator"),
             ("Role", "scene-operator-leader-election"),
             ("RoleBinding", "scene-operator-leader-election"),
@@ -97,21 +99,12 @@ def test_kustomize_renders_the_base() -> None:
             ("Service", "scene-operator-metrics"),
         ]
     )
-    cluster_scoped = {"CustomResourceDefinition", "Namespace", "ClusterRole", "ClusterRoleBinding"}
+    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
     for d in docs:
         if d["kind"] in cluster_scoped:
             assert "namespace" not in d["metadata"], d["metadata"]
         else:
             assert d["metadata"]["namespace"] == SA_NAMESPACE, d["metadata"]
-    # The CRDs are the generated files, loaded unchanged through crds/Kustomization.
-    generated = {
-        doc["metadata"]["name"]: doc
-        for path in sorted((REPO_ROOT / "crds").glob("*.yaml"))
-        for doc in load_yaml_docs(path)
-    }
-    assert set(generated) == CRD_NAMES
-    for crd in by_kind(docs, "CustomResourceDefinition"):
-        assert crd == generated[crd["metadata"]["name"]]
     (binding,) = by_kind(docs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -121,6 +114,36 @@ def test_kustomize_renders_the_base() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}
     ]
+
+
+def test_the_crds_are_their_own_kustomization_kept_by_every_prune() -> None:
+    """`kubectl delete -k manifests/` (the operator) deletes no CRD: deleting one deletes
+    every Project. The CRDs are crds/ (the generated files, unchanged), and carry the
+    annotations that keep Flux and Argo CD from pruning or deleting them."""
+    assert not by_kind(render(), "CustomResourceDefinition")
+    assert "../crds" not in yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())[
+        "resources"
+    ]
+    crds = kustomize_build(REPO_ROOT / "crds")
+    assert {d["kind"] for d in crds} == {"CustomResourceDefinition"}
+    generated = {
+        doc["metadata"]["name"]: doc
+        for path in sorted((REPO_ROOT / "crds").glob("*.yaml"))
+        for doc in load_yaml_docs(path)
+    }
+    assert set(generated) == CRD_NAMES
+    for crd in crds:
+        assert crd == generated[crd["metadata"]["name"]]
+        assert crd["metadata"]["annotations"] == {
+            "kustomize.toolkit.fluxcd.io/prune": "disabled",
+            "argocd.argoproj.io/sync-options": "Delete=false",
+        }
+
+
+def test_the_flux_example_installs_the_crds_before_the_operator() -> None:
+    crds, operator = load_yaml_docs(MANIFESTS / "flux" / "operator-kustomizations.yaml")
+    assert crds["spec"]["path"] == "./crds" and operator["spec"]["path"] == "./manifests"
+    assert operator["spec"]["dependsOn"] == [{"name": crds["metadata"]["name"]}]
 
 
 def test_deployment_is_hardened_and_configured_for_production() -> None:
@@ -227,7 +250,14 @@ def test_rbac_file_grants_no_wildcards_and_no_secrets() -> None:
     assert "aggregationRule" not in role
     granted: dict[str, set[str]] = {}
     for rule in role["rules"]:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no URLs, no names
+        if "resourceNames" in rule:  # one: get on the Projects CRD (is it being deleted?)
+            assert rule == {
+                "apiGroups": ["apiextensions.k8s.io"],
+                "resources": ["customresourcedefinitions"],
+                "resourceNames": [PROJECTS],
+                "verbs": ["get"],
+            }
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule  # no URLs
         for field in ("apiGroups", "resources", "verbs"):
             assert all("*" not in item for item in rule[field]), rule
         assert not {"secrets", "configmaps", "pods", "serviceaccounts"} & set(rule["resources"])
@@ -361,10 +391,10 @@ def test_apply_k_dry_run_server_is_accepted(kubectl: Kubectl, operator_identity:
         line.split(" ")[0] for line in proc.stdout.splitlines() if "(server dry run)" in line
     }
     assert applied == {
-        *(f"customresourcedefinition.apiextensions.k8s.io/{name}" for name in CRD_NAMES),
         f"namespace/{SA_NAMESPACE}",
         f"serviceaccount/{SA_NAME}",
         "clusterrole.rbac.authorization.k8s.io/scene-operator",
+        *(f"clusterrole.rbac.authorization.k8s.io/{name}" for name in USER_ROLES),
         "clusterrolebinding.rbac.authorization.k8s.io/scene-operator",
         "role.rbac.authorization.k8s.io/scene-operator-leader-election",
         "rolebinding.rbac.authorization.k8s.io/scene-operator-leader-election",
@@ -463,12 +493,15 @@ CLUSTER_ALLOWED = [
     ("watch", SCENES),
     ("list", CRDS),
     ("watch", CRDS),
+    ("get", PROJECTS_CRD),  # is it being deleted? (an uninstall keeps the clips)
     ("list", "namespaces"),
     ("watch", "namespaces"),
 ]
 CLUSTER_DENIED = [
     ("*", "*"),
     ("get", CRDS),
+    ("get", f"{CRDS}/{SCENES}"),
+    ("get", f"{CRDS}/certificates.cert-manager.io"),
     ("list", "secrets"),
     ("get", "secrets"),
     ("watch", "secrets"),

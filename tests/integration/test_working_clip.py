@@ -31,7 +31,7 @@ def project_spec() -> dict[str, Any]:
         "planner": {"provider": "local"},
         "video": {"provider": "local"},
         "generateVideos": True,
-        "repair": {"intervalSeconds": 2},
+        "repair": {"intervalSeconds": 10},  # every 2 s (conftest.py scales by 0.2)
     }
 
 

@@ -131,7 +131,7 @@ def project_spec(prompt: str, count: int, **extra: Any) -> dict[str, Any]:
         "video": {"provider": "replicate"},
         "generateVideos": True,
         "retry": {"limit": 3, "backoff": {"initialSeconds": 1, "factor": 2, "maxSeconds": 4}},
-        "repair": {"intervalSeconds": 5},
+        "repair": {"intervalSeconds": 25},  # every 5 s (the operator scales by 0.2)
     }
     spec.update(extra)
     return spec

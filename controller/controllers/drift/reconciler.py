@@ -94,7 +94,7 @@ class Drift:
             return Result()
         scenes = self.store.scenes_of(key)
         mem.drift_scheduled = True
-        again = Result(drift_interval(spec))
+        again = Result(drift_interval(spec, self.settings.drift_interval_scale))
         final_video = spec.assembly_enabled() and bool(
             (project.get("status") or {}).get("finalVideo")
         )

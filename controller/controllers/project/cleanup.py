@@ -6,6 +6,11 @@ versions and delete markers included, until a LIST finds nothing
 (controller/storage/purge.py); then the finalizer is removed. A bucket that is already
 gone holds nothing to delete: the finalizer goes, with a Warning Event saying so, and
 the Project does not stay Terminating.
+
+An uninstall never destroys data: when the Projects CRD is being deleted (`kubectl delete
+-k crds/`, a GitOps prune), the API server deletes every Project; then the objects stay
+whatever the deletionPolicy, and the finalizer goes at once (Event ClipsRetained). When
+the CRD cannot be read, nothing is deleted until it can.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from controller.settings import Settings
 from controller.storage.clips import StorageError, project_prefix
 
 UPLOADS_WAIT_SECONDS = 30.0  # then the finalizer is retried later
+PROJECTS_CRD = f"{v.PROJECT_PLURAL}.{v.GROUP}"
 
 
 class Finalizer:
@@ -74,9 +80,13 @@ class Finalizer:
         finalizers = list(body["metadata"].get("finalizers") or [])
         if v.FINALIZER_CLIPS not in finalizers:
             return
-        ns, name = key_of(body)
         bucket, folder = clip_folder(self.settings, body)
         target = f"s3://{bucket}/{folder}"
+        if await self.crd_deleting():
+            message = f"kept every object under {target}: the CRD {PROJECTS_CRD} is being deleted"
+            await self.events.post(body, v.Reason.CLIPS_RETAINED, message)
+            await self.release(body, finalizers)
+            return
         idle = await self.threads.run(self.uploads.close, bucket, folder, UPLOADS_WAIT_SECONDS)
         if not idle:
             raise TransientError(f"uploads under {target} still under way: deleting after them")
@@ -93,6 +103,16 @@ class Finalizer:
             await self.events.post(
                 body, v.Reason.CLIPS_DELETED, f"deleted {deleted} objects under {target}"
             )
+        await self.release(body, finalizers)
+
+    async def crd_deleting(self) -> bool:
+        """Is the Projects CRD being deleted (or gone)? An error is raised: unsure, the
+        purge waits (the work queue tries again with backoff)."""
+        crd = await self.api.get_crd(PROJECTS_CRD)
+        return crd is None or bool(crd["metadata"].get("deletionTimestamp"))
+
+    async def release(self, body: Body, finalizers: list[str]) -> None:
+        ns, name = key_of(body)
         try:
             updated = await self.api.patch_metadata(
                 v.PROJECT_PLURAL,

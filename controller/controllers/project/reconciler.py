@@ -23,9 +23,9 @@ from controller.queue.state import Kind, Result, sooner
 from controller.settings import Settings
 
 
-def drift_interval(spec: ProjectSpec) -> float:
+def drift_interval(spec: ProjectSpec, scale: float = 1.0) -> float:
     """The next drift check of a Project, jittered so Projects do not check in step."""
-    return spec.repair.interval_seconds * (0.9 + 0.2 * random.random())
+    return spec.repair.interval_seconds * scale * (0.9 + 0.2 * random.random())
 
 
 class FinalVideos(Protocol):
@@ -126,7 +126,9 @@ class Projects:
         await self.post_progress(key)
         if spec is not None and not mem.drift_scheduled:
             mem.drift_scheduled = True
-            self.enqueue(Kind.DRIFT, key, drift_interval(spec))
+            self.enqueue(
+                Kind.DRIFT, key, drift_interval(spec, self.settings.drift_interval_scale)
+            )
         return Result(again)
 
     async def _work(

@@ -419,6 +419,58 @@ def test_conditions_require_what_metav1_condition_requires(crd: dict[str, Any]) 
     assert items["properties"]["status"]["enum"] == ["True", "False", "Unknown"]
 
 
+# k8s.io/apimachinery/pkg/apis/meta/v1 Condition's validation markers, verbatim.
+METAV1_TYPE = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+METAV1_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
+def test_condition_type_and_reason_carry_the_metav1_patterns(crd: dict[str, Any]) -> None:
+    props = node_at(root_schema(crd), "status.conditions")["items"]["properties"]
+    assert (props["type"]["pattern"], props["type"]["maxLength"]) == (METAV1_TYPE, 316)
+    reason = props["reason"]
+    assert (reason["pattern"], reason["maxLength"], reason["minLength"]) == (
+        METAV1_REASON,
+        1024,
+        1,
+    )
+
+
+def test_every_condition_type_and_reason_the_operator_writes_matches_them() -> None:
+    types = [val for k, val in vars(v.Cond).items() if not k.startswith("_")]
+    reasons = [val for k, val in vars(v.Reason).items() if not k.startswith("_")]
+    assert types and reasons
+    assert [t for t in types if not re.fullmatch(METAV1_TYPE, t)] == []
+    assert [r for r in reasons if not re.fullmatch(METAV1_REASON, r)] == []
+    # The model refuses what the API server would (pydantic validates the same pattern).
+    ok = {"status": "True", "message": "", "lastTransitionTime": "2030-01-01T00:00:00Z"}
+    from controller.api.common import Condition
+
+    Condition.model_validate({**ok, "type": "example.com/Ready", "reason": "Done_1"})
+    for bad in ({"type": "Ready!", "reason": "Done"}, {"type": "Ready", "reason": "has space"}):
+        with pytest.raises(ValidationError):
+            Condition.model_validate({**ok, **bad})
+
+
+def is_timestamp(name: str) -> bool:
+    return name == "at" or name.endswith(("At", "Time", "Timestamp"))
+
+
+def test_every_timestamp_is_a_date_time(crd: dict[str, Any]) -> None:
+    stamps = {
+        path: node.get("format")
+        for path, node in walk(root_schema(crd))
+        if is_timestamp(path.rsplit(".", 1)[-1])
+    }
+    assert stamps, "no timestamps found: the walk is wrong"
+    assert {p: f for p, f in stamps.items() if f != "date-time"} == {}
+    # and nothing but timestamps carries the format
+    dated = [p for p, node in walk(root_schema(crd)) if node.get("format") == "date-time"]
+    assert sorted(dated) == sorted(stamps)
+
+
 # --- the models and the CRD agree -------------------------------------------------------------
 
 

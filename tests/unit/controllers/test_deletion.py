@@ -88,3 +88,71 @@ def test_a_bucket_already_gone_does_not_hold_the_project_terminating() -> None:
     assert h.kube.obj(v.PROJECT_PLURAL, NS, "p") is None
     assert "BucketUnavailable" in h.kube.reasons("p")
     assert "ClipsDeleted" not in h.kube.reasons("p")
+
+
+PROJECTS_CRD = f"{v.PROJECT_PLURAL}.{v.GROUP}"
+
+
+def test_an_uninstall_that_deletes_the_crd_keeps_every_object() -> None:
+    """The API server deletes every Project when their CRD is deleted (a `kubectl delete
+    -k`, a GitOps prune): whatever their deletionPolicy, their objects stay, the
+    finalizer goes at once (the CRD waits for it) and the Event says so."""
+    h = Harness()
+
+    async def go() -> None:
+        h.project(**ONE)
+        await h.settle(seconds=120)
+        assert h.clips.keys()  # a verified clip under the Project's prefix
+        h.kube.delete_crd(PROJECTS_CRD)  # deletionTimestamp set, then its Projects deleted
+        h.kube.delete(v.PROJECT_PLURAL, NS, "p")
+        await h.settle(seconds=5)
+
+    asyncio.run(go())
+    assert h.kube.obj(v.PROJECT_PLURAL, NS, "p") is None  # released at once
+    assert not any(c[0] == "delete" for c in h.clips.calls)
+    assert h.clips.keys()  # nothing purged
+    assert "ClipsRetained" in h.kube.reasons("p")
+    assert "ClipsDeleted" not in h.kube.reasons("p")
+    (retained,) = [e for e in h.kube.events if e["reason"] == "ClipsRetained"]
+    assert PROJECTS_CRD in retained["message"] and "s3://clips/" in retained["message"]
+
+
+def test_a_crd_that_cannot_be_read_holds_the_purge_rather_than_risk_it() -> None:
+    """Unsure whether the CRD is going (a 403 from an RBAC not yet updated, an outage):
+    nothing is deleted and the finalizer stays, tried again with backoff."""
+    h = Harness()
+    from controller.kube.client import ApiError
+
+    def forbid(verb: str, plural: str, ns: str, name: str) -> None:
+        if verb == "get_crd":
+            raise ApiError(403, "customresourcedefinitions is forbidden", "Forbidden")
+
+    async def go() -> None:
+        h.project(**ONE)
+        await h.settle(seconds=120)
+        h.kube.before.append(forbid)
+        h.kube.delete(v.PROJECT_PLURAL, NS, "p")
+        await h.settle(seconds=60)
+        assert h.kube.obj(v.PROJECT_PLURAL, NS, "p") is not None  # still Terminating
+        assert not any(c[0] == "delete" for c in h.clips.calls)
+        h.kube.before.remove(forbid)  # the grant arrives: an ordinary delete goes on
+        await h.settle(seconds=600)
+
+    asyncio.run(go())
+    assert h.kube.obj(v.PROJECT_PLURAL, NS, "p") is None
+    assert h.clips.keys() == [] and "ClipsDeleted" in h.kube.reasons("p")
+
+
+def test_a_deletion_policy_delete_still_purges_when_only_the_project_is_deleted() -> None:
+    h = Harness()
+
+    async def go() -> None:
+        h.project(**ONE)
+        await h.settle(seconds=120)
+        h.kube.delete(v.PROJECT_PLURAL, NS, "p")
+        await h.settle(seconds=5)
+
+    asyncio.run(go())
+    assert h.kube.obj(v.PROJECT_PLURAL, NS, "p") is None
+    assert h.clips.keys() == [] and "ClipsDeleted" in h.kube.reasons("p")
+    assert ("get_crd", "customresourcedefinitions", "", PROJECTS_CRD) in h.kube.calls

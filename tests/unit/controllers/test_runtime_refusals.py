@@ -67,3 +67,13 @@ def test_unanswered_create_without_a_job_list_is_may_be_orphaned_and_counted() -
     assert h.veo.starts == 2 and len(h.veo.jobs) == 2  # the pay-twice window, reported:
     assert v.Reason.JOB_MAY_BE_ORPHANED in h.kube.reasons(SCENE)
     assert again._value.get() == before + 1
+
+
+def test_a_project_asking_for_several_outputs_per_job_is_invalid_and_starts_nothing() -> None:
+    h = Harness()
+    h.project(scenes={"count": 1, "durationSeconds": 4}, video={"provider": "replicate", "params": {"num_outputs": 4}})
+    h.run(h.settle(600))
+    assert h.replicate.starts == 0 and h.scene_names() == []
+    assert v.Reason.INVALID_SPEC in h.kube.reasons("p")
+    (invalid,) = [e for e in h.kube.events if e["reason"] == v.Reason.INVALID_SPEC]
+    assert "num_outputs" in invalid["message"]

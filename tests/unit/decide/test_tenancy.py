@@ -179,3 +179,60 @@ def test_limits_can_be_waived_for_a_job_already_paid_for() -> None:
     assert problem is None and parsed is not None and parsed.budget.max_generations == 3
     # Validation itself is never waived.
     assert tenancy.project_spec({"prompt": ""}, s, limits=False)[0] is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"num_outputs": 4},  # Replicate
+        {"num_videos": 2},  # Replicate
+        {"number_of_videos": 4},  # Veo's GenerateVideosConfig
+        {"numberOfVideos": 4},  # Veo, camelCase
+        {"sample_count": 4},  # Veo on Vertex AI (REST)
+        {"sampleCount": 4},
+        {"NUM-OUTPUTS": 4},  # spelling does not matter
+    ],
+)
+def test_params_that_multiply_the_cost_of_a_generation_are_refused(
+    params: dict[str, Any],
+) -> None:
+    with pytest.raises(ValidationError, match="multiply the cost"):
+        ProjectSpec.model_validate(spec(video={"provider": "replicate", "params": params}))
+    scene = {"projectRef": {"name": "p"}, "sequence": 1, "prompt": "x", "video": {"params": params}}
+    with pytest.raises(ValidationError, match="multiply the cost"):
+        SceneSpec.model_validate(scene)
+    _, problem = tenancy.project_spec(spec(video={"params": params}), settings())
+    assert problem is not None and "multiply the cost" in problem
+
+
+def test_params_are_bounded_in_count_and_in_size() -> None:
+    from controller.api.common import MAX_PARAMS, MAX_PARAMS_BYTES
+
+    many = {f"k{i}": i for i in range(MAX_PARAMS + 1)}
+    with pytest.raises(ValidationError):
+        ProjectSpec.model_validate(spec(video={"params": many}))
+    ProjectSpec.model_validate(spec(video={"params": dict(list(many.items())[:MAX_PARAMS])}))
+    # Few keys, but one huge value (the schema cannot bound a free-form value's size).
+    big = {"style": "x" * MAX_PARAMS_BYTES}
+    _, problem = tenancy.project_spec(spec(video={"params": big}), settings())
+    assert problem is not None and "params" in problem and str(MAX_PARAMS_BYTES) in problem
+    nested = {"a": [{"b": "y" * (MAX_PARAMS_BYTES // 4)}] * 4}
+    with pytest.raises(ValidationError, match="bytes"):
+        ProjectSpec.model_validate(spec(video={"params": nested}))
+
+
+def test_the_drift_interval_is_at_least_ten_seconds() -> None:
+    with pytest.raises(ValidationError):
+        ProjectSpec.model_validate(spec(repair={"intervalSeconds": 9}))
+    assert ProjectSpec.model_validate(spec(repair={"intervalSeconds": 10})).repair.interval_seconds == 10
+
+
+def test_tests_may_scale_the_drift_interval_down_but_production_does_not() -> None:
+    from controller.controllers.project.reconciler import drift_interval
+
+    pspec = ProjectSpec.model_validate(spec(repair={"intervalSeconds": 10}))
+    assert 9 <= drift_interval(pspec) <= 11  # jittered by +-10 %
+    assert 1.8 <= drift_interval(pspec, settings(drift_interval_scale=0.2).drift_interval_scale) <= 2.2
+    assert settings().drift_interval_scale == 1.0
+    with pytest.raises(ValidationError):
+        settings(drift_interval_scale=2)  # never slower than the spec asks

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.api.vocabulary import GROUP
 from controller.kube.client import ApiError
 
 Body = dict[str, Any]
@@ -40,6 +41,13 @@ class FakeKube:
     # Called before every request; raise to fail it (an outage, a timeout, ...).
     before: list[Hook] = field(default_factory=list)
     _rv: itertools.count = field(default_factory=lambda: itertools.count(1))
+    # The operator's CRDs, by name (cluster-scoped; read only, to see one being deleted).
+    crds: dict[str, Body] = field(
+        default_factory=lambda: {
+            f"{plural}.{GROUP}": {"metadata": {"name": f"{plural}.{GROUP}"}}
+            for plural in ("projects", "scenes")
+        }
+    )
 
     # ------------------------------------------------------------------ helpers for tests
     def watch(self, fn: Watcher) -> None:
@@ -86,6 +94,11 @@ class FakeKube:
         del self.objects[(plural, ns, name)]
         self._notify("DELETED", plural, old)
 
+    def delete_crd(self, name: str) -> None:
+        """`kubectl delete crd NAME`: the CRD is Terminating while the API server deletes
+        its objects (the test deletes them: FakeKube.delete)."""
+        self.crds[name]["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
+
     def annotate(self, plural: str, ns: str, name: str, **annotations: str) -> Body:
         old = self.objects[(plural, ns, name)]
         new = copy.deepcopy(old)
@@ -112,6 +125,11 @@ class FakeKube:
     async def get(self, plural: str, namespace: str, name: str) -> Body | None:
         await self._call("get", plural, namespace, name)
         body = self.objects.get((plural, namespace, name))
+        return copy.deepcopy(body) if body is not None else None
+
+    async def get_crd(self, name: str) -> Body | None:
+        await self._call("get_crd", "customresourcedefinitions", "", name)
+        body = self.crds.get(name)
         return copy.deepcopy(body) if body is not None else None
 
     async def list(

@@ -8,8 +8,8 @@ from typing import Any
 import yaml
 
 from controller.demo.cluster import Kubectl
+from tests.integration.helpers import wait_until
 from tests.integration.test_manifests import MANIFESTS, by_kind
-from tests.integration.test_manifests import operator_identity as operator_identity  # fixture
 from tests.support.kustomize import kustomize_build
 
 QUICKSTART = MANIFESTS.parent / "overlays" / "quickstart"
@@ -36,7 +36,22 @@ def test_the_quickstart_costs_nothing_and_points_the_operator_at_its_minio() -> 
     assert secret["key"] in minio_secret["stringData"]
 
 
-def test_the_api_server_admits_the_quickstart(kubectl: Kubectl, operator_identity: str) -> None:
+def namespace_active(kubectl: Kubectl, name: str) -> None:
+    """The namespace exists and is not terminating (another module may have just deleted
+    it: a dry run into a terminating namespace is refused)."""
+
+    def active() -> bool:
+        got = kubectl("get", "namespace", name, "-o", "jsonpath={.status.phase}", check=False)
+        if got.returncode != 0:
+            kubectl("create", "namespace", name, check=False)
+            return False
+        return got.stdout.strip() == "Active"
+
+    wait_until(active, timeout=120, what=f"namespace {name} active")
+
+
+def test_the_api_server_admits_the_quickstart(kubectl: Kubectl, crds_installed: list[str]) -> None:
+    namespace_active(kubectl, "scene-operator")
     docs = [
         d
         for d in kustomize_build(QUICKSTART)

@@ -1,15 +1,12 @@
 """The final video at run time: observe (Scenes, S3), decide (plan.decide), act.
 
-Called from the Project's reconcile (controller/controllers/project/reconciler.py): `reconcile` before
-its status write (reads S3 only when something may have changed, starts an assembly),
-`apply` inside it (pure: the condition Assembled, Ready, phase, status.finalVideo); and
-from the drift check (drift.py), `drift` after its LIST. An assembly runs as a task whose
-blocking work (build.py: downloads, PyAV, upload) happens in its own threads
-(SCENE_OPERATOR_ASSEMBLY_CONCURRENCY); it holds no reconcile worker. What it learns lives in memory until the next status write; after a
-restart the deterministic key is HEADed first, so a film uploaded before a crash is
-adopted, not built again.
+Called from the Project's pass (controllers/project/reconciler.py): `reconcile` before its
+status write (reads S3 only when something may have changed, starts an assembly), `apply`
+inside it (pure: Assembled, Ready, phase, status.finalVideo), and `drift` after the drift
+LIST. An assembly runs as a task whose work (build.py) runs in a bounded child process
+(SCENE_OPERATOR_ASSEMBLY_CONCURRENCY at once); it holds no worker. After a restart the
+deterministic key is HEADed first: a film uploaded before a crash is adopted, not rebuilt.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -49,6 +46,7 @@ from controller.assembly.plan import (
 from controller.decide.conditions import get_condition, set_condition
 from controller.decide.edit import working_record
 from controller.decide.health import Health, project_health, with_health
+from controller.decide.tenancy import audio_problem, audio_unreadable
 from controller.decide.timeutil import rfc3339, utcnow
 from controller.informer.cache import Body, Key, Store, key_of
 from controller.media.engine import Refused
@@ -180,7 +178,7 @@ class Assembler:
             return None
         where = self._audio_location(spec)
         if where is not None and mem.audio_for != where:
-            await self._read_audio(mem, where)
+            await self._read_audio(mem, where, spec, key[0])
         for _ in range(3):
             obs, audio = self._observe(body, spec, mem)
             d = decide(obs)
@@ -196,17 +194,22 @@ class Assembler:
             return None
         return None
 
-    async def _read_audio(self, mem: Memory, where: tuple[str, str]) -> bool:
-        """HEAD the audio object; True if what is known of it changed."""
+    async def _read_audio(
+        self, mem: Memory, where: tuple[str, str], spec: ProjectSpec, namespace: str
+    ) -> bool:
+        """HEAD the audio object unless the Project may not read it; True if what is known
+        of it changed. Missing, refused and unreadable say the same (no existence oracle)."""
         before = (mem.audio_for, mem.audio, mem.audio_error)
-        try:
-            fact = await self._head(*where)
-        except Exception as e:  # S3 trouble: say so; the next pass or drift check reads again
-            mem.audio_for, mem.audio, mem.audio_error = None, None, str(e)[:500]
-            return before != (mem.audio_for, mem.audio, mem.audio_error)
+        (bucket, prefix), s, fact = self._storage(spec), self.settings, None
+        refused = audio_problem(*where, namespace, {bucket, s.bucket}, {prefix, s.s3_prefix}, s)
+        if refused is None:
+            try:
+                fact = await self._head(*where)
+            except Exception as e:  # the next pass or drift check reads again
+                log.info("audio object not read", extra={"object": where[1], "reason": str(e)[:200]})
         if fact is None:  # read again on the next pass (AUDIO_RECHECK)
             mem.audio_for, mem.audio = None, None
-            mem.audio_error = f"audio object s3://{where[0]}/{where[1]} not found"
+            mem.audio_error = audio_unreadable(*where)
         else:
             mem.audio_for = where
             version = fact.sha256 or fact.etag
@@ -384,7 +387,7 @@ class Assembler:
                 mem.suspect = True
                 self.wake(key, 0.0)
         where = self._audio_location(spec)
-        if where is not None and await self._read_audio(mem, where):
+        if where is not None and await self._read_audio(mem, where, spec, key[0]):
             self.wake(key, 0.0)
 
     async def stop(self, key: Key) -> None:

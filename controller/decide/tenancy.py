@@ -35,6 +35,28 @@ def bucket_problem(bucket: str, settings: Settings) -> str | None:
     return _refused("bucket", bucket, settings.allowed_buckets, "ALLOWED_BUCKETS")
 
 
+def audio_unreadable(bucket: str, key: str) -> str:
+    """The one message for an audio object that is missing, unreadable or not allowed: a
+    Project must not learn whether someone else's object exists."""
+    return f"audio object s3://{bucket}/{key} cannot be read: missing or not allowed"
+
+
+def audio_problem(
+    bucket: str, key: str, namespace: str, clip_buckets: set[str], prefixes: set[str],
+    settings: Settings,
+) -> str | None:
+    """None when a Project in `namespace` may have this audio object read with the
+    operator's credentials: its bucket passes SCENE_OPERATOR_ALLOWED_BUCKETS, and inside a
+    bucket the operator keeps clips in, a key under the operator's prefixes is under the
+    Project's own namespace (not another tenant's clips or films)."""
+    refused = bucket_problem(bucket, settings) is not None
+    if bucket in clip_buckets:
+        for prefix in (p.strip("/") for p in prefixes):
+            if prefix and key.startswith(f"{prefix}/") and not key.startswith(f"{prefix}/{namespace}/"):
+                refused = True
+    return audio_unreadable(bucket, key) if refused else None
+
+
 def model_problem(model: str, settings: Settings, what: str = "model") -> str | None:
     return _refused(what, model, settings.allowed_models, "ALLOWED_MODELS")
 

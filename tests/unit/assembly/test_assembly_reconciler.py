@@ -292,7 +292,7 @@ def test_a_missing_audio_object_fails_until_it_is_uploaded(world, tmp_path: Path
 
     status = asyncio.run(settle_with_audio())
     assert assembled(status) == ("False", v.Reason.ASSEMBLY_FAILED)
-    assert "song.wav not found" in next(
+    assert "song.wav cannot be read: missing or not allowed" in next(
         c.message for c in status.conditions if c.type == "Assembled"
     )
     assert any(delay and delay > 0 for delay in again)  # looked at again without a drift check

@@ -236,3 +236,35 @@ def test_tests_may_scale_the_drift_interval_down_but_production_does_not() -> No
     assert settings().drift_interval_scale == 1.0
     with pytest.raises(ValidationError):
         settings(drift_interval_scale=2)  # never slower than the spec asks
+
+
+def test_audio_from_a_bucket_outside_the_allow_list_is_refused() -> None:
+    from controller.decide.tenancy import audio_problem, audio_unreadable
+
+    s = Settings(allowed_buckets="clips,music")
+    assert audio_problem("music", "a.mp3", "team", {"clips"}, {"scene-operator"}, s) is None
+    refused = audio_problem("other", "a.mp3", "team", {"clips"}, {"scene-operator"}, s)
+    assert refused == audio_unreadable("other", "a.mp3")
+
+
+def test_audio_under_the_operators_prefix_must_be_the_projects_own_namespace() -> None:
+    from controller.decide.tenancy import audio_problem, audio_unreadable
+
+    s = Settings()
+    mine = "scene-operator/team/uid/final/x.mp4"
+    theirs = "scene-operator/other-team/uid/final/x.mp4"
+    assert audio_problem("clips", mine, "team", {"clips"}, {"scene-operator"}, s) is None
+    assert audio_problem("clips", theirs, "team", {"clips"}, {"scene-operator"}, s) == (
+        audio_unreadable("clips", theirs)
+    )
+    # "team" is not a prefix match for "team-b": the namespace is a whole path segment
+    other = "scene-operator/team-b/uid/final/x.mp4"
+    assert audio_problem("clips", other, "team", {"clips"}, {"scene-operator"}, s) is not None
+    # outside the clip buckets, the prefix is only a name
+    assert audio_problem("music", theirs, "team", {"clips"}, {"scene-operator"}, s) is None
+
+
+def test_missing_and_refused_audio_say_the_same() -> None:
+    from controller.decide.tenancy import audio_unreadable
+
+    assert "missing or not allowed" in audio_unreadable("b", "k")

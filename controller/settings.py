@@ -47,9 +47,14 @@ class Settings(BaseSettings):
     poll_factor: float = Field(default=1.5, ge=1.0)
     orphan_search_after_seconds: float = Field(default=30.0, ge=0)
     """A job whose id was never recorded (the operator stopped during its create, or the
-    create got no answer) is searched for at the provider this long after its start (or
-    after the unanswered create): by then the provider has acted on it (the client
-    timeout is 30 s)."""
+    create got no answer) is searched for at the provider once the searching process has
+    seen its marker (or the unanswered create) for this long, on its own monotonic clock:
+    by then the provider has acted on it (the client timeout is 30 s). A second job found
+    for the marker later is canceled (DuplicateCanceled)."""
+    clock_skew_seconds: float = Field(default=30.0, ge=0)
+    """How far the provider's clock (a job's `created_at`) and the clock of the node that
+    wrote a marker's `startedAt` may disagree: the search for a job whose id was never
+    recorded reaches back this much further."""
     local_render_latency_seconds: float = Field(default=0.0, ge=0)
     """Simulated job latency of the local renderer (demos and benchmarks)."""
     cost_per_second_replicate: float = 0.40

@@ -19,7 +19,7 @@ from controller import webhooks
 from controller.api import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.api.scene import ScenePhase, SceneStatus
-from controller.controllers.scene import cancel
+from controller.controllers.scene import cancel, duplicates
 from controller.controllers.scene import provider_jobs as jobs
 from controller.controllers.scene import working_clip as working
 from controller.controllers.scene.clip_look import look_at_clip
@@ -115,6 +115,7 @@ class Actuator:
             orphan=facts.orphan,
             bucket=facts.bucket,
             orphan_search_after=s.settings.orphan_search_after_seconds,
+            marker_watched=mem.watch_marker(sc.marker_key(status), s.monotonic()),
             capacity=desired is not None and not full,
             capacity_limit=full or "",
             waiting_since=s.waiting_since.get(self.key),
@@ -138,6 +139,9 @@ class Actuator:
         )
         if self.parked is not None:  # the wait's start, on the decisions' clock
             self.scenes.waiting_since.setdefault(self.key, o.now)
+        marker = sc.late_duplicates(o, d)
+        if marker is not None:
+            duplicates.watch(self.scenes, self.key, marker)
         if d.outcome in (sc.Outcome.ORPHAN_RECOVERED, sc.Outcome.ORPHAN_AGAIN):
             m.ORPHAN_WINDOW.labels(d.outcome.value).inc()
         elif d.outcome == sc.Outcome.DRIFT_REPAIRED:
@@ -179,6 +183,7 @@ class Actuator:
                 return False
             raise
         self.scenes.intake.cache_scene(updated)
+        self.mem.watch_marker(sc.marker_key(new), self.scenes.monotonic())  # watched from now
         return True
 
     # ------------------------------------------------------------------ S3 and provider

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -151,6 +152,8 @@ async def find_job(a: Actuator, o: sc.Observation) -> sc.OrphanSearch:
     since = parse_rfc3339(g.started_at)
     if find is None or since is None:
         return sc.OrphanSearch(None, searched=False)
+    # startedAt is another node's wall clock, created_at the provider's: allow for skew.
+    since -= timedelta(seconds=s.settings.clock_skew_seconds)
     # Jobs other Scenes own (recorded, or being recorded) are never taken.
     exclude = frozenset(recorded_job_ids(a, g.provider) | s.recovering.keys())
     await s.limiter("reads", g.provider).acquire()

@@ -16,7 +16,7 @@ from controller.api.scene import SceneSpec
 from controller.controllers.capacity import Capacity
 from controller.controllers.events import Recorder
 from controller.controllers.ports import ClipStorage, KubeClient, ProviderRegistry, Threads
-from controller.controllers.scene import cancel
+from controller.controllers.scene import cancel, duplicates
 from controller.controllers.scene.actuator import Actuator, SceneInputs
 from controller.controllers.scene.kept import KeptOutputs
 from controller.controllers.scene.ratelimit import TokenBucket
@@ -62,6 +62,7 @@ class Scenes:
         self.memory = memory
         self.recorder = recorder
         self.now = clock  # the decisions' `now` (a test passes a fake clock)
+        self.monotonic = intake.queue.clock  # this process's own timings (the queue's)
         self.poll_limits: dict[str, TokenBucket] = {}
         self.create_limits: dict[str, TokenBucket] = {}
         self.recovering: dict[str, Key] = {}  # job id -> the Scene that found it
@@ -105,9 +106,13 @@ class Scenes:
         if actuator.gone:
             self.memory.scenes.pop(key, None)
             self.kept.drop(key)
+        later = await duplicates.look(self, key, cancel.cancel_job)
         self.memory.settle_scene(key)
         await cancel.deleted(self, key)
-        return Result(result.requeue_after, urgent=self.intake.scene_is_urgent(key))
+        requeue = result.requeue_after
+        if later is not None:
+            requeue = later if requeue is None else min(requeue, later)
+        return Result(requeue, urgent=self.intake.scene_is_urgent(key))
 
     def inputs(self, body: Body) -> SceneInputs:
         ns, _ = key_of(body)

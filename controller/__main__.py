@@ -34,7 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from controller.kube.client import KubeApi
     from controller.leaderelection import leadership
     from controller.leaderelection.elector import AlwaysLeader, LeaderElector
-    from controller.leaderelection.guard import Guarded, GuardedProviders, LeaderGatedQueue
+    from controller.leaderelection.guard import LeaderGatedQueue, guarded_edges
     from controller.observability import fleet_metrics, logs, metrics
     from controller.settings import Settings
     from controller.storage.clips import ClipStore
@@ -65,8 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         runtime = Runtime(
             settings=settings,
             api=api,
-            clips=Guarded(clips, elector.is_leader, "clip store"),
-            providers=GuardedProviders(settings, elector.is_leader),
+            **guarded_edges(settings, elector, clips),  # behind the guard and the fence
             queue=LeaderGatedQueue(elector.wait_leading),
         )
         fleet_metrics.register(runtime.store)  # gauges counted from the cache at each scrape

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     leader_elect_retry_period_seconds: float = Field(default=2.0, gt=0)
     """Renew (leader) and acquire (standby) attempts are this far apart."""
 
+    leader_elect_fence_seconds: float = Field(default=5.0, ge=0)
+    """A provider create or an S3 PUT is sent only while this process's lease has at least
+    this long left before its renew deadline (on its monotonic clock), so a leader frozen
+    just before the call does not send it after its successor took over."""
+
     @model_validator(mode="after")
     def _leader_timings(self) -> Settings:
         # client-go's rule: the leader gives up before anyone may take over.
@@ -115,6 +120,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SCENE_OPERATOR_LEADER_ELECT_*: need lease duration > renew deadline > "
                 "1.2 x retry period"
+            )
+        if self.leader_elect_fence_seconds >= renew:
+            raise ValueError(
+                "SCENE_OPERATOR_LEADER_ELECT_FENCE_SECONDS must be less than the renew deadline"
             )
         return self
 

@@ -31,12 +31,13 @@ Item = tuple[Kind, str, str]  # (kind, namespace, name)
 
 @dataclass(slots=True)
 class LateJobs:
-    """A marker whose late creates are looked for: when next, and the ones canceled."""
+    """A marker whose late creates are looked for: when next, and the jobs that are no
+    duplicates to cancel (the Scene's own, recorded since, and those already canceled)."""
 
     provider: str
     started_at: str
     due: float  # monotonic
-    canceled: set[str] = field(default_factory=set)
+    known: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)  # one per Scene: 10,000 of them at 10,000 Scenes

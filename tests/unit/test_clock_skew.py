@@ -122,3 +122,19 @@ def test_a_late_duplicate_is_canceled_at_the_provider_and_reported() -> None:
         "scene_operator_duplicate_jobs_canceled_total", provider="replicate", outcome="canceled"
     )
     assert after == before + 1
+
+
+def test_a_job_the_scene_itself_recorded_is_never_taken_for_a_duplicate() -> None:
+    """The job found after the kill is lost at the provider (still listed); the retry's
+    job completes the Scene. The lost one was this Scene's own: not a duplicate."""
+    h = Harness()
+    killed_after_marker(h, created=True)
+    (first,) = h.replicate.jobs.values()
+    first.outcome = "lost"
+    h.restart()
+    run(h.settle(seconds=900))
+    assert len(h.replicate.jobs) == 2
+    assert h.status(SCENE)["phase"] == "Completed"
+    assert v.Reason.JOB_RECOVERED in h.kube.reasons(SCENE)
+    assert h.replicate.cancels == []
+    assert v.Reason.DUPLICATE_CANCELED not in h.kube.reasons(SCENE)

@@ -184,6 +184,7 @@ class Actuator:
             raise
         self.scenes.intake.cache_scene(updated)
         self.mem.watch_marker(sc.marker_key(new), self.scenes.monotonic())  # watched from now
+        duplicates.recorded(self.mem, new)
         return True
 
     # ------------------------------------------------------------------ S3 and provider

@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from controller.api import vocabulary as v
-from controller.api.scene import GenerationInfo, ScenePhase
+from controller.api.scene import GenerationInfo, ScenePhase, SceneStatus
 from controller.controllers.events import Recorder
 from controller.decide.timeutil import parse_rfc3339
 from controller.informer.cache import Body, Key, Store
 from controller.observability import metrics as m
 from controller.providers.base import ProviderError, VideoRequest
-from controller.queue.state import LateJobs, Memory
+from controller.queue.state import LateJobs, Memory, SceneMemory
 from controller.settings import Settings
 
 log = logging.getLogger("scene_operator")
@@ -57,6 +57,14 @@ def watch(scenes: Scenes, key: Key, marker: GenerationInfo) -> None:
     scenes.memory.scene(key).duplicates = LateJobs(marker.provider, marker.started_at, due)
 
 
+def recorded(mem: SceneMemory, status: SceneStatus) -> None:
+    """A status this Scene wrote: a job it records is its own, never a duplicate (even
+    once it failed and is recorded no more)."""
+    g = status.generation
+    if mem.duplicates is not None and g is not None and g.job_id:
+        mem.duplicates.known.add(g.job_id)
+
+
 async def look(scenes: Scenes, key: Key, cancel_job: CancelJob) -> float | None:
     """After a pass: look for late jobs once the window has passed. Seconds until the
     next look, or None when there is nothing more to watch."""
@@ -81,10 +89,10 @@ async def look(scenes: Scenes, key: Key, cancel_job: CancelJob) -> float | None:
         # A marker without a job id (this Scene's or another's): its job is not ours to
         # cancel. Look again later.
         return window
-    exclude = recorded | set(scenes.recovering) | late.canceled
+    exclude = recorded | set(scenes.recovering) | late.known
     since -= timedelta(seconds=scenes.settings.clock_skew_seconds)
     try:
-        found = _Found(body, provider, request, since, exclude, late.canceled)
+        found = _Found(body, provider, request, since, exclude, late.known)
         await _cancel_found(scenes, key, found, cancel_job)
     except ProviderError as e:
         log.warning(
@@ -105,7 +113,7 @@ class _Found:
     request: VideoRequest
     since: datetime
     exclude: set[str]
-    canceled: set[str]
+    known: set[str]
 
 
 async def _cancel_found(scenes: Scenes, key: Key, f: _Found, cancel_job: CancelJob) -> None:
@@ -119,7 +127,7 @@ async def _cancel_found(scenes: Scenes, key: Key, f: _Found, cancel_job: CancelJ
         if job_id is None:
             return
         f.exclude.add(job_id)
-        f.canceled.add(job_id)
+        f.known.add(job_id)
         why = "a second job for one pending marker"
         outcome = await cancel_job(scenes, key, provider, job_id, why)
         m.DUPLICATES_CANCELED.labels(provider, outcome).inc()

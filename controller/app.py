@@ -31,6 +31,7 @@ from controller.controllers.project.status import ProjectStatusWriter
 from controller.controllers.scene.actuator import SceneEffects
 from controller.controllers.scene.cancel import Canceler, abandoned
 from controller.controllers.scene.clip_look import ClipLooks
+from controller.controllers.scene.duplicates import LateDuplicates
 from controller.controllers.scene.finish import OutputFinisher
 from controller.controllers.scene.inputs import InputReader, ProjectRecheck
 from controller.controllers.scene.kept import KeptOutputs
@@ -192,13 +193,22 @@ def scene_reconciler(p: Parts) -> Scenes:
     """The Scene reconciler and the collaborators its passes act through."""
     limits = Limiters(p.settings)
     kept = KeptOutputs(p.tmp_dir, p.settings.kept_outputs_max_bytes)
-    status = StatusWriter(p.api, p.intake)
     read = InputReader(
         settings=p.settings,
         projects=p.store.projects,
         specs=p.memory.specs,
         budget_left=p.capacity.budget_left,
     )
+    search = JobSearch(providers=p.providers, limits=limits, scenes=p.store.scenes,
+                       recovering={}, clock_skew_seconds=p.settings.clock_skew_seconds)  # fmt: skip
+    canceler = Canceler(
+        providers=p.providers, limits=limits, kept=kept, abandoned_jobs=p.memory.abandoned
+    )
+    duplicates = LateDuplicates(  # this process's monotonic clock: the queue's
+        settings=p.settings, memory=p.memory, scenes=p.store.scenes, read=read,
+        providers=p.providers, limits=limits, cancel_job=canceler.cancel_job, events=p.recorder,
+        recovering=search.recovering, monotonic=p.intake.queue.clock)  # fmt: skip
+    status = StatusWriter(p.api, p.intake, written=duplicates.written)
 
     effects = SceneEffects(
         settings=p.settings,
@@ -222,7 +232,7 @@ def scene_reconciler(p: Parts) -> Scenes:
             scenes=p.store.scenes,
             clock=p.clock,
         ),
-        search=JobSearch(providers=p.providers, limits=limits, scenes=p.store.scenes, recovering={}),
+        search=search,
         finisher=OutputFinisher(
             settings=p.settings,
             providers=p.providers,
@@ -234,9 +244,8 @@ def scene_reconciler(p: Parts) -> Scenes:
             clock=p.clock,
             tmp_dir=p.tmp_dir,
         ),
-        canceler=Canceler(
-            providers=p.providers, limits=limits, kept=kept, abandoned_jobs=p.memory.abandoned
-        ),
+        canceler=canceler,
+        duplicates=duplicates,
         status=status,
         events=p.recorder,
         check_bucket=p.bucket_check,
@@ -329,7 +338,7 @@ async def serve(settings: Settings, clips: ClipStorage, options: RunOptions) -> 
     from controller.kube.client import KubeApi
     from controller.leaderelection import leadership
     from controller.leaderelection.elector import AlwaysLeader, LeaderElector
-    from controller.leaderelection.guard import Guarded, GuardedProviders, LeaderGatedQueue
+    from controller.leaderelection.guard import LeaderGatedQueue, guarded_edges
     from controller.observability import fleet_metrics
 
     elect = leadership.election_enabled(options.leader_elect, settings)
@@ -343,13 +352,14 @@ async def serve(settings: Settings, clips: ClipStorage, options: RunOptions) -> 
         elector = leadership.elector(lease_api, config, route and route.elected)
         lease = f"{config.namespace}/{config.name}"
         log.info("leader election on", extra={"lease": lease, "identity": config.identity})
-    # Every provider call, S3 call and API write of the work checks leadership first.
+    # Every provider call, S3 call and API write of the work checks leadership first;
+    # provider creates and S3 PUTs the fence too (the lease's time left: guard.py).
     api.write_guard = elector.is_leader
-    providers = GuardedProviders(settings, elector.is_leader)
+    guarded_clips, providers = guarded_edges(settings, elector, clips)
     runtime = Runtime(
         settings=settings,
         api=api,
-        clips=Guarded(clips, elector.is_leader, "clip store"),
+        clips=guarded_clips,
         providers=providers,
         queue=LeaderGatedQueue(elector.wait_leading),
     )

@@ -60,9 +60,14 @@ class Settings(BaseSettings):
     """Each poll waits this many times longer than the last one (up to the maximum)."""
     orphan_search_after_seconds: float = Field(default=30.0, ge=0)
     """A job whose id was never recorded (the operator stopped during its create, or the
-    create got no answer) is searched for at the provider this long after its start (or
-    after the unanswered create): by then the provider has acted on it (the client
-    timeout is 30 s)."""
+    create got no answer) is searched for at the provider once the searching process has
+    seen its marker (or the unanswered create) for this long, on its own monotonic clock:
+    by then the provider has acted on it (the client timeout is 30 s). A second job found
+    for the marker later is canceled (DuplicateCanceled)."""
+    clock_skew_seconds: float = Field(default=30.0, ge=0)
+    """How far the provider's clock (a job's `created_at`) and the clock of the node that
+    wrote a marker's `startedAt` may disagree: the search for a job whose id was never
+    recorded reaches back this much further."""
     local_render_latency_seconds: float = Field(default=0.0, ge=0)
     """Simulated job latency of the local renderer (demos and benchmarks)."""
     cost_per_second_replicate: float = 0.40
@@ -121,6 +126,11 @@ class Settings(BaseSettings):
     leader_elect_retry_period_seconds: float = Field(default=2.0, gt=0)
     """Renew (leader) and acquire (standby) attempts are this far apart."""
 
+    leader_elect_fence_seconds: float = Field(default=5.0, ge=0)
+    """A provider create or an S3 PUT is sent only while this process's lease has at least
+    this long left before its renew deadline (on its monotonic clock), so a leader frozen
+    just before the call does not send it after its successor took over."""
+
     @model_validator(mode="after")
     def _leader_timings(self) -> Settings:
         # client-go's rule: the leader gives up before anyone may take over.
@@ -132,6 +142,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SCENE_OPERATOR_LEADER_ELECT_*: need lease duration > renew deadline > "
                 "1.2 x retry period"
+            )
+        if self.leader_elect_fence_seconds >= renew:
+            raise ValueError(
+                "SCENE_OPERATOR_LEADER_ELECT_FENCE_SECONDS must be less than the renew deadline"
             )
         return self
 

@@ -12,6 +12,12 @@ if ! command -v promtool >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
   if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service || true; fi
 fi
+# faketime (libfaketime) runs an operator process with its wall clock set wrong, for the
+# never-pay-twice tests under clock skew (tests/resilience/test_clock_skew.py).
+if ! command -v faketime >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime
+fi
 if ! command -v kubectl >/dev/null; then
   echo "kubectl is needed (it ships with the machine image; or install it from your distribution)" >&2
   exit 1

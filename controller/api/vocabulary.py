@@ -75,6 +75,7 @@ class Reason:
     JOB_LOST = "JobLost"
     JOB_MAY_BE_ORPHANED = "JobMayBeOrphaned"
     JOB_RECOVERED = "JobRecovered"
+    DUPLICATE_CANCELED = "DuplicateCanceled"  # a second job for one marker, found late
     JOB_ABANDONED = "JobAbandoned"  # its output will not be used; canceled where possible
     RETRIES_EXHAUSTED = "RetriesExhausted"
     # drift and controls

@@ -16,6 +16,17 @@ from controller.providers.base import JobState
 from controller.storage.buckets import BucketChecks
 
 
+@dataclass(slots=True)
+class LateJobs:
+    """A marker whose late creates are looked for: when next, and the jobs that are no
+    duplicates to cancel (the Scene's own, recorded since, and those already canceled)."""
+
+    provider: str
+    started_at: str
+    due: float  # monotonic
+    known: set[str] = field(default_factory=set)
+
+
 @dataclass(slots=True)  # one per Scene: 10,000 of them at 10,000 Scenes
 class SceneMemory:
     polls: int = 0
@@ -24,6 +35,16 @@ class SceneMemory:
     fetch_failures: int = 0
     unrecorded: SceneStatus | None = None  # a started job whose id write failed: retry it
     look_first: bool = False  # drift saw an object for this scene: HEAD it before deciding
+    marker: tuple[str, float] | None = None  # (pending marker's key, first seen: monotonic)
+    duplicates: LateJobs | None = None  # a marker's late creates looked for (duplicates.py)
+
+    def watch_marker(self, key: str | None, now: float) -> float:
+        """Seconds this process has seen the pending marker `key` unchanged, on its
+        monotonic clock `now` (0 the first time); None forgets it."""
+        if key is None or self.marker is None or self.marker[0] != key:
+            self.marker = None if key is None else (key, now)
+            return 0.0
+        return now - self.marker[1]
 
 
 _IDLE_SCENE = SceneMemory()

@@ -182,6 +182,13 @@ class LeaderElector:
     def is_leader(self) -> bool:
         return self._leading and self.clock.monotonic() < self._valid_until
 
+    def lease_left(self) -> float:
+        """Seconds this process still leads, on its monotonic clock (0 when it does not):
+        the fence before a provider create or an S3 PUT (controller.leaderelection.guard)."""
+        if not self._leading:
+            return 0.0
+        return max(self._valid_until - self.clock.monotonic(), 0.0)
+
     def may_write(self) -> bool:
         """The guard of the elector's own writes: a candidate's, or a leader's before its
         deadline; never one that a frozen leader had under way when it resumed."""
@@ -323,6 +330,9 @@ class AlwaysLeader:
 
     def is_leader(self) -> bool:
         return True
+
+    def lease_left(self) -> float:
+        return math.inf
 
     async def wait_leading(self) -> None:
         return None

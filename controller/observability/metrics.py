@@ -66,6 +66,12 @@ ORPHAN_WINDOW = Counter(
 # SceneOperatorJobMayBePaidTwice reads `again`).
 for _outcome in ("recovered", "again"):
     ORPHAN_WINDOW.labels(_outcome)
+DUPLICATES_CANCELED = Counter(
+    "scene_operator_duplicate_jobs_canceled_total",
+    "Second jobs for one pending marker found at the provider after one was taken (a "
+    "create that landed late), by provider and cancel outcome: canceled, unsupported, failed",
+    ["provider", "outcome"],
+)
 QUEUE_DEPTH = Gauge("scene_operator_workqueue_depth", "Keys waiting in the work queue")
 WAITING = Gauge(
     "scene_operator_scenes_waiting_for_capacity",

@@ -105,8 +105,9 @@ class JobFinder(Protocol):
     async def find_job(
         self, request: VideoRequest, since: datetime, exclude: frozenset[str]
     ) -> str | None:
-        """The id of a job created for exactly `request` at or after `since` (minus a
-        small clock skew) and not in `exclude`, or None. Raises ProviderError."""
+        """The id of the oldest job created for exactly `request` at or after `since`
+        (on the provider's clock: the caller allows for skew) and not in `exclude`, or
+        None. Raises ProviderError."""
         ...
 
 

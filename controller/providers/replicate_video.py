@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -49,10 +49,8 @@ _RUNNING = frozenset({"starting", "processing"})
 # The client retries GETs on 429/503/504 in the worker thread, sleeping Retry-After
 # uncapped; cap it so a long Retry-After cannot pin pool threads for minutes.
 _MAX_CLIENT_RETRY_WAIT = 10.0
-# Finding a job whose id was never recorded: how far back to read the prediction list,
-# and how far its clock may be behind ours.
+# Finding a job whose id was never recorded: how far back to read the prediction list.
 FIND_MAX_PAGES = 10
-FIND_CLOCK_SKEW = timedelta(seconds=5)
 # Hosts that may receive the API token on download, besides the API's own origin.
 _TOKEN_HOST_SUFFIXES = (".replicate.com", ".replicate.delivery")
 
@@ -93,12 +91,10 @@ class ReplicateVideoProvider:
         default_model: str = VEO_31,
         timeout: float = 30.0,
         max_workers: int = 16,
-        clock_skew: timedelta = FIND_CLOCK_SKEW,
         fetch_rules: fetch.FetchRules | None = None,
         webhook: str | None = None,
     ) -> None:
         self._webhook = webhook  # the operator's receiver URL: webhooks on (see webhooks/)
-        self.clock_skew = clock_skew  # how far the provider's clock may be behind ours
         # Resolved once here (same variables the client reads) so downloads and redaction
         # use exactly the token the client sends.
         self._token = api_token or os.environ.get("REPLICATE_API_TOKEN") or None
@@ -273,7 +269,7 @@ class ReplicateVideoProvider:
                 model,
                 version,
                 payload,
-                since - self.clock_skew,
+                since,
                 exclude,
             )
             found = older or found  # pages go back in time: keep the oldest match

@@ -51,7 +51,8 @@ class TaggedReplicate(ReplicateServer):
 def election_env(
     lease_namespace: str, lease_id: str, lease_seconds: float = 15.0
 ) -> dict[str, str]:
-    """Leader election on, with client-go's ratios (15/10/2) scaled to `lease_seconds`."""
+    """Leader election on, with client-go's ratios (15/10/2) scaled to `lease_seconds`,
+    and the fence likewise (5 of 15)."""
     return {
         "SCENE_OPERATOR_LEADER_ELECT": "true",
         "SCENE_OPERATOR_LEADER_ELECT_NAMESPACE": lease_namespace,
@@ -59,6 +60,7 @@ def election_env(
         "SCENE_OPERATOR_LEADER_ELECT_LEASE_DURATION_SECONDS": str(lease_seconds),
         "SCENE_OPERATOR_LEADER_ELECT_RENEW_DEADLINE_SECONDS": str(lease_seconds * 2 / 3),
         "SCENE_OPERATOR_LEADER_ELECT_RETRY_PERIOD_SECONDS": str(lease_seconds * 2 / 15),
+        "SCENE_OPERATOR_LEADER_ELECT_FENCE_SECONDS": str(lease_seconds / 3),
     }
 
 

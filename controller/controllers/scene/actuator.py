@@ -23,6 +23,7 @@ from controller.controllers.memory import SceneMemory
 from controller.controllers.ports import Body, EventSink, Key, SceneStatusWriter
 from controller.controllers.scene.cancel import Canceler
 from controller.controllers.scene.clip_look import ClipLooks
+from controller.controllers.scene.duplicates import LateDuplicates
 from controller.controllers.scene.finish import OutputFinisher
 from controller.controllers.scene.inputs import InputReader, ProjectRecheck, ScenePass
 from controller.controllers.scene.orphan_search import JobSearch
@@ -54,6 +55,7 @@ class SceneEffects:
     search: JobSearch
     finisher: OutputFinisher
     canceler: Canceler
+    duplicates: LateDuplicates  # the pending markers watched, late second jobs canceled
     status: SceneStatusWriter
     events: EventSink
     check_bucket: Callable[[str], Awaitable[sc.BucketSeen]]
@@ -128,6 +130,7 @@ class Actuator:
             orphan=facts.orphan,
             bucket=facts.bucket,
             orphan_search_after=fx.settings.orphan_search_after_seconds,
+            marker_watched=fx.duplicates.watched(self.scene.mem, status),
             capacity=desired is not None and not full,
             capacity_limit=full or "",
             waiting_since=fx.waiting_since.get(self.scene.key),
@@ -151,6 +154,9 @@ class Actuator:
         )
         if self.parked is not None:  # the wait's start, on the decisions' clock
             self.fx.waiting_since.setdefault(self.scene.key, o.now)
+        marker = sc.late_duplicates(o, d)
+        if marker is not None:
+            self.fx.duplicates.watch(self.scene.mem, marker)
         if d.outcome in (sc.Outcome.ORPHAN_RECOVERED, sc.Outcome.ORPHAN_AGAIN):
             m.ORPHAN_WINDOW.labels(d.outcome.value).inc()
         elif d.outcome == sc.Outcome.DRIFT_REPAIRED:

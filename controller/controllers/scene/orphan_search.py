@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 
 from controller.api.common import ErrorInfo
 from controller.controllers.ports import Body, Key, ProviderRegistry, RateLimits
@@ -29,11 +30,13 @@ class JobSearch:
         limits: RateLimits,
         scenes: Mapping[Key, Body],
         recovering: dict[str, Key],
+        clock_skew_seconds: float,
     ) -> None:
         self.providers = providers
         self.limits = limits
         self.scenes = scenes  # the cache's Scenes: the job ids they record
         self.recovering = recovering  # job id -> the Scene that found it
+        self.clock_skew = timedelta(seconds=clock_skew_seconds)
 
     async def find_job(self, scene: ScenePass, o: sc.Observation) -> sc.OrphanSearch:
         key = scene.key
@@ -47,6 +50,8 @@ class JobSearch:
         since = parse_rfc3339(g.started_at)
         if find is None or since is None:
             return sc.OrphanSearch(None, searched=False)
+        # startedAt is another node's wall clock, created_at the provider's: allow for skew.
+        since -= self.clock_skew
         # Jobs other Scenes own (recorded, or being recorded) are never taken.
         exclude = frozenset(self.recorded_job_ids(g.provider) | self.recovering.keys())
         await self.limits.limiter("reads", g.provider).acquire()

@@ -74,6 +74,10 @@ class Scenes:
         if actuator.gone:
             self.memory.scenes.pop(key, None)
             self.kept.drop(key)
+        later = await self.effects.duplicates.look(key)
         self.memory.settle_scene(key)
         await self.effects.canceler.deleted(key)
-        return Result(result.requeue_after, urgent=self.keys.scene_is_urgent(key))
+        requeue = result.requeue_after
+        if later is not None:
+            requeue = later if requeue is None else min(requeue, later)
+        return Result(requeue, urgent=self.keys.scene_is_urgent(key))

@@ -3,18 +3,26 @@ precondition unless told otherwise; the object the API answers is cached."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from controller.api import vocabulary as v
 from controller.api.scene import SceneStatus
-from controller.controllers.ports import Body, KubeClient, SceneCache
+from controller.controllers.ports import Body, Key, KubeClient, SceneCache
 from controller.decide.patching import merge_patch
 from controller.informer.cache import key_of
 from controller.kube.errors import ApiError
 
 
 class StatusWriter:
-    def __init__(self, api: KubeClient, cache: SceneCache) -> None:
+    def __init__(
+        self,
+        api: KubeClient,
+        cache: SceneCache,
+        written: Callable[[Key, SceneStatus], None] = lambda key, status: None,
+    ) -> None:
         self.api = api
         self.cache = cache
+        self.written = written  # after each write that landed (duplicates.py: the marker)
 
     async def write(self, body: Body, new: SceneStatus, *, precondition: bool = True) -> bool:
         """Merge-patch status; with the precondition, a stale cache fails with a conflict:
@@ -39,4 +47,5 @@ class StatusWriter:
                 return False
             raise
         self.cache.cache_scene(updated)
+        self.written((ns, name), new)
         return True

@@ -27,6 +27,8 @@ from controller.decide.scene.jobs import (
     after_start_error,
     blocked_job,
     in_flight,
+    late_duplicates,
+    marker_key,
     spec_moved,
     tokens,
 )
@@ -86,6 +88,8 @@ __all__ = [
     "after_start_error",
     "clip_missing",
     "decide",
+    "late_duplicates",
+    "marker_key",
     "retry_or_fail",
     "same_clip",
     "with_job_id",

@@ -43,7 +43,7 @@ def after_start_error(
             o,
             kept,
             Rule.START_UNANSWERED,
-            requeue_after=max(_search_wait(o, marker.generation, err), 0.0),
+            requeue_after=o.orphan_search_after,  # a new marker_key: watched from now
         )
     restored = marker.model_copy(
         update={"attempts": before.attempts, "generations_started": before.generations_started}
@@ -116,12 +116,26 @@ def _regenerate(o: Observation, handled: dict[str, object], rule: Rule) -> Decis
     )
 
 
-def _search_wait(o: Observation, g: GenerationInfo, unanswered: ErrorInfo | None) -> float:
+def marker_key(s: SceneStatus) -> str | None:
+    """What identifies a pending marker without a job id, and the unanswered create of
+    it if any: the runtime times how long it has watched one (`marker_watched`) and
+    starts again when this changes. None: no such marker."""
+    g = s.generation
+    if g is None or g.job_id is not None:
+        return None
+    unanswered = _unanswered(s, g)
+    return f"{g.started_at}/t{g.take}/a{s.attempts}/{unanswered.at if unanswered else ''}"
+
+
+def _search_wait(o: Observation) -> float:
     """Seconds until a create sent for this marker has surely been answered (or, when it
-    got no answer, until a provider that was slow to act has surely acted)."""
-    since = parse_rfc3339(unanswered.at if unanswered and unanswered.at else g.started_at)
-    elapsed = (o.now - since).total_seconds() if since is not None else o.orphan_search_after
-    return o.orphan_search_after - elapsed
+    got no answer, until a provider that was slow to act has surely acted): measured on
+    this process's monotonic clock from when it first saw the marker or the unanswered
+    create. Never by comparing the marker's startedAt, written by another node's wall
+    clock, with ours: a node whose clock runs ahead would search too soon and pay again.
+    A process sees a marker only while it leads (a standby's queue hands out no key), so
+    the wait also starts no earlier than its taking of the lease."""
+    return o.orphan_search_after - o.marker_watched
 
 
 def _unanswered(s: SceneStatus, g: GenerationInfo) -> ErrorInfo | None:
@@ -139,7 +153,7 @@ def _orphaned(o: Observation, s: SceneStatus, g: GenerationInfo) -> Decision:
     resume it; pay for another only if it is not there (or the provider cannot list)."""
     unanswered = _unanswered(s, g)
     if o.orphan is None:
-        wait = _search_wait(o, g, unanswered)
+        wait = _search_wait(o)
         if wait > 0:
             return settle(o, s, Rule.ORPHAN_SETTLING, requeue_after=wait)
         return Decision(Effect.FIND_JOB, s, Rule.FIND_ORPHAN)
@@ -249,6 +263,29 @@ def _upload_retrying(
     return settle(
         o, s.model_copy(update={"last_error": err}), Rule.UPLOAD_RETRYING, requeue_after=retry_after
     )
+
+
+# Rules after which a create sent for the marker may still land at the provider (late):
+# its job was found (so any other is a duplicate), or it was searched for and not found
+# (a new one will be started).
+LATE_DUPLICATES = frozenset(
+    {
+        Rule.ORPHAN_RECOVERED,
+        Rule.UNANSWERED_RECOVERED,
+        Rule.ORPHAN_WINDOW,
+        Rule.UNANSWERED_WINDOW,
+        Rule.START_AMBIGUOUS,
+    }
+)
+
+
+def late_duplicates(o: Observation, d: Decision) -> GenerationInfo | None:
+    """The marker (without a job id) whose late creates the runtime looks for after
+    `d`: a second job found for it is canceled (DuplicateCanceled), never recorded."""
+    g = o.status.generation
+    if d.rule not in LATE_DUPLICATES or g is None or g.job_id is not None:
+        return None
+    return g
 
 
 # Rules that stop recording a job whose output will not be used: it is canceled at the

@@ -254,7 +254,10 @@ class Observation:
     planned: bool = False  # created by its Project's plan (owned), not applied by a user
     orphan: OrphanSearch | None = None  # None: not searched yet
     bucket: BucketSeen | None = None  # None: not looked at yet
-    orphan_search_after: float = 30.0  # seconds after a marker's start
+    orphan_search_after: float = 30.0  # seconds this process watches a marker first
+    # How long this process has seen the pending marker (or its unanswered create)
+    # unchanged, on its own monotonic clock: never another node's wall clock.
+    marker_watched: float = 0.0
     poll_delay: float = 5.0
     jitter: float = 0.5  # a random draw in [0, 1) for backoff
 

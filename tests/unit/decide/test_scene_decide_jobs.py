@@ -179,7 +179,7 @@ CASES = [
     ),
     pytest.param(
         Case(
-            observe(in_flight(1, job_id=None)),
+            observe(in_flight(1, job_id=None), marker_watched=30.0),
             Effect.FIND_JOB,
             "find-orphan",
             ScenePhase.PROCESSING,
@@ -190,9 +190,7 @@ CASES = [
     ),
     pytest.param(
         Case(
-            settle(
-                observe(in_flight(1, job_id=None), now=NOW - dt.timedelta(minutes=2, seconds=-10))
-            ),
+            settle(observe(in_flight(1, job_id=None), marker_watched=10.0)),
             Effect.NONE,
             "orphan-settling",
             ScenePhase.PROCESSING,
@@ -200,6 +198,19 @@ CASES = [
             requeued_after(20.0),
         ),
         id="orphan-window-waits-until-a-create-sent-before-the-stop-is-answered",
+    ),
+    pytest.param(
+        Case(
+            # The marker's startedAt is an hour behind this process's wall clock (another
+            # node's clock, or ours stepped): the wait counts only what this process saw.
+            settle(observe(in_flight(1, job_id=None), now=NOW + dt.timedelta(hours=1))),
+            Effect.NONE,
+            "orphan-settling",
+            ScenePhase.PROCESSING,
+            (),
+            requeued_after(30.0),
+        ),
+        id="orphan-window-is-timed-from-first-sight-not-from-another-nodes-clock",
     ),
     pytest.param(
         Case(

@@ -229,9 +229,10 @@ def test_unanswered_create_is_searched_for_before_paying_again(
     assert kept.status.generation == marker.generation and kept.status.last_error == timeout
     assert kept.requeue_after == pytest.approx(30.0)
 
-    waiting = decide(replace(o, status=kept.status, now=NOW + dt.timedelta(seconds=10)))
+    # Watched on this process's monotonic clock (marker_watched), not its wall clock.
+    waiting = decide(replace(o, status=kept.status, now=NOW + dt.timedelta(hours=1)))
     assert (waiting.effect, waiting.rule) == (Effect.NONE, "orphan-settling")
-    later = replace(o, status=kept.status, now=NOW + dt.timedelta(seconds=31))
+    later = replace(o, status=kept.status, marker_watched=31.0)
     assert decide(later).effect == Effect.FIND_JOB
 
     d = decide(replace(later, orphan=search))

@@ -58,6 +58,7 @@ from controller.decide.scene import (
     StoredObject,
     after_start_error,
     decide,
+    marker_key,
     with_job_id,
 )
 from controller.decide.timeutil import parse_rfc3339, rfc3339
@@ -133,6 +134,9 @@ class World:
     starts: int = 0
     uploads: int = 0
     recorded: set[str] = field(default_factory=set)  # job ids ever written to status
+    # The runtime's watch of a pending marker (its key, first seen); `now` doubles as the
+    # process's monotonic clock, and a crash starts a new process (nothing seen yet).
+    marker_seen: tuple[str, dt.datetime] | None = None
 
     # ------------------------------------------------------------------ the outside world
     def desired(self) -> Desired:
@@ -225,6 +229,16 @@ class World:
                 self.recorded.add(record.job_id)
         # The API server stores JSON: keep what a re-read would return.
         self.stored = SceneStatus.model_validate(new.wire())
+        self.marker_watched()
+
+    def marker_watched(self) -> float:
+        """As the runtime's SceneMemory.watch_marker: seconds the stored marker has been
+        seen unchanged by this process."""
+        key = marker_key(self.stored)
+        if key is None or self.marker_seen is None or self.marker_seen[0] != key:
+            self.marker_seen = None if key is None else (key, self.now)
+            return 0.0
+        return (self.now - self.marker_seen[1]).total_seconds()
 
     def find(self, g: GenerationInfo) -> OrphanSearch:
         """The provider's job list: the oldest unrecorded job of this marker's epoch."""
@@ -276,6 +290,7 @@ class World:
             orphan=facts.orphan,
             bucket=facts.bucket,
             capacity=self.capacity,
+            marker_watched=self.marker_watched(),
             jitter=jitter,
         )
 
@@ -291,6 +306,7 @@ class World:
         try:
             result = run_now(run_pass(actuator, facts))
         except Crash:
+            self.marker_seen = None  # the restarted process has seen nothing yet
             return PassResult(actuator.decisions, actuator.writes, "crash")
         except UploadFailed:
             return PassResult(actuator.decisions, actuator.writes, "upload-failed")

@@ -117,7 +117,7 @@ def unanswered(attempt: int = 1) -> sc.Observation:
         spec_hash="h1",
         last_error=e,
     )
-    return observe(st)
+    return observe(st, marker_watched=60.0)
 
 
 @pytest.mark.parametrize(

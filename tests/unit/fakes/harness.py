@@ -62,6 +62,7 @@ class Clock:
 class Harness:
     def __init__(self, **settings: Any) -> None:
         self.clock = Clock()
+        self.wall_skew = 0.0  # how far this operator process's wall clock is off
         self.kube = FakeKube()
         self.clips = FakeClips()
         self.replicate = FakeFinder(name="replicate", now=self.clock.utcnow)
@@ -81,12 +82,15 @@ class Harness:
             providers=self.providers,
             queue=WorkQueue(clock=self.clock.monotonic),
             pool=self.pool,
-            clock=self.clock.utcnow,
+            clock=lambda: self.clock.utcnow() + dt.timedelta(seconds=self.wall_skew),
         )
 
-    def restart(self) -> None:
-        """A new operator process: empty cache, memory and queue; a re-list of everything."""
+    def restart(self, wall_skew: float = 0.0) -> None:
+        """A new operator process: empty cache, memory and queue; a re-list of everything.
+        `wall_skew`: its wall clock is that many seconds ahead (negative: behind) of the
+        providers' (and of the fake time its queue runs on)."""
         self.pending.clear()
+        self.wall_skew = wall_skew
         self.runtime = self._new_runtime()
         for (plural, _, _), body in sorted(self.kube.objects.items()):
             self.pending.append(("ADDED", plural, dict(body)))

@@ -94,7 +94,7 @@ class FakeVideo:
         if isinstance(step, tuple):
             self.create(request)
             raise step[1]
-        if isinstance(step, Exception):
+        if isinstance(step, BaseException):  # Killed: the process died before sending
             raise step
         return self.create(request)
 
@@ -144,7 +144,7 @@ class FakeFinder(FakeVideo):
             j
             for j in self.jobs.values()
             if j.request == request
-            and j.created_at >= since - dt.timedelta(seconds=5)
+            and j.created_at >= since
             and j.job_id not in exclude
         ]
         return min(found, key=lambda j: j.created_at).job_id if found else None

@@ -384,7 +384,6 @@ def test_find_job_returns_the_unrecorded_prediction_of_this_exact_request(
 ) -> None:
     """Through the client's list call, across pages (`next` is a full URL)."""
     server.list_page_size = 2
-    provider.clock_skew = timedelta(0)  # the server's clock is ours
     other = VideoRequest(prompt="Another scene", duration_seconds=8, aspect_ratio="16:9")
     before = run(provider.start(REQUEST))  # an earlier attempt, before the marker
     time.sleep(0.05)

@@ -27,7 +27,7 @@ from controller.leaderelection.guard import (
 )
 from controller.settings import Settings
 from tests.unit.fakes.harness import Harness
-from tests.unit.test_leader import FakeClock, FakeLeases, candidate
+from tests.unit.leaderelection.test_leader import FakeClock, FakeLeases, candidate
 
 ONE = {"scenes": {"count": 1, "durationSeconds": 4}}
 

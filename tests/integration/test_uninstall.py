@@ -20,11 +20,12 @@ import yaml
 
 from controller.api import vocabulary as v
 from controller.demo.cluster import Kubectl, install_crds
-from controller.demo.controlplane import REPO_ROOT, ControlPlane
+from controller.demo.controlplane import ControlPlane
 from tests.integration.helpers import wait_until
 from tests.integration.test_manifests import PERMISSION_PROBLEMS, render
 from tests.support.kubeconfigs import service_account_kubeconfig
 from tests.support.operator_process import OperatorProcess
+from tests.support.repo import REPO_ROOT
 
 NS = "videos"
 IDENTITY = {

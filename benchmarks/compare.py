@@ -75,27 +75,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("ref", help="git ref of the baseline (A); B is the working tree")
     p.add_argument("--scenario", default="medium")
     p.add_argument("--runs", type=int, default=3, help="runs per side (alternating)")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="-- then flags for benchmarks.bench")
+    p.add_argument(
+        "bench_args", nargs=argparse.REMAINDER, help="-- then flags for benchmarks.bench"
+    )
     args = p.parse_args(argv)
     extra = [a for a in args.bench_args if a != "--"]
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short=12", args.ref],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     out = OUT / args.scenario
     out.mkdir(parents=True, exist_ok=True)
     sides: dict[str, list[dict[str, Any]]] = {f"A {commit}": [], "B working tree": []}
     with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
         base = Path(tmp) / "a"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), commit], check=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), commit], check=True
+        )
         try:
             for i in range(args.runs):
                 for results, tree in zip(sides.values(), (base, ROOT), strict=True):
                     tag = "a-" + commit if tree is base else "b"
                     results.append(run_one(tree, args.scenario, out / f"{tag}-{i + 1}.json", extra))
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
-    print(f"\n{args.scenario}: A = {args.ref} ({commit}), B = the working tree; median (spread, runs)\n")
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False
+            )
+    print(
+        f"\n{args.scenario}: A = {args.ref} ({commit}), B = the working tree; median (spread, runs)\n"
+    )
     print(table(sides))
     return 0
 

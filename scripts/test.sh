@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check controller tests benchmarks
+.venv/bin/ruff format --check controller tests benchmarks
 .venv/bin/lint-imports --no-cache  # the layers contracts ([tool.importlinter] in pyproject.toml)
 .venv/bin/mypy  # [tool.mypy] in pyproject.toml: strict for decide/ and api/
 .venv/bin/python -m controller crds --output "$(mktemp -d)" >/dev/null

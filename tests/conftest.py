@@ -53,9 +53,7 @@ SHARED_CLUSTER_GROUP = "shared-cluster"
 def _xdist_group(config: pytest.Config, item: pytest.Item) -> str:
     path = item.path
     on_cluster = path.is_relative_to(INTEGRATION_DIR) or path.is_relative_to(RESILIENCE_DIR)
-    if on_cluster and (
-        config.getoption("--kubeconfig") or os.environ.get(EXISTING_KUBECONFIG_ENV)
-    ):
+    if on_cluster and (config.getoption("--kubeconfig") or os.environ.get(EXISTING_KUBECONFIG_ENV)):
         return SHARED_CLUSTER_GROUP
     if any(path == p or path.is_relative_to(p) for p in TIMING_SENSITIVE):
         return TIMING_GROUP

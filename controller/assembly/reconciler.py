@@ -1,12 +1,11 @@
 """The final video at run time: observe (Scenes, S3), decide (plan.decide), act.
 
-Called from the Project's pass (controllers/project/reconciler.py): `reconcile` before its
-status write (reads S3 only when something may have changed, starts an assembly), `apply`
-inside it (pure: Assembled, Ready, phase, status.finalVideo), and `drift` after the drift
-LIST. An assembly runs as a task whose work (build.py) runs in a bounded child process
-(SCENE_OPERATOR_ASSEMBLY_CONCURRENCY at once); it holds no worker. After a restart the
-deterministic key is HEADed first: a film uploaded before a crash is adopted, not rebuilt.
-"""
+From the Project's pass: `reconcile` before its status write (reads S3 only when something
+may have changed, starts an assembly), `apply` inside it (pure: Assembled, Ready, phase,
+status.finalVideo), `drift` after the drift LIST. An assembly is a task whose work (build.py)
+runs in a bounded child process; it holds no worker. After a restart the deterministic key
+is HEADed first: a film uploaded before a crash is adopted, not rebuilt."""
+
 from __future__ import annotations
 
 import asyncio
@@ -206,7 +205,8 @@ class Assembler:
             try:
                 fact = await self._head(*where)
             except Exception as e:  # the next pass or drift check reads again
-                log.info("audio object not read", extra={"object": where[1], "reason": str(e)[:200]})
+                why = {"object": where[1], "reason": str(e)[:200]}
+                log.info("audio object not read", extra=why)
         if fact is None:  # read again on the next pass (AUDIO_RECHECK)
             mem.audio_for, mem.audio = None, None
             mem.audio_error = audio_unreadable(*where)

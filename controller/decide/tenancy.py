@@ -42,7 +42,11 @@ def audio_unreadable(bucket: str, key: str) -> str:
 
 
 def audio_problem(
-    bucket: str, key: str, namespace: str, clip_buckets: set[str], prefixes: set[str],
+    bucket: str,
+    key: str,
+    namespace: str,
+    clip_buckets: set[str],
+    prefixes: set[str],
     settings: Settings,
 ) -> str | None:
     """None when a Project in `namespace` may have this audio object read with the
@@ -52,7 +56,11 @@ def audio_problem(
     refused = bucket_problem(bucket, settings) is not None
     if bucket in clip_buckets:
         for prefix in (p.strip("/") for p in prefixes):
-            if prefix and key.startswith(f"{prefix}/") and not key.startswith(f"{prefix}/{namespace}/"):
+            if (
+                prefix
+                and key.startswith(f"{prefix}/")
+                and not key.startswith(f"{prefix}/{namespace}/")
+            ):
                 refused = True
     return audio_unreadable(bucket, key) if refused else None
 

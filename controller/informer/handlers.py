@@ -63,6 +63,7 @@ class Runtime(Protocol):
 
     async def run(self) -> None: ...
 
+
 KOPF_IDLE_SECONDS = 0.5  # a per-object worker's wait for its object's next event
 
 

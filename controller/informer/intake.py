@@ -19,7 +19,6 @@ from controller.queue.workqueue import WorkQueue
 PROJECT_RECOUNT_DELAY = 0.5  # coalesce bursts of scene events into one project recount
 
 
-
 class ObjectMemory(Protocol):
     """Per-object memory, forgotten when its object is deleted (controllers/memory.py)."""
 

@@ -37,7 +37,6 @@ def ghosts(cached: Mapping[Key, int], listed: Iterable[Key], list_version: int) 
 RELIST_SETTLE_SECONDS = 2.0  # a re-list's events arrive over a moment: LIST after them
 
 
-
 class Lister(Protocol):
     """What a resync reads: a namespace's objects, page by page (kube/client.py)."""
 

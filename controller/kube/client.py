@@ -1,7 +1,5 @@
-"""The operator's own async Kubernetes API client: kopf watches; this writes (status merge
-patches, Scenes, Events, finalizers) and reads what kopf does not deliver (a CRD, a Lease).
-Credentials: kube/kubeconfig.py; errors and retries: kube/errors.py. Every request is
-counted (metrics, benchmark)."""
+"""The operator's own async API client: kopf watches; this writes (status, Scenes, Events,
+finalizers) and reads what kopf does not deliver. Errors and retries: kube/errors.py."""
 
 from __future__ import annotations
 
@@ -17,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from controller.api import vocabulary as v
+from controller.api.common import Body
 from controller.decide.retry_after import parse_retry_after
 from controller.kube import jsonwire, kubeconfig
 from controller.kube.errors import MAX_ATTEMPTS, ApiError, NotLeaderError, retry_delay
@@ -180,7 +179,8 @@ class KubeApi:
         self.requests[(method, resource)] += 1
         data = None if json is None else jsonlib.dumps(json).encode()
         try:
-            return await self._send(method, path, resource, data, params, content_type, json is not None)
+            sent = (method, path, resource, data, params, content_type, json is not None)
+            return await self._send(*sent)
         except aiohttp.ClientConnectionError as e:
             API_REQUESTS.labels(method, resource, "<error>").inc()
             if isinstance(e.__cause__, NotLeaderError):  # refused inside aiohttp's writer
@@ -352,7 +352,7 @@ class KubeApi:
         """PUT with the body's resourceVersion: a stale read fails with 409."""
         return await self.request("PUT", lease_path(namespace, name), json=body)
 
-    async def list_leases(self, namespace: str, label_selector: str) -> builtins.list[dict[str, Any]]:
+    async def list_leases(self, namespace: str, label_selector: str) -> builtins.list[Body]:
         body = await self.request(
             "GET", lease_path(namespace), params={"labelSelector": label_selector}
         )

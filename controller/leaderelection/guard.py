@@ -204,9 +204,7 @@ def fence_s3_writes(client: Any, is_leader: Callable[[], bool], fence: Fence) ->
         client.meta.events.register(f"before-send.s3.{operation}", check)
 
 
-def guarded_edges(
-    settings: Settings, elector: Any, clips: Any
-) -> tuple[Guarded, GuardedProviders]:
+def guarded_edges(settings: Settings, elector: Any, clips: Any) -> tuple[Guarded, GuardedProviders]:
     """The runtime's clip store and providers, behind the leadership guard and the fence
     (`elector`: a LeaderElector, or AlwaysLeader)."""
     fence = Fence(elector.lease_left, settings.leader_elect_fence_seconds)

@@ -501,7 +501,7 @@ def test_condition_patterns_and_timestamps_are_validated_by_the_server(
     api.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PROJECTS, p, {"status": good}, _content_type=MERGE
     )
-    (key, change), = status.items()
+    ((key, change),) = status.items()
     bad = json.loads(json.dumps(good))
     if isinstance(change, list):
         bad[key][0].update(change[0])

@@ -121,9 +121,9 @@ def test_the_crds_are_their_own_kustomization_kept_by_every_prune() -> None:
     every Project. The CRDs are crds/ (the generated files, unchanged), and carry the
     annotations that keep Flux and Argo CD from pruning or deleting them."""
     assert not by_kind(render(), "CustomResourceDefinition")
-    assert "../crds" not in yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())[
-        "resources"
-    ]
+    assert (
+        "../crds" not in yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())["resources"]
+    )
     crds = kustomize_build(REPO_ROOT / "crds")
     assert {d["kind"] for d in crds} == {"CustomResourceDefinition"}
     generated = {
@@ -172,8 +172,7 @@ def test_deployment_is_hardened_and_configured_for_production() -> None:
     # Scrape annotations on the Service only: on both, annotation-based discovery
     # collects every series twice.
     assert not any(
-        k.startswith("prometheus.io/")
-        for k in spec["template"]["metadata"].get("annotations", {})
+        k.startswith("prometheus.io/") for k in spec["template"]["metadata"].get("annotations", {})
     )
     (metrics_service,) = [d for d in by_kind(docs, "Service") if "metrics" in d["metadata"]["name"]]
     assert metrics_service["metadata"]["annotations"]["prometheus.io/scrape"] == "true"

@@ -16,7 +16,9 @@ QUICKSTART = MANIFESTS.parent / "overlays" / "quickstart"
 
 
 def env_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    (deploy,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "scene-operator"]
+    (deploy,) = [
+        d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "scene-operator"
+    ]
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
@@ -27,7 +29,9 @@ def test_the_quickstart_costs_nothing_and_points_the_operator_at_its_minio() -> 
     assert env["SCENE_OPERATOR_DEFAULT_PLANNER"] == "local"
     assert env["SCENE_OPERATOR_DEFAULT_VIDEO_PROVIDER"] == "local"
     assert env["SCENE_OPERATOR_CREATE_BUCKET"] == "true"  # the operator makes its bucket
-    (service,) = [d for d in by_kind(docs, "Service") if d["metadata"]["name"] == "quickstart-minio"]
+    (service,) = [
+        d for d in by_kind(docs, "Service") if d["metadata"]["name"] == "quickstart-minio"
+    ]
     port = service["spec"]["ports"][0]["port"]
     assert env["AWS_ENDPOINT_URL_S3"] == f"http://quickstart-minio.scene-operator.svc:{port}"
     secret = env["AWS_SECRET_ACCESS_KEY"]["secretKeyRef"]
@@ -60,7 +64,9 @@ def test_the_api_server_admits_the_quickstart(kubectl: Kubectl, crds_installed: 
         if d["kind"] not in ("CustomResourceDefinition", "PodDisruptionBudget")
     ]
     proc = kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs))
-    applied = {line.split(" ")[0] for line in proc.stdout.splitlines() if "(server dry run)" in line}
+    applied = {
+        line.split(" ")[0] for line in proc.stdout.splitlines() if "(server dry run)" in line
+    }
     assert {
         "deployment.apps/quickstart-minio",
         "service/quickstart-minio",

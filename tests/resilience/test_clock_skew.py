@@ -38,6 +38,7 @@ from tests.resilience.test_leader_failover import LATENCY, start_pair, wait_take
 
 pytestmark = [pytest.mark.resilience, pytest.mark.integration]
 
+
 def faketime(offset: float) -> dict[str, str]:
     """Environment that runs a process with its wall clock `offset` seconds off."""
     if not offset:

@@ -90,7 +90,9 @@ class SceneCreator:
         return NAME_CONFLICT_RETRY if conflicts else None
 
 
-def scene_body(project: Body, name: str, sequence: int, planned: PlannedSceneRecord, pspec: ProjectSpec) -> Body:
+def scene_body(
+    project: Body, name: str, sequence: int, planned: PlannedSceneRecord, pspec: ProjectSpec
+) -> Body:
     """The Scene a plan's entry becomes: labelled and owned by its Project."""
     key, meta = key_of(project), project["metadata"]
     return {

@@ -126,9 +126,7 @@ class Projects:
         await self.post_progress(key)
         if spec is not None and not mem.drift_scheduled:
             mem.drift_scheduled = True
-            self.enqueue(
-                Kind.DRIFT, key, drift_interval(spec, self.settings.drift_interval_scale)
-            )
+            self.enqueue(Kind.DRIFT, key, drift_interval(spec, self.settings.drift_interval_scale))
         return Result(again)
 
     async def _work(

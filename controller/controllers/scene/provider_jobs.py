@@ -103,7 +103,12 @@ class JobStarter:
         return await self._create(scene, o, d, provider, marker_body)
 
     async def _create(
-        self, scene: ScenePass, o: sc.Observation, d: sc.Decision, provider: VideoProvider, body: Body
+        self,
+        scene: ScenePass,
+        o: sc.Observation,
+        d: sc.Decision,
+        provider: VideoProvider,
+        body: Body,
     ) -> float | None:
         """The provider call, once the marker is stored; then the job id."""
         desired, request = o.desired, scene.inputs.request
@@ -218,4 +223,3 @@ class JobPoller:
             at=rfc3339(self.now()),
         )
         return sc.JobSeen(g.job_id, sc.JobPhase.FAILED, err)
-

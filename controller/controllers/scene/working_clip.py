@@ -62,8 +62,12 @@ class WorkingClips:
             scene.mem.verify_clip = True  # the next pass looks at the original (repair.missingClip)
             raise TransientError(str(e), retry_after=0.0) from e
         except (TrimError, MediaError) as e:
-            wait = LIMIT_RETRY_SECONDS if isinstance(e, MediaLimitExceeded) else DERIVE_RETRY_SECONDS
-            raise TransientError(f"working clip s3://{clip.bucket}/{key}: {e}", retry_after=wait) from e
+            wait = (
+                LIMIT_RETRY_SECONDS if isinstance(e, MediaLimitExceeded) else DERIVE_RETRY_SECONDS
+            )
+            raise TransientError(
+                f"working clip s3://{clip.bucket}/{key}: {e}", retry_after=wait
+            ) from e
 
     async def look(self, status: SceneStatus, facts: Facts) -> None:
         """Drift asked to verify this Scene: also look at its working clip."""

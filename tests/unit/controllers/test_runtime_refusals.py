@@ -71,7 +71,10 @@ def test_unanswered_create_without_a_job_list_is_may_be_orphaned_and_counted() -
 
 def test_a_project_asking_for_several_outputs_per_job_is_invalid_and_starts_nothing() -> None:
     h = Harness()
-    h.project(scenes={"count": 1, "durationSeconds": 4}, video={"provider": "replicate", "params": {"num_outputs": 4}})
+    h.project(
+        scenes={"count": 1, "durationSeconds": 4},
+        video={"provider": "replicate", "params": {"num_outputs": 4}},
+    )
     h.run(h.settle(600))
     assert h.replicate.starts == 0 and h.scene_names() == []
     assert v.Reason.INVALID_SPEC in h.kube.reasons("p")

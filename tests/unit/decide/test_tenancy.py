@@ -224,7 +224,10 @@ def test_params_are_bounded_in_count_and_in_size() -> None:
 def test_the_drift_interval_is_at_least_ten_seconds() -> None:
     with pytest.raises(ValidationError):
         ProjectSpec.model_validate(spec(repair={"intervalSeconds": 9}))
-    assert ProjectSpec.model_validate(spec(repair={"intervalSeconds": 10})).repair.interval_seconds == 10
+    assert (
+        ProjectSpec.model_validate(spec(repair={"intervalSeconds": 10})).repair.interval_seconds
+        == 10
+    )
 
 
 def test_tests_may_scale_the_drift_interval_down_but_production_does_not() -> None:
@@ -232,7 +235,9 @@ def test_tests_may_scale_the_drift_interval_down_but_production_does_not() -> No
 
     pspec = ProjectSpec.model_validate(spec(repair={"intervalSeconds": 10}))
     assert 9 <= drift_interval(pspec) <= 11  # jittered by +-10 %
-    assert 1.8 <= drift_interval(pspec, settings(drift_interval_scale=0.2).drift_interval_scale) <= 2.2
+    assert (
+        1.8 <= drift_interval(pspec, settings(drift_interval_scale=0.2).drift_interval_scale) <= 2.2
+    )
     assert settings().drift_interval_scale == 1.0
     with pytest.raises(ValidationError):
         settings(drift_interval_scale=2)  # never slower than the spec asks

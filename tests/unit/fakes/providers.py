@@ -143,9 +143,7 @@ class FakeFinder(FakeVideo):
         found = [
             j
             for j in self.jobs.values()
-            if j.request == request
-            and j.created_at >= since
-            and j.job_id not in exclude
+            if j.request == request and j.created_at >= since and j.job_id not in exclude
         ]
         return min(found, key=lambda j: j.created_at).job_id if found else None
 

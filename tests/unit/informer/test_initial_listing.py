@@ -93,7 +93,9 @@ def test_kopfs_own_watcher_goes_through_the_gate(monkeypatch: Any) -> None:
         settings = kopf.OperatorSettings()
         handlers.configure_kopf(settings)
         task = asyncio.create_task(
-            queueing.watcher(namespace=None, settings=settings, resource=SCENES, processor=processor)
+            queueing.watcher(
+                namespace=None, settings=settings, resource=SCENES, processor=processor
+            )
         )
         await asyncio.wait_for(gate.done.wait(), 5)
         assert sorted(delivered) == ["s1", "s2"]  # open only after both reached the cache

@@ -207,7 +207,10 @@ def test_every_alert_has_a_runbook_section() -> None:
 def test_build_info_carries_the_one_version() -> None:
     import controller
 
-    assert REGISTRY.get_sample_value(
-        "scene_operator_build_info",
-        {"version": controller.__version__, "commit": controller.__commit__},
-    ) == 1.0
+    assert (
+        REGISTRY.get_sample_value(
+            "scene_operator_build_info",
+            {"version": controller.__version__, "commit": controller.__commit__},
+        )
+        == 1.0
+    )

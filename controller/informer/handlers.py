@@ -203,6 +203,16 @@ def exit_for_a_restart(message: str) -> None:
     os._exit(EXIT_KOPF_FAILED)
 
 
+def said(error: BaseException) -> BaseException:
+    """`error`, logged first when it is a taken liveness port: not transient (restarting
+    would only fail again), so the process exits and says why."""
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        logging.getLogger("scene_operator").critical(
+            "cannot listen on the liveness endpoint", extra={"error": str(error)}
+        )
+    return error
+
+
 async def run(
     runtime: Runtime,
     *,
@@ -247,16 +257,14 @@ async def run(
                 stop.set()
                 operator.cancel()
                 if workers.cancelled() and operator.done() and not operator.cancelled():
-                    raise operator.exception() or RuntimeError("kopf stopped")
+                    raise said(operator.exception() or RuntimeError("kopf stopped"))
                 workers.result()  # raises what stopped the workers
                 return
             error = None if operator.cancelled() else operator.exception()
             if error is None:
                 return  # a normal stop (signal)
             if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
-                # Not transient: restarting would only fail again. Exit, and say why.
-                log.critical("cannot listen on the liveness endpoint", extra={"error": str(error)})
-                raise error
+                raise said(error)
             # kopf gave up (e.g. a watch answered 404 while the API server restarted):
             # start watching again in the same process; the cache and queue survive.
             log.error("kopf stopped, restarting its watches", extra={"error": str(error)})

@@ -201,7 +201,14 @@ def _memory(limits: Limits) -> MediaLimitExceeded:
 def _is_enomem(e: BaseException) -> bool:
     import errno
 
-    return getattr(e, "errno", None) == errno.ENOMEM or "Cannot allocate memory" in str(e)
+    # A shared library the work imports late (PyAV's) that cannot be mapped under the
+    # limit fails as an ImportError, not a MemoryError: the same cause.
+    text = str(e)
+    return (
+        getattr(e, "errno", None) == errno.ENOMEM
+        or "Cannot allocate memory" in text
+        or "failed to map segment from shared object" in text
+    )
 
 
 def _portable(e: Exception) -> Exception:

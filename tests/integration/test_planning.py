@@ -101,9 +101,19 @@ def test_declared_scenes_skip_the_planner(
     ]
     docs = "---\n".join([yaml.safe_dump(s) for s in scenes] + [manifest("gitops")])
     kubectl("apply", "-n", namespace, "-f", "-", input=docs)
-    project = wait_project(cluster, namespace, "gitops")
+    wait_project(cluster, namespace, "gitops")
+    # The Scenes and the Project come on two watches: the Project may be recounted once
+    # before the second Scene is cached (the counters are paced, the conditions are not).
+    project = wait_until(
+        lambda: (
+            (p := cluster.project(namespace, "gitops"))["status"].get("sceneCount") == 2
+            and is_true(p, "Ready")
+            and p
+        ),
+        timeout=60,
+        what="both declared Scenes counted",
+    )
     assert condition(project, "ScenesPlanned")["reason"] == "ScenesDeclared"
-    assert project["status"]["sceneCount"] == 2
     time.sleep(1)
     assert gemini.requests == []
     assert len(cluster.scenes(namespace, "gitops")) == 2

@@ -75,11 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("ref", help="git ref of the baseline (A); B is the working tree")
     p.add_argument("--scenario", default="medium")
     p.add_argument("--runs", type=int, default=3, help="runs per side (alternating)")
-    p.add_argument(
-        "bench_args", nargs=argparse.REMAINDER, help="-- then flags for benchmarks.bench"
-    )
-    args = p.parse_args(argv)
-    extra = [a for a in args.bench_args if a != "--"]
+    # anything else (after `--`) goes to benchmarks.bench
+    args, rest = p.parse_known_args(argv)
+    extra = [a for a in rest if a != "--"]
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short=12", args.ref],
         capture_output=True,

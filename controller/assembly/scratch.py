@@ -22,9 +22,15 @@ PATTERN = "scene-operator-*"  # the runtime's temporary directories (runtime/sce
 
 
 def claim(folder: str) -> IO[bytes]:
-    """Lock `folder` as live for as long as the returned file stays open."""
-    handle = open(Path(folder) / LOCK, "wb")  # noqa: SIM115 - held for the process's life
+    """Lock `folder` as live for as long as the returned file stays open.
+
+    The file is locked under a name `sweep` ignores and renamed into place, so the lock
+    file is never seen unheld while its process lives: a sweep that slipped between a
+    plain open and flock would take the lock, drop it and remove a live directory."""
+    staging = Path(folder) / f"{LOCK}.{os.getpid()}"
+    handle = open(staging, "wb")  # noqa: SIM115 - held for the process's life
     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(staging, Path(folder) / LOCK)  # the open file and its lock follow the inode
     return handle
 
 
@@ -43,10 +49,12 @@ def sweep(folder: str) -> list[str]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            os.close(fd)
             continue  # held: its process is alive
+        try:
+            shutil.rmtree(other, ignore_errors=True)  # under the lock, released after
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        shutil.rmtree(other, ignore_errors=True)
         removed.append(other.name)
     return removed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,21 @@ def test_only_the_scratch_of_dead_processes_is_removed(tmp_path: Path) -> None:
     assert (live / "assembly-1" / "final.mp4").exists()
     assert (own / "assembly-1").exists() and (foreign / "assembly-1").exists()  # no lock file
     assert other.exists()  # not one of ours
+
+
+def test_a_claim_in_progress_is_never_swept(tmp_path: Path) -> None:
+    """A process between creating its lock file and locking it must not lose its
+    directory: the unlocked file it is about to lock has a name `sweep` does not read,
+    and the file under the lock's name appears only once locked."""
+    own, starting = tmp_path / "scene-operator-own", tmp_path / "scene-operator-starting"
+    own.mkdir()
+    starting.mkdir()
+    (starting / f"{scratch.LOCK}.12345").write_bytes(b"")  # opened, not yet locked
+    handle = scratch.claim(str(own))
+    try:
+        assert not (own / f"{scratch.LOCK}.{os.getpid()}").exists()  # renamed into place
+        assert (own / scratch.LOCK).is_file()
+        assert scratch.sweep(str(own)) == []
+        assert starting.exists()
+    finally:
+        handle.close()

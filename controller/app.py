@@ -109,6 +109,7 @@ class Runtime:
             self.memory,
             api,
             on_scene_deleted=lambda key, body: abandoned(self.memory.abandoned, key, body),
+            clock=clock,
         )
         recorder = Recorder(settings, api, wake=self.wake_project, clock=self.queue.clock)
         self._tmp = tempfile.TemporaryDirectory(prefix="scene-operator-")
@@ -250,7 +251,7 @@ def scene_reconciler(p: Parts) -> Scenes:
         events=p.recorder,
         check_bucket=p.bucket_check,
         limit_reached=p.capacity.limit_reached,
-        waiting_since={},
+        waiting_since=p.memory.waiting_since,
         clock=p.clock,
     )
     return Scenes(effects=effects, memory=p.memory, parking=p.capacity, keys=p.intake, kept=kept)
@@ -270,8 +271,9 @@ def project_reconciler(p: Parts, assembly: Assembler) -> Projects:
     creator = SceneCreator(
         api=p.api,
         scene_names=p.store.scene_names_of,
-        observed=lambda body: p.intake.on_scene_event(None, body),
+        observed=p.intake.scene_planned,
         events=p.recorder,
+        default_provider=p.settings.default_video_provider,
     )
     return Projects(
         settings=p.settings,

@@ -159,6 +159,18 @@ class Capacity:
     def park(self, scene: Key, provider: str, project: Key) -> None:
         self.waiters.wait(scene, provider, project)
 
+    def admit(self, scene: Key, provider: str, project: Key) -> bool:
+        """A Scene just planned: True if it may have its first pass now, a slot held for
+        it as for a woken Scene; False if it was parked instead. It parks when Scenes of
+        its provider already wait (it could not start before them) or no slot is free:
+        a pass now would only HEAD S3 and park it, and a plan of 1,000 Scenes would
+        fill the work queue with such passes."""
+        if self.waiters.line_of(provider) or self.limit_reached(provider, project):
+            self.park(scene, provider, project)
+            return False
+        self.waiters.hold(scene, provider, project)
+        return True
+
     def unpark(self, scene: Key) -> None:
         self.waiters.discard(scene)
 

@@ -6,6 +6,7 @@ S3, and a restart must lose nothing and pay nothing twice.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from controller.api.common import ErrorInfo, Key
@@ -68,6 +69,9 @@ class Memory:
     specs: ProjectSpecs = field(default_factory=ProjectSpecs)  # validated once per generation
     abandoned: dict[Key, tuple[str, str]] = field(default_factory=dict)  # deleted Scene's job
     uploads: UploadGate = field(default_factory=UploadGate)  # closed by deletion (uploads.py)
+    # Scene -> parked for a slot since (the decisions' clock): set by its first parking
+    # pass, or by the intake for a planned Scene parked before its first pass.
+    waiting_since: dict[Key, dt.datetime] = field(default_factory=dict)
 
     def scene(self, key: Key) -> SceneMemory:
         return self.scenes.setdefault(key, SceneMemory())

@@ -8,10 +8,13 @@ they read changed; Scenes are LISTed once per namespace, before its first planni
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from controller.api import vocabulary as v
+from controller.decide.scene import WAITING_NOTICE_SECONDS
+from controller.decide.timeutil import utcnow
 from controller.informer.cache import Body, Key, Store, key_of, project_of_scene, resource_version
 from controller.queue.state import Kind
 from controller.queue.workqueue import WorkQueue
@@ -24,6 +27,7 @@ class ObjectMemory(Protocol):
 
     scenes: dict[Key, Any]
     projects: dict[Key, Any]
+    waiting_since: dict[Key, dt.datetime]
 
 
 class Lister(Protocol):
@@ -40,6 +44,8 @@ class Slots(Protocol):
 
     def wake(self) -> list[Key]: ...
 
+    def admit(self, scene: Key, provider: str, project: Key) -> bool: ...
+
 
 class Intake:
     """The event side: it caches and queues, and never acts. What a deleted Scene leaves
@@ -55,6 +61,7 @@ class Intake:
         api: Lister,
         *,
         on_scene_deleted: Callable[[Key, Body], None] = lambda key, body: None,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -62,6 +69,7 @@ class Intake:
         self.memory = memory
         self.api = api
         self.on_scene_deleted = on_scene_deleted
+        self.now = clock  # the decisions' clock: when a planned Scene started to wait
         # One LIST of Scenes per namespace before its first planning.
         self.namespace_lists: dict[str, asyncio.Future[None]] = {}
 
@@ -80,6 +88,26 @@ class Intake:
                 return
         self.enqueue_scene(key)
         self.recount(project_of_scene(body))
+        self.wake()
+
+    def scene_planned(self, body: Body, provider: str) -> None:
+        """A Scene this operator created for a plan (or found created by an earlier
+        process). One never decided has its first pass only if a job slot of `provider`
+        is free for it (held for it until then); otherwise it waits in the slot line from
+        the start, and comes back for the Waiting notice if the wait is long."""
+        key = key_of(body)
+        if body.get("status") or key in self.store.scenes:
+            self.on_scene_event(None, body)
+            return
+        if not self.store.upsert_scene(body):
+            return
+        project = project_of_scene(body)
+        if self.slots.admit(key, provider, project):
+            self.enqueue_scene(key)
+        else:
+            self.memory.waiting_since.setdefault(key, self.now())
+            self.queue.add_after((Kind.SCENE, *key), WAITING_NOTICE_SECONDS)
+        self.recount(project)
         self.wake()
 
     def on_project_event(self, kind: str | None, body: Body) -> None:

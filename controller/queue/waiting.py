@@ -43,6 +43,15 @@ class Waiters:
         self._by_provider[provider][scene] = project
         self._by_project[project][scene] = provider
 
+    def line_of(self, provider: str) -> int:
+        """How many Scenes wait for a slot of `provider`."""
+        return len(self._by_provider.get(provider, ()))
+
+    def hold(self, scene: Key, provider: str, project: Key) -> None:
+        """Hold a free slot for a Scene let in without waiting, as for a woken one."""
+        if scene not in self._woken:
+            self._wake(scene, provider, project, [])
+
     def discard(self, scene: Key) -> None:
         """The Scene stopped waiting (started, deleted, paused, ...)."""
         self.reconciled(scene)

@@ -33,13 +33,17 @@ class SceneCreator:
         *,
         api: KubeClient,
         scene_names: Callable[[Key], list[str]],
-        observed: Callable[[Body], None],
+        observed: Callable[[Body, str], None],
         events: EventSink,
+        default_provider: str,
     ) -> None:
         self.api = api
         self.scene_names = scene_names  # the cache's Scenes of a Project
-        self.observed = observed  # a Scene created or found: into the cache (the intake)
+        # A Scene created or found, with its video provider: into the cache and the
+        # slot line (Intake.scene_planned).
+        self.observed = observed
         self.events = events
+        self.default_provider = default_provider
 
     async def create_missing(
         self, project: Body, info: PlanInfo, mem: ProjectMemory
@@ -54,6 +58,7 @@ class SceneCreator:
             return None
         conflicts: list[str] = []
         again = None
+        provider = str(pspec.video.provider or self.default_provider)  # planned: no override
         for i, planned in enumerate(info.scenes, start=1):
             name = scene_name(key[1], i)
             if name in existing:
@@ -74,7 +79,7 @@ class SceneCreator:
                     conflicts.append(name)
                     continue
                 created = found
-            self.observed(created)
+            self.observed(created, provider)
         return sooner(again, await self.report_name_conflicts(project, conflicts, mem))
 
     async def report_name_conflicts(

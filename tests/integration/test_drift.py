@@ -370,9 +370,9 @@ def test_scenes_beyond_the_concurrency_limit_wait_and_are_woken_when_a_slot_free
     assert project["status"]["completedScenes"] == 6 and len(created) == 6
     # never more than 2 jobs at once: a job is in flight at least `latency` after its create
     assert max(sum(1 for u in created if t - latency < u <= t) for t in created) <= 2
-    # parked Scenes were woken by freed slots, not by the 300 s safety recheck
+    # the Scenes beyond the limit waited in line (parked at planning) and were woken by
+    # freed slots, not by the 300 s safety recheck: `took` below
     metrics = op.metrics()
-    assert metric_sum(metrics, "scene_operator_scene_decisions_total", rule="waiting-capacity")
     # a planned Scene's short wait costs no write: marker, job id and Completed only
     writes = metric_sum(metrics, "scene_operator_api_requests_total", resource="scenes/status")
     assert writes == 3 * 6

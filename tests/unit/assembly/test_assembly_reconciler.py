@@ -305,3 +305,47 @@ def test_a_missing_audio_object_fails_until_it_is_uploaded(world, tmp_path: Path
     status = asyncio.run(settle_with_audio())
     assert assembled(status) == ("True", v.Reason.VIDEO_ASSEMBLED)
     assert "with audio" in rt.events[-1][1]
+
+
+@pytest.mark.parametrize("where", ["other-tenant", "bucket-not-allowed"])
+def test_an_audio_object_the_project_may_not_read_is_never_read(
+    world, tmp_path: Path, where
+) -> None:
+    """Another tenant's film in the shared bucket, or an object in a bucket the allow-list
+    refuses: it exists, yet the operator never sends S3 a request for it (its
+    credentials are not lent), and the Project reads the same words as for a missing
+    object (no existence oracle)."""
+    rt, clips = world
+    bucket = clips[0]["bucket"]
+    if where == "other-tenant":
+        audio_bucket, key = bucket, f"p/other-ns/{uuid.uuid4().hex}/final/film.mp4"
+    else:
+        audio_bucket, key = f"b-{uuid.uuid4().hex[:10]}", "song.wav"
+        rt.clips.ensure_bucket(audio_bucket)
+        rt.settings = Settings(bucket=bucket, s3_prefix="p", allowed_buckets=bucket)
+    rt.clips.client.put_object(Bucket=audio_bucket, Key=key, Body=b"RIFF....WAVE")
+    heads: list[str] = []
+    rt.clips.client.meta.events.register(
+        "before-call.s3.HeadObject", lambda params, **_: heads.append(params["url_path"])
+    )
+    spec = ProjectSpec.model_validate(
+        {
+            "prompt": "x",
+            "generateVideos": True,
+            "assembly": {"audio": {"bucket": audio_bucket, "key": key}},
+        }
+    )
+    a = assembler(rt)
+
+    async def one_pass() -> ProjectStatus:
+        body = rt.store.projects[(NS, NAME)]
+        await a.reconcile(body, spec)
+        return a.apply(body, spec, ProjectStatus(observed_generation=1))
+
+    status = asyncio.run(one_pass())
+    assert assembled(status) == ("False", v.Reason.ASSEMBLY_FAILED)
+    message = next(c.message for c in status.conditions if c.type == "Assembled")
+    assert f"s3://{audio_bucket}/{key} cannot be read: missing or not allowed" in message
+    assert not [h for h in heads if key in h]  # never asked S3 about it
+    rt.clips.head(audio_bucket, key)
+    assert [h for h in heads if key in h]  # the hook sees a HEAD when one is sent

@@ -185,7 +185,8 @@ class Settings(BaseSettings):
     it must fit the pod's limit times assembly_concurrency."""
     media_timeout_seconds: float = Field(default=1800.0, gt=0)
     """Wall-clock (and CPU-time) limit of one assembly or trim; past it the child is
-    killed and the build counts as failed."""
+    killed and the build counts as failed (a trim over a media limit is tried 3 times,
+    300 s apart, then its edit is refused in status)."""
     max_assembly_pixels: int = Field(default=1920 * 1080, ge=64 * 64, le=3840 * 2160)
     """Largest final video re-encoded, in pixels (width x height); the schema allows up
     to 3840x2160. A larger spec.assembly.resolution is refused (InvalidSpec)."""

@@ -34,6 +34,7 @@ class SceneMemory:
     job_state: JobState | None = None
     verify_clip: bool = False  # drift polling asked for a HEAD of the recorded clip
     fetch_failures: int = 0
+    trim_over_limit: int = 0  # tries in a row of the working clip's trim over the media limits
     unrecorded: SceneStatus | None = None  # a started job whose id write failed: retry it
     look_first: bool = False  # drift saw an object for this scene: HEAD it before deciding
     marker: tuple[str, float] | None = None  # (pending marker's key, first seen: monotonic)

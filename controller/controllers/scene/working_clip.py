@@ -29,6 +29,9 @@ from controller.storage.objects import file_sha256
 log = logging.getLogger("scene_operator")
 DERIVE_RETRY_SECONDS = 10.0
 LIMIT_RETRY_SECONDS = 300.0  # a trim over SCENE_OPERATOR_MEDIA_*: not again at once
+# Tries over the media limits before the edit is refused (recorded in status, so neither
+# the next pass nor a restart tries again until the edit or the clip changes).
+LIMIT_ATTEMPTS = 3
 
 
 class WorkingClips:
@@ -54,20 +57,33 @@ class WorkingClips:
             "source-key": clip.key,
             "scene": f"{scene.key[0]}/{scene.key[1]}",
         }
+        mem = scene.mem
         try:
-            return await self.threads.run(
+            derived = await self.threads.run(
                 derive_blocking, self.clips, clip, key, d.edit, metadata, self.tmp_dir, self.media
             )
         except OriginalChanged as e:
-            scene.mem.verify_clip = True  # the next pass looks at the original (repair.missingClip)
+            mem.verify_clip = True  # the next pass looks at the original (repair.missingClip)
             raise TransientError(str(e), retry_after=0.0) from e
-        except (TrimError, MediaError) as e:
-            wait = (
-                LIMIT_RETRY_SECONDS if isinstance(e, MediaLimitExceeded) else DERIVE_RETRY_SECONDS
-            )
+        except MediaLimitExceeded as e:
+            mem.trim_over_limit += 1
+            if mem.trim_over_limit >= LIMIT_ATTEMPTS:
+                mem.trim_over_limit = 0
+                why = f"{e}, on {LIMIT_ATTEMPTS} tries (SCENE_OPERATOR_MEDIA_* limits)"
+                return sc.Derived(
+                    key, None, refused=f"cannot be applied within the media limits: {why}"
+                )
             raise TransientError(
-                f"working clip s3://{clip.bucket}/{key}: {e}", retry_after=wait
+                f"working clip s3://{clip.bucket}/{key}: {e} "
+                f"(try {mem.trim_over_limit} of {LIMIT_ATTEMPTS})",
+                retry_after=LIMIT_RETRY_SECONDS,
             ) from e
+        except (TrimError, MediaError) as e:
+            raise TransientError(
+                f"working clip s3://{clip.bucket}/{key}: {e}", retry_after=DERIVE_RETRY_SECONDS
+            ) from e
+        mem.trim_over_limit = 0
+        return derived
 
     async def look(self, status: SceneStatus, facts: Facts) -> None:
         """Drift asked to verify this Scene: also look at its working clip."""

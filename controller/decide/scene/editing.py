@@ -9,7 +9,8 @@ from controller.decide.scene.model import Observation
 
 
 def refusal(s: SceneStatus) -> bool:
-    """The current edit was refused (its trims leave nothing of the clip)."""
+    """The current edit was refused (its trims leave nothing of the clip, or could not be
+    applied within the media limits)."""
     return s.refused_edit is not None and (
         s.last_error is not None and s.last_error.reason == Reason.INVALID_SPEC
     )

@@ -106,3 +106,31 @@ def test_removing_the_edit_costs_no_s3_write() -> None:
     st = h.status(SCENE)
     assert st["workingVideoClipS3Key"] == st["clip"]["key"] and "workingClip" not in st
     assert [c for c in h.clips.calls if c[0] == "put"] == puts
+
+
+def test_a_trim_over_the_media_limits_is_tried_three_times_then_refused_for_good() -> None:
+    """The trim's child process runs past SCENE_OPERATOR_MEDIA_TIMEOUT_SECONDS: tried
+    again 300 s later (the try counted in the log), and after the third the edit is refused in
+    status (no new try on later passes or after a restart until the edit changes)."""
+    h = completed()
+    h.settings = h.settings.model_copy(update={"media_timeout_seconds": 0.001})
+    h.restart()  # a process with the tight limit
+    asyncio.run(h.settle(seconds=5))
+
+    def downloads() -> int:
+        return sum(1 for c in h.clips.calls if c[0] == "download")
+
+    set_edit(h, EDIT)
+    asyncio.run(h.settle(seconds=5))
+    assert downloads() == 1 and not h.status(SCENE).get("refusedEdit")
+    asyncio.run(h.settle(seconds=700))
+    st = h.status(SCENE)
+    assert downloads() == 3
+    assert st["refusedEdit"] and st["lastError"]["reason"] == "InvalidSpec"
+    assert "cannot be applied within the media limits" in st["lastError"]["message"]
+    assert "workingClip" not in st or st["workingClip"] is None
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and "media limits" in ready["message"]
+    h.restart()
+    asyncio.run(h.settle(seconds=1000))
+    assert downloads() == 3  # refused for good: not tried again

@@ -24,7 +24,7 @@ POLLS_ACROSS = 5
 # Jobs of exactly equal length still end spread to the operator: a pass waits its turn,
 # a read takes time. Log-scale, so 5 % of the duration.
 MIN_SPREAD = 0.05
-MIN_POLL_SECONDS = 0.5  # never polled more often than this, however short its jobs
+MIN_POLL_SECONDS = 0.25  # never polled more often than this, however short its jobs
 
 
 @dataclass(frozen=True)

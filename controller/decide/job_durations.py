@@ -19,7 +19,7 @@ MIN_SAMPLES = 5  # jobs seen to end before their durations are trusted
 WINDOW = 50  # recent durations kept per provider and model: a slower provider shows soon
 Z = 1.645  # the expected end: between the 5th and the 95th percentile
 # Polls spread over that range: about three reads a job whatever its length and spread,
-# a job seen ended within a fifth of the range (simulated: docs/architecture.md).
+# a job seen ended within about a fifth of the range (modelled: benchmarks/poll_model.py).
 POLLS_ACROSS = 5
 # Jobs of exactly equal length still end spread to the operator: a pass waits its turn,
 # a read takes time. Log-scale, so 5 % of the duration.

@@ -7,7 +7,7 @@ signed webhooks), and the operator as a separate process (``python -m controller
 all namespaces), exactly as a user runs it. See benchmarks/README.md.
 
 ``python -m benchmarks.bench --scenario small|medium|large|realistic|all [--webhooks]
-[--projects N --scenes M] [--latency S] [--concurrency C] [--out FILE]``;
+[--projects N --scenes M] [--latency S [--latency-sigma L]] [--concurrency C] [--out FILE]``;
 ``python -m benchmarks.bench --table [FILES]`` prints the README's tables.
 """
 
@@ -33,6 +33,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--projects", type=int, help="custom size (with --scenes)")
     p.add_argument("--scenes", type=int, help="scenes per project (custom size)")
     p.add_argument("--latency", type=float, help="provider job seconds (scenario's own: 2, 60)")
+    p.add_argument(
+        "--latency-sigma",
+        type=float,
+        help="spread of the jobs' lengths: log-sd around --latency (scenario's own: 0, 0.1)",
+    )
     p.add_argument(
         "--concurrency", type=int, help="jobs in flight on the provider (scenario's: 100, 500)"
     )
@@ -88,6 +93,7 @@ def scenarios_of(args: argparse.Namespace) -> list[Scenario]:
             projects=args.projects,
             scenes=args.scenes,
             latency=args.latency,
+            latency_sigma=args.latency_sigma,
             concurrency=args.concurrency,
             time_box=args.time_box,
             creates_per_minute=args.creates_per_minute,

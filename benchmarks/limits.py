@@ -3,18 +3,26 @@ the statistics of how long a finished job waits before its Scene is Completed. P
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
-def ideal_makespan(scenes: int, concurrency: int, latency: float) -> float:
-    """The best any operator could do: full waves of `concurrency` jobs of `latency` s."""
+def ideal_makespan(
+    scenes: int, concurrency: int, latency: float, durations: Sequence[float] | None = None
+) -> float:
+    """The best any operator could do: full waves of `concurrency` jobs of `latency` s.
+    With `durations` (each job's own, in creation order: the fake draws them so), each
+    job takes the first slot that frees, as an operator that sees every end at once
+    would start the next; equal durations give the waves again."""
     if scenes <= 0:
         return 0.0
     if concurrency <= 0:
         raise ValueError("concurrency must be positive")
-    return math.ceil(scenes / concurrency) * latency
+    if durations is None:
+        return math.ceil(scenes / concurrency) * latency
+    return pipeline_bound(scenes, concurrency, latency, math.inf, 0.0, durations)
 
 
 def limited_ideal(
@@ -23,6 +31,7 @@ def limited_ideal(
     latency: float,
     creates_per_second: float,
     reads_per_second: float | None,
+    durations: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """Issue 14's ideal under a provider's rate limits:
     `max(N / create rate, ceil(N / concurrency) x latency)` plus the polling delay the
@@ -32,13 +41,14 @@ def limited_ideal(
     each job is looked at every `c / reads` s at best, so a finished job waits half that on
     average before a poll sees it, and the next wave's slot frees only then: once per wave.
     `reads_per_second=None` means completions are pushed (webhooks): no polling delay.
+    `durations`: the jobs' own lengths, for the waves (`ideal_makespan`).
     """
     if scenes <= 0:
         return {"create_bound": 0.0, "wave_bound": 0.0, "poll_delay": 0.0, "ideal": 0.0}
     if creates_per_second <= 0 or (reads_per_second is not None and reads_per_second <= 0):
         raise ValueError("rates must be positive")
     create_bound = scenes / creates_per_second
-    wave_bound = ideal_makespan(scenes, concurrency, latency)
+    wave_bound = ideal_makespan(scenes, concurrency, latency, durations)
     waves = math.ceil(scenes / concurrency)
     in_flight = min(scenes, concurrency)
     poll_delay = 0.0 if reads_per_second is None else waves * in_flight / reads_per_second / 2
@@ -51,23 +61,32 @@ def limited_ideal(
 
 
 def pipeline_bound(
-    scenes: int, concurrency: int, latency: float, creates_per_second: float, detect: float
+    scenes: int,
+    concurrency: int,
+    latency: float,
+    creates_per_second: float,
+    detect: float,
+    durations: Sequence[float] | None = None,
 ) -> float:
     """A tighter bound than `limited_ideal`: job k starts at the later of its create slot
-    (`k / rate`: creates are spaced) and the moment job k - concurrency was seen finished
-    (`latency + detect` after it started); the last one seen finished ends the run. The
-    create spacing of the first wave carries over to every later wave."""
+    (`k / rate`: creates are spaced) and the moment a slot frees, the first job to be
+    seen finished (its length + `detect` after it started); the last one seen finished
+    ends the run. The create spacing of the first wave carries over to every later wave.
+    Each job lasts `latency`, or its own length from `durations` (in creation order)."""
     if scenes <= 0:
         return 0.0
     if concurrency <= 0 or creates_per_second <= 0:
         raise ValueError("concurrency and rate must be positive")
-    seen: list[float] = []
+    if durations is not None and len(durations) < scenes:
+        raise ValueError("a duration for every job")
+    free = [0.0] * min(concurrency, scenes)  # when each slot is free again
+    last = 0.0
     for k in range(scenes):
-        start = k / creates_per_second
-        if k >= concurrency:
-            start = max(start, seen[k - concurrency])
-        seen.append(start + latency + detect)
-    return round(max(seen), 3)
+        start = max(k / creates_per_second, heapq.heappop(free))
+        seen = start + (latency if durations is None else durations[k]) + detect
+        heapq.heappush(free, seen)
+        last = max(last, seen)
+    return round(last, 3)
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -49,18 +49,31 @@ def jobs_against_scenes(api: Any, replicate: Any, scenes: int) -> dict[str, Any]
     return out
 
 
-def completion_figures(replicate: Any, completed: dict[str, float]) -> dict[str, Any]:
+def completion_figures(
+    replicate: Any, completed: dict[str, float], first_wave: int = 0
+) -> dict[str, Any]:
     """Completion → Completed delay, GETs per job and 429s, from the fake provider's own
-    records and the times the harness's watch saw each Scene Completed."""
+    records and the times the harness's watch saw each Scene Completed; the same figures
+    for the jobs created after the first `first_wave`, which the operator polls knowing
+    how long the first ones took (the first wave is polled on the fixed schedule)."""
     with replicate.lock:
         ids = [j["id"] for j in replicate.created]
         gets = [path.rsplit("/", 1)[-1] for route, _, path in replicate.requests if route == "get"]
         throttled = dict(replicate.throttled)
     with replicate.webhooks.lock:
         deliveries = list(replicate.webhooks.deliveries)
+    finished = replicate.finished_at()
+    later = set(ids[first_wave:]) if 0 < first_wave < len(ids) else set()
     return {
-        "completion_to_completed_seconds": delay_stats(replicate.finished_at(), completed),
+        "completion_to_completed_seconds": delay_stats(finished, completed),
         "gets_per_job": reads_per_job(gets, ids),
+        "after_first_wave": {
+            "jobs": len(later),
+            "completion_to_completed_seconds": delay_stats(
+                {j: t for j, t in finished.items() if j in later}, completed
+            ),
+            "gets_per_job": reads_per_job((g for g in gets if g in later), later),
+        },
         "http_429s": {"total": sum(throttled.values()), **throttled},
         "webhooks": {
             "delivered": len(deliveries),

@@ -26,7 +26,7 @@ from benchmarks.measure import (
 )
 from benchmarks.provider import completion_figures, jobs_against_scenes
 from benchmarks.s3fake import S3Process
-from benchmarks.scenarios import SECRET_ENV, Scenario, bucket_of, operator_env
+from benchmarks.scenarios import SECRET_ENV, SPREAD_SEED, Scenario, bucket_of, operator_env
 from benchmarks.snapshot import Snapshot, delta, drift
 from controller.api import vocabulary as v
 
@@ -46,22 +46,27 @@ def log(msg: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
-def ideal_of(s: Scenario) -> dict[str, Any]:
-    """The ideal makespan a scenario is measured against, and how it is made up."""
+def ideal_of(s: Scenario, durations: list[float] | None = None) -> dict[str, Any]:
+    """The ideal makespan a scenario is measured against, and how it is made up.
+    `durations`: the jobs' own lengths in creation order (spread jobs): the waves are
+    then the first free slot taking the next job, not whole waves of the median."""
+    waves = "ceil(scenes / concurrency) x latency"
+    if durations is not None:
+        waves = "the jobs' own lengths, each in the first slot to free"
     if not s.limited:
         return {
-            "ideal": ideal_makespan(s.total, s.concurrency, s.latency),
-            "formula": "ceil(scenes / concurrency) x latency",
+            "ideal": ideal_makespan(s.total, s.concurrency, s.latency, durations),
+            "formula": waves,
         }
     creates, reads = s.operator_rates()
     out: dict[str, Any] = limited_ideal(
-        s.total, s.concurrency, s.latency, creates, None if s.webhooks else reads
+        s.total, s.concurrency, s.latency, creates, None if s.webhooks else reads, durations
     )
-    out["formula"] = (
-        "max(scenes / create rate, ceil(scenes / concurrency) x latency) + polling delay"
-    )
+    out["formula"] = f"max(scenes / create rate, {waves}) + polling delay"
     detect = out["poll_delay"] / max(1, -(-s.total // s.concurrency))
-    out["pipeline_bound"] = pipeline_bound(s.total, s.concurrency, s.latency, creates, detect)
+    out["pipeline_bound"] = pipeline_bound(
+        s.total, s.concurrency, s.latency, creates, detect, durations
+    )
     return out
 
 
@@ -113,6 +118,7 @@ class Bench:
             "scenes": s.total,
             "namespaces": len(self.namespaces),
             "latency_seconds": s.latency,
+            "latency_sigma": s.latency_sigma,
             "concurrency": s.concurrency,
             "provider_limits_per_minute": (
                 {"creates": s.creates_per_minute, "reads": s.reads_per_minute}
@@ -146,7 +152,12 @@ class Bench:
             client = s3.client()
             for bucket in sorted({b for _, _, b in self._projects()}):
                 client.create_bucket(Bucket=bucket)
-            self.replicate = ReplicateServer(latency_seconds=s.latency, video_bytes=clip)
+            self.replicate = ReplicateServer(
+                latency_seconds=s.latency,
+                latency_sigma=s.latency_sigma,
+                seed=SPREAD_SEED,
+                video_bytes=clip,
+            )
             self.replicate.quiet_errors = True  # a client that gave up is not news
             stack.enter_context(self.replicate)
             if s.limited:
@@ -274,7 +285,7 @@ class Bench:
             result["profile"] = summary
         done_snap = Snapshot(self)
         mem = proc_memory(self.op.proc.pid)
-        ideal = ideal_of(s)
+        ideal = ideal_of(s, self._durations())
         result.update(
             {
                 "completed": complete,
@@ -313,7 +324,9 @@ class Bench:
             "rss_mb_at_ready": round(mem.get("VmRSS", 0) / 2**20, 1),
         }
         if self.watch is not None:
-            result["completions"] = completion_figures(self.replicate, self.watch.seen())
+            result["completions"] = completion_figures(
+                self.replicate, self.watch.seen(), first_wave=s.concurrency
+            )
             result["completions"]["watch_events"] = self.watch.events
         if complete:
             self._drift_window(result, done_snap, makespan)
@@ -324,6 +337,15 @@ class Bench:
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         )
         result["timeline"] = self.timeline
+
+    def _durations(self) -> list[float] | None:
+        """The jobs' own lengths in creation order, when they are spread; the jobs a run
+        created beyond one per Scene (retries, duplicates) are left out."""
+        if not self.s.latency_sigma:
+            return None
+        with self.replicate.lock:
+            seconds = [float(j["seconds"]) for j in self.replicate.created]
+        return seconds[: self.s.total] if len(seconds) >= self.s.total else None
 
     def _drift_window(self, result: dict[str, Any], done_snap: Snapshot, makespan: float) -> None:
         """One steady-state drift interval on the healthy fleet."""

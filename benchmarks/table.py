@@ -157,8 +157,16 @@ def _delay(r: Result, stat: str) -> Any:
     return dig(r, "completions", "completion_to_completed_seconds", stat)
 
 
+def _later(r: Result) -> str:
+    """The jobs after the first wave: polled with the durations of those before known."""
+    later = dig(r, "completions", "after_first_wave") or {}
+    delay = later.get("completion_to_completed_seconds") or {}
+    gets = (later.get("gets_per_job") or {}).get("mean")
+    return f"{_slash(delay.get('p50'), delay.get('p95'))} s, {fmt(gets)}"
+
+
 REALISTIC_ROWS: list[Row] = [
-    ("Scenes / concurrency / job latency", lambda r: f"{r['scenes']:,} / {r['concurrency']} / {r['latency_seconds']:g} s"),
+    ("Scenes / concurrency / job latency", lambda r: f"{r['scenes']:,} / {r['concurrency']} / {r['latency_seconds']:g} s" + (f" (log-sd {r['latency_sigma']:g})" if r.get("latency_sigma") else "")),
     ("completed", _completed),
     ("makespan", lambda r: fmt(r.get("makespan_seconds"), " s")),
     ("ideal (issue 14's formula)", lambda r: fmt(r.get("ideal_seconds"), " s")),
@@ -169,6 +177,7 @@ REALISTIC_ROWS: list[Row] = [
     ("429s received (creates / reads)", lambda r: _slash(*_throttled(r))),
     ("completion → Completed, mean / p50 / p95", lambda r: _slash(_delay(r, "mean"), _delay(r, "p50"), _delay(r, "p95")) + " s"),
     ("GETs per job, mean / max", lambda r: _slash(dig(r, "completions", "gets_per_job", "mean"), dig(r, "completions", "gets_per_job", "max"))),
+    ("after the first wave: completion → Completed p50 / p95, GETs per job", _later),
     ("API writes per Scene", lambda r: fmt(dig(r, "run", "operator_api_writes_per_scene"))),
     ("operator CPU per Scene", lambda r: fmt(dig(r, "operator", "cpu_ms_per_scene"), " ms")),
     ("duplicates", lambda r: fmt(dig(r, "provider", "duplicates"))),

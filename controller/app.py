@@ -36,6 +36,7 @@ from controller.controllers.scene.finish import OutputFinisher
 from controller.controllers.scene.inputs import InputReader, ProjectRecheck
 from controller.controllers.scene.kept import KeptOutputs
 from controller.controllers.scene.orphan_search import JobSearch
+from controller.controllers.scene.poll_timing import PollTiming
 from controller.controllers.scene.provider_jobs import JobPoller, JobStarter
 from controller.controllers.scene.ratelimit import Limiters
 from controller.controllers.scene.reconciler import Scenes
@@ -210,6 +211,11 @@ def scene_reconciler(p: Parts) -> Scenes:
         providers=p.providers, limits=limits, cancel_job=canceler.cancel_job, events=p.recorder,
         recovering=search.recovering, monotonic=p.intake.queue.clock)  # fmt: skip
     status = StatusWriter(p.api, p.intake, written=duplicates.written)
+    timing = PollTiming(settings=p.settings, durations=p.memory.durations,
+                        monotonic=p.intake.queue.clock, clock=p.clock)  # fmt: skip
+    starter = JobStarter(providers=p.providers, slots=p.capacity, limits=limits, status=status,
+                         events=p.recorder, scenes=p.store.scenes, timing=timing,
+                         clock=p.clock)  # fmt: skip
 
     effects = SceneEffects(
         settings=p.settings,
@@ -222,17 +228,9 @@ def scene_reconciler(p: Parts) -> Scenes:
         ),
         looks=ClipLooks(p.settings, p.clips, p.threads, p.tmp_dir),
         working=WorkingClips(p.clips, p.threads, p.tmp_dir, p.media),
-        poller=JobPoller(providers=p.providers, limits=limits, clock=p.clock),
-        starter=JobStarter(
-            settings=p.settings,
-            providers=p.providers,
-            slots=p.capacity,
-            limits=limits,
-            status=status,
-            events=p.recorder,
-            scenes=p.store.scenes,
-            clock=p.clock,
-        ),
+        poller=JobPoller(providers=p.providers, limits=limits, timing=timing, clock=p.clock),
+        timing=timing,
+        starter=starter,
         search=search,
         finisher=OutputFinisher(
             settings=p.settings,

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     """Longest wait between two polls of a running provider job."""
     poll_factor: float = Field(default=1.5, ge=1.0)
     """Each poll waits this many times longer than the last one (up to the maximum)."""
+    poll_learn: bool = True
+    """Poll a running job around when the last jobs of its provider and model ended (their
+    run times are kept in memory), instead of on the fixed schedule above, which still
+    times the first jobs of a model and those after a restart. false: always the fixed
+    schedule."""
     orphan_search_after_seconds: float = Field(default=30.0, ge=0)
     """A job whose id was never recorded (the operator stopped during its create, or the
     create got no answer) is searched for at the provider once the searching process has

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from controller.api.common import ErrorInfo, Key
 from controller.api.scene import SceneStatus
+from controller.controllers.job_durations import RecentDurations
 from controller.controllers.specs import ProjectSpecs
 from controller.controllers.uploads import UploadGate
 from controller.providers.base import JobState
@@ -28,10 +29,23 @@ class LateJobs:
     known: set[str] = field(default_factory=set)
 
 
+@dataclass(slots=True)
+class JobClock:
+    """A Scene's job on this process's monotonic clock: when the provider answered its
+    create (None: not started by this process), when a poll last saw it running, and
+    whether its run time was recorded."""
+
+    job_id: str
+    created: float | None
+    running: float | None = None
+    ended: bool = False
+
+
 @dataclass(slots=True)  # one per Scene: 10,000 of them at 10,000 Scenes
 class SceneMemory:
     polls: int = 0
     job_state: JobState | None = None
+    job_clock: JobClock | None = None  # the job's age, for the learned poll timing
     verify_clip: bool = False  # drift polling asked for a HEAD of the recorded clip
     fetch_failures: int = 0
     trim_over_limit: int = 0  # tries in a row of the working clip's trim over the media limits
@@ -73,6 +87,7 @@ class Memory:
     # Scene -> parked for a slot since (the decisions' clock): set by its first parking
     # pass, or by the intake for a planned Scene parked before its first pass.
     waiting_since: dict[Key, dt.datetime] = field(default_factory=dict)
+    durations: RecentDurations = field(default_factory=RecentDurations)  # poll timing
 
     def scene(self, key: Key) -> SceneMemory:
         return self.scenes.setdefault(key, SceneMemory())

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from controller.api.common import Body, Key
 from controller.api.scene import SceneStatus
+from controller.decide.job_durations import Estimate
 from controller.decide.scene import Event
 from controller.providers.base import Planner, VideoProvider
 from controller.queue.state import Kind
@@ -136,6 +137,14 @@ class RateLimits(Protocol):
     """One limiter per provider for its polls (`reads`) and its creates (`creates`)."""
 
     def limiter(self, op: str, provider: str) -> Limiter: ...
+
+
+class JobDurations(Protocol):
+    """How long recent jobs ran, per provider and model (controllers/job_durations.py)."""
+
+    def record(self, provider: str, model: str, seconds: float) -> None: ...
+
+    def estimate(self, provider: str, model: str) -> Estimate | None: ...
 
 
 class SceneCache(Protocol):

@@ -35,6 +35,19 @@ JOB_SECONDS = Histogram(
     ["provider"],
     buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
+JOB_RUN_SECONDS = Histogram(
+    "scene_operator_provider_job_run_seconds",
+    "How long provider jobs ran until they succeeded (the provider's own times when it "
+    "gives them), as the learned poll timing records them",
+    ["provider"],
+    buckets=(1, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800),
+)
+JOB_POLLS = Counter(
+    "scene_operator_job_polls_total",
+    "Polls of provider jobs, by whether the run times of the model's recent jobs were "
+    "known (learned: polls are timed from them) or not (fixed: the fixed schedule)",
+    ["provider", "schedule"],
+)
 IN_FLIGHT = Gauge("scene_operator_generations_in_flight", "Jobs recorded in status", ["provider"])
 DRIFT_REPAIRS = Counter(
     "scene_operator_drift_repairs_total", "Repairs of status/S3 disagreements", ["reason"]

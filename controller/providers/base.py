@@ -66,6 +66,9 @@ class JobState:
     output_url: str | None = None  # where the finished video can be downloaded
     output_bytes: bytes | None = None  # or the video itself (Veo bytesBase64Encoded)
     error: ProviderError | None = None  # set when status is FAILED
+    # How long the job ran, created to completed, on the provider's clock, when it says
+    # (Replicate does): what the learned poll timing records (controllers/scene/poll_timing.py).
+    ran_seconds: float | None = None
 
 
 class VideoProvider(Protocol):

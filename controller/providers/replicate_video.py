@@ -209,7 +209,7 @@ class ReplicateVideoProvider:
                     "NoOutput", f"prediction {job_id} has no output", retryable=True
                 )
                 return JobState(status=JobStatus.FAILED, error=error)
-            return JobState(status=JobStatus.SUCCEEDED, output_url=url)
+            return JobState(status=JobStatus.SUCCEEDED, output_url=url, ran_seconds=_ran(data))
         if status in ("failed", "canceled", "aborted"):
             return JobState(status=JobStatus.FAILED, error=_failure(status, data.get("error")))
         # A status this code does not know yet: keep observing; predictions time out anyway.
@@ -249,7 +249,13 @@ class ReplicateVideoProvider:
             response = self._client._request("GET", f"/v1/predictions/{job_id}")
             data = response.json()
             return data if isinstance(data, dict) else {}
-        return {"status": prediction.status, "output": prediction.output, "error": prediction.error}
+        return {
+            "status": prediction.status,
+            "output": prediction.output,
+            "error": prediction.error,
+            "created_at": prediction.created_at,
+            "completed_at": prediction.completed_at,
+        }
 
     def _find(
         self,
@@ -333,6 +339,15 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _ran(data: dict[str, Any]) -> float | None:
+    """Seconds from created to completed, on Replicate's clock (queueing included: the
+    wait the operator sees too)."""
+    created, completed = _parse_time(data.get("created_at")), _parse_time(data.get("completed_at"))
+    if created is None or completed is None or completed < created:
+        return None
+    return (completed - created).total_seconds()
 
 
 def _first_output(output: Any) -> str | None:

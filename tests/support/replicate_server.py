@@ -9,6 +9,8 @@ All controls are plain attributes guarded by `lock`, so tests may change them at
 from __future__ import annotations
 
 import json
+import math
+import random
 import re
 import secrets
 import threading
@@ -61,16 +63,25 @@ _LIMIT_OF = {"create": "create", "create_version": "create", "file": None}
 class ReplicateServer(ProtocolServer):
     """Replicate's predictions API. Jobs go starting → processing → outcome over
     `latency_seconds`; the outcome is taken from `prediction_outcomes` at create time:
-    "succeeded" (default), "failed" or "failed:<error text>", "aborted", "canceled"."""
+    "succeeded" (default), "failed" or "failed:<error text>", "aborted", "canceled".
+
+    `latency_sigma` > 0 spreads the jobs' lengths as real ones are: each job takes
+    `latency_seconds` times a log-normal factor of median 1 (log-sd `latency_sigma`),
+    drawn at its create from a generator seeded with `seed`, so a run's jobs get the
+    same lengths in creation order every time."""
 
     def __init__(
         self,
         token: str | None = None,
         *,
         latency_seconds: float = 0.2,
+        latency_sigma: float = 0.0,
+        seed: int = 0,
         video_bytes: bytes | Callable[[dict[str, Any]], bytes] = DEFAULT_VIDEO_BYTES,
     ) -> None:
         super().__init__(latency_seconds=latency_seconds)
+        self.latency_sigma = latency_sigma
+        self._spread = random.Random(seed)
         self.token = token or "r8_" + secrets.token_hex(16)
         self.video_bytes = video_bytes
         self.fail_next_gets: list[Failure] = []
@@ -199,12 +210,16 @@ class ReplicateServer(ProtocolServer):
         }
         with self.lock:
             self._jobs[job["id"]] = job
+            # The factor is drawn under the lock: creation order is the draw order.
+            if self.latency_sigma > 0:
+                job["factor"] = math.exp(self._spread.gauss(0.0, self.latency_sigma))
             self.created.append({k: job[k] for k in ("id", "model", "version", "input", "time")})
+            self.created[-1]["seconds"] = self._seconds(job)
             created = self._prediction_json(job)
         if isinstance(hook := payload.get("webhook"), str) and "completed" in (
             payload.get("webhook_events_filter") or ["completed"]
         ):
-            delay = self.latency_seconds + self.webhooks.lag
+            delay = self._seconds(job) + self.webhooks.lag
             self.webhooks.schedule(delay, job["id"], hook, self._body(job))
         return Reply.json(201, created)
 
@@ -231,16 +246,21 @@ class ReplicateServer(ProtocolServer):
             },
         )
 
+    def _seconds(self, job: dict[str, Any]) -> float:
+        """How long a job runs: the latency now (tests change it while jobs run), times
+        its own spread factor."""
+        return float(self.latency_seconds * job.get("factor", 1.0))
+
     def _status(self, job: dict[str, Any]) -> tuple[str, float | None]:
         """(status, completion time) of a job now."""
         if job.get("canceled_at") is not None:
             return "canceled", job["canceled_at"]
-        elapsed = time.time() - job["time"]
-        if elapsed < self.latency_seconds / 2:
+        elapsed, seconds = time.time() - job["time"], self._seconds(job)
+        if elapsed < seconds / 2:
             return "starting", None
-        if elapsed < self.latency_seconds:
+        if elapsed < seconds:
             return "processing", None
-        return job["outcome"].split(":", 1)[0], job["time"] + self.latency_seconds
+        return job["outcome"].split(":", 1)[0], job["time"] + seconds
 
     def _prediction_json(self, job: dict[str, Any]) -> dict[str, Any]:
         status, completed = self._status(job)
@@ -258,7 +278,7 @@ class ReplicateServer(ProtocolServer):
             error = text or "Prediction failed: the model raised an error"
         elif status == "aborted":
             error = "Prediction was aborted"
-        started = job["time"] + self.latency_seconds / 2
+        started = job["time"] + self._seconds(job) / 2
         return {
             "id": job["id"],
             "model": job["model"],
@@ -272,7 +292,7 @@ class ReplicateServer(ProtocolServer):
             "created_at": utc_iso(job["time"]),
             "started_at": utc_iso(started) if status != "starting" else None,
             "completed_at": utc_iso(completed) if completed else None,
-            "metrics": {"predict_time": self.latency_seconds / 2} if completed else {},
+            "metrics": {"predict_time": self._seconds(job) / 2} if completed else {},
             "urls": {
                 "get": api,
                 "cancel": f"{api}/cancel",

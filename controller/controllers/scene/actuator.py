@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from controller import webhooks
 from controller.api import vocabulary as v
 from controller.api.scene import ScenePhase, SceneStatus
 from controller.controllers.memory import SceneMemory
@@ -27,6 +26,7 @@ from controller.controllers.scene.duplicates import LateDuplicates
 from controller.controllers.scene.finish import OutputFinisher
 from controller.controllers.scene.inputs import InputReader, ProjectRecheck, ScenePass
 from controller.controllers.scene.orphan_search import JobSearch
+from controller.controllers.scene.poll_timing import PollTiming
 from controller.controllers.scene.provider_jobs import JobIdNotRecorded, JobPoller, JobStarter
 from controller.controllers.scene.working_clip import WorkingClips
 from controller.decide import scene as sc
@@ -51,6 +51,7 @@ class SceneEffects:
     looks: ClipLooks
     working: WorkingClips
     poller: JobPoller
+    timing: PollTiming  # when the recorded job is polled next
     starter: JobStarter
     search: JobSearch
     finisher: OutputFinisher
@@ -135,15 +136,8 @@ class Actuator:
             capacity_limit=full or "",
             waiting_since=fx.waiting_since.get(self.scene.key),
             planned=inputs.project is not None and is_owned_by(body, inputs.project),
-            poll_delay=webhooks.poll_delay(fx.settings, status.generation, self.poll_delay()),
+            poll_delay=fx.timing.delay(self.scene.mem, status.generation),
             jitter=random.random(),
-        )
-
-    def poll_delay(self) -> float:
-        s = self.fx.settings
-        return min(
-            s.poll_initial_seconds * s.poll_factor ** max(self.scene.mem.polls - 1, 0),
-            s.poll_max_seconds,
         )
 
     def decided(self, o: sc.Observation, d: sc.Decision) -> None:
@@ -173,6 +167,7 @@ class Actuator:
             m.JOBS.labels(o.desired.provider if o.desired else "", "succeeded", "").inc()
         if d.status.phase in (ScenePhase.COMPLETED, ScenePhase.FAILED):
             scene.mem.polls, scene.mem.job_state, scene.mem.fetch_failures = 0, None, 0
+            scene.mem.job_clock = None
         return True
 
     # ------------------------------------------------------------------ S3 and provider

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from controller import webhooks
 from controller.api import vocabulary as v
 from controller.api.common import ErrorInfo
 from controller.controllers.ports import (
@@ -26,13 +25,13 @@ from controller.controllers.ports import (
     SceneStatusWriter,
 )
 from controller.controllers.scene.inputs import ScenePass
+from controller.controllers.scene.poll_timing import PollTiming
 from controller.decide import scene as sc
 from controller.decide.timeutil import rfc3339
 from controller.informer.cache import key_of, project_of_scene
 from controller.observability import metrics as m
 from controller.providers.base import JobLostError, JobStatus, ProviderError, VideoProvider
 from controller.queue.state import TransientError
-from controller.settings import Settings
 
 log = logging.getLogger("scene_operator")
 Clock = Callable[[], dt.datetime]
@@ -51,22 +50,22 @@ class JobStarter:
     def __init__(
         self,
         *,
-        settings: Settings,
         providers: ProviderRegistry,
         slots: Reservations,
         limits: RateLimits,
         status: SceneStatusWriter,
         events: EventSink,
         scenes: Mapping[Key, Body],
+        timing: PollTiming,
         clock: Clock,
     ) -> None:
-        self.settings = settings
         self.providers = providers
         self.slots = slots
         self.limits = limits
         self.status = status
         self.events = events
         self.scenes = scenes  # the cache's Scenes: the marker's body as written
+        self.timing = timing
         self.now = clock
 
     async def start(self, scene: ScenePass, o: sc.Observation, d: sc.Decision) -> float | None:
@@ -139,6 +138,7 @@ class JobStarter:
         finally:
             elapsed = time.perf_counter() - started
             m.PROVIDER_SECONDS.labels(desired.provider, "start").observe(elapsed)
+        self.timing.started(scene.mem, job_id)
         # Record the job id before anything else: after a crash the operator resumes it.
         # If the write fails (API server down), the id is kept in memory and written
         # before this scene is decided again, so the job is never mistaken for an orphan.
@@ -152,9 +152,7 @@ class JobStarter:
             v.Reason.GENERATION_STARTED,
             f"{desired.provider} job {job_id} started (model {desired.model}, attempt {g.attempts}, take {g.take})",
         )
-        scene.mem.polls, scene.mem.job_state = 0, None
-        recorded = sc.with_job_id(d.status, job_id).generation
-        return webhooks.poll_delay(self.settings, recorded, self.settings.poll_initial_seconds)
+        return self.timing.delay(scene.mem, sc.with_job_id(d.status, job_id).generation)
 
     async def record_job_id(self, scene: ScenePass, body: Body) -> bool:
         """Write a started job's id; False if the API server could not be reached."""
@@ -179,9 +177,12 @@ class JobStarter:
 class JobPoller:
     """POLL: how the recorded job is doing, under the provider's read limit."""
 
-    def __init__(self, *, providers: ProviderRegistry, limits: RateLimits, clock: Clock) -> None:
+    def __init__(
+        self, *, providers: ProviderRegistry, limits: RateLimits, timing: PollTiming, clock: Clock
+    ) -> None:
         self.providers = providers
         self.limits = limits
+        self.timing = timing
         self.now = clock
 
     async def poll(self, scene: ScenePass, o: sc.Observation) -> sc.JobSeen:
@@ -210,6 +211,7 @@ class JobPoller:
         finally:
             m.PROVIDER_SECONDS.labels(g.provider, "poll").observe(time.perf_counter() - started)
         mem.job_state = state
+        self.timing.polled(mem, g, state)
         if state.status == JobStatus.RUNNING:
             return sc.JobSeen(g.job_id, sc.JobPhase.RUNNING)
         if state.status == JobStatus.SUCCEEDED:

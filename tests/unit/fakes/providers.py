@@ -49,6 +49,8 @@ class FakeJob:
     created_at: dt.datetime
     polls_left: int = 0
     outcome: str = "succeed"  # succeed | fail | lost
+    seconds: float | None = None  # runs this long on the provider's clock (not by polls)
+    polled: int = 0
 
 
 def refused(status: int = 503) -> ProviderError:
@@ -66,6 +68,8 @@ class FakeVideo:
     name: str = "replicate"
     default_model: str = "fake-model"
     polls: int = 0  # polls a new job answers Running before its outcome
+    seconds: float | None = None  # or: a new job runs this long on the clock `now`
+    tells_run_time: bool = True  # its state says how long it ran (as Replicate's does)
     outcome: str = "succeed"
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     # One entry per start call, in order: None creates the job and answers; an
@@ -85,7 +89,9 @@ class FakeVideo:
 
     def create(self, request: VideoRequest) -> str:
         job_id = f"{self.name}-job-{next(self._ids)}"
-        self.jobs[job_id] = FakeJob(job_id, request, self.now(), self.polls, self.outcome)
+        self.jobs[job_id] = FakeJob(
+            job_id, request, self.now(), self.polls, self.outcome, self.seconds
+        )
         return job_id
 
     async def start(self, request: VideoRequest) -> str:
@@ -102,6 +108,9 @@ class FakeVideo:
         job = self.jobs.get(job_id)
         if job is None or job.outcome == "lost":
             raise JobLostError(f"unknown job {job_id}")
+        job.polled += 1
+        if job.seconds is not None:
+            return self._timed(job)
         if job.polls_left > 0:
             job.polls_left -= 1
             return JobState(JobStatus.RUNNING)
@@ -109,6 +118,16 @@ class FakeVideo:
             err = ProviderError("ContentRejected", "the model refused", retryable=False)
             return JobState(JobStatus.FAILED, error=err)
         return JobState(JobStatus.SUCCEEDED, output_bytes=f"video of {job_id}".encode())
+
+    def _timed(self, job: FakeJob) -> JobState:
+        assert job.seconds is not None
+        if self.now() < job.created_at + dt.timedelta(seconds=job.seconds):
+            return JobState(JobStatus.RUNNING)
+        if job.outcome == "fail":
+            err = ProviderError("ContentRejected", "the model refused", retryable=False)
+            return JobState(JobStatus.FAILED, error=err)
+        ran = job.seconds if self.tells_run_time else None
+        return JobState(JobStatus.SUCCEEDED, output_bytes=b"video", ran_seconds=ran)
 
     async def cancel(self, job_id: str) -> bool:
         if self.cancel_errors:

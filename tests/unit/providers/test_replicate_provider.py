@@ -76,6 +76,7 @@ def test_happy_path_start_poll_fetch(
     job_id, running, done = run(scenario())
     assert running == JobState(status=JobStatus.RUNNING)
     assert done.status == JobStatus.SUCCEEDED and done.error is None
+    assert done.ran_seconds == pytest.approx(0.2, abs=0.01)  # created to completed
     assert done.output_url == f"{server.base_url}/files/{job_id}.mp4"
     assert (tmp_path / "clip.mp4").read_bytes() == VIDEO
     assert not list(tmp_path.glob("*.part"))
@@ -444,3 +445,15 @@ def test_match_prediction_oldest_match_model_version_and_input() -> None:
         "newest",
         False,
     )
+
+
+def test_a_succeeded_predictions_run_time_is_from_its_own_times() -> None:
+    def ran(**times: str | None) -> float | None:
+        data = {"status": "succeeded", "output": "https://x.replicate.delivery/o.mp4", **times}
+        return ReplicateVideoProvider.job_state("p1", data).ran_seconds
+
+    created = "2030-01-01T00:00:00.25Z"
+    assert ran(created_at=created, completed_at="2030-01-01T00:01:05.75Z") == 65.5
+    assert ran(created_at=created, completed_at=None) is None
+    assert ran() is None
+    assert ran(created_at=created, completed_at="2029-12-31T23:59:59Z") is None  # clock trouble

@@ -1,12 +1,16 @@
 """A/B: one scenario run alternately on a git ref and on the working tree, medians side by side.
 
     .venv/bin/python -m benchmarks.compare REF [--scenario medium] [--runs 3] [-- BENCH FLAGS]
+    .venv/bin/python -m benchmarks.compare . --a-flags "--operator-env X=1" --label NAME ...
 
 The machine's speed drifts by ~20 % from day to day, so a figure only counts beside its
 baseline measured in the same session: the two sides alternate (A B A B ...), each run
 writes its own result file under benchmarks/results/ab/<scenario>/, and the summary
 prints the median and the spread (max - min, relative to the median) of each figure.
-REF is checked out once into a git worktree (removed afterwards) and run with this venv.
+REF is checked out once into a git worktree (removed afterwards) and run with this venv;
+REF `.` runs the working tree on both sides, told apart by `--a-flags` / `--b-flags`
+(bench flags of one side only, e.g. a setting switched off), with results under
+results/ab/<label>/.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -37,7 +42,16 @@ FIGURES: list[Figure] = [
     ("work-queue depth, peak", lambda r: r.get("queue_depth_peak")),
     ("API writes per Scene", lambda r: dig(r, "run", "operator_api_writes_per_scene")),
     ("duplicates", lambda r: dig(r, "provider", "duplicates")),
+    ("completion → Completed p95 (s)", lambda r: _p95(r)),
+    ("completion → Completed p95 after the first wave (s)", lambda r: _p95(r, "after")),
+    ("provider reads per job", lambda r: dig(r, "completions", "gets_per_job", "mean")),
 ]
+
+
+def _p95(r: dict[str, Any], part: str = "") -> float | None:
+    if part:
+        return dig(r, "completions", "after_first_wave", "completion_to_completed_seconds", "p95")
+    return dig(r, "completions", "completion_to_completed_seconds", "p95")
 
 
 def run_one(tree: Path, scenario: str, out: Path, extra: list[str]) -> dict[str, Any]:
@@ -59,6 +73,8 @@ def table(sides: dict[str, list[dict[str, Any]]]) -> str:
     names = list(sides)
     lines = ["| figure | " + " | ".join(names) + " | B / A |", "|---|---|---|---|"]
     for label, get in FIGURES:
+        if not any(get(r) is not None for runs in sides.values() for r in runs):
+            continue  # a figure this scenario does not measure
         cols, meds = [], []
         for name in names:
             vals = [float(v) for r in sides[name] if (v := get(r)) is not None]
@@ -70,40 +86,60 @@ def table(sides: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def _commit(ref: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short=12", ref],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("ref", help="git ref of the baseline (A); B is the working tree")
     p.add_argument("--scenario", default="medium")
     p.add_argument("--runs", type=int, default=3, help="runs per side (alternating)")
+    p.add_argument("--a-flags", default="", help="bench flags for side A only (one string)")
+    p.add_argument("--b-flags", default="", help="bench flags for side B only (one string)")
+    p.add_argument("--label", help="results folder under results/ab/ (default: the scenario)")
     # anything else (after `--`) goes to benchmarks.bench
     args, rest = p.parse_known_args(argv)
     extra = [a for a in rest if a != "--"]
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short=12", args.ref],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    out = OUT / args.scenario
+    same = args.ref == "."
+    if same and args.a_flags == args.b_flags:
+        p.error("REF . compares the working tree with itself: give --a-flags or --b-flags")
+    commit = "wt" if same else _commit(args.ref)
+    out = OUT / (args.label or args.scenario)
     out.mkdir(parents=True, exist_ok=True)
-    sides: dict[str, list[dict[str, Any]]] = {f"A {commit}": [], "B working tree": []}
+    a_name = f"A working tree {args.a_flags}".strip() if same else f"A {commit}"
+    sides: dict[str, list[dict[str, Any]]] = {
+        a_name: [],
+        f"B working tree {args.b_flags}".strip(): [],
+    }
+    flags = (shlex.split(args.a_flags), shlex.split(args.b_flags))
     with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
-        base = Path(tmp) / "a"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), commit], check=True
-        )
+        base = ROOT if same else Path(tmp) / "a"
+        if not same:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), commit],
+                check=True,
+            )
         try:
             for i in range(args.runs):
-                for results, tree in zip(sides.values(), (base, ROOT), strict=True):
-                    tag = "a-" + commit if tree is base else "b"
-                    results.append(run_one(tree, args.scenario, out / f"{tag}-{i + 1}.json", extra))
+                for side, (results, tree) in enumerate(
+                    zip(sides.values(), (base, ROOT), strict=True)
+                ):
+                    tag = "a-" + commit if side == 0 else "b"
+                    path = out / f"{tag}-{i + 1}.json"
+                    results.append(run_one(tree, args.scenario, path, [*extra, *flags[side]]))
         finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False
-            )
-    print(
-        f"\n{args.scenario}: A = {args.ref} ({commit}), B = the working tree; median (spread, runs)\n"
-    )
+            if not same:
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
+                    check=False,
+                )
+    print(f"\n{args.scenario}: A = {a_name}, B = the working tree; median (spread, runs)\n")
     print(table(sides))
     return 0
 

@@ -36,7 +36,7 @@ from controller.controllers.scene.finish import OutputFinisher
 from controller.controllers.scene.inputs import InputReader, ProjectRecheck
 from controller.controllers.scene.kept import KeptOutputs
 from controller.controllers.scene.orphan_search import JobSearch
-from controller.controllers.scene.poll_timing import PollTiming
+from controller.controllers.scene.poll_timing import PollTiming, Retimer
 from controller.controllers.scene.provider_jobs import JobPoller, JobStarter
 from controller.controllers.scene.ratelimit import Limiters
 from controller.controllers.scene.reconciler import Scenes
@@ -195,12 +195,8 @@ def scene_reconciler(p: Parts) -> Scenes:
     """The Scene reconciler and the collaborators its passes act through."""
     limits = Limiters(p.settings)
     kept = KeptOutputs(p.tmp_dir, p.settings.kept_outputs_max_bytes)
-    read = InputReader(
-        settings=p.settings,
-        projects=p.store.projects,
-        specs=p.memory.specs,
-        budget_left=p.capacity.budget_left,
-    )
+    read = InputReader(settings=p.settings, projects=p.store.projects, specs=p.memory.specs,
+                       budget_left=p.capacity.budget_left)  # fmt: skip
     search = JobSearch(providers=p.providers, limits=limits, scenes=p.store.scenes,
                        recovering={}, clock_skew_seconds=p.settings.clock_skew_seconds)  # fmt: skip
     canceler = Canceler(
@@ -213,6 +209,8 @@ def scene_reconciler(p: Parts) -> Scenes:
     status = StatusWriter(p.api, p.intake, written=duplicates.written)
     timing = PollTiming(settings=p.settings, durations=p.memory.durations,
                         monotonic=p.intake.queue.clock, clock=p.clock)  # fmt: skip
+    timing.on_learned = Retimer(timing=timing, scenes=p.store.scenes, memory=p.memory.scene,
+                                enqueue=p.intake.enqueue_scene)  # fmt: skip
     starter = JobStarter(providers=p.providers, slots=p.capacity, limits=limits, status=status,
                          events=p.recorder, scenes=p.store.scenes, timing=timing,
                          clock=p.clock)  # fmt: skip

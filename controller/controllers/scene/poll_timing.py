@@ -12,12 +12,12 @@ later.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from controller import webhooks
 from controller.api.scene import GenerationInfo
 from controller.controllers.memory import JobClock, SceneMemory
-from controller.controllers.ports import JobDurations
+from controller.controllers.ports import Body, JobDurations, Key
 from controller.decide import job_durations as jd
 from controller.decide.timeutil import parse_rfc3339
 from controller.observability import metrics as m
@@ -41,6 +41,8 @@ class PollTiming:
         self.schedule = jd.PollSchedule(
             settings.poll_initial_seconds, settings.poll_factor, settings.poll_max_seconds
         )
+        # Told when a model's first estimate appears (the composition root sets a Retimer).
+        self.on_learned: Callable[[GenerationInfo], None] = lambda g: None
 
     def started(self, mem: SceneMemory, job_id: str) -> None:
         """The provider answered the create with `job_id` just now."""
@@ -80,7 +82,10 @@ class PollTiming:
             ended = now if clock.running is None else (clock.running + now) / 2
             ran = ended - clock.created
         if ran is not None:
+            first = self._expected(g) is None
             self.durations.record(g.provider, g.model, ran)
+            if first and self._expected(g) is not None:
+                self.on_learned(g)
 
     def _expected(self, g: GenerationInfo | None) -> jd.Estimate | None:
         if g is None or not self.settings.poll_learn:
@@ -93,3 +98,36 @@ class PollTiming:
             return self.monotonic() - clock.created
         started = parse_rfc3339(g.started_at)
         return max(0.0, (self.clock() - started).total_seconds()) if started else 0.0
+
+
+class Retimer:
+    """The jobs of a model in flight when its first estimate appears were timed on the
+    fixed schedule, whose later waits reach 30 s: each is made due at its learned time
+    instead, when that is sooner. No read is added: the next one moves earlier."""
+
+    def __init__(
+        self,
+        *,
+        timing: PollTiming,
+        scenes: Mapping[Key, Body],
+        memory: Callable[[Key], SceneMemory],
+        enqueue: Callable[[Key, float], None],
+    ) -> None:
+        self.timing = timing
+        self.scenes = scenes  # the cache's
+        self.memory = memory
+        self.enqueue = enqueue  # a Scene key due in `delay` s (an earlier due wins)
+
+    def __call__(self, learned: GenerationInfo) -> None:
+        """`learned`: the job whose end gave the estimate (its own pass requeues it)."""
+        for key, body in list(self.scenes.items()):
+            gen = (body.get("status") or {}).get("generation") or {}
+            if (
+                gen.get("provider") != learned.provider
+                or gen.get("model") != learned.model
+                or not gen.get("jobId")
+                or gen.get("jobId") == learned.job_id
+            ):
+                continue
+            g = GenerationInfo.model_validate(gen)
+            self.enqueue(key, self.timing.delay(self.memory(key), g))

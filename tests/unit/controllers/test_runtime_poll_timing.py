@@ -75,3 +75,39 @@ def test_without_the_providers_times_its_own_polls_teach_it() -> None:
 def test_another_model_starts_cold_on_the_fixed_schedule() -> None:
     other = new_job_after_others(learn=True, model="another/model")
     assert other == new_job_after_others(learn=False)
+
+
+def completed_at_after_estimate(*, learn: bool) -> list[float]:
+    """Project a's five 40 s jobs start at 0 and are seen ending at 45.6 s (the fixed
+    schedule): the model's first estimate. Project b's five started at 15 s, were last
+    read at 28.75 s of age and have their next fixed read at 45.6 s of age (t = 60.6 s);
+    they end at t = 55 s. Returns when each of b's Scenes was seen Completed."""
+    h = Harness(poll_learn=learn)
+    h.replicate.seconds = 40.0
+    seen: dict[str, float] = {}
+
+    async def go() -> None:
+        h.project("a", scenes={"count": 5, "durationSeconds": 4})
+        await h.settle(seconds=15)
+        h.project("b", scenes={"count": 5, "durationSeconds": 4})
+        for _ in range(5000):
+            for n in h.scene_names():
+                if n.startswith("b-") and h.status(n).get("phase") == "Completed":
+                    seen.setdefault(n, h.clock.t)
+            if len(seen) == 5:
+                return
+            if await h.step():
+                continue
+            due = h.runtime.queue.next_due()
+            assert due is not None
+            h.clock.t = max(h.clock.t, due)
+
+    asyncio.run(go())
+    return sorted(seen.values())
+
+
+def test_jobs_in_flight_when_the_first_estimate_appears_are_read_at_their_learned_time() -> None:
+    fixed = completed_at_after_estimate(learn=False)
+    assert min(fixed) > 60  # read at the fixed schedule's 45.6 s of age
+    learned = completed_at_after_estimate(learn=True)
+    assert max(learned) < 58  # moved before that read: seen within 3 s of the end (55 s)

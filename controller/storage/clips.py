@@ -114,17 +114,25 @@ class ClipStore:
         `addressing_style="path"` helps S3-compatible stores reached by a plain host name
         (e.g. MinIO in-cluster); AWS and IP endpoints work with the default.
         """
+        s3: dict[str, Any] = {"addressing_style": addressing_style} if addressing_style else {}
         config = Config(
             retries={"max_attempts": max_attempts, "mode": "standard"},
             max_pool_connections=max_pool_connections,
-            s3={"addressing_style": addressing_style} if addressing_style else None,
+            s3=s3 or None,
         )
         # A fresh session: boto3's default session is shared global state, not thread-safe.
         core = botocore.session.get_session()
         core.get_component("response_parser_factory").set_parser_defaults(
             timestamp_parser=parse_timestamp  # S3's two formats without dateutil
         )
-        client = boto3.session.Session(botocore_session=core).client("s3", config=config)
+        session = boto3.session.Session(botocore_session=core)
+        client = session.client("s3", config=config)
+        if client.meta.endpoint_url.startswith("https://") and sends_checksums(client):
+            # Over TLS an upload's body is guarded by its signed SHA-256 header, which S3
+            # checks; signing the body as well would hash it a second time (botocore skips
+            # that only for checksums it computed itself). Plain HTTP stays signed.
+            unsigned = Config(s3={**s3, "payload_signing_enabled": False})
+            client = session.client("s3", config=config.merge(unsigned))
         return cls(client, **store_options)
 
     # ------------------------------------------------------------------------- buckets

@@ -22,7 +22,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from controller.storage.clips import ClipStore, ClipVerificationError, MiB
+from controller.demo.free_ports import free_port
+from controller.storage.clips import ClipStore, ClipVerificationError, MiB, StorageError
 from controller.storage.objects import answered_sha256, b64_sha256
 from tests.unit.storage.test_clip_store import (  # noqa: F401  (fixtures)
     bucket,
@@ -88,6 +89,8 @@ def test_a_small_upload_is_proven_by_its_put_and_makes_no_head(store, bucket, cl
     assert heads == []
     assert len(puts) == 1
     assert header(puts[0], CHECKSUM) == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    # Plain HTTP signs the body too (botocore always does there); over TLS it does not.
+    assert header(puts[0], "X-Amz-Content-SHA256") == sha
     assert (fact.size, fact.sha256) == (len(data), sha)
     assert fact.etag == hashlib.md5(data).hexdigest()
     # The fact from the PUT's answer is the one a HEAD reads back, metadata included.
@@ -160,6 +163,49 @@ def test_uploads_told_to_send_checksums_only_when_required_are_read_back(
     assert [h for h in puts[0].headers if h.lower().startswith("x-amz-checksum-")] == []
     assert len(heads) == 1
     assert fact.sha256 == hashlib.sha256(clip.read_bytes()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- over TLS
+
+
+class Unsent(Exception):
+    """Stops a request once it is signed: no TLS server is needed to see what it carries."""
+
+
+@pytest.mark.parametrize(
+    ("calculation", "payload"),
+    [("when_supported", "UNSIGNED-PAYLOAD"), ("when_required", "sha256")],
+)
+def test_over_tls_the_body_is_hashed_once(
+    s3_env,  # noqa: F811
+    clip,  # noqa: F811
+    monkeypatch,
+    calculation,
+    payload,
+):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"https://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", calculation)
+    clips = ClipStore.from_env(max_attempts=1)
+    puts: list[Any] = []
+
+    def stop(request: Any, **_: Any) -> None:
+        puts.append(request)
+        raise Unsent
+
+    clips.client.meta.events.register("before-send.s3.PutObject", stop)
+    with pytest.raises(StorageError):
+        clips.put_clip("bucket", "k.mp4", clip, metadata={})
+
+    sha = hashlib.sha256(clip.read_bytes()).hexdigest()
+    (put,) = puts
+    if payload == "sha256":  # no checksum of ours: botocore signs the body, as before
+        assert header(put, CHECKSUM) is None
+        assert header(put, "X-Amz-Content-SHA256") == sha
+    else:  # ours, in a signed header that S3 checks; nothing else hashes the body
+        assert header(put, CHECKSUM) == b64_sha256(sha)
+        assert header(put, "X-Amz-Content-SHA256") == payload
+        assert header(put, "Content-Length") == str(len(clip.read_bytes()))
+        assert "Content-Encoding" not in put.headers  # not aws-chunked: no trailer checksum
 
 
 # ----------------------------------------------------------------------------- multipart

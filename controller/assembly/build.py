@@ -3,7 +3,7 @@
 First a HEAD of the deterministic key (an object this operator uploaded for the same
 inputs is adopted: a restart between upload and status write); else the clips are
 downloaded and checked against their recorded SHA-256, joined by the engine under a
-size cap, and uploaded with put_clip, which HEADs the object before returning.
+size cap, and uploaded with put_clip, which returns once S3 has shown it holds the bytes.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def build(
     media: MediaRunner,
 ) -> tuple[FinalVideo, str]:
     """Blocking: adopt the object at the key, or download, assemble (in a limited child
-    process, killed if `stop` is set), probe, upload (HEAD-verified by put_clip). Returns
+    process, killed if `stop` is set), probe, upload (verified by put_clip). Returns
     the record and how it was made."""
     s3 = m.S3_OPS
     fact = clips.head(job.bucket, job.key)
@@ -118,7 +118,7 @@ def build(
             "clips": str(len(job.clips)),
             "project": f"{job.project[0]}/{job.project[1]}",
         }
-        fact = clips.put_clip(job.bucket, job.key, out, metadata=metadata)  # HEAD-verified
+        fact = clips.put_clip(job.bucket, job.key, out, metadata=metadata)  # verified
         s3.labels("put", "ok").inc()
     return record_of(job, fact, made.duration_seconds), made.mode
 

@@ -1,8 +1,10 @@
 """The S3 clip store: deterministic keys, verified uploads, prefix listing.
 
 Synchronous boto3 on purpose: the operator runs these calls in its bounded thread pool.
-What is in S3 is the truth, so every upload is checked with a HEAD (size and the sha256
-we stored in the object's metadata) before anyone may call the clip Completed.
+What is in S3 is the truth, so no upload counts before S3 has shown it holds our bytes:
+a single PutObject carries the file's SHA-256, which S3 checks before storing the object
+and echoes in its answer; a multipart upload, or a store that answers without the
+checksum, is read back with a HEAD (size and the sha256 in the object's metadata).
 
 Endpoint, credentials and region come from boto3's own environment variables
 (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, or
@@ -32,7 +34,15 @@ from controller.storage.errors import (
     error_code,
     is_not_found,
 )
-from controller.storage.objects import MiB, ObjectFact, bare_etag, clean_metadata, file_sha256
+from controller.storage.objects import (
+    MiB,
+    ObjectFact,
+    answered_sha256,
+    b64_sha256,
+    bare_etag,
+    clean_metadata,
+    file_sha256,
+)
 from controller.storage.purge import purge_prefix
 from controller.storage.timestamps import parse_timestamp
 
@@ -55,6 +65,14 @@ __all__ = [
 DEFAULT_MULTIPART_THRESHOLD = 16 * MiB
 CONTENT_TYPE = "video/mp4"
 SHA256_META = "sha256"
+
+
+def sends_checksums(client: Any) -> bool:
+    """Whether uploads carry our SHA-256: not for a client told to send checksums only where
+    S3 requires them (AWS_REQUEST_CHECKSUM_CALCULATION=when_required, for stores that
+    refuse the headers); its uploads are verified with a HEAD."""
+    config = getattr(client.meta, "config", None)
+    return getattr(config, "request_checksum_calculation", None) != "when_required"
 
 
 class ClipStore:
@@ -80,6 +98,7 @@ class ClipStore:
         # Buckets whose existence head() has settled (a HEAD 404 cannot tell a missing
         # bucket from a missing key): asked once each, unless the answer was "missing".
         self._buckets_checked: set[str] = set()
+        self.send_checksum = sends_checksums(client)
 
     @classmethod
     def from_env(
@@ -95,17 +114,25 @@ class ClipStore:
         `addressing_style="path"` helps S3-compatible stores reached by a plain host name
         (e.g. MinIO in-cluster); AWS and IP endpoints work with the default.
         """
+        s3: dict[str, Any] = {"addressing_style": addressing_style} if addressing_style else {}
         config = Config(
             retries={"max_attempts": max_attempts, "mode": "standard"},
             max_pool_connections=max_pool_connections,
-            s3={"addressing_style": addressing_style} if addressing_style else None,
+            s3=s3 or None,
         )
         # A fresh session: boto3's default session is shared global state, not thread-safe.
         core = botocore.session.get_session()
         core.get_component("response_parser_factory").set_parser_defaults(
             timestamp_parser=parse_timestamp  # S3's two formats without dateutil
         )
-        client = boto3.session.Session(botocore_session=core).client("s3", config=config)
+        session = boto3.session.Session(botocore_session=core)
+        client = session.client("s3", config=config)
+        if client.meta.endpoint_url.startswith("https://") and sends_checksums(client):
+            # Over TLS an upload's body is guarded by its signed SHA-256 header, which S3
+            # checks; signing the body as well would hash it a second time (botocore skips
+            # that only for checksums it computed itself). Plain HTTP stays signed.
+            unsigned = Config(s3={**s3, "payload_signing_enabled": False})
+            client = session.client("s3", config=config.merge(unsigned))
         return cls(client, **store_options)
 
     # ------------------------------------------------------------------------- buckets
@@ -155,22 +182,19 @@ class ClipStore:
     ) -> ObjectFact:
         """Upload `path` to `key` and return the object only once S3 shows the same bytes.
 
-        Raises ClipVerificationError (retryable) if the object read back differs in size
-        or checksum, StorageError for transport/permission failures.
+        Raises ClipVerificationError (retryable) if S3 names another checksum or the object
+        read back differs in size or checksum, StorageError for transport/permission
+        failures (a body damaged on the way fails S3's own check: BadDigest, retryable).
         """
         sha256, size = file_sha256(Path(path))
         meta = {**clean_metadata(metadata), SHA256_META: sha256}
         target = f"s3://{bucket}/{key}"
-        try:
-            if size < self.transfer_config.multipart_threshold:
-                # One PutObject on this thread: the managed transfer would make the same
-                # request through a transfer manager of its own (a thread pool started
-                # and joined per upload, and botocore's context deep-copied per task).
-                with Path(path).open("rb") as body:
-                    self.client.put_object(
-                        Bucket=bucket, Key=key, Body=body, ContentType=CONTENT_TYPE, Metadata=meta
-                    )
-            else:  # managed transfer: streams from disk, in parts
+        if size < self.transfer_config.multipart_threshold:
+            fact = self._put_single(bucket, key, Path(path), size, sha256, meta)
+            if fact is not None:
+                return fact
+        else:  # managed transfer: streams from disk, in parts
+            try:
                 self.client.upload_file(
                     str(path),
                     bucket,
@@ -178,8 +202,8 @@ class ClipStore:
                     ExtraArgs={"ContentType": CONTENT_TYPE, "Metadata": meta},
                     Config=self.transfer_config,
                 )
-        except Exception as exc:
-            raise classify(exc, f"upload {target}") from exc
+            except Exception as exc:
+                raise classify(exc, f"upload {target}") from exc
 
         fact = self.head(bucket, key)
         if fact is None:
@@ -191,6 +215,37 @@ class ClipStore:
                 f"verify {target}: sha256 {fact.sha256} in S3, {sha256} uploaded"
             )
         return fact
+
+    def _put_single(
+        self, bucket: str, key: str, path: Path, size: int, sha256: str, meta: dict[str, str]
+    ) -> ObjectFact | None:
+        """One PutObject on this thread (the managed transfer would make the same request
+        through a transfer manager of its own: a thread pool started and joined per upload,
+        and botocore's context deep-copied per task). The object, if S3's answer proves
+        it; None if only a HEAD can tell."""
+        target = f"s3://{bucket}/{key}"
+        args: dict[str, Any] = {"ContentType": CONTENT_TYPE, "Metadata": meta}
+        if self.send_checksum:
+            # Precomputed, so botocore computes no checksum of its own. S3 ignores the
+            # algorithm beside a value; moto echoes the value only when it is named.
+            args |= {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": b64_sha256(sha256)}
+        try:
+            with path.open("rb") as body:
+                resp = self.client.put_object(Bucket=bucket, Key=key, Body=body, **args)
+        except Exception as exc:
+            raise classify(exc, f"upload {target}") from exc
+        answered = answered_sha256(resp.get("ChecksumSHA256"))
+        if answered is None:  # a store that keeps no checksum, or an unreadable one
+            return None
+        if answered != sha256:
+            raise ClipVerificationError(
+                f"verify {target}: S3 answered sha256 {answered}, {sha256} uploaded"
+            )
+        # S3 checked the bytes it received against our checksum before storing them:
+        # the object is our file, whose size and metadata we know.
+        return ObjectFact(
+            key=key, size=size, etag=bare_etag(resp.get("ETag")), sha256=sha256, metadata=dict(meta)
+        )
 
     def _require_bucket(self, bucket: str, key: str) -> None:
         """Raise a permanent NoSuchBucket StorageError if `bucket` does not exist. Any other

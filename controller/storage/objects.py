@@ -3,6 +3,8 @@ and the user metadata S3 can carry."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 from dataclasses import dataclass
@@ -38,13 +40,31 @@ def file_sha256(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def b64_sha256(hex_sha256: str) -> str:
+    """A hex SHA-256 in the base64 form of S3's `x-amz-checksum-sha256` header."""
+    return base64.b64encode(bytes.fromhex(hex_sha256)).decode("ascii")
+
+
+def answered_sha256(value: str | None) -> str | None:
+    """The hex SHA-256 an S3 answer's ChecksumSHA256 names; None if it names none: absent,
+    a multipart upload's composite `<b64>-<parts>`, or not base64 of 32 bytes."""
+    if not value:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == hashlib.sha256().digest_size else None
+
+
 def clean_metadata(metadata: dict[str, str]) -> dict[str, str]:
-    """S3 user metadata travels in HTTP headers: lower-case keys, ASCII values."""
+    """S3 user metadata travels in HTTP headers: lower-case keys, ASCII values. What this
+    returns is what a HEAD reads back."""
     clean: dict[str, str] = {}
     for key, value in metadata.items():
         k = key.lower()
         if not _META_KEY.match(k):
             raise ValueError(f"metadata key {key!r} must be letters, digits and '-'")
-        v = str(value)
+        v = str(value).strip()  # HTTP drops a header value's outer spaces: S3 stores none
         clean[k] = v if v.isascii() and v.isprintable() else quote(v, safe=" /:=,.-_@")
     return clean

@@ -1,5 +1,5 @@
 """The working clip's effects in a Scene pass: derive it from the original (download,
-check the bytes are the recorded original, trim, upload beside it, HEAD-verify), and
+check the bytes are the recorded original, trim, upload beside it, verify), and
 drift's look at it. No provider is called here: an edit is never paid for.
 """
 

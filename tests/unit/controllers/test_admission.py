@@ -5,6 +5,8 @@ would only look at S3 and park them. The waiting is still said, on time."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from controller.decide.scene import WAITING_NOTICE_SECONDS
 from controller.queue.state import Kind
 from tests.unit.fakes.harness import Harness, metric
@@ -16,25 +18,31 @@ def scene_keys_queued(h: Harness) -> int:
     return sum(1 for k in h.runtime.queue._dirty if k[0] == Kind.SCENE)  # type: ignore[index]
 
 
+async def drive(h: Harness, each: Callable[[], None], until: float) -> None:
+    """One pass at a time, calling `each` before every step, letting fake time pass up
+    to `until` while nothing is ready."""
+    for _ in range(2000):
+        h.deliver()
+        each()
+        if not await h.step():
+            due = h.runtime.queue.next_due()
+            if due is None or due > until:
+                return
+            h.clock.t = due
+
+
 def test_a_plan_queues_one_first_pass_per_free_slot_and_parks_the_rest() -> None:
     h = Harness(concurrency_replicate=3, project_concurrency=10)
     h.replicate.polls = 3
     parked_before = metric("scene_operator_decisions_total", rule="waiting-capacity")
     peak = 0
 
-    async def go() -> None:
+    def note() -> None:
         nonlocal peak
-        h.project(scenes={"count": SCENES, "durationSeconds": 4})
-        for _ in range(2000):
-            h.deliver()
-            peak = max(peak, scene_keys_queued(h))
-            if not await h.step():
-                due = h.runtime.queue.next_due()
-                if due is None or due > 250:
-                    return
-                h.clock.t = due
+        peak = max(peak, scene_keys_queued(h))
 
-    h.run(go())
+    h.project(scenes={"count": SCENES, "durationSeconds": 4})
+    h.run(drive(h, note, until=250))
     assert set(h.phases().values()) == {"Completed"}
     assert h.replicate.starts == SCENES
     assert peak <= 3  # one first pass per free slot, not one per planned Scene
@@ -51,19 +59,13 @@ def test_scenes_parked_at_planning_start_in_plan_order() -> None:
     h.replicate.polls = 1
     started: list[str] = []
 
-    async def go() -> None:
-        h.project(scenes={"count": 4, "durationSeconds": 4})
-        for _ in range(2000):
-            for name in h.scene_names():
-                if h.status(name).get("generation") and name not in started:
-                    started.append(name)
-            if not await h.step():
-                due = h.runtime.queue.next_due()
-                if due is None or due > 200:
-                    return
-                h.clock.t = due
+    def note() -> None:
+        for name in h.scene_names():
+            if h.status(name).get("generation") and name not in started:
+                started.append(name)
 
-    h.run(go())
+    h.project(scenes={"count": 4, "durationSeconds": 4})
+    h.run(drive(h, note, until=200))
     assert started == [f"p-scene-00{i}" for i in range(1, 5)]
 
 

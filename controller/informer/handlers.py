@@ -13,11 +13,12 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, cast
 
 from controller.api import vocabulary as v
 from controller.api.common import Body
+from controller.informer import kopf_fastpath
 from controller.informer import kopf_patches as kopf_routes
 from controller.informer.listing import InitialListing
 from controller.kube import client as kube
@@ -99,17 +100,28 @@ def register(
             raise kopf.PermanentError(problem)
         return "ok"
 
-    @kopf.on.event(v.GROUP, v.VERSION, v.PROJECT_PLURAL, registry=registry)
-    async def project_event(event: kopf.RawEvent, **_: Any) -> None:
+    def on_project(event: Mapping[str, Any]) -> None:
         runtime.on_project_event(event.get("type"), cast(Body, event["object"]))
         if listing is not None:
             listing.delivered(cast(Body, event["object"]))
 
-    @kopf.on.event(v.GROUP, v.VERSION, v.SCENE_PLURAL, registry=registry)
-    async def scene_event(event: kopf.RawEvent, **_: Any) -> None:
+    def on_scene(event: Mapping[str, Any]) -> None:
         runtime.on_scene_event(event.get("type"), cast(Body, event["object"]))
         if listing is not None:
             listing.delivered(cast(Body, event["object"]))
+
+    # Registered so kopf watches the two resources; their events reach on_* directly.
+    @kopf.on.event(v.GROUP, v.VERSION, v.PROJECT_PLURAL, registry=registry)
+    async def project_event(event: kopf.RawEvent, **_: Any) -> None:
+        on_project(event)
+
+    @kopf.on.event(v.GROUP, v.VERSION, v.SCENE_PLURAL, registry=registry)
+    async def scene_event(event: kopf.RawEvent, **_: Any) -> None:
+        on_scene(event)
+
+    kopf_fastpath.install(
+        {(v.GROUP, v.PROJECT_PLURAL): on_project, (v.GROUP, v.SCENE_PLURAL): on_scene}
+    )
 
 
 def connection_info(cfg: Any) -> kopf.ConnectionInfo:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
 import sys
-import time
+import threading
 from typing import Any
 
 from controller import __version__
@@ -28,18 +29,33 @@ def cmd_status(args: argparse.Namespace, target: Target) -> str:
 
 
 def watch(args: argparse.Namespace, target: Target) -> str:
-    """Print the status again whenever it changes (a terminal is redrawn), until Ctrl-C."""
-    shown: Any = None
-    while True:
-        data, text = status_text(args, target)
-        if data != shown:
-            if sys.stdout.isatty():
-                sys.stdout.write(CLEAR)
-            elif shown is not None:
-                print()
-            print(report.printable(text), flush=True)
-            shown = data
-        time.sleep(args.interval)
+    """Print the status again whenever it changes (a terminal is redrawn), until Ctrl-C.
+
+    Ctrl-C also sets a flag the loop checks: a KeyboardInterrupt that lands in a
+    finalizer (the API client's, run by the garbage collector) is printed and dropped by
+    Python, and the watch would go on for ever."""
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: Any) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        shown: Any = None
+        while not stop.is_set():
+            data, text = status_text(args, target)
+            if data != shown:
+                if sys.stdout.isatty():
+                    sys.stdout.write(CLEAR)
+                elif shown is not None:
+                    print()
+                print(report.printable(text), flush=True)
+                shown = data
+            stop.wait(args.interval)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    raise KeyboardInterrupt  # the interrupt that was dropped: main() ends as for Ctrl-C
 
 
 def status_text(args: argparse.Namespace, target: Target) -> tuple[Any, str]:

@@ -27,6 +27,7 @@ from controller.leaderelection.guard import (
 )
 from controller.settings import Settings
 from tests.unit.fakes.harness import Harness
+from tests.unit.leaderelection.fakes import FakeProvider
 from tests.unit.leaderelection.test_leader import FakeClock, FakeLeases, candidate
 
 ONE = {"scenes": {"count": 1, "durationSeconds": 4}}
@@ -59,29 +60,6 @@ def test_the_elector_knows_how_long_its_lease_has_left() -> None:
         assert a.lease_left() == 0.0
 
     asyncio.run(main())
-
-
-class FakeProvider:
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    async def start(self, request: Any) -> str:
-        self.calls.append("start")
-        return "job-1"
-
-    async def poll(self, job_id: str, request: Any) -> str:
-        self.calls.append("poll")
-        return "running"
-
-    def put_clip(self, bucket: str, key: str, path: Any, *, metadata: dict) -> str:
-        self.calls.append("put_clip")
-        return "fact"
-
-    def head(self, bucket: str, key: str) -> str:
-        self.calls.append("head")
-        return "fact"
 
 
 def test_a_create_and_a_put_are_not_sent_with_less_than_the_fence_left() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from kubernetes import client as k8s_client
@@ -19,6 +18,7 @@ from controller.leaderelection import leadership, shards
 from controller.leaderelection.elector import micro_time
 from controller.leaderelection.guard import Guarded, GuardedProviders, LeaderGatedQueue, ThreadGuard
 from controller.settings import Settings
+from tests.unit.leaderelection.fakes import FakeProvider
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -83,21 +83,6 @@ def test_conflicts_name_the_namespace_and_the_other_shard(
     if problems:
         message = shards.conflict_message("me", problems)
         assert "refusing to start" in message and problems[0] in message
-
-
-class FakeProvider:
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    async def start(self, request: Any) -> str:
-        self.calls.append("start")
-        return "job-1"
-
-    def head(self, bucket: str, key: str) -> str:
-        self.calls.append("head")
-        return "fact"
 
 
 def test_guarded_edges_refuse_every_call_once_leadership_is_gone() -> None:

@@ -334,23 +334,22 @@ def test_argocd_snippet_embeds_the_health_check_for_both_kinds() -> None:
 # --- against the API server -------------------------------------------------------------------
 
 
+# The base's documents that give the operator its identity and permissions.
+IDENTITY_KINDS = {
+    "Namespace",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+}
+
+
 @pytest.fixture(scope="module")
 def operator_identity(kubectl: Kubectl, crds_installed: list[str]) -> Iterator[str]:
     """The base's Namespace, ServiceAccount, ClusterRole and ClusterRoleBinding, applied for
     real (removed afterwards if this created them); yields the ServiceAccount's user name."""
-    docs = [
-        d
-        for d in render()
-        if d["kind"]
-        in {
-            "Namespace",
-            "ServiceAccount",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "Role",
-            "RoleBinding",
-        }
-    ]
+    docs = [d for d in render() if d["kind"] in IDENTITY_KINDS]
     refs = [
         (f"{d['kind'].lower()}/{d['metadata']['name']}", d["metadata"].get("namespace"))
         for d in docs

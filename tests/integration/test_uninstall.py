@@ -22,20 +22,12 @@ from controller.api import vocabulary as v
 from controller.demo.cluster import Kubectl, install_crds
 from controller.demo.controlplane import ControlPlane
 from tests.integration.helpers import wait_until
-from tests.integration.test_manifests import PERMISSION_PROBLEMS, render
+from tests.integration.test_manifests import IDENTITY_KINDS, PERMISSION_PROBLEMS, render
 from tests.support.kubeconfigs import service_account_kubeconfig
 from tests.support.operator_process import OperatorProcess
 from tests.support.repo import REPO_ROOT
 
 NS = "videos"
-IDENTITY = {
-    "Namespace",
-    "ServiceAccount",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "Role",
-    "RoleBinding",
-}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +37,7 @@ def own_cluster(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) ->
     with ControlPlane() as cp:
         kubectl = Kubectl(cp.kubeconfig, cache_dir=tmp_path_factory.mktemp("kubectl-cache"))
         install_crds(cp.kubeconfig, sorted((REPO_ROOT / "crds").glob("*.yaml")), kubectl=kubectl)
-        docs = [d for d in render() if d["kind"] in IDENTITY]
+        docs = [d for d in render() if d["kind"] in IDENTITY_KINDS]
         kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
         kubectl("create", "namespace", NS)
         yield kubectl

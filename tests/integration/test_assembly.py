@@ -13,6 +13,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from botocore.exceptions import ClientError
 
 from controller.api import vocabulary as v
 from tests.integration.helpers import (
@@ -194,7 +195,12 @@ def test_a_missing_or_changed_film_is_rebuilt_with_no_provider_job(
         p = film_of(cluster, namespace, "lost")
         if p is None or "FinalVideoMissing" not in cluster.event_reasons(namespace, "lost"):
             return None
-        head = s3.client.head_object(Bucket=s3.bucket, Key=final["s3Key"])
+        try:  # the Event comes before the rebuilt film's PUT: a 404 here means "not yet"
+            head = s3.client.head_object(Bucket=s3.bucket, Key=final["s3Key"])
+        except ClientError as e:
+            if e.response["Error"]["Code"] not in ("404", "NoSuchKey"):
+                raise
+            return None
         return p if head["Metadata"].get("sha256") == p["status"]["finalVideo"]["sha256"] else None
 
     p = wait_until(rebuilt, timeout=INTERVAL * 3 + 60, what="the film rebuilt in S3")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 import os
 import sys
@@ -18,11 +17,9 @@ from typing import Any, Protocol, cast
 
 from controller.api import vocabulary as v
 from controller.api.common import Body
-from controller.informer import kopf_fastpath
-from controller.informer import kopf_patches as kopf_routes
+from controller.informer import listing as first_list
 from controller.informer.listing import InitialListing
 from controller.kube import client as kube
-from controller.kube.jsonwire import KopfJson
 
 # kopf imports the kubernetes client at import time when it is installed (to recognise
 # its model objects in helpers this operator does not use): ~68 MB of RSS, a quarter
@@ -34,9 +31,7 @@ if _hidden:
 try:
     import kopf
 
-    # kopf.operator(memories=...) is public, the class is not exported (kopf is pinned
-    # to 1.45.x; tests/unit/test_kopf_memory.py drives kopf's processing with it).
-    from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory
+    from controller.informer import kopf_patches  # every change to kopf's internals
 finally:
     if _hidden:
         del sys.modules["kubernetes"]
@@ -68,21 +63,9 @@ class Runtime(Protocol):
 KOPF_IDLE_SECONDS = 0.5  # a per-object worker's wait for its object's next event
 
 
-def use_fast_json() -> None:
-    """kopf decodes every watch event with the standard library's json (its module
-    global in the API client): swap in orjson (controller/kube/jsonwire.py)."""
-    from kopf._cogs.clients import api
-
-    if getattr(api, "json", None) is json:
-        api.json = KopfJson  # type: ignore[assignment]  # kopf's module-level json, swapped
-
-
 def register(
     registry: kopf.OperatorRegistry, runtime: Runtime, listing: InitialListing | None = None
 ) -> None:
-    use_fast_json()
-    kopf_routes.install()
-
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
@@ -119,7 +102,7 @@ def register(
     async def scene_event(event: kopf.RawEvent, **_: Any) -> None:
         on_scene(event)
 
-    kopf_fastpath.install(
+    kopf_patches.install_all(
         {(v.GROUP, v.PROJECT_PLURAL): on_project, (v.GROUP, v.SCENE_PLURAL): on_scene}
     )
 
@@ -172,15 +155,6 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: Any, patch: Any, essence: Any) -> None:
         return None
-
-
-class NoMemories(ResourceMemories):
-    """kopf remembers every object it saw (~0.9 kB each: a memo, an error throttler,
-    daemon and indexing records) for handler progress, daemons and indices, none of
-    which the event handlers use. Each event gets a fresh record, kept by no one."""
-
-    async def recall(self, raw_body: Any, **kwargs: Any) -> ResourceMemory:
-        return await super().recall(raw_body, **{**kwargs, "ephemeral": True})
 
 
 class KopfTaskFailures(logging.Handler):
@@ -236,7 +210,7 @@ async def run(
 ) -> None:
     registry = kopf.OperatorRegistry()
     listing = InitialListing(namespaces, clusterwide=clusterwide)
-    listing.install()  # workers wait for the first LIST to fill the cache
+    kopf_patches.install_listing(listing, first_list.PLURALS)  # workers wait for it
     runtime.worker.ready = listing.opened
     register(registry, runtime, listing)
     log = logging.getLogger("scene_operator")
@@ -255,7 +229,7 @@ async def run(
                     clusterwide=clusterwide,
                     liveness_endpoint=liveness_endpoint,
                     stop_flag=stop,
-                    memories=NoMemories(),
+                    memories=kopf_patches.NoMemories(),
                 )
             )
             await asyncio.wait({operator, workers}, return_when=asyncio.FIRST_COMPLETED)

@@ -9,15 +9,14 @@ budget_left counted only the Scenes delivered so far. So the work queue's worker
 has yielded LISTED and every object it listed has reached the cache. Later re-lists do
 not close the gate again (informer/resync.py heals those).
 
-The hook wraps kopf's `watching.infinite_watch`, which kopf's watcher looks up at each
-call (kopf is pinned to 1.45.x, pyproject), in the style of kopf_patches.py.
+kopf_patches.install_listing wraps kopf's watch stream to report to this gate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from controller.api import vocabulary as v
@@ -84,38 +83,8 @@ class InitialListing:
             )
             self.done.set()
 
-    def wrap(
-        self, original: Callable[..., AsyncIterator[Any]]
-    ) -> Callable[..., AsyncIterator[Any]]:
-        """kopf's infinite_watch, reporting the operator's own watches to this gate."""
-        from kopf._cogs.clients.watching import Bookmark
-
-        async def infinite_watch(**kwargs: Any) -> AsyncIterator[Any]:
-            resource, namespace = kwargs["resource"], kwargs.get("namespace")
-            stream = (resource.plural, namespace)
-            ours = resource.group == v.GROUP and resource.plural in PLURALS
-            if ours:
-                self.stream_started(stream)
-            async for event in original(**kwargs):
-                if ours and not self.done.is_set():
-                    if event is Bookmark.LISTED:
-                        self.stream_listed(stream)
-                    elif isinstance(event, dict) and event.get("type") is None:
-                        self.object_listed(event)
-                yield event
-
-        infinite_watch.scene_operator_listing = True  # type: ignore[attr-defined]
-        return infinite_watch
-
-    def install(self) -> None:
-        """Route kopf's watches through this gate (a gate installed earlier is replaced)."""
-        from kopf._cogs.clients import watching
-
-        original = getattr(watching.infinite_watch, "scene_operator_original", None)
-        original = original or watching.infinite_watch
-        wrapped = self.wrap(original)
-        wrapped.scene_operator_original = original  # type: ignore[attr-defined]
-        watching.infinite_watch = wrapped
+    def is_open(self) -> bool:
+        return self.done.is_set()
 
 
 def _uid(raw: dict[str, Any]) -> str | None:

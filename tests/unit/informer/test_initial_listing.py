@@ -13,8 +13,8 @@ from kopf._cogs.clients import watching
 from kopf._core.reactor import queueing
 
 from controller.api import vocabulary as v
-from controller.informer import handlers
-from controller.informer.listing import InitialListing
+from controller.informer import handlers, kopf_patches
+from controller.informer.listing import PLURALS, InitialListing
 from tests.unit.fakes.harness import NS, Harness
 
 PROJECTS = kopf.Resource(v.GROUP, v.VERSION, v.PROJECT_PLURAL)
@@ -42,7 +42,9 @@ def test_the_gate_opens_once_every_watch_listed_and_every_object_reached_the_cac
     async def go() -> None:
         gate = InitialListing([NS], clusterwide=False)
         hold = asyncio.Event()
-        wrapped = gate.wrap(fake_watch({"scenes": ["s1", "s2"], "projects": ["p1"]}, hold))
+        wrapped = kopf_patches.watch_reporting_to(
+            gate, fake_watch({"scenes": ["s1", "s2"], "projects": ["p1"]}, hold), PLURALS
+        )
         scenes = wrapped(resource=SCENES, namespace=NS)
         assert await anext(scenes) == {"type": None, "object": obj("s1")}
         await anext(scenes), await anext(scenes)  # s2, LISTED
@@ -82,7 +84,7 @@ def test_kopfs_own_watcher_goes_through_the_gate(monkeypatch: Any) -> None:
         monkeypatch.setattr(watching, "infinite_watch", fake_watch({"scenes": ["s1", "s2"]}, hold))
         gate = InitialListing(clusterwide=True)
         gate.expected = {("scenes", None)}
-        gate.install()
+        kopf_patches.install_listing(gate, PLURALS)
         delivered: list[str] = []
 
         async def processor(*, raw_event: dict[str, Any], **_: Any) -> None:

@@ -13,7 +13,7 @@ from kopf._core.engines import indexing
 from kopf._core.reactor import processing
 
 from controller.api import vocabulary as v
-from controller.informer import handlers
+from controller.informer import handlers, kopf_patches
 from tests.unit.fakes.harness import NS, Harness
 
 
@@ -54,7 +54,7 @@ def test_own_events_skip_kopfs_handlers_and_other_resources_keep_them(monkeypatc
         registry=registry,
         settings=settings,
         indexers=indexing.OperatorIndexers(),
-        memories=handlers.NoMemories(),
+        memories=kopf_patches.NoMemories(),
         memobase=kopf.Memo(),
         operator_paused=None,
         event_queue=asyncio.Queue(),

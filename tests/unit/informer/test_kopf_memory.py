@@ -10,7 +10,7 @@ from kopf._core.engines import indexing
 from kopf._core.reactor import processing
 
 from controller.api import vocabulary as v
-from controller.informer import handlers
+from controller.informer import handlers, kopf_patches
 from tests.unit.fakes.harness import NS, Harness
 
 
@@ -33,7 +33,7 @@ def test_kopf_hands_every_event_over_and_remembers_no_object() -> None:
     handlers.register(registry, h.runtime)
     settings = kopf.OperatorSettings()
     handlers.configure_kopf(settings)
-    memories = handlers.NoMemories()
+    memories = kopf_patches.NoMemories()
     resource = kopf.Resource(v.GROUP, v.VERSION, v.SCENE_PLURAL)
 
     async def go() -> None:

@@ -60,8 +60,8 @@ async def _answer(path: str, body: str, content_type: str) -> Exception | None:
 
 
 def test_kopf_retries_an_unserved_crd_route_and_still_sees_real_404s() -> None:
-    kopf_routes.install()
-    kopf_routes.install()  # idempotent: wrapped once
+    kopf_routes.install_routes()
+    kopf_routes.install_routes()  # idempotent: wrapped once
     assert getattr(errors.check_response, "scene_operator_routes", False)
 
     unserved = asyncio.run(_answer(SCENES, "404 page not found", "text/plain"))
@@ -74,3 +74,11 @@ def test_kopf_retries_an_unserved_crd_route_and_still_sees_real_404s() -> None:
 
     other = asyncio.run(_answer("/api/v1/namespaces/ns/pods", "404 page not found", "text/plain"))
     assert isinstance(other, errors.APINotFoundError)
+
+
+def test_a_kopf_other_than_the_pinned_series_is_refused_at_start() -> None:
+    kopf_routes.check_version()  # the installed kopf is the pinned one
+    kopf_routes.check_version("1.45.9")
+    for other in ("1.46.0", "2.0.0", "1.4.5"):
+        with pytest.raises(RuntimeError, match=f"kopf {other} is installed"):
+            kopf_routes.check_version(other)

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from controller.informer.handlers import use_fast_json
+from controller.informer.kopf_patches import use_fast_json
 from controller.kube import jsonwire
 
 EVENT = {

@@ -2,7 +2,7 @@
 (API, clip store, providers), and started here. Watch events (informer/handlers.py) reach
 `Runtime.on_*_event`; workers (queue/worker.py) run one pass per key: observe, decide
 (decide/, pure), act (controllers/). `run` is `scene-operator run`; unit tests drive
-`Runtime` against fakes (tests/unit/fakes/harness.py). See docs/architecture.md."""
+`Runtime` against fakes (tests/unit/harness.py). See docs/architecture.md."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from controller.api.text import MAX_PROVIDER_TEXT, bound
 from controller.controllers.events import EVENT_MESSAGE_LIMIT, Recorder
 from controller.providers.base import ProviderError
 from controller.settings import Settings
-from tests.unit.fakes.kube import FakeKube
+from tests.unit.kube.fakes import FakeKube
 
 TRACEBACK = (
     "Traceback (most recent call last):\n"

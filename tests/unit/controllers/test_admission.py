@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from controller.decide.scene import WAITING_NOTICE_SECONDS
 from controller.queue.state import Kind
-from tests.unit.fakes.harness import Harness, metric
+from tests.unit.harness import Harness, metric
 
 SCENES = 12
 

@@ -15,7 +15,7 @@ from controller.providers.base import JobLostError, JobState, JobStatus, Provide
 from controller.providers.local_video import LocalVideoProvider
 from controller.providers.replicate_video import ReplicateVideoProvider
 from controller.providers.veo_video import VeoVideoProvider
-from tests.unit.fakes.harness import NS, Harness, metric
+from tests.unit.harness import NS, Harness, metric
 
 ONE = {"scenes": {"count": 1, "durationSeconds": 4}}
 SCENE = "p-scene-001"

@@ -12,7 +12,7 @@ import pytest
 
 from controller.api import vocabulary as v
 from controller.api.request import VideoRequest
-from tests.unit.fakes.harness import Harness, Killed, metric
+from tests.unit.harness import Harness, Killed, metric
 
 ONE = {"scenes": {"count": 1, "durationSeconds": 4}}
 SCENE = "p-scene-001"

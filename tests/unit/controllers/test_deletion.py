@@ -8,8 +8,8 @@ import threading
 
 from controller.api import vocabulary as v
 from controller.queue.state import Kind
-from tests.unit.fakes.harness import NS, Harness
-from tests.unit.fakes.providers import hold_fetch
+from tests.unit.harness import NS, Harness
+from tests.unit.providers.fakes import hold_fetch
 
 ONE = {"scenes": {"count": 1, "durationSeconds": 4}, "deletionPolicy": "Delete"}
 

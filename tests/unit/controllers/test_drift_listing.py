@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from controller.controllers.drift.reconciler import listing_needed
-from tests.unit.fakes.harness import Harness
+from tests.unit.harness import Harness
 
 
 def scene(phase: str | None = None, reason: str | None = None, **status: Any) -> dict[str, Any]:

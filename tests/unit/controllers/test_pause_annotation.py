@@ -12,7 +12,7 @@ from controller.api import vocabulary as v
 from controller.controllers.specs import ProjectSpecs
 from controller.decide import tenancy
 from controller.settings import Settings
-from tests.unit.fakes.harness import NS, Harness
+from tests.unit.harness import NS, Harness
 
 SPEC = {"prompt": "a lighthouse", "planner": {"provider": "local"}}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.unit.fakes.harness import Harness
+from tests.unit.harness import Harness
 
 
 def test_a_project_is_planned_generated_and_ready() -> None:

@@ -12,8 +12,8 @@ from controller.api import vocabulary as v
 from controller.decide.scene import WAITING_NOTICE_SECONDS
 from controller.kube.client import ApiError
 from controller.providers.base import ProviderError
-from tests.unit.fakes.harness import Harness, Killed, metric
-from tests.unit.fakes.providers import no_answer, refused
+from tests.unit.harness import Harness, Killed, metric
+from tests.unit.providers.fakes import no_answer, refused
 
 ONE = {"scenes": {"count": 1, "durationSeconds": 4}}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.unit.fakes.harness import NS, Harness
+from tests.unit.harness import NS, Harness
 
 
 def test_a_completed_scene_keeps_no_memory_and_one_in_flight_keeps_its_polls() -> None:

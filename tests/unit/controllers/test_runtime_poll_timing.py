@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from tests.unit.fakes.harness import T0, Harness, metric
+from tests.unit.harness import T0, Harness, metric
 
 JOB_SECONDS = 60.0
 

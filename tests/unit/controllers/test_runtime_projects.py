@@ -11,8 +11,8 @@ import pytest
 from controller.api import vocabulary as v
 from controller.kube.client import ApiError
 from controller.providers.base import ProviderError
-from tests.unit.fakes.harness import NS, Harness, Killed
-from tests.unit.fakes.providers import clip_bytes
+from tests.unit.harness import NS, Harness, Killed
+from tests.unit.providers.fakes import clip_bytes
 
 ONE = {"scenes": {"count": 1, "durationSeconds": 4}}
 

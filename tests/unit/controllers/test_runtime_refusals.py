@@ -7,8 +7,8 @@ from __future__ import annotations
 from controller.api import vocabulary as v
 from controller.api.scene import ScenePhase
 from controller.observability import metrics as m
-from tests.unit.fakes.harness import NS, Harness
-from tests.unit.fakes.providers import clip_bytes, no_answer
+from tests.unit.harness import NS, Harness
+from tests.unit.providers.fakes import clip_bytes, no_answer
 
 HTML = b"<!doctype html><html><body>Internal admin</body></html>"
 SCENE = "p-scene-001"

@@ -14,7 +14,7 @@ from controller.api.common import ErrorInfo
 from controller.decide import scene as sc
 from controller.decide.timeutil import rfc3339
 from controller.providers.base import ProviderError
-from tests.unit.fakes.harness import Harness
+from tests.unit.harness import Harness
 
 ONE = {"scenes": {"count": 1, "durationSeconds": 4}}
 SCENE = "p-scene-001"

@@ -1,5 +1,5 @@
 """Working clips through the real runtime (actuator, drift) against the fakes: the
-original is a real MP4 (tests/unit/fakes/providers.py), the trim is the real one."""
+original is a real MP4 (tests/unit/providers/fakes.py), the trim is the real one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 from controller.api.vocabulary import SCENE_PLURAL
 from controller.decide.edit import Edit
-from tests.unit.fakes.harness import Harness
+from tests.unit.harness import Harness
 
 SCENE = "p-scene-001"
 TRIM = Edit(trim_start=1.0, mute_audio=True)

@@ -15,7 +15,7 @@ from controller.controllers.project.status import with_deleted_generations
 from controller.informer.cache import Store
 from controller.informer.intake import PROJECT_RECOUNT_DELAY
 from controller.settings import Settings
-from tests.unit.fakes.harness import NS, Harness
+from tests.unit.harness import NS, Harness
 
 
 def project_writes(

@@ -26,7 +26,7 @@ from controller.decide.scene import (
     decide,
 )
 from controller.decide.timeutil import parse_rfc3339, rfc3339
-from tests.unit.fakes import run_now
+from tests.unit.run_now import run_now
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 BUCKET = "clips"

@@ -62,7 +62,7 @@ from controller.decide.scene import (
     with_job_id,
 )
 from controller.decide.timeutil import parse_rfc3339, rfc3339
-from tests.unit.fakes import run_now
+from tests.unit.run_now import run_now
 
 CALM_PASSES = 40
 T0 = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)

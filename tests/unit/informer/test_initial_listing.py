@@ -15,7 +15,7 @@ from kopf._core.reactor import queueing
 from controller.api import vocabulary as v
 from controller.informer import handlers, kopf_patches
 from controller.informer.listing import PLURALS, InitialListing
-from tests.unit.fakes.harness import NS, Harness
+from tests.unit.harness import NS, Harness
 
 PROJECTS = kopf.Resource(v.GROUP, v.VERSION, v.PROJECT_PLURAL)
 SCENES = kopf.Resource(v.GROUP, v.VERSION, v.SCENE_PLURAL)

@@ -14,7 +14,7 @@ from kopf._core.reactor import processing
 
 from controller.api import vocabulary as v
 from controller.informer import handlers, kopf_patches
-from tests.unit.fakes.harness import NS, Harness
+from tests.unit.harness import NS, Harness
 
 
 def event(kind: str, name: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from controller.api import vocabulary as v
 from controller.informer import resync
 from controller.informer.resync import ghosts
-from tests.unit.fakes.harness import NS, Harness
+from tests.unit.harness import NS, Harness
 
 A, B, C = (NS, "a"), (NS, "b"), (NS, "c")
 

@@ -26,7 +26,7 @@ from controller.leaderelection.guard import (
     fence_s3_writes,
 )
 from controller.settings import Settings
-from tests.unit.fakes.harness import Harness
+from tests.unit.harness import Harness
 from tests.unit.leaderelection.fakes import FakeProvider
 from tests.unit.leaderelection.test_leader import FakeClock, FakeLeases, candidate
 

@@ -15,8 +15,8 @@ from kopf._core.engines.probing import health_reporter
 from controller.informer import handlers
 from controller.queue.liveness import stall
 from controller.queue.state import Kind
-from tests.unit.fakes.harness import NS, Harness
-from tests.unit.fakes.providers import hold_fetch
+from tests.unit.harness import NS, Harness
+from tests.unit.providers.fakes import hold_fetch
 
 BASE = {"queued": 3, "busy": 4, "workers": 4, "last_progress": 100.0, "threshold": 60.0}
 

@@ -15,7 +15,7 @@ from controller.queue.workqueue import (
     ERROR_BACKOFF_MAX_SECONDS,
     WorkQueue,
 )
-from tests.unit.fakes.harness import NS, Harness
+from tests.unit.harness import NS, Harness
 
 ITEM = (Kind.SCENE, NS, "s")
 

@@ -19,9 +19,9 @@ from controller.app import Runtime
 from controller.queue.state import Kind
 from controller.queue.workqueue import WorkQueue
 from controller.settings import Settings
-from tests.unit.fakes.clips import FakeClips
-from tests.unit.fakes.kube import Body, FakeKube
-from tests.unit.fakes.providers import FakeFinder, FakeProviders, FakeVideo
+from tests.unit.kube.fakes import Body, FakeKube
+from tests.unit.providers.fakes import FakeFinder, FakeProviders, FakeVideo
+from tests.unit.storage.fakes import FakeClips
 
 NS = "team"
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)

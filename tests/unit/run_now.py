@@ -1,6 +1,4 @@
-"""Fakes of the operator's own interfaces (controller/controllers/ports.py) for unit tests of
-the runtime: a Kubernetes API that keeps objects and resourceVersions, a clip store, and
-providers whose every verb a test can script (Crossplane's ExternalClientFns style)."""
+"""Running a pass over fakes without an event loop."""
 
 from collections.abc import Coroutine
 from typing import Any, TypeVar

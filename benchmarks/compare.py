@@ -10,7 +10,7 @@ prints the median and the spread (max - min, relative to the median) of each fig
 REF is checked out once into a git worktree (removed afterwards) and run with this venv;
 REF `.` runs the working tree on both sides, told apart by `--a-flags` / `--b-flags`
 (bench flags of one side only, e.g. a setting switched off), with results under
-results/ab/<label>/.
+results/ab/<label>/. `--from-results DIR` prints the table again from a folder's files.
 """
 
 from __future__ import annotations
@@ -95,9 +95,25 @@ def _commit(ref: str) -> str:
     ).stdout.strip()
 
 
+def from_results(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """The sides of a finished comparison, read back from its files (a-<commit>-N, b-N)."""
+
+    def runs(pattern: str) -> list[dict[str, Any]]:
+        files = sorted(folder.glob(pattern), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
+        return [json.loads(f.read_text()) for f in files]
+
+    a_files = sorted(folder.glob("a-*.json"))
+    if not a_files:
+        raise SystemExit(f"{folder}: no a-*.json result files")
+    commit = a_files[0].stem.rsplit("-", 1)[0].removeprefix("a-")
+    a_name = "A working tree" if commit == "wt" else f"A {commit}"
+    return {a_name: runs("a-*.json"), "B working tree": runs("b-*.json")}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("ref", help="git ref of the baseline (A); B is the working tree")
+    p.add_argument("ref", nargs="?", help="git ref of the baseline (A); B is the working tree")
+    p.add_argument("--from-results", type=Path, help="print the table of this results folder")
     p.add_argument("--scenario", default="medium")
     p.add_argument("--runs", type=int, default=3, help="runs per side (alternating)")
     p.add_argument("--a-flags", default="", help="bench flags for side A only (one string)")
@@ -105,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", help="results folder under results/ab/ (default: the scenario)")
     # anything else (after `--`) goes to benchmarks.bench
     args, rest = p.parse_known_args(argv)
+    if args.from_results:
+        print(table(from_results(args.from_results)))
+        return 0
+    if args.ref is None:
+        p.error("give REF (or --from-results DIR)")
     extra = [a for a in rest if a != "--"]
     same = args.ref == "."
     if same and args.a_flags == args.b_flags:

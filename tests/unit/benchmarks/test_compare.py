@@ -25,3 +25,16 @@ def test_a_figure_only_one_side_measured_shows_a_dash() -> None:
     text = table({"A": [run(10)], "B": [run(10, p95=4.0)]})
     row = next(line for line in text.splitlines() if "p95 (s)" in line)
     assert "| — |" in row and "4.00" in row
+
+
+def test_the_table_is_rebuilt_from_a_folder_of_result_files(tmp_path) -> None:
+    import json
+
+    from benchmarks.compare import from_results
+
+    for name, makespan in [("a-06ad720f164c-1", 10), ("a-06ad720f164c-2", 12), ("b-1", 5)]:
+        (tmp_path / f"{name}.json").write_text(json.dumps(run(makespan)))
+    sides = from_results(tmp_path)
+    assert list(sides) == ["A 06ad720f164c", "B working tree"]
+    assert [r["makespan_seconds"] for r in sides["A 06ad720f164c"]] == [10, 12]
+    assert "| 0.45 |" in table(sides).splitlines()[2]

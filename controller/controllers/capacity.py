@@ -171,10 +171,6 @@ class Capacity:
         self.waiters.hold(scene, provider, project)
         return True
 
-    def holds_slot(self, scene: Key) -> bool:
-        """A slot is held for this Scene (woken or admitted, its pass not yet run)."""
-        return self.waiters.held(scene) is not None
-
     def unpark(self, scene: Key) -> None:
         self.waiters.discard(scene)
 

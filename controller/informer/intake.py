@@ -46,8 +46,6 @@ class Slots(Protocol):
 
     def admit(self, scene: Key, provider: str, project: Key) -> bool: ...
 
-    def holds_slot(self, scene: Key) -> bool: ...
-
 
 class Intake:
     """The event side: it caches and queues, and never acts. What a deleted Scene leaves
@@ -131,16 +129,13 @@ class Intake:
 
     # ------------------------------------------------------------------ keys made due
     def enqueue_scene(self, key: Key, delay: float = 0.0) -> None:
-        """Scenes with a paid job in flight, or a job slot held for them, go in the urgent
-        lane: finishing paid work never waits behind new or idle keys, and a freed slot
-        never idles behind a burst of planning passes (at 1,000 Projects, ~900 queued
-        Project keys held 71 freed slots for 35 s)."""
+        """Scenes with a paid job in flight go in the urgent lane: finishing work that is
+        paid for never waits behind new or idle Scenes."""
         self.queue.add_after((Kind.SCENE, *key), delay, urgent=self.scene_is_urgent(key))
 
     def scene_is_urgent(self, key: Key) -> bool:
         body = self.store.scenes.get(key)
-        in_flight = bool(body and (body.get("status") or {}).get("generation"))
-        return in_flight or self.slots.holds_slot(key)
+        return bool(body and (body.get("status") or {}).get("generation"))
 
     def cache_scene(self, body: Body) -> None:
         """Cache a Scene we wrote or read; its watch echo will be skipped, so schedule the
@@ -165,7 +160,7 @@ class Intake:
 
     def wake(self) -> None:
         for key in self.slots.wake():
-            self.enqueue_scene(key)
+            self.queue.add((Kind.SCENE, *key))
 
     # ------------------------------------------------------------------ listing
     async def list_namespace_once(self, namespace: str) -> None:

@@ -90,38 +90,3 @@ def test_a_scene_parked_at_planning_still_says_it_waits_after_the_notice_time() 
             assert "WaitingForCapacity" in reasons, (n, h.status(n))
 
     h.run(go())
-
-
-def test_a_scene_holding_a_slot_is_never_queued_behind_planning_passes() -> None:
-    """A slot held for a Scene (admitted at planning, or woken when a job ended) idles
-    until that Scene's pass: its key goes in the urgent lane, not behind a backlog of
-    Project keys (at 1,000 Projects such a backlog held freed slots for 35 s)."""
-    h = Harness(concurrency_replicate=1, project_concurrency=10)
-    h.replicate.polls = 2
-    q = h.runtime.queue
-    seen_urgent: set[str] = set()
-    behind: list[str] = []
-    bursts = 0
-
-    def note() -> None:
-        nonlocal bursts
-        backlog = [k for k in q._dirty if k[1] == "elsewhere"]  # type: ignore[index]
-        if not backlog and bursts < 20:  # a planning burst of other tenants' Projects
-            bursts += 1
-            for i in range(30):
-                q.add((Kind.PROJECT, "elsewhere", f"p{i}"))
-        urgent, normal = q._lanes  # type: ignore[attr-defined]
-        for lane, names in ((urgent, seen_urgent), (normal, None)):
-            for key in lane:
-                if key[0] == Kind.SCENE and h.runtime.capacity.waiters.held(key[1:]) is not None:
-                    if names is None:
-                        behind.append(key[2])
-                    else:
-                        names.add(key[2])
-
-    h.project(scenes={"count": 3, "durationSeconds": 4})
-    h.run(drive(h, note, until=250))
-    assert set(h.phases().values()) == {"Completed"}
-    assert behind == []
-    # Each Scene waited with a slot held for it, in the urgent lane (not vacuous).
-    assert seen_urgent == {f"p-scene-00{i}" for i in range(1, 4)}

@@ -175,7 +175,7 @@ def test_a_refused_start_gives_its_budget_back_and_wakes_the_scene_it_held_back(
     async def go() -> None:
         h.project(budget={"maxGenerations": 1}, scenes={"count": 2, "durationSeconds": 4})
         await h.step()  # plan and create the Scenes
-        names = [i[2] for lane in h.runtime.queue._lanes for i in lane]
+        names = [i[2] for i in h.runtime.queue._lanes[1]]
         assert sorted(names) == ["p-scene-001", "p-scene-002"], names
         await h.together(2)
         await h.settle(seconds=5)  # less than the first Scene's backoff (10 s)

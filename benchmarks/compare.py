@@ -98,16 +98,18 @@ def _commit(ref: str) -> str:
 def from_results(folder: Path) -> dict[str, list[dict[str, Any]]]:
     """The sides of a finished comparison, read back from its files (a-<commit>-N, b-N)."""
 
-    def runs(pattern: str) -> list[dict[str, Any]]:
-        files = sorted(folder.glob(pattern), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
-        return [json.loads(f.read_text()) for f in files]
+    def in_run_order(pattern: str) -> list[Path]:
+        return sorted(folder.glob(pattern), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
 
-    a_files = sorted(folder.glob("a-*.json"))
+    a_files, b_files = in_run_order("a-*.json"), in_run_order("b-*.json")
     if not a_files:
         raise SystemExit(f"{folder}: no a-*.json result files")
     commit = a_files[0].stem.rsplit("-", 1)[0].removeprefix("a-")
     a_name = "A working tree" if commit == "wt" else f"A {commit}"
-    return {a_name: runs("a-*.json"), "B working tree": runs("b-*.json")}
+    return {
+        a_name: [json.loads(f.read_text()) for f in a_files],
+        "B working tree": [json.loads(f.read_text()) for f in b_files],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

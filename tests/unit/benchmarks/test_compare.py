@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from benchmarks.compare import table
+import json
+from pathlib import Path
+
+from benchmarks.compare import from_results, table
 
 
 def run(makespan: float, p95: float | None = None) -> dict:
@@ -27,11 +30,7 @@ def test_a_figure_only_one_side_measured_shows_a_dash() -> None:
     assert "| — |" in row and "4.00" in row
 
 
-def test_the_table_is_rebuilt_from_a_folder_of_result_files(tmp_path) -> None:
-    import json
-
-    from benchmarks.compare import from_results
-
+def test_the_table_is_rebuilt_from_a_folder_of_result_files(tmp_path: Path) -> None:
     for name, makespan in [("a-06ad720f164c-1", 10), ("a-06ad720f164c-2", 12), ("b-1", 5)]:
         (tmp_path / f"{name}.json").write_text(json.dumps(run(makespan)))
     sides = from_results(tmp_path)

@@ -16,9 +16,12 @@ from __future__ import annotations
 import os
 import random
 import socket
+from collections import deque
 from pathlib import Path
 
 _RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Far fewer than a worker's slice (about 5,000 ports with 4 workers on the usual range).
+_RECENT: deque[int] = deque(maxlen=400)
 
 
 def _below_ephemeral() -> tuple[int, int] | None:
@@ -52,12 +55,22 @@ def _bindable(port: int) -> bool:
 
 
 def free_port() -> int:
+    port = _choose()
+    _RECENT.append(port)
+    return port
+
+
+def _choose() -> int:
     span = _below_ephemeral()
     if span is not None:
         for _ in range(200):
             port = random.randint(*span)
-            if _bindable(port):
+            if port not in _RECENT and _bindable(port):
                 return port
-    with socket.socket() as s:  # no known range: let the kernel choose
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for _ in range(20):  # no known range: let the kernel choose
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _RECENT:
+            break
+    return port
